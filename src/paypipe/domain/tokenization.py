@@ -1,0 +1,196 @@
+"""Card tokenization primitives: authenticated encryption, tokens, fingerprints, PAN masking.
+
+Pure functions apart from the randomness source, which callers may inject. Nothing here logs,
+and no error message or repr ever contains a card number.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_BYTES = 12  # 96-bit GCM nonce
+DATA_KEY_BYTES = 32  # AES-256
+GCM_TAG_BYTES = 16
+MIN_FINGERPRINT_KEY_BYTES = 32
+TOKEN_PREFIX = "tok_"  # noqa: S105 - a prefix, not a secret
+FINGERPRINT_PREFIX = "fp_"
+PAN_MIN_DIGITS = 13
+PAN_MAX_DIGITS = 19
+REDACTED_PAN = "[PAN]"
+
+RandomBytes = Callable[[int], bytes]
+
+_TOKEN_RANDOM_BYTES = 20  # 160 bits -> 32 base32 characters
+_TOKEN_PATTERN = re.compile(rf"{TOKEN_PREFIX}[a-z2-7]{{32}}")
+# A run of ASCII digits where single spaces or dashes may separate digits ("4111 1111-1111 1111").
+_DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")
+
+
+class TokenizationError(Exception):
+    """Base class for tokenization failures. Messages never contain card data."""
+
+
+class InvalidCardError(TokenizationError, ValueError):
+    """The card number or expiry is malformed."""
+
+
+class DecryptionError(TokenizationError):
+    """Authentication failed: wrong key, wrong context, or tampered ciphertext."""
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """AES-GCM output: the per-message nonce and the ciphertext with its 16-byte tag appended."""
+
+    nonce: bytes
+    ciphertext: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.nonce) != NONCE_BYTES:
+            raise ValueError(f"nonce must be {NONCE_BYTES} bytes")
+        if len(self.ciphertext) < GCM_TAG_BYTES:
+            raise ValueError("ciphertext is shorter than the GCM tag")
+
+
+@dataclass(frozen=True)
+class CardMask:
+    """The parts of a PAN that may be displayed and stored: issuer BIN and last four digits."""
+
+    bin6: str
+    last4: str
+
+    def __post_init__(self) -> None:
+        if not (len(self.bin6) == 6 and self.bin6.isascii() and self.bin6.isdigit()):
+            raise ValueError("bin6 must be 6 digits")
+        if not (len(self.last4) == 4 and self.last4.isascii() and self.last4.isdigit()):
+            raise ValueError("last4 must be 4 digits")
+
+    def __str__(self) -> str:
+        return f"{self.bin6}******{self.last4}"
+
+
+def canonical_context(context: Mapping[str, str]) -> bytes:
+    """Deterministic encoding of an encryption context: sorted-key compact JSON in UTF-8."""
+    for key, value in context.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("encryption context keys and values must be strings")
+    return json.dumps(dict(context), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _require_data_key(data_key: bytes) -> None:
+    if len(data_key) != DATA_KEY_BYTES:
+        raise ValueError(f"data key must be {DATA_KEY_BYTES} bytes")
+
+
+def encrypt(
+    plaintext: bytes,
+    data_key: bytes,
+    context: Mapping[str, str],
+    *,
+    random_bytes: RandomBytes = secrets.token_bytes,
+) -> Sealed:
+    """AES-256-GCM with a fresh random nonce; the canonical context is the associated data."""
+    _require_data_key(data_key)
+    nonce = random_bytes(NONCE_BYTES)
+    ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, canonical_context(context))
+    return Sealed(nonce=nonce, ciphertext=ciphertext)
+
+
+def decrypt(sealed: Sealed, data_key: bytes, context: Mapping[str, str]) -> bytes:
+    """Inverse of `encrypt`; raises DecryptionError unless key, context and ciphertext all match."""
+    _require_data_key(data_key)
+    try:
+        return AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, canonical_context(context))
+    except InvalidTag:
+        raise DecryptionError("card data failed authentication") from None
+
+
+def new_token(random_bytes: RandomBytes = secrets.token_bytes) -> str:
+    """Opaque token: "tok_" + 32 lowercase base32 characters encoding 160 random bits."""
+    encoded = base64.b32encode(random_bytes(_TOKEN_RANDOM_BYTES)).decode("ascii")
+    return TOKEN_PREFIX + encoded.lower()
+
+
+def is_token(value: str) -> bool:
+    return _TOKEN_PATTERN.fullmatch(value) is not None
+
+
+def luhn_valid(digits: str) -> bool:
+    """Luhn checksum over a string of ASCII digits."""
+    if not digits or not (digits.isascii() and digits.isdigit()):
+        return False
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        digit = ord(char) - 48
+        if position % 2 == 1:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def normalize_pan(pan: str) -> str:
+    """Strip spaces and dashes; require 13-19 ASCII digits passing Luhn."""
+    digits = pan.replace(" ", "").replace("-", "")
+    if not (digits.isascii() and digits.isdigit()):
+        raise InvalidCardError("card number must contain only digits, spaces or dashes")
+    if not PAN_MIN_DIGITS <= len(digits) <= PAN_MAX_DIGITS:
+        raise InvalidCardError(f"card number must have {PAN_MIN_DIGITS}-{PAN_MAX_DIGITS} digits")
+    if not luhn_valid(digits):
+        raise InvalidCardError("card number fails the Luhn check")
+    return digits
+
+
+def mask(pan: str) -> CardMask:
+    digits = normalize_pan(pan)
+    return CardMask(bin6=digits[:6], last4=digits[-4:])
+
+
+def card_fingerprint(pan: str, fingerprint_key: bytes) -> str:
+    """Keyed, stable card identifier: "fp_" + lowercase unpadded base32 of HMAC-SHA256(PAN).
+
+    Base32 rather than hex so the value never contains long decimal runs that `redact_pan`
+    would mistake for a card number.
+    """
+    if len(fingerprint_key) < MIN_FINGERPRINT_KEY_BYTES:
+        raise ValueError(f"fingerprint key must be at least {MIN_FINGERPRINT_KEY_BYTES} bytes")
+    digest = hmac.new(fingerprint_key, normalize_pan(pan).encode("ascii"), hashlib.sha256).digest()
+    return FINGERPRINT_PREFIX + base64.b32encode(digest).decode("ascii").rstrip("=").lower()
+
+
+def _contains_pan(digits: str) -> bool:
+    """True if any 13-19 digit window of `digits` passes Luhn."""
+    for start in range(len(digits) - PAN_MIN_DIGITS + 1):
+        for length in range(PAN_MIN_DIGITS, PAN_MAX_DIGITS + 1):
+            if start + length > len(digits):
+                break
+            if luhn_valid(digits[start : start + length]):
+                return True
+    return False
+
+
+def _redact_run(match: re.Match[str]) -> str:
+    run = match.group()
+    digits = run.replace(" ", "").replace("-", "")
+    return REDACTED_PAN if _contains_pan(digits) else run
+
+
+def redact_pan(text: str) -> str:
+    """Replace every digit run that could hide a card number with "[PAN]".
+
+    A run is a maximal sequence of ASCII digits in which single spaces or dashes may separate
+    digits. The whole run is replaced when any 13-19 digit window inside it passes Luhn, so a
+    PAN glued to neighbouring digits ("4111111111111111 1227") is caught too. This errs towards
+    over-redaction: about one in ten unrelated 13+ digit numbers (e.g. epoch milliseconds) is
+    replaced as well. Text without such a run is returned unchanged.
+    """
+    return _DIGIT_RUN.sub(_redact_run, text)
