@@ -1,0 +1,222 @@
+"""Pure validation of an incoming payment: amount, currency, card and ACH payee details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Final
+
+from stdnum import luhn
+from stdnum.us import rtn
+
+from paypipe.domain.currencies import is_iso_currency
+
+
+class RejectReason(StrEnum):
+    AMOUNT_NOT_POSITIVE = "AMOUNT_NOT_POSITIVE"
+    AMOUNT_OVER_LIMIT = "AMOUNT_OVER_LIMIT"
+    CURRENCY_UNKNOWN = "CURRENCY_UNKNOWN"
+    CURRENCY_NOT_SUPPORTED = "CURRENCY_NOT_SUPPORTED"
+    CARD_NUMBER_MALFORMED = "CARD_NUMBER_MALFORMED"
+    CARD_LENGTH_INVALID = "CARD_LENGTH_INVALID"
+    CARD_LUHN_FAILED = "CARD_LUHN_FAILED"
+    CARD_BRAND_UNKNOWN = "CARD_BRAND_UNKNOWN"
+    CARD_EXPIRED = "CARD_EXPIRED"
+    CARD_EXPIRY_INVALID = "CARD_EXPIRY_INVALID"
+    ROUTING_NUMBER_INVALID = "ROUTING_NUMBER_INVALID"
+    ROUTING_NUMBER_PREFIX_INVALID = "ROUTING_NUMBER_PREFIX_INVALID"
+    ACCOUNT_NUMBER_INVALID = "ACCOUNT_NUMBER_INVALID"
+    DUPLICATE_PAYMENT_ID = "DUPLICATE_PAYMENT_ID"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    code: RejectReason
+    field: str
+    message: str  # for humans; never contains the card number
+
+
+class CardBrand(StrEnum):
+    VISA = "VISA"
+    MASTERCARD = "MASTERCARD"
+    AMEX = "AMEX"
+    DISCOVER = "DISCOVER"
+    JCB = "JCB"
+    UNIONPAY = "UNIONPAY"
+    DINERS = "DINERS"
+
+
+# (first IIN, last IIN, brand), matched on the leading digits of the PAN. More specific
+# ranges come first: the Discover/UnionPay co-brand range 622126-622925 beats UnionPay's 62.
+_IIN_RANGES: Final[tuple[tuple[str, str, CardBrand], ...]] = (
+    ("622126", "622925", CardBrand.DISCOVER),
+    ("6011", "6011", CardBrand.DISCOVER),
+    ("644", "649", CardBrand.DISCOVER),
+    ("65", "65", CardBrand.DISCOVER),
+    ("62", "62", CardBrand.UNIONPAY),
+    ("3528", "3589", CardBrand.JCB),
+    ("34", "34", CardBrand.AMEX),
+    ("37", "37", CardBrand.AMEX),
+    ("300", "305", CardBrand.DINERS),
+    ("36", "36", CardBrand.DINERS),
+    ("38", "39", CardBrand.DINERS),
+    ("2221", "2720", CardBrand.MASTERCARD),
+    ("51", "55", CardBrand.MASTERCARD),
+    ("4", "4", CardBrand.VISA),
+)
+
+CARD_LENGTHS: Final[dict[CardBrand, frozenset[int]]] = {
+    CardBrand.VISA: frozenset({13, 16, 19}),
+    CardBrand.MASTERCARD: frozenset({16}),
+    CardBrand.AMEX: frozenset({15}),
+    CardBrand.DISCOVER: frozenset(range(16, 20)),
+    CardBrand.JCB: frozenset(range(16, 20)),
+    CardBrand.UNIONPAY: frozenset(range(16, 20)),
+    CardBrand.DINERS: frozenset(range(14, 20)),
+}
+
+# Cards are not issued with expiry dates further out than this.
+MAX_EXPIRY_YEARS_AHEAD: Final = 20
+
+# First two digits of a routing number: Federal Reserve districts 01-12, thrifts 21-32,
+# electronic 61-72, traveller's cheques 80. 00 (US government) is not a valid payee bank.
+_ROUTING_PREFIXES: Final = frozenset(
+    f"{n:02d}" for n in (*range(1, 13), *range(21, 33), *range(61, 73), 80)
+)
+
+# NACHA DFI account number field: up to 17 alphanumeric characters.
+_MAX_ACCOUNT_NUMBER_LENGTH: Final = 17
+
+
+def _is_ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def card_brand(number: str) -> CardBrand | None:
+    """Brand from the IIN prefix of a digits-only PAN (length is not checked here)."""
+    if not _is_ascii_digits(number):
+        return None
+    for first, last, brand in _IIN_RANGES:
+        prefix = number[: len(first)]
+        if len(prefix) == len(first) and first <= prefix <= last:
+            return brand
+    return None
+
+
+def _expiry_month_valid(exp_month: int) -> bool:
+    return 1 <= exp_month <= 12
+
+
+def card_expired(exp_month: int, exp_year: int, today: date) -> bool:
+    """A card is valid through the last day of its expiry month."""
+    if not _expiry_month_valid(exp_month):
+        raise ValueError(f"expiry month {exp_month} is not in 1..12")
+    return (today.year, today.month) > (exp_year, exp_month)
+
+
+@dataclass(frozen=True)
+class PaymentFacts:
+    amount_cents: int
+    currency: str
+    card_number: str
+    exp_month: int
+    exp_year: int
+    routing_number: str
+    account_number: str
+
+
+def _amount_rejections(amount_cents: int, max_amount_cents: int) -> list[Rejection]:
+    if amount_cents <= 0:
+        return [Rejection(RejectReason.AMOUNT_NOT_POSITIVE, "amount_cents", "amount must be positive")]
+    if amount_cents > max_amount_cents:
+        message = f"amount {amount_cents} exceeds the limit of {max_amount_cents}"
+        return [Rejection(RejectReason.AMOUNT_OVER_LIMIT, "amount_cents", message)]
+    return []
+
+
+def _currency_rejections(currency: str, supported: frozenset[str]) -> list[Rejection]:
+    if not is_iso_currency(currency):
+        message = f"{currency!r} is not an ISO 4217 currency code"
+        return [Rejection(RejectReason.CURRENCY_UNKNOWN, "currency", message)]
+    if currency not in supported:
+        message = f"currency {currency} is not supported"
+        return [Rejection(RejectReason.CURRENCY_NOT_SUPPORTED, "currency", message)]
+    return []
+
+
+def _card_number_rejections(number: str) -> list[Rejection]:
+    field = "card_number"
+    if not _is_ascii_digits(number):
+        return [Rejection(RejectReason.CARD_NUMBER_MALFORMED, field, "card number must contain only digits")]
+    rejections: list[Rejection] = []
+    brand = card_brand(number)
+    if brand is None:
+        rejections.append(Rejection(RejectReason.CARD_BRAND_UNKNOWN, field, "card brand not recognised"))
+    elif len(number) not in CARD_LENGTHS[brand]:
+        message = f"{len(number)} digits is not a valid length for {brand}"
+        rejections.append(Rejection(RejectReason.CARD_LENGTH_INVALID, field, message))
+    if not luhn.is_valid(number):
+        rejections.append(Rejection(RejectReason.CARD_LUHN_FAILED, field, "card number check digit is wrong"))
+    return rejections
+
+
+def _expiry_rejections(exp_month: int, exp_year: int, today: date) -> list[Rejection]:
+    if not _expiry_month_valid(exp_month):
+        message = f"expiry month {exp_month} is not in 1..12"
+        return [Rejection(RejectReason.CARD_EXPIRY_INVALID, "exp_month", message)]
+    latest_year = today.year + MAX_EXPIRY_YEARS_AHEAD
+    if not 1000 <= exp_year <= latest_year:
+        message = f"expiry year {exp_year} must have four digits and be no later than {latest_year}"
+        return [Rejection(RejectReason.CARD_EXPIRY_INVALID, "exp_year", message)]
+    if card_expired(exp_month, exp_year, today):
+        message = f"card expired at the end of {exp_year:04d}-{exp_month:02d}"
+        return [Rejection(RejectReason.CARD_EXPIRED, "exp_year", message)]
+    return []
+
+
+def _routing_number_rejections(routing_number: str) -> list[Rejection]:
+    field = "routing_number"
+    if not (_is_ascii_digits(routing_number) and len(routing_number) == 9):
+        return [Rejection(RejectReason.ROUTING_NUMBER_INVALID, field, "routing number must be 9 digits")]
+    rejections: list[Rejection] = []
+    if not rtn.is_valid(routing_number):
+        message = "routing number check digit is wrong"
+        rejections.append(Rejection(RejectReason.ROUTING_NUMBER_INVALID, field, message))
+    if routing_number[:2] not in _ROUTING_PREFIXES:
+        message = f"routing number prefix {routing_number[:2]} is not a valid payee bank prefix"
+        rejections.append(Rejection(RejectReason.ROUTING_NUMBER_PREFIX_INVALID, field, message))
+    return rejections
+
+
+def _account_number_rejections(account_number: str) -> list[Rejection]:
+    valid = (
+        1 <= len(account_number) <= _MAX_ACCOUNT_NUMBER_LENGTH
+        and account_number.isascii()
+        and account_number.isalnum()
+    )
+    if valid:
+        return []
+    message = f"account number must be 1-{_MAX_ACCOUNT_NUMBER_LENGTH} letters or digits"
+    return [Rejection(RejectReason.ACCOUNT_NUMBER_INVALID, "account_number", message)]
+
+
+def validate_payment(
+    facts: PaymentFacts,
+    *,
+    today: date,
+    max_amount_cents: int,
+    supported_currencies: frozenset[str] = frozenset({"USD"}),
+) -> list[Rejection]:
+    """All rejections for a payment in a stable order (amount, currency, card, expiry, bank); [] = valid.
+
+    The caller adds DUPLICATE_PAYMENT_ID after checking its store.
+    """
+    return [
+        *_amount_rejections(facts.amount_cents, max_amount_cents),
+        *_currency_rejections(facts.currency, supported_currencies),
+        *_card_number_rejections(facts.card_number),
+        *_expiry_rejections(facts.exp_month, facts.exp_year, today),
+        *_routing_number_rejections(facts.routing_number),
+        *_account_number_rejections(facts.account_number),
+    ]
