@@ -1,0 +1,127 @@
+"""Federal Reserve banking calendar and ACH submission windows.
+
+Pure functions: the current time is always passed in, never read.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+EASTERN = ZoneInfo("America/New_York")
+
+# FedACH same-day submission deadlines, Eastern time.
+SAME_DAY_DEADLINES: tuple[time, ...] = (time(10, 30), time(14, 45), time(16, 45))
+# FedACH final deadline for next-day (standard) settlement, on the settlement day itself.
+STANDARD_DEADLINE = time(2, 15)
+# Per-entry limit for Same Day ACH: $1,000,000.00.
+SAME_DAY_LIMIT_CENTS = 100_000_000
+
+JUNETEENTH_FIRST_YEAR = 2022
+
+WindowKind = Literal["same_day", "standard"]
+
+
+@dataclass(frozen=True)
+class AchWindow:
+    kind: WindowKind
+    cutoff: datetime  # tz-aware (America/New_York)
+    effective_date: date
+
+
+def _nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
+    """The n-th (1-based) given weekday of a month; n = -1 for the last one."""
+    if n > 0:
+        first = date(year, month, 1)
+        offset = (weekday - first.weekday()) % 7
+        return first + timedelta(days=offset + 7 * (n - 1))
+    last = date(year, month, calendar.monthrange(year, month)[1])
+    return last - timedelta(days=(last.weekday() - weekday) % 7)
+
+
+def _holiday_dates(year: int) -> list[tuple[date, str]]:
+    holidays = [
+        (date(year, 1, 1), "New Year's Day"),
+        (_nth_weekday(year, 1, calendar.MONDAY, 3), "Birthday of Martin Luther King, Jr."),
+        (_nth_weekday(year, 2, calendar.MONDAY, 3), "Washington's Birthday"),
+        (_nth_weekday(year, 5, calendar.MONDAY, -1), "Memorial Day"),
+        (date(year, 7, 4), "Independence Day"),
+        (_nth_weekday(year, 9, calendar.MONDAY, 1), "Labor Day"),
+        (_nth_weekday(year, 10, calendar.MONDAY, 2), "Columbus Day"),
+        (date(year, 11, 11), "Veterans Day"),
+        (_nth_weekday(year, 11, calendar.THURSDAY, 4), "Thanksgiving Day"),
+        (date(year, 12, 25), "Christmas Day"),
+    ]
+    if year >= JUNETEENTH_FIRST_YEAR:
+        holidays.append((date(year, 6, 19), "Juneteenth National Independence Day"))
+    return holidays
+
+
+@lru_cache(maxsize=256)
+def _closures(year: int) -> tuple[tuple[date, str], ...]:
+    closures: list[tuple[date, str]] = []
+    for day, name in _holiday_dates(year):
+        if day.weekday() == calendar.SUNDAY:
+            # Sunday holidays close the Fed on the following Monday.
+            closures.append((day + timedelta(days=1), f"{name} (observed)"))
+        else:
+            # Saturday holidays are not moved: the Friday before stays open.
+            closures.append((day, name))
+    return tuple(sorted(closures))
+
+
+def fed_holidays(year: int) -> dict[date, str]:
+    """Dates in `year` on which the Fed is closed for a holiday, with the holiday's name.
+
+    A holiday on Sunday appears on the observed Monday; one on Saturday keeps its
+    Saturday date (no weekday closure).
+    """
+    return dict(_closures(year))
+
+
+def is_banking_day(day: date) -> bool:
+    return day.weekday() < calendar.SATURDAY and all(day != closed for closed, _ in _closures(day.year))
+
+
+def next_banking_day(day: date) -> date:
+    """The first banking day strictly after `day`."""
+    candidate = day + timedelta(days=1)
+    while not is_banking_day(candidate):
+        candidate += timedelta(days=1)
+    return candidate
+
+
+def next_window(
+    now: datetime,
+    *,
+    amount_cents: int,
+    same_day_deadlines: Sequence[time] = SAME_DAY_DEADLINES,
+) -> AchWindow:
+    """The ACH window an entry released at `now` goes into.
+
+    Same-day when `now` (Eastern) is on a banking day strictly before one of the
+    deadlines and the amount is within the Same Day ACH limit; standard otherwise,
+    with the next banking day as effective date.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    if amount_cents <= 0:
+        raise ValueError(f"amount_cents must be positive, got {amount_cents}")
+    local = now.astimezone(EASTERN)
+    today = local.date()
+    if is_banking_day(today) and amount_cents <= SAME_DAY_LIMIT_CENTS:
+        for deadline in sorted(same_day_deadlines):
+            cutoff = datetime.combine(today, deadline, tzinfo=EASTERN)
+            if local < cutoff:
+                return AchWindow(kind="same_day", cutoff=cutoff, effective_date=today)
+    effective = next_banking_day(today)
+    return AchWindow(
+        kind="standard",
+        cutoff=datetime.combine(effective, STANDARD_DEADLINE, tzinfo=EASTERN),
+        effective_date=effective,
+    )
