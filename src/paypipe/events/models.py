@@ -1,0 +1,470 @@
+"""Event contracts between pipeline steps.
+
+Every event travels on EventBridge as ``detail`` = envelope + ``data``. The JSON Schema files in
+``events/schemas/<EventType>/v<major>.json`` are generated from these models
+(``scripts/gen_schemas.py``) and a test fails if the two drift.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+
+SCHEMA_MAJOR = 1
+EVENT_SOURCE_PREFIX = "paypipe"
+CLIENT_SOURCE = f"{EVENT_SOURCE_PREFIX}.client"
+
+Cents = Annotated[int, Field(strict=True, description="Amount in minor units (cents)")]
+PositiveCents = Annotated[int, Field(strict=True, gt=0, description="Amount in minor units (cents)")]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+SchemaVersion = Annotated[str, StringConstraints(pattern=r"^1\.\d+$")]
+
+_EVENT_ID_NAMESPACE = uuid.UUID("7c0e6c52-4d0e-4b7e-9a55-0c2f5f5d8a11")
+
+
+class Payload(BaseModel):
+    """Event data. Unknown fields are ignored so minor versions can add optional fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Customer(Payload):
+    id: Identifier
+    email: str | None = None
+    billing_country: CountryCode
+
+
+class CardInput(Payload):
+    """Raw card data; exists only in PaymentRequested and PaymentValidated."""
+
+    number: SecretStr = Field(description="Primary account number (never logged)")
+    exp_month: int = Field(strict=True)
+    exp_year: int = Field(strict=True)
+    cvv: SecretStr | None = Field(default=None, description="Card verification value; never stored")
+    holder_name: str = Field(min_length=1, max_length=128)
+    issuing_country: CountryCode | None = None
+
+
+class CardRef(Payload):
+    """What may travel after tokenization: token, BIN and last four only."""
+
+    token: str = Field(pattern=r"^tok_[A-Za-z0-9]+$")
+    bin6: str = Field(pattern=r"^\d{6}$")
+    last4: str = Field(pattern=r"^\d{4}$")
+    brand: str
+    exp_month: int = Field(strict=True, ge=1, le=12)
+    exp_year: int = Field(strict=True)
+    issuing_country: CountryCode | None = None
+
+
+class AccountType(StrEnum):
+    CHECKING = "checking"
+    SAVINGS = "savings"
+
+
+class PayeeType(StrEnum):
+    INDIVIDUAL = "individual"
+    BUSINESS = "business"
+
+
+class PayeeBankAccount(Payload):
+    name: str = Field(min_length=1, max_length=128)
+    routing_number: str = Field(description="ABA routing number")
+    account_number: str = Field(description="DFI account number")
+    account_type: AccountType
+    payee_type: PayeeType
+
+
+class Device(Payload):
+    ip_address: str
+    ip_country: CountryCode | None = None
+
+
+class PaymentDetails(Payload):
+    """Business fields common to every step before and after tokenization."""
+
+    tenant_id: Identifier = "default"
+    customer: Customer
+    provider_id: Identifier = Field(description="Service provider paid out of escrow")
+    amount_cents: Cents
+    currency: CurrencyCode
+    payee: PayeeBankAccount
+    device: Device
+    description: str | None = Field(default=None, max_length=256)
+
+
+class PaymentRequestedData(PaymentDetails):
+    card: CardInput
+
+
+class PaymentValidatedData(PaymentDetails):
+    card: CardInput
+    amount_cents: PositiveCents
+
+
+class Rejection(Payload):
+    code: str = Field(description="Machine-readable reason code")
+    field: str
+    message: str
+
+
+class PaymentRejectedData(Payload):
+    reasons: list[Rejection] = Field(min_length=1)
+    request_event_id: str
+
+
+class PaymentTokenizedData(PaymentDetails):
+    card: CardRef
+    amount_cents: PositiveCents
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REVIEW = "review"
+    DECLINE = "decline"
+
+
+class FraudAssessment(Payload):
+    score: int = Field(strict=True, ge=0, le=1000)
+    decision: Decision
+    reasons: list[str]
+    rule_version: str
+
+
+class PaymentScoredData(PaymentTokenizedData):
+    assessment: FraudAssessment
+
+
+class PaymentDeclinedData(Payload):
+    assessment: FraudAssessment
+
+
+class HoldRef(Payload):
+    hold_id: str
+    amount_cents: PositiveCents
+    currency: CurrencyCode
+    held_at: datetime
+    hold_until: datetime
+
+
+class FundsHeldData(Payload):
+    hold: HoldRef
+    customer_id: Identifier
+    provider_id: Identifier
+    payee: PayeeBankAccount
+
+
+class ServiceCompletedData(Payload):
+    completed_at: datetime
+
+
+class DisputeOpenedData(Payload):
+    dispute_id: Identifier
+    reason: str
+
+
+class DisputeOutcome(StrEnum):
+    RELEASE = "release"
+    REFUND = "refund"
+
+
+class DisputeResolvedData(Payload):
+    dispute_id: Identifier
+    outcome: DisputeOutcome
+
+
+class ReleaseTrigger(StrEnum):
+    SERVICE_COMPLETED = "service_completed"
+    HOLD_EXPIRED = "hold_expired"
+    DISPUTE_RESOLVED = "dispute_resolved"
+
+
+class FundsReleasedData(Payload):
+    hold_id: str
+    amount_cents: PositiveCents
+    currency: CurrencyCode
+    provider_id: Identifier
+    payee: PayeeBankAccount
+    trigger: ReleaseTrigger
+    released_at: datetime
+
+
+class FundsRefundedData(Payload):
+    hold_id: str
+    amount_cents: PositiveCents
+    currency: CurrencyCode
+    customer_id: Identifier
+    refunded_at: datetime
+    dispute_id: str | None = None
+
+
+class HoldFrozenData(Payload):
+    hold_id: str
+    dispute_id: Identifier
+
+
+class PayoutBatchedData(Payload):
+    batch_id: str
+    file_key: str
+    trace_number: str = Field(pattern=r"^\d{15}$")
+    amount_cents: PositiveCents
+    effective_date: str
+    window: Literal["same_day", "standard"]
+
+
+class AchBatchCreatedData(Payload):
+    batch_id: str
+    bucket: str
+    file_key: str
+    entry_count: int = Field(strict=True, ge=1)
+    total_credit_cents: Cents
+    total_debit_cents: Cents
+    entry_hash: str = Field(pattern=r"^\d{10}$")
+    effective_date: str
+    window: Literal["same_day", "standard"]
+    payment_ids: list[str]
+
+
+class Event(BaseModel):
+    """Envelope shared by every event; subclasses pin ``event_type`` and ``data``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    EVENT_TYPE: ClassVar[str] = ""
+
+    event_id: str = Field(min_length=1, max_length=64)
+    event_type: str
+    schema_version: SchemaVersion = "1.0"
+    payment_id: Identifier
+    correlation_id: str = Field(min_length=1, max_length=128)
+    causation_id: str | None = Field(default=None, max_length=128)
+    occurred_at: datetime
+    producer: str = Field(min_length=1, max_length=64)
+    data: Any
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        payment_id: str,
+        data: Any,
+        producer: str,
+        cause: Event | None = None,
+        occurred_at: datetime | None = None,
+        dedup_key: str | None = None,
+    ) -> Self:
+        """Build an event caused by ``cause``.
+
+        The event id is derived from the cause and ``dedup_key`` so reprocessing the same input
+        yields the same id, which lets every consumer recognise duplicates.
+        """
+        seed = f"{cls.EVENT_TYPE}|{payment_id}|{cause.event_id if cause else ''}|{dedup_key or ''}"
+        event_id = str(uuid.uuid5(_EVENT_ID_NAMESPACE, seed)) if cause or dedup_key else str(uuid.uuid4())
+        return cls(
+            event_id=event_id,
+            event_type=cls.EVENT_TYPE,
+            payment_id=payment_id,
+            correlation_id=cause.correlation_id if cause else payment_id,
+            causation_id=cause.event_id if cause else None,
+            occurred_at=occurred_at or datetime.now(UTC),
+            producer=producer,
+            data=data,
+        )
+
+    @property
+    def major_version(self) -> int:
+        return int(self.schema_version.split(".", 1)[0])
+
+
+
+
+# Declared explicitly (not generated) so type checkers see each event class.
+class PaymentRequested(Event):
+    """A client asks to pay a provider by card; funds are held in escrow."""
+
+    EVENT_TYPE: ClassVar[str] = "PaymentRequested"
+    event_type: Literal["PaymentRequested"]
+    data: PaymentRequestedData
+
+
+class PaymentValidated(Event):
+    """The request passed validation; the only event besides PaymentRequested with a PAN."""
+
+    EVENT_TYPE: ClassVar[str] = "PaymentValidated"
+    event_type: Literal["PaymentValidated"]
+    data: PaymentValidatedData
+
+
+class PaymentRejected(Event):
+    """Terminal: the request failed validation."""
+
+    EVENT_TYPE: ClassVar[str] = "PaymentRejected"
+    event_type: Literal["PaymentRejected"]
+    data: PaymentRejectedData
+
+
+class PaymentTokenized(Event):
+    """The card is in the vault; only the token, BIN and last four travel on."""
+
+    EVENT_TYPE: ClassVar[str] = "PaymentTokenized"
+    event_type: Literal["PaymentTokenized"]
+    data: PaymentTokenizedData
+
+
+class PaymentScored(Event):
+    """Fraud assessment for an approved or review payment."""
+
+    EVENT_TYPE: ClassVar[str] = "PaymentScored"
+    event_type: Literal["PaymentScored"]
+    data: PaymentScoredData
+
+
+class PaymentDeclined(Event):
+    """Terminal: fraud scoring declined the payment."""
+
+    EVENT_TYPE: ClassVar[str] = "PaymentDeclined"
+    event_type: Literal["PaymentDeclined"]
+    data: PaymentDeclinedData
+
+
+class FundsHeld(Event):
+    """Funds are reserved in escrow until released, refunded or expired."""
+
+    EVENT_TYPE: ClassVar[str] = "FundsHeld"
+    event_type: Literal["FundsHeld"]
+    data: FundsHeldData
+
+
+class ServiceCompleted(Event):
+    """The provider delivered the service; releases the hold."""
+
+    EVENT_TYPE: ClassVar[str] = "ServiceCompleted"
+    event_type: Literal["ServiceCompleted"]
+    data: ServiceCompletedData
+
+
+class DisputeOpened(Event):
+    """The customer disputes the payment; freezes the hold."""
+
+    EVENT_TYPE: ClassVar[str] = "DisputeOpened"
+    event_type: Literal["DisputeOpened"]
+    data: DisputeOpenedData
+
+
+class DisputeResolved(Event):
+    """A dispute ended with release to the provider or refund to the customer."""
+
+    EVENT_TYPE: ClassVar[str] = "DisputeResolved"
+    event_type: Literal["DisputeResolved"]
+    data: DisputeResolvedData
+
+
+class HoldFrozen(Event):
+    """A dispute froze the hold; it will not auto-release."""
+
+    EVENT_TYPE: ClassVar[str] = "HoldFrozen"
+    event_type: Literal["HoldFrozen"]
+    data: HoldFrozenData
+
+
+class FundsReleased(Event):
+    """Escrow released funds to the provider; they await an ACH payout."""
+
+    EVENT_TYPE: ClassVar[str] = "FundsReleased"
+    event_type: Literal["FundsReleased"]
+    data: FundsReleasedData
+
+
+class FundsRefunded(Event):
+    """Terminal: escrow returned the funds to the customer."""
+
+    EVENT_TYPE: ClassVar[str] = "FundsRefunded"
+    event_type: Literal["FundsRefunded"]
+    data: FundsRefundedData
+
+
+class PayoutBatched(Event):
+    """Terminal: the payout is an entry in a NACHA file uploaded to S3."""
+
+    EVENT_TYPE: ClassVar[str] = "PayoutBatched"
+    event_type: Literal["PayoutBatched"]
+    data: PayoutBatchedData
+
+
+class AchBatchCreated(Event):
+    """A NACHA file was written; ``payment_id`` is the batch id."""
+
+    EVENT_TYPE: ClassVar[str] = "AchBatchCreated"
+    event_type: Literal["AchBatchCreated"]
+    data: AchBatchCreatedData
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.EVENT_TYPE: cls
+    for cls in (
+        PaymentRequested,
+        PaymentValidated,
+        PaymentRejected,
+        PaymentTokenized,
+        PaymentScored,
+        PaymentDeclined,
+        FundsHeld,
+        ServiceCompleted,
+        DisputeOpened,
+        DisputeResolved,
+        HoldFrozen,
+        FundsReleased,
+        FundsRefunded,
+        PayoutBatched,
+        AchBatchCreated,
+    )
+}
+
+# Events that end a payment's journey through the pipeline (review awaits a person).
+TERMINAL_EVENT_TYPES = frozenset({"PaymentRejected", "PaymentDeclined", "FundsRefunded", "PayoutBatched"})
+
+
+class UnknownEventError(ValueError):
+    """The event type or its major schema version is not one this code understands."""
+
+
+def model_for(event_type: str, schema_version: str) -> type[Event]:
+    try:
+        model = EVENT_TYPES[event_type]
+    except KeyError:
+        raise UnknownEventError(f"unknown event type {event_type!r}") from None
+    major = schema_version.split(".", 1)[0]
+    if major != str(SCHEMA_MAJOR):
+        raise UnknownEventError(
+            f"{event_type} schema version {schema_version!r} is not supported (major {SCHEMA_MAJOR} only)"
+        )
+    return model
+
+
+def parse_detail(detail_type: str, detail: dict[str, Any]) -> Event:
+    """Validate an EventBridge ``detail`` against the contract for its type and version."""
+    if not isinstance(detail, dict):
+        raise UnknownEventError("event detail is not a JSON object")
+    declared = detail.get("event_type")
+    if declared != detail_type:
+        raise UnknownEventError(f"detail-type {detail_type!r} does not match event_type {declared!r}")
+    version = detail.get("schema_version", "")
+    model = model_for(detail_type, version if isinstance(version, str) else "")
+    return model.model_validate(detail)
+
+
+def to_detail(event: Event) -> dict[str, Any]:
+    """The JSON-ready detail, with secrets revealed: only for the bus, never for logs."""
+    raw: dict[str, Any] = event.model_dump(mode="json")
+    data = event.data
+    card = getattr(data, "card", None)
+    if isinstance(card, CardInput):
+        raw["data"]["card"]["number"] = card.number.get_secret_value()
+        raw["data"]["card"]["cvv"] = card.cvv.get_secret_value() if card.cvv else None
+    return raw

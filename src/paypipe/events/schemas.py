@@ -1,0 +1,35 @@
+"""JSON Schema files generated from the event models, one per event type and major version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from paypipe.events.models import EVENT_TYPES, SCHEMA_MAJOR, Event
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_for(model: type[Event], major: int = SCHEMA_MAJOR) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": f"urn:paypipe:event:{model.EVENT_TYPE}:v{major}",
+        "x-event-type": model.EVENT_TYPE,
+        "x-schema-major": major,
+        **schema,
+    }
+
+
+def schema_path(root: Path, event_type: str, major: int = SCHEMA_MAJOR) -> Path:
+    return root / event_type / f"v{major}.json"
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def generated_schemas(root: Path) -> dict[Path, str]:
+    """Every schema file the models define, keyed by its path under ``root``."""
+    return {schema_path(root, name): render(schema_for(model)) for name, model in sorted(EVENT_TYPES.items())}

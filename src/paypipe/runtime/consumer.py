@@ -1,0 +1,265 @@
+"""The SQS consumer every step runs: parse, deduplicate, apply the step, publish, report failures.
+
+Per record:
+1. parse the EventBridge event from the SQS body and validate it against its contract;
+2. run the step's route for that event type under idempotency on the business key
+   (payment id + step + event type); the outgoing events are cached with the key so a
+   redelivery re-publishes exactly the same events (same ids) instead of recomputing;
+3. publish all outgoing events of the batch in PutEvents calls of up to 10 entries.
+
+Records that fail are reported through ReportBatchItemFailures so only they are redelivered.
+Input that can never succeed (malformed, unknown type or version, conflicting duplicate) is
+parked in the step's DLQ at once with its reason; so is a record on its last allowed receive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+from pydantic import ValidationError
+
+from paypipe.events.models import EVENT_TYPES, Event, UnknownEventError, parse_detail, to_detail
+from paypipe.runtime.logging import get_logger
+from paypipe.runtime.publisher import EventPublisher
+
+IDEMPOTENCY_TTL_SECONDS = 14 * 24 * 3600
+MAX_REASON_CHARS = 1000
+
+
+class PermanentError(Exception):
+    """Input that no retry can fix; the record is parked in the DLQ with this reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a step handles one event type.
+
+    ``handle`` returns the events to publish. With ``idempotent`` (the default) its result is
+    stored under the business key and replayed on redelivery; a step whose handler is already
+    deterministic and safe to repeat (and whose output must not be stored) sets it to False.
+    ``on_conflict`` handles the same business key arriving with different content.
+    """
+
+    handle: Callable[[Event], Sequence[Event]]
+    idempotent: bool = True
+    business_key: Callable[[Event], str] | None = None
+    on_conflict: Callable[[Event], Sequence[Event]] | None = None
+
+
+@dataclass
+class BatchOutcome:
+    failed_message_ids: list[str] = field(default_factory=list)
+    parked_message_ids: list[str] = field(default_factory=list)
+    published: int = 0
+
+    def response(self) -> dict[str, list[dict[str, str]]]:
+        return {"batchItemFailures": [{"itemIdentifier": mid} for mid in self.failed_message_ids]}
+
+
+def content_fingerprint(event: Event) -> str:
+    payload = json.dumps(to_detail(event)["data"], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Consumer:
+    def __init__(
+        self,
+        step: str,
+        routes: Mapping[str, Route],
+        *,
+        publisher: EventPublisher,
+        sqs_client: Any,
+        dlq_url: str | None,
+        max_receive_count: int,
+        idempotency_store: BasePersistenceLayer | None,
+    ) -> None:
+        unknown = set(routes) - set(EVENT_TYPES)
+        if unknown:
+            raise ValueError(f"routes for unknown event types: {sorted(unknown)}")
+        self.step = step
+        self.routes = dict(routes)
+        self.publisher = publisher
+        self._sqs = sqs_client
+        self._dlq_url = dlq_url
+        self._max_receive_count = max_receive_count
+        self._log = get_logger(step=step)
+        self._idempotent_run: Callable[..., list[dict[str, Any]]] | None = None
+        self._idempotency_config: IdempotencyConfig | None = None
+        if idempotency_store is not None:
+            self._idempotency_config = IdempotencyConfig(
+                event_key_jmespath="key",
+                payload_validation_jmespath="fingerprint",
+                expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+                raise_on_no_idempotency_key=True,
+            )
+            self._idempotent_run = idempotent_function(
+                data_keyword_argument="request",
+                persistence_store=idempotency_store,
+                config=self._idempotency_config,
+            )(self._run_route)
+
+    # -- Lambda entry -------------------------------------------------------------------------
+
+    def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
+        if self._idempotency_config is not None and hasattr(context, "get_remaining_time_in_millis"):
+            self._idempotency_config.register_lambda_context(context)
+        return self.process(event.get("Records", [])).response()
+
+    def process(self, records: Sequence[Mapping[str, Any]]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        outgoing: dict[str, list[Event]] = {}
+
+        def record_handler(record: SQSRecord) -> None:
+            result = self._process_record(record)
+            if result is None:
+                outcome.parked_message_ids.append(record.message_id)
+            else:
+                outgoing[record.message_id] = result
+
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        with processor(records=list(records), handler=record_handler):
+            processor.process()
+        outcome.failed_message_ids.extend(
+            item["itemIdentifier"] for item in processor.response()["batchItemFailures"]
+        )
+        self._publish(outgoing, outcome)
+        return outcome
+
+    # -- one record ---------------------------------------------------------------------------
+
+    def _process_record(self, record: SQSRecord) -> list[Event] | None:
+        """Outgoing events for the record, or None when the record was parked in the DLQ."""
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(step=self.step, message_id=record.message_id)
+        receive_count = int(record.attributes.approximate_receive_count or "1")
+        try:
+            event = self._parse(record.body)
+            structlog.contextvars.bind_contextvars(
+                payment_id=event.payment_id, event_id=event.event_id, correlation_id=event.correlation_id
+            )
+            route = self.routes.get(event.event_type)
+            if route is None:
+                raise PermanentError("NoRoute", f"step {self.step} does not consume {event.event_type}")
+            return self._apply(route, event)
+        except PermanentError as error:
+            self._park(record, error.reason, str(error), receive_count)
+            return None
+        except Exception as error:
+            if receive_count >= self._max_receive_count:
+                self._log.error("record failed on its last receive", receive_count=receive_count, exc_info=True)
+                self._park(record, type(error).__name__, str(error), receive_count)
+                return None
+            self._log.warning(
+                "record failed; will be redelivered",
+                receive_count=receive_count,
+                error=type(error).__name__,
+                detail=str(error)[:MAX_REASON_CHARS],
+            )
+            raise
+
+    def _parse(self, body: str) -> Event:
+        try:
+            envelope = json.loads(body)
+            return parse_detail(envelope["detail-type"], envelope["detail"])
+        except json.JSONDecodeError as error:
+            raise PermanentError("MalformedJson", f"body is not JSON: {error.msg}") from None
+        except (KeyError, TypeError) as error:
+            raise PermanentError("NotAnEventBridgeEvent", f"body lacks {error}") from None
+        except UnknownEventError as error:
+            raise PermanentError("UnknownEvent", str(error)) from None
+        except ValidationError as error:
+            raise PermanentError("SchemaViolation", summarize_validation_error(error)) from None
+
+    def _apply(self, route: Route, event: Event) -> list[Event]:
+        if not route.idempotent or self._idempotent_run is None:
+            return list(route.handle(event))
+        key = route.business_key(event) if route.business_key else f"{event.payment_id}:{event.event_type}"
+        request = {"key": f"{self.step}:{key}", "fingerprint": content_fingerprint(event)}
+        try:
+            cached = self._idempotent_run(request=request, event=event)
+        except IdempotencyValidationError:
+            if route.on_conflict is None:
+                raise PermanentError(
+                    "IdempotencyConflict", f"{request['key']} was already processed with different content"
+                ) from None
+            return list(route.on_conflict(event))
+        return [parse_detail(item["event_type"], item) for item in cached]
+
+    def _run_route(self, request: dict[str, str], event: Event) -> list[dict[str, Any]]:
+        route = self.routes[event.event_type]
+        return [to_detail(out) for out in route.handle(event)]
+
+    # -- publishing and parking ---------------------------------------------------------------
+
+    def _publish(self, outgoing: dict[str, list[Event]], outcome: BatchOutcome) -> None:
+        events = [event for batch in outgoing.values() for event in batch]
+        if not events:
+            return
+        result = self.publisher.publish(events)
+        outcome.published += len(result.published)
+        failed_ids = {entry.event.event_id for entry in result.failed}
+        for message_id, batch in outgoing.items():
+            if any(event.event_id in failed_ids for event in batch):
+                outcome.failed_message_ids.append(message_id)
+        for entry in result.failed:
+            self._log.warning(
+                "publish failed; source record will be redelivered",
+                event_type=entry.event.event_type,
+                payment_id=entry.event.payment_id,
+                error_code=entry.error_code,
+            )
+
+    def _park(self, record: SQSRecord, reason: str, message: str, receive_count: int) -> None:
+        if not self._dlq_url:
+            raise RuntimeError(f"cannot park message {record.message_id}: no DLQ configured") from None
+        replay_count = _message_attribute(record, "replay_count") or "0"
+        attributes = {
+            "error_reason": reason,
+            "error_message": message[:MAX_REASON_CHARS] or reason,
+            "failed_step": self.step,
+            "source_queue_arn": record.event_source_arn or "unknown",
+            "receive_count": str(receive_count),
+            "replay_count": replay_count,
+            "parked_at": datetime.now(UTC).isoformat(),
+        }
+        self._sqs.send_message(
+            QueueUrl=self._dlq_url,
+            MessageBody=record.body,
+            MessageAttributes={
+                name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+            },
+        )
+        self._log.error("record parked in DLQ", reason=reason, detail=message[:MAX_REASON_CHARS])
+
+
+def _message_attribute(record: SQSRecord, name: str) -> str | None:
+    attribute = (record.raw_event.get("messageAttributes") or {}).get(name)
+    if not attribute:
+        return None
+    value = attribute.get("stringValue") or attribute.get("StringValue")
+    return str(value) if value is not None else None
+
+
+def summarize_validation_error(error: ValidationError, limit: int = 5) -> str:
+    """Field paths and messages only: pydantic's default text would echo input values (PANs)."""
+    parts = []
+    for item in error.errors(include_input=False)[:limit]:
+        location = ".".join(str(part) for part in item["loc"])
+        parts.append(f"{location}: {item['msg']}")
+    more = error.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
