@@ -1,0 +1,169 @@
+"""DynamoDB store of past transactions for fraud velocity features.
+
+Single table, keys ``pk`` (S) and ``sk`` (S), TTL attribute ``expires_at`` (epoch seconds).
+Each transaction is stored once per dimension::
+
+    pk = "card#<token>" | "customer#<id>" | "ip#<address>"
+    sk = "<occurred_at, UTC, fixed width>#<payment_id>"
+
+so a time window is a single key-range Query. A marker item ``pk = "payment#<id>", sk = "recorded"``
+is written in the same transaction to make recording idempotent by payment id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from botocore.exceptions import ClientError
+
+from paypipe.domain.fraud import HISTORY_LOOKBACK, Transaction
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        QueryInputTypeDef,
+        TransactWriteItemTypeDef,
+    )
+
+    Item = Mapping[str, AttributeValueTypeDef]
+
+RETENTION: Final = timedelta(days=8)  # a little beyond the 7-day lookback
+_TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
+_MARKER_SK: Final = "recorded"
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
+
+
+def _partition_keys(txn: Transaction) -> tuple[str, str, str]:
+    return (f"card#{txn.card_token}", f"customer#{txn.customer_id}", f"ip#{txn.ip_address}")
+
+
+def _expires_at(txn: Transaction) -> int:
+    return int((txn.occurred_at + RETENTION).timestamp())
+
+
+def _to_item(txn: Transaction, pk: str) -> dict[str, AttributeValueTypeDef]:
+    item: dict[str, AttributeValueTypeDef] = {
+        "pk": {"S": pk},
+        "sk": {"S": f"{_timestamp(txn.occurred_at)}#{txn.payment_id}"},
+        "expires_at": {"N": str(_expires_at(txn))},
+        "payment_id": {"S": txn.payment_id},
+        "customer_id": {"S": txn.customer_id},
+        "card_token": {"S": txn.card_token},
+        "payee_account_fingerprint": {"S": txn.payee_account_fingerprint},
+        "ip_address": {"S": txn.ip_address},
+        "amount_cents": {"N": str(txn.amount_cents)},
+        "currency": {"S": txn.currency},
+        "billing_country": {"S": txn.billing_country},
+        "occurred_at": {"S": _timestamp(txn.occurred_at)},
+    }
+    if txn.ip_country is not None:
+        item["ip_country"] = {"S": txn.ip_country}
+    if txn.card_country is not None:
+        item["card_country"] = {"S": txn.card_country}
+    return item
+
+
+def _from_item(item: Item) -> Transaction:
+    def text(name: str) -> str:
+        return item[name]["S"]
+
+    def optional_text(name: str) -> str | None:
+        return item[name]["S"] if name in item else None
+
+    return Transaction(
+        payment_id=text("payment_id"),
+        customer_id=text("customer_id"),
+        card_token=text("card_token"),
+        payee_account_fingerprint=text("payee_account_fingerprint"),
+        ip_address=text("ip_address"),
+        amount_cents=int(item["amount_cents"]["N"]),
+        currency=text("currency"),
+        billing_country=text("billing_country"),
+        ip_country=optional_text("ip_country"),
+        card_country=optional_text("card_country"),
+        occurred_at=datetime.strptime(text("occurred_at"), _TIMESTAMP_FORMAT).replace(tzinfo=UTC),
+    )
+
+
+class VelocityStore:
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient,
+        *,
+        consistent_read: bool = True,
+        page_size: int | None = None,
+    ) -> None:
+        self._table_name = table_name
+        self._client = client
+        self._consistent_read = consistent_read
+        self._page_size = page_size
+
+    def history(self, txn: Transaction, as_of: datetime) -> list[Transaction]:
+        """Transactions sharing txn's card, customer or IP in [as_of - 7 days, as_of), oldest first."""
+        low = _timestamp(as_of - HISTORY_LOOKBACK)
+        high = _timestamp(as_of)  # every sk at as_of has a "#..." suffix, so sorts above: excluded
+        found: dict[str, Transaction] = {}
+        for pk in _partition_keys(txn):
+            for item in self._query(pk, low, high):
+                observed = _from_item(item)
+                found.setdefault(observed.payment_id, observed)
+        return sorted(found.values(), key=lambda t: (t.occurred_at, t.payment_id))
+
+    def _query(self, pk: str, low: str, high: str) -> list[Item]:
+        request: QueryInputTypeDef = {
+            "TableName": self._table_name,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":low": {"S": low}, ":high": {"S": high}},
+            "ConsistentRead": self._consistent_read,
+        }
+        if self._page_size is not None:
+            request["Limit"] = self._page_size
+        items: list[Item] = []
+        while True:
+            page = self._client.query(**request)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def record(self, txn: Transaction) -> None:
+        """Store one observation per dimension; a payment id already recorded is left as it is."""
+        marker: dict[str, AttributeValueTypeDef] = {
+            "pk": {"S": f"payment#{txn.payment_id}"},
+            "sk": {"S": _MARKER_SK},
+            "expires_at": {"N": str(_expires_at(txn))},
+        }
+        writes: list[TransactWriteItemTypeDef] = [
+            {
+                "Put": {
+                    "TableName": self._table_name,
+                    "Item": marker,
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        writes.extend(
+            {"Put": {"TableName": self._table_name, "Item": _to_item(txn, pk)}} for pk in _partition_keys(txn)
+        )
+        try:
+            self._client.transact_write_items(TransactItems=writes)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            if not self._is_recorded(txn.payment_id):
+                raise
+
+    def _is_recorded(self, payment_id: str) -> bool:
+        response = self._client.get_item(
+            TableName=self._table_name,
+            Key={"pk": {"S": f"payment#{payment_id}"}, "sk": {"S": _MARKER_SK}},
+            ConsistentRead=True,
+        )
+        return "Item" in response
