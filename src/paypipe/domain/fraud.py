@@ -57,8 +57,10 @@ class Transaction:
 class Features:
     """Features of one transaction against its prior history.
 
-    Counts and sums cover history strictly before as_of, excluding the payment itself.
-    Sums and the z-score only use history in the transaction's currency (minor units).
+    Only history strictly before as_of and with another payment id is used. Velocity counts and
+    sums use the 1 h / 24 h / 7 d windows; the z-score and first-use flags use all history given
+    (the velocity store returns 7 days). Sums and the z-score only use history in the
+    transaction's currency (minor units).
     """
 
     amount_cents: int
