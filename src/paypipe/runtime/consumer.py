@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyVa
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from pydantic import ValidationError
 
-from paypipe.events.models import EVENT_TYPES, Event, UnknownEventError, parse_detail, to_detail
+from paypipe.events.models import EVENT_TYPES, CardInput, Event, UnknownEventError, parse_detail, to_detail
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
 
@@ -72,7 +72,14 @@ class BatchOutcome:
 
 
 def content_fingerprint(event: Event) -> str:
-    payload = json.dumps(to_detail(event)["data"], sort_keys=True, separators=(",", ":"))
+    """Hash of the business content. Secrets are dumped masked, so no card number is hashed:
+    only its BIN and last four take part."""
+    view = event.data.model_dump(mode="json")
+    card = getattr(event.data, "card", None)
+    if isinstance(card, CardInput):
+        pan = card.number.get_secret_value()
+        view["card"]["number"] = f"{pan[:6]}..{pan[-4:]}"
+    payload = json.dumps(view, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -1,0 +1,6 @@
+"""Lambda entry point for the validate step (SQS event source)."""
+
+from paypipe.runtime.entry import sqs_handler
+from paypipe.steps import validate
+
+handler = sqs_handler(validate.build)

@@ -1,0 +1,303 @@
+"""Runs the pipeline in this process on moto: the template's resources, its functions as pollers.
+
+Each function of the template is loaded from its CodeUri and Handler like Lambda would, with its
+own environment. Functions with an SQS event source are driven by a poller that mimics the event
+source mapping (batches, ReportBatchItemFailures, failed records visible again for redelivery,
+the queue's redrive policy moving them to the DLQ); scheduled functions run on demand with the
+schedule's time, which lets a run fast-forward to hold expiry or an ACH window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from paypipe.embedded.template import REGION, FunctionSpec, Stack, provision_stack
+from paypipe.events.models import EVENT_TYPES, Event, parse_detail
+from paypipe.runtime.aws import reset_clients
+from paypipe.runtime.publisher import EventPublisher, PublishResult
+
+CLIENT_PRODUCER = "client"
+_FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "embedded",
+    "AWS_SECRET_ACCESS_KEY": "embedded",  # noqa: S105 - moto accepts any credentials
+    "AWS_SESSION_TOKEN": "embedded",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    timeout_seconds: int
+    aws_request_id: str = ""
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_seconds * 1000
+
+
+@dataclass
+class PollStats:
+    invocations: int = 0
+    records: int = 0
+    failed_records: int = 0
+    handler_errors: int = 0
+
+
+class EmbeddedFunction:
+    def __init__(self, spec: FunctionSpec, stack: Stack, sqs: Any) -> None:
+        self.spec = spec
+        self._stack = stack
+        self._sqs = sqs
+        self._module: ModuleType | None = None
+        self.stats = PollStats()
+
+    @property
+    def handler(self) -> Callable[[Mapping[str, Any], Any], Any]:
+        module_name, _, attribute = self.spec.handler.rpartition(".")
+        if self._module is None:
+            path = self.spec.code_dir / (module_name.replace(".", "/") + ".py")
+            spec = importlib.util.spec_from_file_location(f"paypipe_fn_{self.spec.logical_id}", path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(spec)
+            with self.environment():
+                spec.loader.exec_module(module)
+            self._module = module
+        handler: Callable[[Mapping[str, Any], Any], Any] = getattr(self._module, attribute)
+        return handler
+
+    @contextlib.contextmanager
+    def environment(self) -> Iterator[None]:
+        saved = {key: os.environ.get(key) for key in self.spec.environment}
+        os.environ.update(self.spec.environment)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def invoke(self, event: Mapping[str, Any]) -> Any:
+        context = LambdaContext(self.spec.environment["AWS_LAMBDA_FUNCTION_NAME"], self.spec.timeout_seconds)
+        context.aws_request_id = str(uuid.uuid4())
+        handler = self.handler
+        with self.environment():
+            self.stats.invocations += 1
+            return handler(event, context)
+
+    def poll_once(self) -> int:
+        """One receive + invoke per SQS source, like one event source mapping poll."""
+        handled = 0
+        for source in self.spec.sqs_sources:
+            queue_url = self._stack.queue_url_for_arn(source.queue_arn)
+            messages = self._sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=source.batch_size,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not messages:
+                continue
+            handled += len(messages)
+            self.stats.records += len(messages)
+            failed = self._deliver(messages, source.queue_arn, source.report_batch_item_failures)
+            self.stats.failed_records += len(failed)
+            for message in messages:
+                if message["MessageId"] in failed:
+                    # Visible again at once: the embedded run does not wait out visibility timeouts.
+                    self._sqs.change_message_visibility(
+                        QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                    )
+                else:
+                    self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return handled
+
+    def _deliver(self, messages: Sequence[Mapping[str, Any]], queue_arn: str, partial: bool) -> set[str]:
+        event = {"Records": [lambda_sqs_record(message, queue_arn) for message in messages]}
+        all_ids = {message["MessageId"] for message in messages}
+        try:
+            response = self.invoke(event)
+        except Exception:
+            self.stats.handler_errors += 1
+            return all_ids
+        if not partial or not response:
+            return set()
+        failures = response.get("batchItemFailures", []) if isinstance(response, dict) else []
+        return {item["itemIdentifier"] for item in failures}
+
+
+def lambda_sqs_record(message: Mapping[str, Any], queue_arn: str) -> dict[str, Any]:
+    """An SQS message in the shape Lambda's event source mapping hands to the function."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {
+            name: {"stringValue": value.get("StringValue"), "dataType": value.get("DataType", "String")}
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }
+
+
+def scheduled_event(at: datetime, rule: str = "embedded-schedule") -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [rule],
+        "detail": {},
+    }
+
+
+class EmbeddedPipeline:
+    """The whole stack on moto in this process. Use as a context manager."""
+
+    def __init__(self, overrides: Mapping[str, str] | None = None, stack_name: str = "paypipe-embedded") -> None:
+        self._overrides = dict(overrides or {})
+        self._stack_name = stack_name
+        self._mock = mock_aws()
+        self._saved_env: dict[str, str | None] = {}
+        self.stack: Stack
+        self.functions: dict[str, EmbeddedFunction] = {}
+        self.session: Any = None
+        self._tap_url = ""
+        self._observed: list[Event] = []
+        self.client_publisher: EventPublisher
+
+    def __enter__(self) -> EmbeddedPipeline:
+        self._saved_env = {key: os.environ.get(key) for key in _FAKE_CREDENTIALS}
+        for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+            self._saved_env[key] = os.environ.pop(key)
+        os.environ.update(_FAKE_CREDENTIALS)
+        self._mock.start()
+        reset_clients()
+        self.session = boto3.session.Session(region_name=REGION)
+        self.stack = provision_stack(self.session, stack_name=self._stack_name, overrides=self._overrides)
+        sqs = self.session.client("sqs")
+        self.functions = {
+            logical_id: EmbeddedFunction(spec, self.stack, sqs) for logical_id, spec in self.stack.functions.items()
+        }
+        self._create_tap()
+        self.client_publisher = EventPublisher(
+            self.session.client("events"), self.stack.outputs["EventBusName"], producer=CLIENT_PRODUCER
+        )
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._mock.stop()
+        reset_clients()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    # -- observation ---------------------------------------------------------------------------
+
+    def _create_tap(self) -> None:
+        """An observer queue on the bus (run harness only, not part of the stack)."""
+        sqs = self.session.client("sqs")
+        events = self.session.client("events")
+        self._tap_url = sqs.create_queue(QueueName=f"{self._stack_name}-tap")["QueueUrl"]
+        tap_arn = sqs.get_queue_attributes(QueueUrl=self._tap_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        bus = self.stack.outputs["EventBusName"]
+        events.put_rule(
+            Name=f"{self._stack_name}-tap",
+            EventBusName=bus,
+            EventPattern=json.dumps({"detail-type": sorted(EVENT_TYPES)}),
+        )
+        events.put_targets(Rule=f"{self._stack_name}-tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": tap_arn}])
+
+    def observed(self) -> list[Event]:
+        """Every event seen on the bus so far, in arrival order."""
+        sqs = self.session.client("sqs")
+        while True:
+            messages = sqs.receive_message(QueueUrl=self._tap_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                body = json.loads(message["Body"])
+                self._observed.append(parse_detail(body["detail-type"], body["detail"]))
+            sqs.delete_message_batch(
+                QueueUrl=self._tap_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+        return list(self._observed)
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def publish(self, events: Sequence[Event]) -> PublishResult:
+        return self.client_publisher.publish(events)
+
+    def drain(self, max_rounds: int = 10_000, on_round: Callable[[int], None] | None = None) -> int:
+        """Poll every SQS-fed function until all their queues are empty. Returns records handled."""
+        total = 0
+        for _ in range(max_rounds):
+            handled = sum(function.poll_once() for function in self.functions.values())
+            total += handled
+            if on_round:
+                on_round(handled)
+            if handled == 0:
+                return total
+        raise RuntimeError(f"queues still busy after {max_rounds} rounds")
+
+    def run_scheduled(self, at: datetime) -> dict[str, Any]:
+        """Invoke every scheduled function once, as its schedule would at ``at``."""
+        results = {}
+        for logical_id, function in self.functions.items():
+            if function.spec.schedules:
+                results[logical_id] = function.invoke(scheduled_event(at, rule=f"{logical_id}-schedule"))
+        return results
+
+    def queue_depths(self, kind: str | None = None) -> dict[str, int]:
+        """Visible + in-flight messages per DLQ output (``kind``: consumer, rule-target, scheduled)."""
+        sqs = self.session.client("sqs")
+        depths = {}
+        for name, url in self.stack.outputs.items():
+            if not name.endswith("DLQUrl"):
+                continue
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            depths[name] = int(attributes["ApproximateNumberOfMessages"]) + int(
+                attributes["ApproximateNumberOfMessagesNotVisible"]
+            )
+        return depths
+
+    def download(self, bucket: str, key: str, destination: Path) -> Path:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        body = self.session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        destination.write_bytes(body)
+        return destination

@@ -1,0 +1,56 @@
+"""Glue between Lambda entry points and the consumer runtime."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+from paypipe.runtime import logging as log_setup
+from paypipe.runtime.aws import client, int_setting, setting
+from paypipe.runtime.consumer import Consumer, Route
+from paypipe.runtime.publisher import EventPublisher
+
+LambdaHandler = Callable[[Mapping[str, Any], Any], Any]
+
+
+def build_consumer(step: str, routes: Mapping[str, Route]) -> Consumer:
+    """A consumer wired to the bus, the step's DLQ and the idempotency table from the environment."""
+    idempotency_table = os.environ.get("IDEMPOTENCY_TABLE", "")
+    store = (
+        DynamoDBPersistenceLayer(table_name=idempotency_table, boto3_client=client("dynamodb"))
+        if idempotency_table
+        else None
+    )
+    return Consumer(
+        step,
+        routes,
+        publisher=publisher(step),
+        sqs_client=client("sqs"),
+        dlq_url=setting("DLQ_URL"),
+        max_receive_count=int_setting("MAX_RECEIVE_COUNT", 5),
+        idempotency_store=store,
+    )
+
+
+def publisher(step: str) -> EventPublisher:
+    return EventPublisher(client("events"), setting("EVENT_BUS_NAME"), producer=step)
+
+
+def lazy_handler(build: Callable[[], LambdaHandler]) -> LambdaHandler:
+    """A Lambda handler that builds its dependencies on the first invocation and keeps them."""
+    built: list[LambdaHandler] = []
+
+    def handler(event: Mapping[str, Any], context: Any = None) -> Any:
+        if not built:
+            log_setup.configure()
+            built.append(build())
+        return built[0](event, context)
+
+    return handler
+
+
+def sqs_handler(build: Callable[[], Consumer]) -> LambdaHandler:
+    return lazy_handler(lambda: build().handle)

@@ -1,0 +1,68 @@
+"""tokenize: PaymentValidated -> PaymentTokenized. No card number leaves this step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from paypipe.adapters.vault import CardVault, DataKeyCache, KmsKeyProvider
+from paypipe.domain.validation import card_brand
+from paypipe.events import models as ev
+from paypipe.runtime.aws import client, int_setting, setting
+from paypipe.runtime.consumer import Consumer, Route
+from paypipe.runtime.entry import build_consumer
+
+STEP = "tokenize"
+
+
+@dataclass(frozen=True)
+class TokenizeStep:
+    vault: CardVault
+
+    def on_validated(self, event: ev.Event) -> Sequence[ev.Event]:
+        assert isinstance(event, ev.PaymentValidated)
+        data = event.data
+        pan = data.card.number.get_secret_value()
+        tokenized = self.vault.tokenize(pan, data.card.exp_month, data.card.exp_year, tenant=data.tenant_id)
+        brand = card_brand(pan)
+        card = ev.CardRef(
+            token=tokenized.token,
+            bin6=tokenized.bin6,
+            last4=tokenized.last4,
+            brand=brand.value if brand else "UNKNOWN",
+            exp_month=tokenized.exp_month,
+            exp_year=tokenized.exp_year,
+            issuing_country=data.card.issuing_country,
+        )
+        fields = data.model_dump(exclude={"card"})
+        out = ev.PaymentTokenizedData.model_validate({**fields, "card": card})
+        return [ev.PaymentTokenized.create(payment_id=event.payment_id, data=out, producer=STEP, cause=event)]
+
+
+def vault_from_env() -> CardVault:
+    cache = DataKeyCache(
+        max_age_seconds=int_setting("VAULT_DATA_KEY_MAX_AGE_SECONDS", 300),
+        max_messages_per_key=int_setting("VAULT_DATA_KEY_MAX_MESSAGES", 1000),
+    )
+    provider = KmsKeyProvider(client("kms"), setting("VAULT_KEY_ID"))
+    return CardVault(setting("VAULT_TABLE"), client("dynamodb"), provider, cache)
+
+
+def build() -> Consumer:
+    step = TokenizeStep(vault_from_env())
+    return build_consumer(STEP, {"PaymentValidated": Route(step.on_validated)})
+
+
+def detokenize(vault: CardVault, request: Mapping[str, Any]) -> dict[str, str]:
+    """Direct invocation by an authorised caller: {"token": ..., "tenant_id": ...} -> {"pan": ...}."""
+    token = request.get("token")
+    tenant = request.get("tenant_id", "default")
+    if not isinstance(token, str) or not isinstance(tenant, str):
+        raise ValueError("detokenize expects {'token': str, 'tenant_id': str}")
+    return {"token": token, "pan": vault.detokenize(token, tenant=tenant)}
+
+
+def build_detokenize() -> Callable[[Mapping[str, Any], Any], dict[str, str]]:
+    vault = vault_from_env()
+    return lambda request, _context: detokenize(vault, request)
