@@ -1,0 +1,162 @@
+"""Sample traffic for a demo or test run: a realistic mix of good, invalid and risky payments."""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pydantic import SecretStr
+
+from paypipe.events import models as ev
+
+VALID_ROUTING_NUMBERS = ("011000015", "021000021", "122105155", "026009593", "091000019", "011401533")
+CARD_BINS = ("411111", "555555", "222300", "601111", "353011", "401288")
+
+
+def luhn_complete(partial: str) -> str:
+    """Append the Luhn check digit to ``partial``."""
+    total = 0
+    for index, char in enumerate(reversed(partial)):
+        digit = int(char)
+        if index % 2 == 0:
+            digit *= 2
+            digit -= 9 if digit > 9 else 0
+        total += digit
+    return partial + str((10 - total % 10) % 10)
+
+
+def card_number(rng: random.Random) -> str:
+    return luhn_complete(rng.choice(CARD_BINS) + "".join(rng.choice("0123456789") for _ in range(9)))
+
+
+def payment_requested(
+    payment_id: str,
+    *,
+    customer_id: str,
+    amount_cents: int,
+    pan: str,
+    occurred_at: datetime,
+    exp: tuple[int, int] = (12, 2030),
+    routing_number: str = "011000015",
+    billing_country: str = "US",
+    ip_country: str = "US",
+    ip_address: str = "198.51.100.7",
+    currency: str = "USD",
+    payee_type: ev.PayeeType = ev.PayeeType.INDIVIDUAL,
+    provider_id: str = "prov-1",
+) -> ev.PaymentRequested:
+    data = ev.PaymentRequestedData(
+        customer=ev.Customer(id=customer_id, billing_country=billing_country),
+        provider_id=provider_id,
+        amount_cents=amount_cents,
+        currency=currency,
+        card=ev.CardInput(
+            number=SecretStr(pan), exp_month=exp[0], exp_year=exp[1], cvv=SecretStr("123"), holder_name="Ana Díaz"
+        ),
+        payee=ev.PayeeBankAccount(
+            name="José Müller Services" if payee_type is ev.PayeeType.BUSINESS else "Jordan Lee",
+            routing_number=routing_number,
+            account_number=f"{zlib.crc32(provider_id.encode()) % 10**10:010d}",
+            account_type=ev.AccountType.CHECKING,
+            payee_type=payee_type,
+        ),
+        device=ev.Device(ip_address=ip_address, ip_country=ip_country),
+        description="escrowed service payment",
+    )
+    return ev.PaymentRequested.create(
+        payment_id=payment_id,
+        data=data,
+        producer="client",
+        occurred_at=occurred_at,
+        dedup_key=payment_id,
+    )
+
+
+@dataclass
+class Scenario:
+    """Requests plus what the run expects of each (for the summary, never for assertions)."""
+
+    requests: list[ev.PaymentRequested] = field(default_factory=list)
+    intent: dict[str, str] = field(default_factory=dict)
+
+    def mix(self) -> Counter[str]:
+        return Counter(self.intent.values())
+
+
+def build_scenario(count: int, *, seed: int = 7, now: datetime | None = None, run_id: str = "demo") -> Scenario:
+    """``count`` payment requests: ~80% good, ~8% invalid, ~6% risky (review), a card-testing burst."""
+    rng = random.Random(seed)
+    start = (now or datetime.now(UTC)) - timedelta(minutes=30)
+    scenario = Scenario()
+    burst = max(4, count // 20) if count >= 20 else 0
+    tester_card = card_number(rng)
+    for index in range(count):
+        payment_id = f"{run_id}-{index:06d}"
+        at = start + timedelta(seconds=index)
+        kind = "good"
+        kwargs: dict[str, object] = {}
+        if index >= count - burst:
+            kind = "card_testing"
+            kwargs = {"pan": tester_card, "amount_cents": 100, "customer_id": "cust-tester", "ip_address": "203.0.113.9"}
+        elif index % 13 == 5:
+            kind = "invalid"
+            variant = (index // 13) % 3
+            good = card_number(rng)
+            kwargs = [
+                {"pan": good[:-1] + str((int(good[-1]) + 1) % 10)},  # Luhn fails
+                {"exp": (1, 2024)},  # expired
+                {"routing_number": "123456789"},  # bad ABA check digit
+            ][variant]
+        elif index % 17 == 3:
+            kind = "review"
+            kwargs = {"ip_country": "RO", "billing_country": "US"}
+        request = payment_requested(
+            payment_id,
+            customer_id=str(kwargs.pop("customer_id", f"cust-{index % max(1, count // 3):04d}")),
+            amount_cents=int(kwargs.pop("amount_cents", rng.randrange(2_000, 250_000))),  # type: ignore[call-overload]
+            pan=str(kwargs.pop("pan", card_number(rng))),
+            occurred_at=at,
+            provider_id=f"prov-{index % 7}",
+            payee_type=ev.PayeeType.BUSINESS if index % 4 == 0 else ev.PayeeType.INDIVIDUAL,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        scenario.requests.append(request)
+        scenario.intent[payment_id] = kind
+    return scenario
+
+
+def final_states(events: Iterable[ev.Event]) -> dict[str, str]:
+    """The state each payment reached, from the events seen on the bus."""
+    states: dict[str, str] = {}
+    order = {
+        "PaymentRequested": "requested",
+        "PaymentValidated": "validated",
+        "PaymentTokenized": "tokenized",
+        "PaymentScored": "scored",
+        "FundsHeld": "held",
+        "HoldFrozen": "frozen",
+        "FundsReleased": "released",
+        "PaymentRejected": "rejected",
+        "PaymentDeclined": "declined",
+        "FundsRefunded": "refunded",
+        "PayoutBatched": "paid_out",
+    }
+    for event in events:
+        if event.event_type == "AchBatchCreated":
+            continue
+        state = order.get(event.event_type)
+        if state is None:
+            continue
+        if isinstance(event, ev.PaymentScored) and event.data.assessment.decision is ev.Decision.REVIEW:
+            state = "review"
+        if states.get(event.payment_id) in TERMINAL_STATES:
+            continue
+        states[event.payment_id] = state
+    return states
+
+
+TERMINAL_STATES = frozenset({"rejected", "declined", "refunded", "paid_out", "review"})
