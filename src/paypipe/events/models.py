@@ -261,11 +261,17 @@ class Event(BaseModel):
     ) -> Self:
         """Build an event caused by ``cause``.
 
-        The event id is derived from the cause and ``dedup_key`` so reprocessing the same input
+        The event id is derived from ``dedup_key`` (a business key, when the same fact can be
+        reached from different causes) or else from the cause, so reprocessing the same input
         yields the same id, which lets every consumer recognise duplicates.
         """
-        seed = f"{cls.EVENT_TYPE}|{payment_id}|{cause.event_id if cause else ''}|{dedup_key or ''}"
-        event_id = str(uuid.uuid5(_EVENT_ID_NAMESPACE, seed)) if cause or dedup_key else str(uuid.uuid4())
+        if dedup_key is not None:
+            seed = f"{cls.EVENT_TYPE}|{payment_id}|key:{dedup_key}"
+        elif cause is not None:
+            seed = f"{cls.EVENT_TYPE}|{payment_id}|cause:{cause.event_id}"
+        else:
+            seed = ""
+        event_id = str(uuid.uuid5(_EVENT_ID_NAMESPACE, seed)) if seed else str(uuid.uuid4())
         return cls(
             event_id=event_id,
             event_type=cls.EVENT_TYPE,

@@ -1,0 +1,217 @@
+"""Released payouts waiting for an ACH file, and the batches cut from them (DynamoDB).
+
+Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
+- ``payout#<payment id>`` / ``payout``: the payout, its release time and status
+  (``pending`` -> ``assigned``); while pending it sits in gsi1 under ``payout#pending``.
+- ``batch#<batch id>`` / ``batch``: members and window of a cut batch; while it is not
+  yet fully written, uploaded and announced it sits in gsi1 under ``batch#open``.
+- ``filemod#<yyyymmdd>`` / ``counter``: file id modifiers used per creation day.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from paypipe.domain.ach_batching import PendingPayout, PlannedBatch
+from paypipe.domain.nacha import Payout
+
+PENDING_INDEX_KEY = "payout#pending"
+OPEN_BATCH_INDEX_KEY = "batch#open"
+FILE_ID_MODIFIERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+class BatchConflictError(RuntimeError):
+    """A payout is already assigned to another batch: refuse rather than pay twice."""
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    batch_id: str
+    kind: str
+    effective_date: date
+    sec_code: str
+    created_at: datetime
+    file_id_modifier: str
+    payment_ids: tuple[str, ...]
+
+
+class PayoutsStore:
+    def __init__(self, table_name: str, client: Any) -> None:
+        self._table = table_name
+        self._client = client
+
+    def add_pending(self, payout: Payout, released_at: datetime) -> bool:
+        """Record a released payout once; False when it was already recorded."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": f"payout#{payout.payment_id}"},
+                    "sk": {"S": "payout"},
+                    "payout": {"S": json.dumps(asdict(payout), sort_keys=True)},
+                    "released_at": {"S": released_at.isoformat()},
+                    "status": {"S": "pending"},
+                    "gsi1pk": {"S": PENDING_INDEX_KEY},
+                    "gsi1sk": {"S": f"{released_at.isoformat()}#{payout.payment_id}"},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def pending(self) -> list[PendingPayout]:
+        return [
+            PendingPayout(_payout(item), datetime.fromisoformat(item["released_at"]["S"]))
+            for item in self._query_index(PENDING_INDEX_KEY)
+        ]
+
+    def payouts(self, payment_ids: Sequence[str]) -> list[Payout]:
+        found: dict[str, Payout] = {}
+        for start in range(0, len(payment_ids), 100):
+            keys = [{"pk": {"S": f"payout#{pid}"}, "sk": {"S": "payout"}} for pid in payment_ids[start : start + 100]]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self._client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self._table, []):
+                    payout = _payout(item)
+                    found[payout.payment_id] = payout
+                request = response.get("UnprocessedKeys") or {}
+        missing = [pid for pid in payment_ids if pid not in found]
+        if missing:
+            raise KeyError(f"payouts not found: {missing[:5]}")
+        return [found[pid] for pid in payment_ids]
+
+    def open_batch(self, plan: PlannedBatch, created_at: datetime) -> StoredBatch:
+        """Persist the batch (idempotent by its content-derived id) before anything is written."""
+        existing = self.batch(plan.batch_id)
+        if existing is not None:
+            return existing
+        stored = StoredBatch(
+            batch_id=plan.batch_id,
+            kind=plan.kind,
+            effective_date=plan.effective_date,
+            sec_code=plan.sec_code,
+            created_at=created_at,
+            file_id_modifier=self._next_file_id_modifier(created_at),
+            payment_ids=tuple(payout.payment_id for payout in plan.payouts),
+        )
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={**_batch_item(stored), "gsi1pk": {"S": OPEN_BATCH_INDEX_KEY}, "gsi1sk": {"S": stored.batch_id}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            found = self.batch(plan.batch_id)
+            assert found is not None
+            return found
+        return stored
+
+    def assign(self, batch: StoredBatch) -> None:
+        """Take each member out of the pending set; refuse if any belongs to another batch."""
+        for payment_id in batch.payment_ids:
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": f"payout#{payment_id}"}, "sk": {"S": "payout"}},
+                    UpdateExpression="SET #status = :assigned, batch_id = :batch REMOVE gsi1pk, gsi1sk",
+                    ConditionExpression="#status = :pending OR batch_id = :batch",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={
+                        ":assigned": {"S": "assigned"},
+                        ":pending": {"S": "pending"},
+                        ":batch": {"S": batch.batch_id},
+                    },
+                )
+            except ClientError as error:
+                if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                    raise BatchConflictError(f"payout {payment_id} belongs to another batch") from None
+                raise
+
+    def close_batch(self, batch_id: str, file_key: str) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"batch#{batch_id}"}, "sk": {"S": "batch"}},
+            UpdateExpression="SET #status = :done, file_key = :key REMOVE gsi1pk, gsi1sk",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":done": {"S": "done"}, ":key": {"S": file_key}},
+        )
+
+    def open_batches(self) -> list[StoredBatch]:
+        return [_stored_batch(item) for item in self._query_index(OPEN_BATCH_INDEX_KEY)]
+
+    def batch(self, batch_id: str) -> StoredBatch | None:
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"batch#{batch_id}"}, "sk": {"S": "batch"}},
+            ConsistentRead=True,
+        ).get("Item")
+        return _stored_batch(item) if item else None
+
+    def _next_file_id_modifier(self, created_at: datetime) -> str:
+        response = self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"filemod#{created_at:%Y%m%d}"}, "sk": {"S": "counter"}},
+            UpdateExpression="ADD used :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        used = int(response["Attributes"]["used"]["N"])
+        if used > len(FILE_ID_MODIFIERS):
+            raise RuntimeError(f"more than {len(FILE_ID_MODIFIERS)} ACH files on {created_at:%Y-%m-%d}")
+        return FILE_ID_MODIFIERS[used - 1]
+
+    def _query_index(self, key: str) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :key",
+            "ExpressionAttributeValues": {":key": {"S": key}},
+        }
+        while True:
+            response = self._client.query(**request)
+            yield from response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _payout(item: dict[str, Any]) -> Payout:
+    return Payout(**json.loads(item["payout"]["S"]))
+
+
+def _batch_item(batch: StoredBatch) -> dict[str, Any]:
+    return {
+        "pk": {"S": f"batch#{batch.batch_id}"},
+        "sk": {"S": "batch"},
+        "kind": {"S": batch.kind},
+        "effective_date": {"S": batch.effective_date.isoformat()},
+        "sec_code": {"S": batch.sec_code},
+        "created_at": {"S": batch.created_at.isoformat()},
+        "file_id_modifier": {"S": batch.file_id_modifier},
+        "payment_ids": {"L": [{"S": pid} for pid in batch.payment_ids]},
+        "status": {"S": "open"},
+    }
+
+
+def _stored_batch(item: dict[str, Any]) -> StoredBatch:
+    return StoredBatch(
+        batch_id=item["pk"]["S"].removeprefix("batch#"),
+        kind=item["kind"]["S"],
+        effective_date=date.fromisoformat(item["effective_date"]["S"]),
+        sec_code=item["sec_code"]["S"],
+        created_at=datetime.fromisoformat(item["created_at"]["S"]),
+        file_id_modifier=item["file_id_modifier"]["S"],
+        payment_ids=tuple(value["S"] for value in item["payment_ids"]["L"]),
+    )
