@@ -508,3 +508,22 @@ def test_truncated_file_reports_end_of_file() -> None:
 
 def test_empty_file() -> None:
     assert parse_error("") == (1, "file header", "record type")
+
+
+def test_entry_hash_keeps_low_ten_digits() -> None:
+    routing = "99999999" + routing_check_digit("99999999")
+    payouts = [payout(f"p{i}", routing=routing) for i in range(200)]
+    file = build_file(payouts, ORIGINATOR, effective_date=EFFECTIVE, created_at=CREATED)
+    # 200 * 99,999,999 = 19,999,999,800, of which the low 10 digits remain.
+    assert file.batches[0].control.entry_hash == 9_999_999_800
+    assert file.control.entry_hash == 9_999_999_800
+    text = write(file)
+    assert text.splitlines()[202][10:20] == "9999999800"
+    assert parse(text) == file
+
+
+def test_leading_blanks_in_text_fields_are_preserved() -> None:
+    text = edit(good_lines(), 2, 13, "   1234567890    ")  # right-justified account number
+    file = parse(text)
+    assert file.batches[0].entries[0].dfi_account_number == "   1234567890"
+    assert write(file) == text
