@@ -1,0 +1,153 @@
+"""Which released payouts to send now, and how to cut them into ACH batches.
+
+Each planned batch becomes one file: `build_file(batch.payouts, originator,
+effective_date=batch.effective_date, created_at=now, same_day=batch.same_day)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+
+from paypipe.domain.ach_calendar import (
+    EASTERN,
+    SAME_DAY_DEADLINES,
+    AchWindow,
+    WindowKind,
+    next_window,
+)
+from paypipe.domain.nacha import MAX_ENTRY_AMOUNT_CENTS, Payout, SecCode
+
+_SEC_BY_PAYEE: dict[str, SecCode] = {"individual": "PPD", "business": "CCD"}
+
+
+@dataclass(frozen=True)
+class PendingPayout:
+    payout: Payout
+    released_at: datetime  # tz-aware
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    batch_id: str  # derived from the contents: the same plan always yields the same id
+    kind: WindowKind
+    effective_date: date
+    sec_code: SecCode
+    payouts: tuple[Payout, ...]  # ordered by release time, then payment id
+
+    @property
+    def same_day(self) -> bool:
+        return self.kind == "same_day"
+
+    @property
+    def total_cents(self) -> int:
+        return sum(payout.amount_cents for payout in self.payouts)
+
+
+def _is_missed(window: AchWindow, now: datetime) -> bool:
+    """True when the window can no longer be met at `now`.
+
+    A same-day window stays usable for the rest of its day (the ODFI takes a same-day-dated
+    file into its next same-day window); a standard one until its settlement deadline.
+    """
+    if window.kind == "same_day":
+        return now.astimezone(EASTERN).date() > window.effective_date
+    return now >= window.cutoff
+
+
+def is_due(window: AchWindow, now: datetime) -> bool:
+    """Same-day entries are due once their window has closed (cutoff reached or passed);
+    standard entries as soon as they are released."""
+    return window.kind == "standard" or now >= window.cutoff
+
+
+def window_at(
+    pending: PendingPayout, now: datetime, *, same_day_deadlines: Sequence[time] = SAME_DAY_DEADLINES
+) -> AchWindow | None:
+    """The window a released payout is sent in at `now`, or None if it is not due yet.
+
+    That is the window its release time gives or, if that window was missed (the planner
+    did not run in time), the one open at `now`.
+    """
+    amount = pending.payout.amount_cents
+    window = next_window(pending.released_at, amount_cents=amount, same_day_deadlines=same_day_deadlines)
+    if pending.released_at > now or not is_due(window, now):
+        return None
+    if _is_missed(window, now):
+        return next_window(now, amount_cents=amount, same_day_deadlines=same_day_deadlines)
+    return window
+
+
+def batch_id(kind: WindowKind, effective_date: date, sec_code: SecCode, payouts: Sequence[Payout]) -> str:
+    lines = [kind, effective_date.isoformat(), sec_code]
+    lines += [f"{payout.payment_id}\t{payout.amount_cents}" for payout in payouts]
+    return "achb_" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]
+
+
+def _chunks(payouts: Sequence[Payout], max_entries: int, max_total_cents: int) -> list[list[Payout]]:
+    chunks: list[list[Payout]] = []
+    current: list[Payout] = []
+    total = 0
+    for payout in payouts:
+        if current and (len(current) == max_entries or total + payout.amount_cents > max_total_cents):
+            chunks.append(current)
+            current, total = [], 0
+        current.append(payout)
+        total += payout.amount_cents
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def plan_files(
+    pending: Sequence[PendingPayout],
+    now: datetime,
+    *,
+    max_entries_per_batch: int = 2500,
+    max_batch_total_cents: int = MAX_ENTRY_AMOUNT_CENTS,
+    same_day_deadlines: Sequence[time] = SAME_DAY_DEADLINES,
+) -> list[PlannedBatch]:
+    """Batches of the payouts due at `now`, grouped by window kind, effective date and SEC code.
+
+    Payouts released after `now` are left out. Groups are split so that no batch has more
+    than `max_entries_per_batch` payouts or a total above `max_batch_total_cents` (the
+    default fits a single offset entry). Output order is deterministic.
+    """
+    if now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    if max_entries_per_batch < 1:
+        raise ValueError("max_entries_per_batch must be at least 1")
+    payment_ids = [item.payout.payment_id for item in pending]
+    if len(set(payment_ids)) != len(payment_ids):
+        raise ValueError("pending payouts must have unique payment ids")
+
+    groups: dict[tuple[date, WindowKind, SecCode], list[PendingPayout]] = {}
+    for item in pending:
+        if item.released_at.utcoffset() is None:
+            raise ValueError(f"payment {item.payout.payment_id!r}: released_at must be timezone-aware")
+        if not 0 < item.payout.amount_cents <= max_batch_total_cents:
+            raise ValueError(
+                f"payment {item.payout.payment_id!r}: amount must be between 1 and {max_batch_total_cents}"
+            )
+        window = window_at(item, now, same_day_deadlines=same_day_deadlines)
+        if window is None:
+            continue
+        key = (window.effective_date, window.kind, _SEC_BY_PAYEE[item.payout.payee_type])
+        groups.setdefault(key, []).append(item)
+
+    plan: list[PlannedBatch] = []
+    for (effective_date, kind, sec_code), items in sorted(groups.items(), key=lambda group: group[0]):
+        ordered = [item.payout for item in sorted(items, key=lambda i: (i.released_at, i.payout.payment_id))]
+        for chunk in _chunks(ordered, max_entries_per_batch, max_batch_total_cents):
+            plan.append(
+                PlannedBatch(
+                    batch_id=batch_id(kind, effective_date, sec_code, chunk),
+                    kind=kind,
+                    effective_date=effective_date,
+                    sec_code=sec_code,
+                    payouts=tuple(chunk),
+                )
+            )
+    return plan
