@@ -1,0 +1,597 @@
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from paypipe.domain.ledger import (
+    EXPIRY_RESOLUTION_ID,
+    AccountId,
+    AccountKind,
+    Applied,
+    Duplicate,
+    HoldRequest,
+    HoldStatus,
+    LedgerState,
+    Outcome,
+    Posting,
+    Rejected,
+    Rejection,
+    Side,
+    Transfer,
+    TransferKind,
+    expire,
+    expire_due,
+    freeze,
+    place_hold,
+    record_payout,
+    refund,
+    release,
+    unfreeze,
+)
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+HOLD_UNTIL = T0 + timedelta(days=7)
+USD = "USD"
+CLEARING = AccountId.card_clearing(USD)
+ESCROW = AccountId.escrow(USD)
+CUSTOMER = AccountId.customer("cus-1", USD)
+PROVIDER = AccountId.provider("prov-1", USD)
+SETTLEMENT = AccountId.settlement(USD)
+
+
+def hold_request(**changes: Any) -> HoldRequest:
+    request = HoldRequest(
+        payment_id="pay-1",
+        customer_id="cus-1",
+        provider_id="prov-1",
+        amount_cents=10_000,
+        currency=USD,
+        hold_until=HOLD_UNTIL,
+        held_at=T0,
+    )
+    return replace(request, **changes)
+
+
+def applied(outcome: Outcome) -> Applied:
+    assert isinstance(outcome, Applied), outcome
+    return outcome
+
+
+def rejected(outcome: Outcome, reason: Rejection) -> Rejected:
+    assert isinstance(outcome, Rejected), outcome
+    assert outcome.reason is reason, outcome
+    return outcome
+
+
+def held(amount_cents: int = 10_000) -> LedgerState:
+    return applied(place_hold(LedgerState(), hold_request(amount_cents=amount_cents))).state
+
+
+def balances(state: LedgerState) -> dict[AccountId, int]:
+    return {account: cents for account, cents in state.balances.items() if cents}
+
+
+# --- hold -----------------------------------------------------------------------------------------
+
+
+def test_place_hold_moves_card_clearing_into_escrow() -> None:
+    outcome = applied(place_hold(LedgerState(), hold_request()))
+
+    assert outcome.hold.status is HoldStatus.HELD
+    assert outcome.hold.version == 1
+    assert outcome.expected_hold_version == 0
+    assert balances(outcome.state) == {CLEARING: -10_000, ESCROW: 10_000}
+    (transfer,) = outcome.transfers
+    assert transfer.transfer_id == "pay-1:hold"
+    assert transfer.kind is TransferKind.HOLD
+    assert outcome.state.totals_by_currency() == {USD: 0}
+
+
+def test_duplicate_hold_is_a_no_op_returning_the_original() -> None:
+    first = applied(place_hold(LedgerState(), hold_request()))
+
+    again = place_hold(first.state, hold_request(held_at=T0 + timedelta(seconds=5)))
+
+    assert again == Duplicate(first.hold, first.transfers)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"amount_cents": 9_999}, {"provider_id": "prov-2"}, {"customer_id": "cus-2"}, {"currency": "EUR"}],
+)
+def test_same_payment_with_other_terms_is_an_idempotency_conflict(change: dict[str, object]) -> None:
+    state = held()
+
+    rejected(place_hold(state, hold_request(**change)), Rejection.IDEMPOTENCY_CONFLICT)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"amount_cents": 0},
+        {"amount_cents": -5},
+        {"currency": "usd"},
+        {"payment_id": ""},
+        {"hold_until": T0},
+        {"held_at": T0.replace(tzinfo=None)},
+    ],
+)
+def test_invalid_hold_requests_are_rejected(change: dict[str, object]) -> None:
+    rejected(place_hold(LedgerState(), hold_request(**change)), Rejection.INVALID_REQUEST)
+
+
+# --- release / refund -----------------------------------------------------------------------------
+
+
+def test_full_release_pays_the_provider() -> None:
+    outcome = applied(release(held(), "pay-1", amount_cents=None, resolution_id="done-1", at=T0))
+
+    assert outcome.hold.status is HoldStatus.RELEASED
+    assert (outcome.hold.released_cents, outcome.hold.refunded_cents) == (10_000, 0)
+    assert balances(outcome.state) == {CLEARING: -10_000, PROVIDER: 10_000}
+    assert outcome.transfers[0].transfer_id == "pay-1:resolution"
+    assert outcome.transfers[0].reference == "done-1"
+
+
+def test_partial_release_refunds_the_rest_to_the_customer() -> None:
+    outcome = applied(release(held(), "pay-1", amount_cents=7_500, resolution_id="done-1", at=T0))
+
+    assert outcome.hold.status is HoldStatus.PARTIALLY_RELEASED
+    assert balances(outcome.state) == {CLEARING: -10_000, PROVIDER: 7_500, CUSTOMER: 2_500}
+    assert outcome.transfers[0].kind is TransferKind.PARTIAL_RELEASE
+    assert len(outcome.transfers[0].postings) == 3
+
+
+@pytest.mark.parametrize("amount", [0, -1, 10_001])
+def test_release_amount_outside_the_hold_is_rejected(amount: int) -> None:
+    rejected(
+        release(held(), "pay-1", amount_cents=amount, resolution_id="r", at=T0), Rejection.INVALID_REQUEST
+    )
+
+
+def test_refund_returns_everything_to_the_customer() -> None:
+    outcome = applied(refund(held(), "pay-1", resolution_id="void-1", at=T0))
+
+    assert outcome.hold.status is HoldStatus.REFUNDED
+    assert balances(outcome.state) == {CLEARING: -10_000, CUSTOMER: 10_000}
+
+
+def test_repeated_resolution_returns_the_original_result() -> None:
+    first = applied(release(held(), "pay-1", amount_cents=4_000, resolution_id="done-1", at=T0))
+
+    again = release(
+        first.state, "pay-1", amount_cents=4_000, resolution_id="done-1", at=T0 + timedelta(hours=1)
+    )
+
+    assert again == Duplicate(first.hold, first.transfers)
+
+
+def test_other_resolution_of_a_resolved_hold_is_refused() -> None:
+    state = applied(release(held(), "pay-1", resolution_id="done-1", at=T0)).state
+
+    rejected(refund(state, "pay-1", resolution_id="void-1", at=T0), Rejection.ALREADY_RESOLVED)
+    rejected(release(state, "pay-1", resolution_id="done-2", at=T0), Rejection.ALREADY_RESOLVED)
+
+
+def test_same_resolution_id_with_another_body_is_a_conflict() -> None:
+    state = applied(release(held(), "pay-1", resolution_id="done-1", at=T0)).state
+
+    rejected(
+        release(state, "pay-1", amount_cents=1, resolution_id="done-1", at=T0), Rejection.IDEMPOTENCY_CONFLICT
+    )
+    rejected(refund(state, "pay-1", resolution_id="done-1", at=T0), Rejection.IDEMPOTENCY_CONFLICT)
+
+
+def test_commands_for_an_unknown_hold_are_retryable_rejections() -> None:
+    outcome = rejected(release(LedgerState(), "nope", resolution_id="r", at=T0), Rejection.NOT_FOUND)
+
+    assert outcome.retryable
+
+
+def test_unfrozen_hold_cannot_be_resolved_by_command_once_expired() -> None:
+    state = held()
+
+    rejected(release(state, "pay-1", resolution_id="late", at=HOLD_UNTIL), Rejection.HOLD_EXPIRED)
+    rejected(refund(state, "pay-1", resolution_id="late", at=HOLD_UNTIL), Rejection.HOLD_EXPIRED)
+
+
+def test_expiry_resolution_id_is_reserved() -> None:
+    rejected(refund(held(), "pay-1", resolution_id=EXPIRY_RESOLUTION_ID, at=T0), Rejection.INVALID_REQUEST)
+
+
+def test_naive_timestamps_are_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        refund(held(), "pay-1", resolution_id="r", at=T0.replace(tzinfo=None))
+
+
+# --- expiry ---------------------------------------------------------------------------------------
+
+
+def test_expiry_releases_due_holds_only() -> None:
+    state = applied(
+        place_hold(
+            held(),
+            hold_request(payment_id="pay-2", amount_cents=500, hold_until=HOLD_UNTIL + timedelta(days=1)),
+        )
+    ).state
+
+    sweep = expire_due(state, HOLD_UNTIL)
+
+    (only,) = sweep.outcomes
+    assert isinstance(only, Applied)
+    assert only.hold.payment_id == "pay-1"
+    assert only.hold.status is HoldStatus.EXPIRED_RELEASED
+    assert sweep.state.holds["pay-2"].status is HoldStatus.HELD
+    assert balances(sweep.state) == {CLEARING: -10_500, ESCROW: 500, PROVIDER: 10_000}
+
+
+def test_expiry_before_hold_until_is_not_due() -> None:
+    rejected(expire(held(), "pay-1", as_of=HOLD_UNTIL - timedelta(microseconds=1)), Rejection.NOT_DUE)
+
+
+def test_repeated_expiry_is_a_duplicate() -> None:
+    first = applied(expire(held(), "pay-1", as_of=HOLD_UNTIL))
+
+    assert expire(first.state, "pay-1", as_of=HOLD_UNTIL + timedelta(hours=1)) == Duplicate(
+        first.hold, first.transfers
+    )
+    assert expire_due(first.state, HOLD_UNTIL + timedelta(days=1)).outcomes == ()
+
+
+def test_expiry_of_a_resolved_hold_is_refused() -> None:
+    state = applied(refund(held(), "pay-1", resolution_id="void-1", at=T0)).state
+
+    rejected(expire(state, "pay-1", as_of=HOLD_UNTIL), Rejection.ALREADY_RESOLVED)
+
+
+# --- disputes -------------------------------------------------------------------------------------
+
+
+def test_frozen_hold_does_not_expire() -> None:
+    frozen = applied(freeze(held(), "pay-1", dispute_id="dsp-1", at=T0))
+
+    assert frozen.hold.status is HoldStatus.FROZEN
+    assert frozen.transfers == ()
+    rejected(expire(frozen.state, "pay-1", as_of=HOLD_UNTIL), Rejection.FROZEN)
+    assert expire_due(frozen.state, HOLD_UNTIL + timedelta(days=30)).outcomes == ()
+
+
+def test_dispute_resolves_a_frozen_hold_after_hold_until() -> None:
+    state = applied(freeze(held(), "pay-1", dispute_id="dsp-1", at=T0)).state
+    late = HOLD_UNTIL + timedelta(days=3)
+
+    lost = applied(refund(state, "pay-1", resolution_id="dsp-1-lost", at=late))
+    won = applied(release(state, "pay-1", resolution_id="dsp-1-won", at=late))
+
+    assert balances(lost.state) == {CLEARING: -10_000, CUSTOMER: 10_000}
+    assert balances(won.state) == {CLEARING: -10_000, PROVIDER: 10_000}
+
+
+def test_unfreeze_thaws_the_hold_so_it_expires_again() -> None:
+    state = applied(freeze(held(), "pay-1", dispute_id="dsp-1", at=T0)).state
+
+    thawed = applied(unfreeze(state, "pay-1", dispute_id="dsp-1", at=HOLD_UNTIL + timedelta(days=1)))
+
+    assert thawed.hold.status is HoldStatus.HELD
+    assert (
+        applied(expire(thawed.state, "pay-1", as_of=HOLD_UNTIL + timedelta(days=1))).hold.released_cents
+        == 10_000
+    )
+
+
+def test_hold_stays_frozen_while_any_dispute_is_open() -> None:
+    state = applied(freeze(held(), "pay-1", dispute_id="dsp-1", at=T0)).state
+    state = applied(freeze(state, "pay-1", dispute_id="dsp-2", at=T0)).state
+
+    outcome = applied(unfreeze(state, "pay-1", dispute_id="dsp-1", at=T0))
+
+    assert outcome.hold.status is HoldStatus.FROZEN
+
+
+def test_repeated_freeze_and_unfreeze_are_duplicates() -> None:
+    frozen = applied(freeze(held(), "pay-1", dispute_id="dsp-1", at=T0))
+    assert freeze(frozen.state, "pay-1", dispute_id="dsp-1", at=T0) == Duplicate(frozen.hold, ())
+
+    thawed = applied(unfreeze(frozen.state, "pay-1", dispute_id="dsp-1", at=T0))
+    assert unfreeze(thawed.state, "pay-1", dispute_id="dsp-1", at=T0) == Duplicate(thawed.hold, ())
+
+
+def test_freeze_delivered_after_its_unfreeze_does_not_freeze() -> None:
+    closed_first = applied(unfreeze(held(), "pay-1", dispute_id="dsp-1", at=T0))
+    assert closed_first.hold.status is HoldStatus.HELD
+
+    late_freeze = freeze(closed_first.state, "pay-1", dispute_id="dsp-1", at=T0)
+
+    assert late_freeze == Duplicate(closed_first.hold, ())
+
+
+def test_freeze_after_expiry_or_resolution_is_refused() -> None:
+    rejected(freeze(held(), "pay-1", dispute_id="dsp-1", at=HOLD_UNTIL), Rejection.HOLD_EXPIRED)
+    state = applied(release(held(), "pay-1", resolution_id="done", at=T0)).state
+    rejected(freeze(state, "pay-1", dispute_id="dsp-1", at=T0), Rejection.ALREADY_RESOLVED)
+
+
+# --- payout ---------------------------------------------------------------------------------------
+
+
+def test_payout_moves_the_released_share_to_settlement_once() -> None:
+    state = applied(release(held(), "pay-1", amount_cents=6_000, resolution_id="done", at=T0)).state
+
+    paid = applied(record_payout(state, "pay-1", amount_cents=6_000, payout_ref="ach-1", at=T0))
+
+    assert balances(paid.state) == {CLEARING: -10_000, CUSTOMER: 4_000, SETTLEMENT: 6_000}
+    assert paid.hold.payout_ref == "ach-1"
+    assert record_payout(paid.state, "pay-1", amount_cents=6_000, payout_ref="ach-1", at=T0) == Duplicate(
+        paid.hold, paid.transfers
+    )
+    rejected(
+        record_payout(paid.state, "pay-1", amount_cents=6_000, payout_ref="ach-2", at=T0),
+        Rejection.ALREADY_PAID_OUT,
+    )
+    rejected(
+        record_payout(paid.state, "pay-1", amount_cents=5_000, payout_ref="ach-1", at=T0),
+        Rejection.IDEMPOTENCY_CONFLICT,
+    )
+
+
+def test_payout_requires_a_release_of_exactly_that_amount() -> None:
+    rejected(
+        record_payout(held(), "pay-1", amount_cents=10_000, payout_ref="a", at=T0), Rejection.NOT_RELEASED
+    )
+    refunded = applied(refund(held(), "pay-1", resolution_id="void", at=T0)).state
+    rejected(
+        record_payout(refunded, "pay-1", amount_cents=10_000, payout_ref="a", at=T0), Rejection.NOT_RELEASED
+    )
+    released = applied(release(held(), "pay-1", resolution_id="done", at=T0)).state
+    rejected(
+        record_payout(released, "pay-1", amount_cents=10_001, payout_ref="a", at=T0),
+        Rejection.INVALID_REQUEST,
+    )
+
+
+def test_movement_that_would_overdraw_an_account_is_refused() -> None:
+    state = applied(release(held(), "pay-1", resolution_id="done", at=T0)).state
+    drained = replace(state, balances={**state.balances, PROVIDER: 100})
+
+    outcome = rejected(
+        record_payout(drained, "pay-1", amount_cents=10_000, payout_ref="ach-1", at=T0),
+        Rejection.INSUFFICIENT_FUNDS,
+    )
+
+    assert "provider:prov-1:USD" in outcome.message
+
+
+# --- building blocks ------------------------------------------------------------------------------
+
+
+def test_unbalanced_or_mixed_currency_transfers_cannot_be_built() -> None:
+    with pytest.raises(ValueError, match="unbalanced"):
+        Transfer("t", TransferKind.HOLD, "p", USD, (Posting(ESCROW, Side.CREDIT, 5),), T0)
+    with pytest.raises(ValueError, match="mixes currencies"):
+        Transfer(
+            "t",
+            TransferKind.HOLD,
+            "p",
+            USD,
+            (Posting(ESCROW, Side.CREDIT, 5), Posting(AccountId.card_clearing("EUR"), Side.DEBIT, 5)),
+            T0,
+        )
+    with pytest.raises(ValueError, match="positive"):
+        Posting(ESCROW, Side.CREDIT, 0)
+
+
+def test_only_card_clearing_may_go_negative() -> None:
+    assert [
+        kind
+        for kind in AccountKind
+        if AccountId(kind, USD, "x" * (kind in {"customer", "provider"})).may_go_negative
+    ] == [AccountKind.CARD_CLEARING]
+
+
+# --- stateful property test -----------------------------------------------------------------------
+
+PAYMENT_IDS = ("p1", "p2", "p3", "p4")
+CUSTOMERS = ("c1", "c2")
+PROVIDERS = ("v1", "v2")
+CURRENCIES = ("USD", "EUR")
+RESOLUTION_IDS = ("r1", "r2")
+DISPUTE_IDS = ("d1", "d2")
+PAYOUT_REFS = ("ach1", "ach2")
+
+type Command = tuple[str, dict[str, object]]
+
+
+def _run(state: LedgerState, command: Command) -> Outcome:
+    name, args = command
+    match name:
+        case "place_hold":
+            request = args["request"]
+            assert isinstance(request, HoldRequest)
+            return place_hold(state, request)
+        case "release":
+            return release(state, **args)  # type: ignore[arg-type]
+        case "refund":
+            return refund(state, **args)  # type: ignore[arg-type]
+        case "freeze":
+            return freeze(state, **args)  # type: ignore[arg-type]
+        case "unfreeze":
+            return unfreeze(state, **args)  # type: ignore[arg-type]
+        case "expire":
+            return expire(state, **args)  # type: ignore[arg-type]
+        case "record_payout":
+            return record_payout(state, **args)  # type: ignore[arg-type]
+    raise AssertionError(name)
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """Random, duplicated and reordered commands against the pure core."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = LedgerState()
+        self.now = T0
+        self.sent: list[tuple[Command, bool]] = []  # command, whether it applied
+        self.first_resolution: dict[str, tuple[HoldStatus, str | None, int]] = {}
+        self.payout_refs: dict[str, str] = {}
+
+    def _send(self, command: Command) -> Outcome:
+        before = self.state
+        outcome = _run(before, command)
+        if isinstance(outcome, Applied):
+            self.state = outcome.state
+        else:
+            assert self.state is before
+        self.sent.append((command, isinstance(outcome, Applied)))
+        return outcome
+
+    def _payment(self, data: st.DataObject) -> str:
+        known = sorted(self.state.holds) or list(PAYMENT_IDS)
+        return data.draw(st.sampled_from(known) | st.sampled_from(PAYMENT_IDS))
+
+    def _jittered(self, data: st.DataObject) -> datetime:
+        return self.now + timedelta(hours=data.draw(st.integers(-48, 48)))
+
+    @rule(
+        payment_id=st.sampled_from(PAYMENT_IDS),
+        customer_id=st.sampled_from(CUSTOMERS),
+        provider_id=st.sampled_from(PROVIDERS),
+        currency=st.sampled_from(CURRENCIES),
+        amount=st.sampled_from([1, 99, 2_500, 10_000]),
+        hold_hours=st.integers(1, 96),
+    )
+    def place(
+        self, payment_id: str, customer_id: str, provider_id: str, currency: str, amount: int, hold_hours: int
+    ) -> None:
+        until = self.now + timedelta(hours=hold_hours)
+        request = HoldRequest(payment_id, customer_id, provider_id, amount, currency, until, self.now)
+        self._send(("place_hold", {"request": request}))
+
+    @rule(
+        resolution_id=st.sampled_from(RESOLUTION_IDS),
+        amount=st.sampled_from([None, None, 1, 50, 2_499, -1, 10_001]),
+        data=st.data(),
+    )
+    def release(self, resolution_id: str, amount: int | None, data: st.DataObject) -> None:
+        args = {"amount_cents": amount, "resolution_id": resolution_id, "at": self._jittered(data)}
+        self._send(("release", {"payment_id": self._payment(data), **args}))
+
+    @rule(resolution_id=st.sampled_from(RESOLUTION_IDS), data=st.data())
+    def refund(self, resolution_id: str, data: st.DataObject) -> None:
+        args = {"resolution_id": resolution_id, "at": self._jittered(data)}
+        self._send(("refund", {"payment_id": self._payment(data), **args}))
+
+    @rule(dispute_id=st.sampled_from(DISPUTE_IDS), data=st.data())
+    def freeze(self, dispute_id: str, data: st.DataObject) -> None:
+        args = {"dispute_id": dispute_id, "at": self._jittered(data)}
+        self._send(("freeze", {"payment_id": self._payment(data), **args}))
+
+    @rule(dispute_id=st.sampled_from(DISPUTE_IDS), data=st.data())
+    def unfreeze(self, dispute_id: str, data: st.DataObject) -> None:
+        args = {"dispute_id": dispute_id, "at": self._jittered(data)}
+        self._send(("unfreeze", {"payment_id": self._payment(data), **args}))
+
+    @rule(data=st.data())
+    def expire_one(self, data: st.DataObject) -> None:
+        self._send(("expire", {"payment_id": self._payment(data), "as_of": self.now}))
+
+    @rule()
+    def sweep(self) -> None:
+        sweep = expire_due(self.state, self.now)
+        for outcome in sweep.outcomes:
+            assert isinstance(outcome, Applied)
+            assert outcome.hold.status is HoldStatus.EXPIRED_RELEASED
+        assert not any(hold.is_due(self.now) for hold in sweep.state.holds.values())
+        self.state = sweep.state
+
+    @rule(ref=st.sampled_from(PAYOUT_REFS), exact=st.booleans(), data=st.data())
+    def payout(self, ref: str, exact: bool, data: st.DataObject) -> None:
+        payment_id = self._payment(data)
+        hold = self.state.holds.get(payment_id)
+        amount = hold.released_cents if hold is not None and exact else 5_000
+        args = {"amount_cents": amount, "payout_ref": ref, "at": self.now}
+        self._send(("record_payout", {"payment_id": payment_id, **args}))
+
+    @rule(hours=st.integers(1, 72))
+    def advance_time(self, hours: int) -> None:
+        self.now += timedelta(hours=hours)
+
+    @precondition(lambda self: bool(self.sent))
+    @rule(data=st.data())
+    def redeliver(self, data: st.DataObject) -> None:
+        command, applied_before = data.draw(st.sampled_from(self.sent))
+        before = self.state
+        outcome = self._send(command)
+        if applied_before:
+            assert not isinstance(outcome, Applied), (command, outcome)
+            assert self.state is before
+
+    @invariant()
+    def money_is_conserved_per_currency(self) -> None:
+        assert all(total == 0 for total in self.state.totals_by_currency().values())
+
+    @invariant()
+    def only_designated_accounts_go_negative(self) -> None:
+        for account, cents in self.state.balances.items():
+            assert cents >= 0 or account.may_go_negative, (account, cents)
+
+    @invariant()
+    def balances_replay_from_the_journal(self) -> None:
+        replayed: dict[AccountId, int] = {}
+        for transfer in self.state.transfers.values():
+            for posting in transfer.postings:
+                replayed[posting.account] = replayed.get(posting.account, 0) + posting.signed_cents
+        assert {a: c for a, c in replayed.items() if c} == balances(self.state)
+
+    @invariant()
+    def each_hold_resolves_at_most_once(self) -> None:
+        for payment_id, hold in self.state.holds.items():
+            if not hold.is_resolved:
+                assert payment_id not in self.first_resolution
+                assert hold.released_cents == hold.refunded_cents == 0
+                continue
+            resolution = (hold.status, hold.resolution_id, hold.released_cents)
+            assert self.first_resolution.setdefault(payment_id, resolution) == resolution
+            assert hold.released_cents + hold.refunded_cents == hold.amount_cents
+
+    @invariant()
+    def escrow_holds_exactly_the_unresolved_holds(self) -> None:
+        for currency in CURRENCIES:
+            open_cents = sum(
+                h.amount_cents
+                for h in self.state.holds.values()
+                if h.currency == currency and not h.is_resolved
+            )
+            assert self.state.balance(AccountId.escrow(currency)) == open_cents
+
+    @invariant()
+    def provider_never_receives_more_than_held_and_is_paid_at_most_once(self) -> None:
+        for payment_id, hold in self.state.holds.items():
+            transfers = [t for t in self.state.transfers.values() if t.payment_id == payment_id]
+            provider = AccountId.provider(hold.provider_id, hold.currency)
+            credited = sum(
+                p.amount_cents
+                for t in transfers
+                for p in t.postings
+                if p.account == provider and p.side is Side.CREDIT
+            )
+            assert credited == hold.released_cents <= hold.amount_cents
+            payouts = [t for t in transfers if t.kind is TransferKind.PAYOUT]
+            assert len(payouts) <= 1
+            assert (
+                sum(t.postings[0].amount_cents for t in payouts) == hold.paid_out_cents <= hold.released_cents
+            )
+            if hold.payout_ref is not None:
+                assert self.payout_refs.setdefault(payment_id, hold.payout_ref) == hold.payout_ref
+        for currency in CURRENCIES:
+            paid = sum(h.paid_out_cents for h in self.state.holds.values() if h.currency == currency)
+            assert self.state.balance(AccountId.settlement(currency)) == paid
+
+
+TestLedgerMachine = LedgerMachine.TestCase
+TestLedgerMachine.settings = settings(
+    max_examples=200, stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
