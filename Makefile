@@ -1,0 +1,41 @@
+# paypipe developer commands. `make run` and `make test` are the README quickstart.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PAYMENTS ?= 50
+STAMP := $(VENV)/.installed
+
+.PHONY: run test unit lint typecheck template-lint schemas schema-compat clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $$(scripts/find_python.sh) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## Run the whole pipeline in-process on moto (no AWS account, no Docker).
+run: $(STAMP)
+	$(VENV)/bin/paypipe run --payments $(PAYMENTS)
+
+## The whole test suite (what CI runs).
+test: $(STAMP)
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src services scripts tests
+	$(VENV)/bin/mypy
+
+template-lint: $(STAMP)
+	$(VENV)/bin/cfn-lint infra/sam/template.yaml
+
+schemas: $(STAMP)
+	$(PY) scripts/gen_schemas.py
+
+schema-compat: $(STAMP)
+	$(PY) scripts/check_schema_compat.py --base $${BASE:-HEAD}
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
