@@ -11,7 +11,10 @@ def _events(count: int) -> list[ev.Event]:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     return [
         ev.ServiceCompleted.create(
-            payment_id=f"p{i}", data=ev.ServiceCompletedData(completed_at=at), producer="client", dedup_key=str(i)
+            payment_id=f"p{i}",
+            data=ev.ServiceCompletedData(completed_at=at),
+            producer="client",
+            dedup_key=str(i),
         )
         for i in range(count)
     ]
@@ -25,7 +28,7 @@ class FakeEvents:
         self.throttle_calls = throttle_calls
         self.calls: list[list[str]] = []
 
-    def put_events(self, Entries):  # noqa: N803 - boto3 signature
+    def put_events(self, Entries):
         ids = [json.loads(entry["Detail"])["payment_id"] for entry in Entries]
         self.calls.append(ids)
         if self.throttle_calls:

@@ -22,8 +22,16 @@ def test_schema_files_match_the_models():
 def test_every_event_type_has_a_v1_schema_with_the_envelope():
     for name in ev.EVENT_TYPES:
         schema = json.loads((SCHEMA_ROOT / name / "v1.json").read_text())
-        for field in ("event_id", "event_type", "schema_version", "payment_id", "correlation_id",
-                      "causation_id", "occurred_at", "data"):
+        for field in (
+            "event_id",
+            "event_type",
+            "schema_version",
+            "payment_id",
+            "correlation_id",
+            "causation_id",
+            "occurred_at",
+            "data",
+        ):
             assert field in schema["properties"], (name, field)
         assert schema["properties"]["event_type"]["const"] == name
 
@@ -49,11 +57,17 @@ def test_new_optional_field_and_description_are_compatible():
     "mutate, expected",
     [
         (lambda s: s["$defs"]["FundsHeldData"]["properties"].pop("provider_id"), "provider_id: removed"),
-        (lambda s: s["$defs"]["FundsHeldData"]["required"].append("note")
-         or s["$defs"]["FundsHeldData"]["properties"].__setitem__("note", {"type": "string"}),
-         "note: became required"),
-        (lambda s: s["$defs"]["HoldRef"]["properties"]["amount_cents"].__setitem__("type", "string"),
-         "type changed"),
+        (
+            lambda s: (
+                s["$defs"]["FundsHeldData"]["required"].append("note")
+                or s["$defs"]["FundsHeldData"]["properties"].__setitem__("note", {"type": "string"})
+            ),
+            "note: became required",
+        ),
+        (
+            lambda s: s["$defs"]["HoldRef"]["properties"]["amount_cents"].__setitem__("type", "string"),
+            "type changed",
+        ),
         (lambda s: s["$defs"]["AccountType"].__setitem__("enum", ["checking"]), "enum changed"),
         (lambda s: s["$defs"]["FundsHeldData"]["required"].remove("payee"), "payee: is no longer required"),
     ],

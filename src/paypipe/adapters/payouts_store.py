@@ -77,7 +77,10 @@ class PayoutsStore:
     def payouts(self, payment_ids: Sequence[str]) -> list[Payout]:
         found: dict[str, Payout] = {}
         for start in range(0, len(payment_ids), 100):
-            keys = [{"pk": {"S": f"payout#{pid}"}, "sk": {"S": "payout"}} for pid in payment_ids[start : start + 100]]
+            keys = [
+                {"pk": {"S": f"payout#{pid}"}, "sk": {"S": "payout"}}
+                for pid in payment_ids[start : start + 100]
+            ]
             request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
             while request:
                 response = self._client.batch_get_item(RequestItems=request)
@@ -107,7 +110,11 @@ class PayoutsStore:
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item={**_batch_item(stored), "gsi1pk": {"S": OPEN_BATCH_INDEX_KEY}, "gsi1sk": {"S": stored.batch_id}},
+                Item={
+                    **_batch_item(stored),
+                    "gsi1pk": {"S": OPEN_BATCH_INDEX_KEY},
+                    "gsi1sk": {"S": stored.batch_id},
+                },
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as error:

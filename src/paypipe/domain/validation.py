@@ -81,9 +81,7 @@ MAX_EXPIRY_YEARS_AHEAD: Final = 20
 
 # First two digits of a routing number: Federal Reserve districts 01-12, thrifts 21-32,
 # electronic 61-72, traveller's cheques 80. 00 (US government) is not a valid payee bank.
-_ROUTING_PREFIXES: Final = frozenset(
-    f"{n:02d}" for n in (*range(1, 13), *range(21, 33), *range(61, 73), 80)
-)
+_ROUTING_PREFIXES: Final = frozenset(f"{n:02d}" for n in (*range(1, 13), *range(21, 33), *range(61, 73), 80))
 
 # NACHA DFI account number field: up to 17 alphanumeric characters.
 _MAX_ACCOUNT_NUMBER_LENGTH: Final = 17

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from paypipe.embedded.demo import RunReport, run_demo
@@ -18,11 +18,17 @@ def run_with_console(payments: int, *, seed: int, out_dir: Path) -> int:
     console = Console()
     os.environ.setdefault("LOG_LEVEL", "WARNING")  # step logs are JSON lines; keep the demo readable
     logging.getLogger("botocore").setLevel(logging.WARNING)
-    console.print(f"[bold]paypipe[/] embedded run: {payments} payments on moto (template: infra/sam/template.yaml)")
+    console.print(
+        f"[bold]paypipe[/] embedded run: {payments} payments on moto (template: infra/sam/template.yaml)"
+    )
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
     ) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def notify(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
@@ -31,7 +37,11 @@ def run_with_console(payments: int, *, seed: int, out_dir: Path) -> int:
 
         report = run_demo(payments, seed=seed, out_dir=out_dir, progress=notify)
         for task_id in tasks.values():
-            progress.update(task_id, total=progress.tasks[task_id].completed or 1, completed=progress.tasks[task_id].completed or 1)
+            progress.update(
+                task_id,
+                total=progress.tasks[task_id].completed or 1,
+                completed=progress.tasks[task_id].completed or 1,
+            )
     print_summary(console, report)
     return 0 if report.unfinished == 0 and not report.dlq_depths else 1
 
@@ -45,7 +55,9 @@ def print_summary(console: Console, report: RunReport) -> None:
         table.add_row(state + marker, str(count))
     table.add_row("[bold]total", f"[bold]{sum(report.states.values())}")
     console.print(table)
-    console.print(f"traffic mix: {dict(sorted(report.intents.items()))}; events on the bus: {report.events_seen}")
+    console.print(
+        f"traffic mix: {dict(sorted(report.intents.items()))}; events on the bus: {report.events_seen}"
+    )
     console.print(f"terminal events per payment: {dict(sorted(report.terminal_events_per_payment.items()))}")
     console.print(
         f"released ${report.released_cents / 100:,.2f}; ACH credits ${report.ach_credit_cents / 100:,.2f} "

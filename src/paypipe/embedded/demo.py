@@ -63,15 +63,23 @@ def run_demo(
         for hold in held:
             roll = rng.random()
             if roll < 0.75:
-                follow_ups.append(_client_event(ev.ServiceCompleted, hold, ev.ServiceCompletedData(completed_at=now)))
+                follow_ups.append(
+                    _client_event(ev.ServiceCompleted, hold, ev.ServiceCompletedData(completed_at=now))
+                )
             elif roll < 0.85:
                 dispute = f"dsp-{hold.payment_id}"
                 outcome = ev.DisputeOutcome.REFUND if roll < 0.80 else ev.DisputeOutcome.RELEASE
                 follow_ups.append(
-                    _client_event(ev.DisputeOpened, hold, ev.DisputeOpenedData(dispute_id=dispute, reason="not as described"))
+                    _client_event(
+                        ev.DisputeOpened,
+                        hold,
+                        ev.DisputeOpenedData(dispute_id=dispute, reason="not as described"),
+                    )
                 )
                 follow_ups.append(
-                    _client_event(ev.DisputeResolved, hold, ev.DisputeResolvedData(dispute_id=dispute, outcome=outcome))
+                    _client_event(
+                        ev.DisputeResolved, hold, ev.DisputeResolvedData(dispute_id=dispute, outcome=outcome)
+                    )
                 )
             # else: left alone, released by the sweep once the hold expires
         notify("service completions and disputes", 0, len(follow_ups))
@@ -110,7 +118,9 @@ def run_demo(
             report.ach_entries += batch.data.entry_count
             report.ach_credit_cents += batch.data.total_credit_cents
             report.ach_files.append(
-                pipeline.download(batch.data.bucket, batch.data.file_key, out_dir / "ach" / batch.data.file_key)
+                pipeline.download(
+                    batch.data.bucket, batch.data.file_key, out_dir / "ach" / batch.data.file_key
+                )
             )
     return report
 

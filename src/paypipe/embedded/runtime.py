@@ -32,7 +32,7 @@ from paypipe.runtime.publisher import EventPublisher, PublishResult
 CLIENT_PRODUCER = "client"
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "embedded",
-    "AWS_SECRET_ACCESS_KEY": "embedded",  # noqa: S105 - moto accepts any credentials
+    "AWS_SECRET_ACCESS_KEY": "embedded",
     "AWS_SESSION_TOKEN": "embedded",
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
@@ -179,7 +179,9 @@ def scheduled_event(at: datetime, rule: str = "embedded-schedule") -> dict[str, 
 class EmbeddedPipeline:
     """The whole stack on moto in this process. Use as a context manager."""
 
-    def __init__(self, overrides: Mapping[str, str] | None = None, stack_name: str = "paypipe-embedded") -> None:
+    def __init__(
+        self, overrides: Mapping[str, str] | None = None, stack_name: str = "paypipe-embedded"
+    ) -> None:
         self._overrides = dict(overrides or {})
         self._stack_name = stack_name
         self._mock = mock_aws()
@@ -202,7 +204,8 @@ class EmbeddedPipeline:
         self.stack = provision_stack(self.session, stack_name=self._stack_name, overrides=self._overrides)
         sqs = self.session.client("sqs")
         self.functions = {
-            logical_id: EmbeddedFunction(spec, self.stack, sqs) for logical_id, spec in self.stack.functions.items()
+            logical_id: EmbeddedFunction(spec, self.stack, sqs)
+            for logical_id, spec in self.stack.functions.items()
         }
         self._create_tap()
         self.client_publisher = EventPublisher(
@@ -237,7 +240,9 @@ class EmbeddedPipeline:
             EventBusName=bus,
             EventPattern=json.dumps({"detail-type": sorted(EVENT_TYPES)}),
         )
-        events.put_targets(Rule=f"{self._stack_name}-tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": tap_arn}])
+        events.put_targets(
+            Rule=f"{self._stack_name}-tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": tap_arn}]
+        )
 
     def observed(self) -> list[Event]:
         """Every event seen on the bus so far, in arrival order."""

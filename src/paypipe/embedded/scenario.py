@@ -55,7 +55,11 @@ def payment_requested(
         amount_cents=amount_cents,
         currency=currency,
         card=ev.CardInput(
-            number=SecretStr(pan), exp_month=exp[0], exp_year=exp[1], cvv=SecretStr("123"), holder_name="Ana Díaz"
+            number=SecretStr(pan),
+            exp_month=exp[0],
+            exp_year=exp[1],
+            cvv=SecretStr("123"),
+            holder_name="Ana Díaz",
         ),
         payee=ev.PayeeBankAccount(
             name="José Müller Services" if payee_type is ev.PayeeType.BUSINESS else "Jordan Lee",
@@ -87,7 +91,9 @@ class Scenario:
         return Counter(self.intent.values())
 
 
-def build_scenario(count: int, *, seed: int = 7, now: datetime | None = None, run_id: str = "demo") -> Scenario:
+def build_scenario(
+    count: int, *, seed: int = 7, now: datetime | None = None, run_id: str = "demo"
+) -> Scenario:
     """``count`` payment requests: ~80% good, ~8% invalid, ~6% risky (review), a card-testing burst."""
     rng = random.Random(seed)
     start = (now or datetime.now(UTC)) - timedelta(minutes=30)
@@ -101,16 +107,22 @@ def build_scenario(count: int, *, seed: int = 7, now: datetime | None = None, ru
         kwargs: dict[str, object] = {}
         if index >= count - burst:
             kind = "card_testing"
-            kwargs = {"pan": tester_card, "amount_cents": 100, "customer_id": "cust-tester", "ip_address": "203.0.113.9"}
+            kwargs = {
+                "pan": tester_card,
+                "amount_cents": 100,
+                "customer_id": "cust-tester",
+                "ip_address": "203.0.113.9",
+            }
         elif index % 13 == 5:
             kind = "invalid"
             variant = (index // 13) % 3
             good = card_number(rng)
-            kwargs = [
+            variants: list[dict[str, object]] = [
                 {"pan": good[:-1] + str((int(good[-1]) + 1) % 10)},  # Luhn fails
                 {"exp": (1, 2024)},  # expired
                 {"routing_number": "123456789"},  # bad ABA check digit
-            ][variant]
+            ]
+            kwargs = variants[variant]
         elif index % 17 == 3:
             kind = "review"
             kwargs = {"ip_country": "RO", "billing_country": "US"}

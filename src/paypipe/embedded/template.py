@@ -101,7 +101,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self._ref(arg)
             if key == "Fn::GetAtt":
@@ -204,9 +204,14 @@ class Provisioner:
 
     def _aws_sqs_queue(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
         sqs = self._session.client("sqs")
-        attributes = {
+        attributes: dict[str, str] = {
             key: str(props[key])
-            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
+            for key in (
+                "VisibilityTimeout",
+                "MessageRetentionPeriod",
+                "DelaySeconds",
+                "ReceiveMessageWaitTimeSeconds",
+            )
             if key in props
         }
         if "RedrivePolicy" in props:
@@ -229,7 +234,11 @@ class Provisioner:
             Name=name, EventBusName=bus, EventPattern=json.dumps(props["EventPattern"]), State=props["State"]
         )["RuleArn"]
         targets = [
-            {key: target[key] for key in ("Id", "Arn", "DeadLetterConfig", "RetryPolicy", "Input") if key in target}
+            {
+                key: target[key]
+                for key in ("Id", "Arn", "DeadLetterConfig", "RetryPolicy", "Input")
+                if key in target
+            }
             for target in props.get("Targets", [])
         ]
         if targets:
@@ -251,7 +260,8 @@ class Provisioner:
         ttl = props.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
             dynamodb.update_time_to_live(
-                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
             )
         return {"Ref": name, "Arn": arn}
 
@@ -300,7 +310,9 @@ class Provisioner:
             environment={"AWS_LAMBDA_FUNCTION_NAME": name, **environment},
             sqs_sources=tuple(sqs_sources),
             schedules=tuple(schedules),
-            timeout_seconds=int(props.get("Timeout") or self._resolver.resolve(self._globals.get("Timeout", 3))),
+            timeout_seconds=int(
+                props.get("Timeout") or self._resolver.resolve(self._globals.get("Timeout", 3))
+            ),
         )
         return {"Ref": name, "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"}
 

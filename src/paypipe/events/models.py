@@ -288,8 +288,6 @@ class Event(BaseModel):
         return int(self.schema_version.split(".", 1)[0])
 
 
-
-
 # Declared explicitly (not generated) so type checkers see each event class.
 class PaymentRequested(Event):
     """A client asks to pay a provider by card; funds are held in escrow."""

@@ -139,10 +139,10 @@ class Consumer:
                 outgoing[record.message_id] = result
 
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        with processor(records=list(records), handler=record_handler):
+        with processor(records=[dict(record) for record in records], handler=record_handler):
             processor.process()
         outcome.failed_message_ids.extend(
-            item["itemIdentifier"] for item in processor.response()["batchItemFailures"]
+            str(item["itemIdentifier"]) for item in processor.response()["batchItemFailures"]
         )
         self._publish(outgoing, outcome)
         return outcome
@@ -168,7 +168,9 @@ class Consumer:
             return None
         except Exception as error:
             if receive_count >= self._max_receive_count:
-                self._log.error("record failed on its last receive", receive_count=receive_count, exc_info=True)
+                self._log.error(
+                    "record failed on its last receive", receive_count=receive_count, exc_info=True
+                )
                 self._park(record, type(error).__name__, str(error), receive_count)
                 return None
             self._log.warning(

@@ -12,7 +12,9 @@ import structlog
 
 from paypipe.redaction import redact_pan
 
-SENSITIVE_KEYS = frozenset({"number", "pan", "card_number", "cvv", "account_number", "ciphertext", "plaintext"})
+SENSITIVE_KEYS = frozenset(
+    {"number", "pan", "card_number", "cvv", "account_number", "ciphertext", "plaintext"}
+)
 
 
 def _redact_value(value: Any, depth: int = 0) -> Any:
@@ -48,7 +50,9 @@ def configure(stream: TextIO | None = None, level: str | None = None) -> None:
             redact_processor,
             structlog.processors.JSONRenderer(sort_keys=True),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping().get(level_name, 20)),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level_name, 20)
+        ),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
         cache_logger_on_first_use=False,
     )

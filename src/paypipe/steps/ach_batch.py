@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
 from paypipe.adapters.payouts_store import PayoutsStore, StoredBatch
 from paypipe.domain import nacha
@@ -22,12 +22,9 @@ from paypipe.runtime.consumer import Consumer, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
+from paypipe.steps.common import LedgerPort, ledger_from_env, scheduled_time
 
 STEP = "ach_batch"
-
-
-class PayoutLedger(Protocol):
-    def record_payout(self, payment_id: str, *, amount_cents: int, payout_ref: str, at: datetime) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ def file_key(batch: StoredBatch) -> str:
 @dataclass
 class AchCutter:
     payouts: PayoutsStore
-    ledger: PayoutLedger
+    ledger: LedgerPort
     s3: Any
     bucket: str
     originator: nacha.Originator
@@ -98,7 +95,10 @@ class AchCutter:
         traces = nacha.payment_trace_numbers(payouts, ach_file)
         for payout in payouts:
             self.ledger.record_payout(
-                payout.payment_id, amount_cents=payout.amount_cents, payout_ref=batch.batch_id, at=batch.created_at
+                payout.payment_id,
+                amount_cents=payout.amount_cents,
+                payout_ref=batch.batch_id,
+                at=batch.created_at,
             )
         self._announce(batch, key, payouts, traces, ach_file)
         self.payouts.close_batch(batch.batch_id, key)
@@ -173,8 +173,6 @@ def build() -> Consumer:
 
 
 def build_cut() -> LambdaHandler:
-    from paypipe.steps.release import ledger_from_env
-
     cutter = AchCutter(
         payouts=PayoutsStore(setting("PAYOUTS_TABLE"), client("dynamodb")),
         ledger=ledger_from_env(),
@@ -190,11 +188,3 @@ def build_cut() -> LambdaHandler:
         return {"files": cutter.cut(now)}
 
     return handler
-
-
-def scheduled_time(event: Mapping[str, Any]) -> datetime:
-    """The schedule's own time (so a delayed or replayed invocation acts as of its slot)."""
-    raw = event.get("time")
-    if isinstance(raw, str):
-        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return datetime.now(UTC)

@@ -12,7 +12,7 @@ from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, PermanentError, Route
 from paypipe.runtime.entry import build_consumer
-from paypipe.steps.release import LedgerPort, ledger_from_env
+from paypipe.steps.common import LedgerPort, ledger_from_env
 
 STEP = "escrow_hold"
 

@@ -49,7 +49,9 @@ class FraudStep:
         assert isinstance(event, ev.PaymentTokenized)
         txn = transaction_of(event)
         # Scored as of the payment's own time, so a redelivery sees the same history.
-        features = fraud.compute_features(txn, self.velocity.history(txn, event.occurred_at), event.occurred_at)
+        features = fraud.compute_features(
+            txn, self.velocity.history(txn, event.occurred_at), event.occurred_at
+        )
         result = fraud.evaluate(features, self.ruleset, review_at=self.review_at, decline_at=self.decline_at)
         self.velocity.record(txn)
         assessment = ev.FraudAssessment(
@@ -60,7 +62,11 @@ class FraudStep:
         )
         if assessment.decision is ev.Decision.DECLINE:
             declined = ev.PaymentDeclinedData(assessment=assessment)
-            return [ev.PaymentDeclined.create(payment_id=event.payment_id, data=declined, producer=STEP, cause=event)]
+            return [
+                ev.PaymentDeclined.create(
+                    payment_id=event.payment_id, data=declined, producer=STEP, cause=event
+                )
+            ]
         scored = ev.PaymentScoredData.model_validate({**event.data.model_dump(), "assessment": assessment})
         return [ev.PaymentScored.create(payment_id=event.payment_id, data=scored, producer=STEP, cause=event)]
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import ledger
+from paypipe.domain.ledger import Outcome
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, setting
 from paypipe.runtime.consumer import Consumer, PermanentError, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
+from paypipe.steps.common import LedgerPort, ledger_from_env, scheduled_time
 
 STEP = "release"
 SWEEP_PAGE = 100
@@ -28,17 +30,6 @@ SWEEP_PAGE = 100
 SETTLED_REJECTIONS = frozenset(
     {ledger.Rejection.ALREADY_RESOLVED, ledger.Rejection.HOLD_EXPIRED, ledger.Rejection.FROZEN}
 )
-
-
-class LedgerPort(Protocol):
-    def place_hold(self, request: ledger.HoldRequest) -> ledger.Outcome: ...
-    def hold(self, payment_id: str) -> ledger.Hold | None: ...
-    def release(self, payment_id: str, *, resolution_id: str, at: datetime) -> ledger.Outcome: ...
-    def refund(self, payment_id: str, *, resolution_id: str, at: datetime) -> ledger.Outcome: ...
-    def freeze(self, payment_id: str, *, dispute_id: str, at: datetime) -> ledger.Outcome: ...
-    def expire(self, payment_id: str, *, as_of: datetime) -> ledger.Outcome: ...
-    def due_holds(self, as_of: datetime, limit: int) -> list[str]: ...
-    def record_payout(self, payment_id: str, *, amount_cents: int, payout_ref: str, at: datetime) -> None: ...
 
 
 class HoldNotFoundError(Exception):
@@ -57,7 +48,9 @@ class ReleaseStep:
         if hold.status is ledger.HoldStatus.FROZEN:
             get_logger(step=STEP).info("service completed on a disputed hold; the dispute decides")
             return []
-        outcome = self.ledger.release(event.payment_id, resolution_id="service-completed", at=event.occurred_at)
+        outcome = self.ledger.release(
+            event.payment_id, resolution_id="service-completed", at=event.occurred_at
+        )
         return self._resolution_events(outcome, event, ev.ReleaseTrigger.SERVICE_COMPLETED)
 
     def on_dispute_opened(self, event: ev.Event) -> Sequence[ev.Event]:
@@ -71,7 +64,10 @@ class ReleaseStep:
         )
         return [
             ev.HoldFrozen.create(
-                payment_id=event.payment_id, data=frozen, producer=STEP, cause=event,
+                payment_id=event.payment_id,
+                data=frozen,
+                producer=STEP,
+                cause=event,
                 dedup_key=f"freeze:{event.data.dispute_id}",
             )
         ]
@@ -89,19 +85,21 @@ class ReleaseStep:
         outcome = self.ledger.expire(payment_id, as_of=as_of)
         return self._resolution_events(outcome, None, ev.ReleaseTrigger.HOLD_EXPIRED)
 
-    def _effective(self, outcome: ledger.Outcome) -> bool:
+    def _effective(self, outcome: Outcome) -> bool:
         """True when the outcome stands (applied now or before); raise or ignore otherwise."""
         if not isinstance(outcome, ledger.Rejected):
             return True
         if outcome.reason is ledger.Rejection.NOT_FOUND:
             raise HoldNotFoundError(outcome.message)
         if outcome.reason in SETTLED_REJECTIONS or outcome.reason is ledger.Rejection.NOT_DUE:
-            get_logger(step=STEP).info("no change to hold", reason=outcome.reason.value, detail=outcome.message)
+            get_logger(step=STEP).info(
+                "no change to hold", reason=outcome.reason.value, detail=outcome.message
+            )
             return False
         raise PermanentError(f"Ledger{outcome.reason.value.title()}", outcome.message)
 
     def _resolution_events(
-        self, outcome: ledger.Outcome, cause: ev.Event | None, trigger: ev.ReleaseTrigger
+        self, outcome: Outcome, cause: ev.Event | None, trigger: ev.ReleaseTrigger
     ) -> list[ev.Event]:
         if not self._effective(outcome):
             return []
@@ -125,8 +123,12 @@ class ReleaseStep:
             )
             events.append(
                 ev.FundsReleased.create(
-                    payment_id=hold.payment_id, data=released, producer=STEP, cause=cause,
-                    dedup_key="resolution", occurred_at=resolved_at,
+                    payment_id=hold.payment_id,
+                    data=released,
+                    producer=STEP,
+                    cause=cause,
+                    dedup_key="resolution",
+                    occurred_at=resolved_at,
                 )
             )
         if hold.refunded_cents:
@@ -140,8 +142,12 @@ class ReleaseStep:
             )
             events.append(
                 ev.FundsRefunded.create(
-                    payment_id=hold.payment_id, data=refunded, producer=STEP, cause=cause,
-                    dedup_key="resolution", occurred_at=resolved_at,
+                    payment_id=hold.payment_id,
+                    data=refunded,
+                    producer=STEP,
+                    cause=cause,
+                    dedup_key="resolution",
+                    occurred_at=resolved_at,
                 )
             )
         return events
@@ -179,13 +185,6 @@ class ReleaseSweep:
                 return released
 
 
-def ledger_from_env() -> LedgerPort:
-    from paypipe.adapters.ledger_store import LedgerStore
-
-    store: LedgerPort = LedgerStore(setting("LEDGER_TABLE"), client("dynamodb"))
-    return store
-
-
 def _step() -> ReleaseStep:
     return ReleaseStep(ledger_from_env(), PaymentsStore(setting("PAYMENTS_TABLE"), client("dynamodb")))
 
@@ -208,8 +207,6 @@ def _dispute_key(event: ev.Event) -> str:
 
 
 def build_sweep() -> LambdaHandler:
-    from paypipe.steps.ach_batch import scheduled_time
-
     sweep = ReleaseSweep(_step(), publisher(STEP))
 
     def handler(event: Mapping[str, Any], _context: Any) -> dict[str, int]:

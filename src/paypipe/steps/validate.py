@@ -54,7 +54,11 @@ class ValidateStep:
             )
             return [rejected(event, [duplicate])]
         validated = ev.PaymentValidatedData.model_validate(data.model_dump())
-        return [ev.PaymentValidated.create(payment_id=event.payment_id, data=validated, producer=STEP, cause=event)]
+        return [
+            ev.PaymentValidated.create(
+                payment_id=event.payment_id, data=validated, producer=STEP, cause=event
+            )
+        ]
 
 
 def rejected(event: ev.Event, rejections: Sequence[validation.Rejection]) -> ev.PaymentRejected:

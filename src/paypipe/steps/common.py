@@ -1,0 +1,38 @@
+"""Wiring shared by several steps: the ledger port and scheduled-invocation time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from paypipe.domain import ledger
+from paypipe.runtime.aws import client, setting
+
+
+class LedgerPort(Protocol):
+    def place_hold(self, request: ledger.HoldRequest) -> ledger.Outcome: ...
+    def hold(self, payment_id: str) -> ledger.Hold | None: ...
+    def release(self, payment_id: str, *, resolution_id: str, at: datetime) -> ledger.Outcome: ...
+    def refund(self, payment_id: str, *, resolution_id: str, at: datetime) -> ledger.Outcome: ...
+    def freeze(self, payment_id: str, *, dispute_id: str, at: datetime) -> ledger.Outcome: ...
+    def expire(self, payment_id: str, *, as_of: datetime) -> ledger.Outcome: ...
+    def due_holds(self, as_of: datetime, limit: int) -> list[str]: ...
+    def record_payout(
+        self, payment_id: str, *, amount_cents: int, payout_ref: str, at: datetime
+    ) -> ledger.Outcome: ...
+
+
+def ledger_from_env() -> LedgerPort:
+    from paypipe.adapters.ledger_store import LedgerStore
+
+    store: LedgerPort = LedgerStore(setting("LEDGER_TABLE"), client("dynamodb"))
+    return store
+
+
+def scheduled_time(event: Mapping[str, Any]) -> datetime:
+    """The schedule's own time (so a delayed or replayed invocation acts as of its slot)."""
+    raw = event.get("time")
+    if isinstance(raw, str):
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return datetime.now(UTC)
