@@ -1,0 +1,305 @@
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from paypipe.adapters.ledger_store import LedgerContentionError, LedgerStore
+from paypipe.domain.ledger import (
+    AccountId,
+    Applied,
+    Duplicate,
+    HoldRequest,
+    HoldStatus,
+    Outcome,
+    Rejected,
+    Rejection,
+    TransferKind,
+)
+
+TABLE = "paypipe-test"
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+HOLD_UNTIL = T0 + timedelta(days=7)
+USD = "USD"
+CLEARING = AccountId.card_clearing(USD)
+ESCROW = AccountId.escrow(USD)
+CUSTOMER = AccountId.customer("cus-1", USD)
+PROVIDER = AccountId.provider("prov-1", USD)
+SETTLEMENT = AccountId.settlement(USD)
+ACCOUNTS = (CLEARING, ESCROW, CUSTOMER, PROVIDER, SETTLEMENT)
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(
+            TableName=TABLE,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gsi1pk", "gsi1sk")
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "gsi1",
+                    "KeySchema": [
+                        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield dynamodb
+
+
+@pytest.fixture
+def store(client: Any) -> LedgerStore:
+    return LedgerStore(TABLE, client, sleep=lambda _: None)
+
+
+def hold_request(
+    payment_id: str = "pay-1", amount_cents: int = 10_000, hold_until: datetime = HOLD_UNTIL
+) -> HoldRequest:
+    return HoldRequest(payment_id, "cus-1", "prov-1", amount_cents, USD, hold_until, T0)
+
+
+def balances(store: LedgerStore) -> dict[AccountId, int]:
+    return {account: cents for account in ACCOUNTS if (cents := store.balance(account))}
+
+
+def applied(outcome: Outcome) -> Applied:
+    assert isinstance(outcome, Applied), outcome
+    return outcome
+
+
+def rejected(outcome: Outcome, reason: Rejection) -> Rejected:
+    assert isinstance(outcome, Rejected), outcome
+    assert outcome.reason is reason, outcome
+    return outcome
+
+
+def test_place_hold_persists_the_hold_and_the_journal(store: LedgerStore) -> None:
+    outcome = applied(store.place_hold(hold_request()))
+
+    assert store.get_hold("pay-1") == outcome.hold
+    assert store.transfers("pay-1") == list(outcome.transfers)
+    assert balances(store) == {CLEARING: -10_000, ESCROW: 10_000}
+    assert store.verify_balanced() == {USD: 0}
+
+
+def test_duplicate_hold_has_no_second_effect_and_other_terms_conflict(store: LedgerStore) -> None:
+    first = applied(store.place_hold(hold_request()))
+
+    assert store.place_hold(hold_request()) == Duplicate(first.hold, first.transfers)
+    rejected(store.place_hold(hold_request(amount_cents=1)), Rejection.IDEMPOTENCY_CONFLICT)
+    assert balances(store) == {CLEARING: -10_000, ESCROW: 10_000}
+
+
+def test_release_pays_the_provider_once(store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+
+    first = applied(store.release("pay-1", resolution_id="done-1", at=T0))
+    again = store.release("pay-1", resolution_id="done-1", at=T0)
+
+    assert again == Duplicate(first.hold, first.transfers)
+    rejected(store.refund("pay-1", resolution_id="void-1", at=T0), Rejection.ALREADY_RESOLVED)
+    assert balances(store) == {CLEARING: -10_000, PROVIDER: 10_000}
+    assert store.get_hold("pay-1") == first.hold
+
+
+def test_partial_release_splits_between_provider_and_customer(store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+
+    outcome = applied(store.release("pay-1", amount_cents=3_000, resolution_id="done-1", at=T0))
+
+    assert outcome.hold.status is HoldStatus.PARTIALLY_RELEASED
+    assert balances(store) == {CLEARING: -10_000, PROVIDER: 3_000, CUSTOMER: 7_000}
+
+
+def test_refund_returns_the_hold_to_the_customer(store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+
+    applied(store.refund("pay-1", resolution_id="void-1", at=T0))
+
+    assert balances(store) == {CLEARING: -10_000, CUSTOMER: 10_000}
+    assert [t.kind for t in store.transfers("pay-1")] == [TransferKind.HOLD, TransferKind.REFUND]
+
+
+def test_command_before_its_hold_is_a_retryable_rejection(store: LedgerStore) -> None:
+    outcome = rejected(store.release("pay-1", resolution_id="done-1", at=T0), Rejection.NOT_FOUND)
+
+    assert outcome.retryable
+    assert balances(store) == {}
+
+
+def test_sweep_releases_due_holds_via_the_index(store: LedgerStore) -> None:
+    store.place_hold(hold_request("pay-1", 100, HOLD_UNTIL))
+    store.place_hold(hold_request("pay-2", 200, HOLD_UNTIL - timedelta(days=1)))
+    store.place_hold(hold_request("pay-3", 400, HOLD_UNTIL + timedelta(seconds=1)))
+    store.place_hold(hold_request("pay-4", 800, HOLD_UNTIL - timedelta(days=2)))
+    store.refund("pay-4", resolution_id="void", at=T0)
+
+    assert store.due_holds(HOLD_UNTIL, limit=10) == ["pay-2", "pay-1"]
+    assert store.due_holds(HOLD_UNTIL, limit=1) == ["pay-2"]
+
+    outcomes = store.release_due(HOLD_UNTIL, limit=10)
+
+    assert [applied(o).hold.status for o in outcomes] == [HoldStatus.EXPIRED_RELEASED] * 2
+    assert store.due_holds(HOLD_UNTIL, limit=10) == []
+    assert store.due_holds(HOLD_UNTIL + timedelta(seconds=1), limit=10) == ["pay-3"]
+    assert balances(store) == {CLEARING: -1_500, ESCROW: 400, PROVIDER: 300, CUSTOMER: 800}
+
+
+def test_frozen_hold_leaves_the_index_until_its_dispute_closes(store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+    applied(store.freeze("pay-1", dispute_id="dsp-1", at=T0))
+    later = HOLD_UNTIL + timedelta(days=2)
+
+    assert store.due_holds(later, limit=10) == []
+    rejected(store.expire("pay-1", as_of=later), Rejection.FROZEN)
+
+    applied(store.unfreeze("pay-1", dispute_id="dsp-1", at=later))
+
+    assert store.due_holds(later, limit=10) == ["pay-1"]
+    assert [applied(o).hold.released_cents for o in store.release_due(later, limit=10)] == [10_000]
+    assert balances(store) == {CLEARING: -10_000, PROVIDER: 10_000}
+
+
+def test_dispute_loss_refunds_a_frozen_hold(store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+    store.freeze("pay-1", dispute_id="dsp-1", at=T0)
+
+    applied(store.refund("pay-1", resolution_id="dsp-1-lost", at=HOLD_UNTIL + timedelta(days=5)))
+
+    assert store.release_due(HOLD_UNTIL + timedelta(days=5), limit=10) == []
+    assert balances(store) == {CLEARING: -10_000, CUSTOMER: 10_000}
+
+
+def test_payout_moves_the_release_to_settlement_once(store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+    store.release("pay-1", amount_cents=6_000, resolution_id="done", at=T0)
+
+    first = applied(store.record_payout("pay-1", amount_cents=6_000, payout_ref="ach-1", at=T0))
+
+    assert store.record_payout("pay-1", amount_cents=6_000, payout_ref="ach-1", at=T0) == Duplicate(
+        first.hold, first.transfers
+    )
+    rejected(
+        store.record_payout("pay-1", amount_cents=6_000, payout_ref="ach-2", at=T0),
+        Rejection.ALREADY_PAID_OUT,
+    )
+    assert balances(store) == {CLEARING: -10_000, CUSTOMER: 4_000, SETTLEMENT: 6_000}
+
+
+def _deliver_all(store: LedgerStore) -> None:
+    store.place_hold(hold_request("pay-1", 1_000))
+    store.place_hold(hold_request("pay-2", 2_000))
+    store.place_hold(hold_request("pay-3", 4_000))
+    store.place_hold(hold_request("pay-4", 8_000))
+    store.release("pay-1", resolution_id="done-1", at=T0)
+    store.release("pay-2", amount_cents=500, resolution_id="done-2", at=T0)
+    store.freeze("pay-3", dispute_id="dsp-3", at=T0)
+    store.refund("pay-3", resolution_id="dsp-3-lost", at=T0)
+    store.record_payout("pay-1", amount_cents=1_000, payout_ref="ach-1", at=T0)
+    store.release_due(HOLD_UNTIL, limit=10)
+
+
+def test_redelivering_every_command_leaves_balances_unchanged(store: LedgerStore) -> None:
+    _deliver_all(store)
+    snapshot = (balances(store), [store.get_hold(p) for p in ("pay-1", "pay-2", "pay-3", "pay-4")])
+
+    _deliver_all(store)
+
+    assert (balances(store), [store.get_hold(p) for p in ("pay-1", "pay-2", "pay-3", "pay-4")]) == snapshot
+    assert snapshot[0] == {CLEARING: -15_000, CUSTOMER: 5_500, PROVIDER: 8_500, SETTLEMENT: 1_000}
+    assert store.verify_balanced() == {USD: 0}
+
+
+class RacingClient:
+    """Delegates to DynamoDB but runs ``race`` right before the first transactional write."""
+
+    def __init__(self, client: Any, race: Callable[[], object], times: int = 1) -> None:
+        self._client = client
+        self._race = race
+        self._times = times
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        if self._times:
+            self._times -= 1
+            self._race()
+        return self._client.transact_write_items(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def racing_store(client: Any, **options: Any) -> LedgerStore:
+    return LedgerStore(TABLE, client, sleep=lambda _: None, **options)
+
+
+def test_concurrent_duplicate_is_reported_as_a_duplicate(client: Any, store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+    racing = racing_store(RacingClient(client, lambda: store.release("pay-1", resolution_id="r", at=T0)))
+
+    outcome = racing.release("pay-1", resolution_id="r", at=T0)
+
+    assert isinstance(outcome, Duplicate)
+    assert balances(store) == {CLEARING: -10_000, PROVIDER: 10_000}
+
+
+def test_concurrent_other_resolution_loses_cleanly(client: Any, store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+    racing = racing_store(RacingClient(client, lambda: store.refund("pay-1", resolution_id="void", at=T0)))
+
+    rejected(racing.release("pay-1", resolution_id="done", at=T0), Rejection.ALREADY_RESOLVED)
+
+    assert balances(store) == {CLEARING: -10_000, CUSTOMER: 10_000}
+
+
+def test_balance_guard_refuses_an_overdraft_written_concurrently(client: Any, store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+
+    def drain_escrow() -> None:
+        client.update_item(
+            TableName=TABLE,
+            Key={"pk": {"S": "ledger#account#USD#escrow#"}, "sk": {"S": "balance"}},
+            UpdateExpression="SET balance_cents = :low",
+            ExpressionAttributeValues={":low": {"N": "10"}},
+        )
+
+    racing = racing_store(RacingClient(client, drain_escrow))
+
+    outcome = rejected(racing.release("pay-1", resolution_id="done", at=T0), Rejection.INSUFFICIENT_FUNDS)
+
+    assert "escrow:USD" in outcome.message
+    hold = store.get_hold("pay-1")
+    assert hold is not None
+    assert hold.status is HoldStatus.HELD
+    assert store.balance(PROVIDER) == 0
+
+
+def test_endless_contention_raises_after_the_attempt_budget(client: Any, store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+    bump_version = {
+        "TableName": TABLE,
+        "Key": {"pk": {"S": "ledger#payment#pay-1"}, "sk": {"S": "hold"}},
+        "UpdateExpression": "ADD version :one",
+        "ExpressionAttributeValues": {":one": {"N": "1"}},
+    }
+    racing = racing_store(
+        RacingClient(client, lambda: client.update_item(**bump_version), times=3), max_attempts=3
+    )
+
+    with pytest.raises(LedgerContentionError):
+        racing.release("pay-1", resolution_id="done", at=T0)
+
+    assert balances(store) == {CLEARING: -10_000, ESCROW: 10_000}
