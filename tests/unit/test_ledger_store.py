@@ -303,3 +303,33 @@ def test_endless_contention_raises_after_the_attempt_budget(client: Any, store: 
         racing.release("pay-1", resolution_id="done", at=T0)
 
     assert balances(store) == {CLEARING: -10_000, ESCROW: 10_000}
+
+
+def test_freeze_racing_a_refund_cannot_reopen_the_resolved_hold(client: Any, store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+    racing = racing_store(RacingClient(client, lambda: store.refund("pay-1", resolution_id="void", at=T0)))
+
+    rejected(racing.freeze("pay-1", dispute_id="dsp-1", at=T0), Rejection.ALREADY_RESOLVED)
+
+    hold = store.get_hold("pay-1")
+    assert hold is not None
+    assert (hold.status, hold.open_disputes) == (HoldStatus.REFUNDED, frozenset())
+
+
+def test_hold_and_balances_round_trip_every_field(store: LedgerStore) -> None:
+    store.place_hold(hold_request(hold_until=datetime(2025, 3, 8, 9, 30, 15, 123456, tzinfo=UTC)))
+    store.freeze("pay-1", dispute_id="dsp-1", at=T0)
+    store.unfreeze("pay-1", dispute_id="dsp-0", at=T0)
+    store.release("pay-1", amount_cents=2_500, resolution_id="done", at=T0 + timedelta(hours=1))
+    paid = applied(
+        store.record_payout("pay-1", amount_cents=2_500, payout_ref="ach-1", at=T0 + timedelta(days=1))
+    )
+
+    assert store.get_hold("pay-1") == paid.hold
+    assert paid.hold.closed_disputes == frozenset({"dsp-0"})
+    assert paid.hold.open_disputes == frozenset({"dsp-1"})
+    assert [t.kind for t in store.transfers("pay-1")] == [
+        TransferKind.HOLD,
+        TransferKind.PARTIAL_RELEASE,
+        TransferKind.PAYOUT,
+    ]

@@ -287,14 +287,14 @@ class LedgerStore:
             ExpressionAttributeValues={":due": _s(DUE_INDEX_KEY), ":upper": _s(f"{_time(as_of)}$")},
             PaginationConfig={"MaxItems": limit, "PageSize": limit},
         )
-        payment_ids = [item["payment_id"]["S"] for page in pages for item in page.get("Items", [])]
-        return payment_ids
+        return [item["payment_id"]["S"] for page in pages for item in page.get("Items", [])]
 
     def get_hold(self, payment_id: str) -> Hold | None:
         return self._load_payment(payment_id)[0]
 
     def transfers(self, payment_id: str) -> list[Transfer]:
-        return list(self._load_payment(payment_id)[1])
+        """The payment's journal in time order."""
+        return sorted(self._load_payment(payment_id)[1], key=lambda t: (t.at, t.transfer_id))
 
     def balance(self, account: AccountId) -> int:
         return self._load_balances([account]).get(account, 0)
