@@ -16,7 +16,9 @@ from paypipe.embedded.scenario import TERMINAL_STATES
 
 def run_with_console(payments: int, *, seed: int, out_dir: Path) -> int:
     console = Console()
-    os.environ.setdefault("LOG_LEVEL", "WARNING")  # step logs are JSON lines; keep the demo readable
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_file = out_dir / "pipeline.log.jsonl"
+    os.environ["LOG_FILE"] = str(log_file)  # step logs are JSON lines: keep them out of the summary
     logging.getLogger("botocore").setLevel(logging.WARNING)
     console.print(
         f"[bold]paypipe[/] embedded run: {payments} payments on moto (template: infra/sam/template.yaml)"
@@ -43,6 +45,7 @@ def run_with_console(payments: int, *, seed: int, out_dir: Path) -> int:
                 completed=progress.tasks[task_id].completed or 1,
             )
     print_summary(console, report)
+    console.print(f"step logs: {log_file}")
     return 0 if report.unfinished == 0 and not report.dlq_depths else 1
 
 

@@ -118,9 +118,7 @@ def run_demo(
             report.ach_entries += batch.data.entry_count
             report.ach_credit_cents += batch.data.total_credit_cents
             report.ach_files.append(
-                pipeline.download(
-                    batch.data.bucket, batch.data.file_key, out_dir / "ach" / batch.data.file_key
-                )
+                pipeline.download(batch.data.bucket, batch.data.file_key, out_dir / batch.data.file_key)
             )
     return report
 

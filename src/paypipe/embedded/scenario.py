@@ -29,6 +29,12 @@ def luhn_complete(partial: str) -> str:
     return partial + str((10 - total % 10) % 10)
 
 
+def customer_ip(customer_id: str) -> str:
+    """A stable documentation-range address per customer (RFC 5737)."""
+    crc = zlib.crc32(customer_id.encode())
+    return f"198.51.{crc % 100}.{crc // 100 % 250 + 1}"
+
+
 def card_number(rng: random.Random) -> str:
     return luhn_complete(rng.choice(CARD_BINS) + "".join(rng.choice("0123456789") for _ in range(9)))
 
@@ -126,9 +132,11 @@ def build_scenario(
         elif index % 17 == 3:
             kind = "review"
             kwargs = {"ip_country": "RO", "billing_country": "US"}
+        customer_id = str(kwargs.pop("customer_id", f"cust-{index % max(1, count // 3):04d}"))
+        kwargs.setdefault("ip_address", customer_ip(customer_id))
         request = payment_requested(
             payment_id,
-            customer_id=str(kwargs.pop("customer_id", f"cust-{index % max(1, count // 3):04d}")),
+            customer_id=customer_id,
             amount_cents=int(kwargs.pop("amount_cents", rng.randrange(2_000, 250_000))),  # type: ignore[call-overload]
             pan=str(kwargs.pop("pan", card_number(rng))),
             occurred_at=at,

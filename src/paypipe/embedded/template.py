@@ -276,7 +276,14 @@ class Provisioner:
         if props.get("VersioningConfiguration"):
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
         if props.get("BucketEncryption"):
-            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=props["BucketEncryption"])
+            rules = [
+                {
+                    "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                    **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {}),
+                }
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         return {"Ref": name, "Arn": f"arn:aws:s3:::{name}"}
 
     def _aws_serverless_function(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import structlog
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from paypipe.runtime import logging as log_setup
@@ -44,6 +45,7 @@ def lazy_handler(build: Callable[[], LambdaHandler]) -> LambdaHandler:
     built: list[LambdaHandler] = []
 
     def handler(event: Mapping[str, Any], context: Any = None) -> Any:
+        structlog.contextvars.clear_contextvars()
         if not built:
             log_setup.configure()
             built.append(build())

@@ -40,7 +40,10 @@ def redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str,
 
 
 def configure(stream: TextIO | None = None, level: str | None = None) -> None:
+    """JSON lines to ``stream``, else to the file named by LOG_FILE, else to stdout."""
     level_name = (level or os.environ.get("LOG_LEVEL", "INFO")).upper()
+    if stream is None and os.environ.get("LOG_FILE"):
+        stream = open(os.environ["LOG_FILE"], "a", encoding="utf-8")  # noqa: SIM115 - lives with the process
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

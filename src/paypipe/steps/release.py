@@ -42,7 +42,7 @@ class ReleaseStep:
     payments: PaymentsStore
 
     def on_service_completed(self, event: ev.Event) -> Sequence[ev.Event]:
-        hold = self.ledger.hold(event.payment_id)
+        hold = self.ledger.get_hold(event.payment_id)
         if hold is None:
             raise HoldNotFoundError(f"no hold for payment {event.payment_id} yet")
         if hold.status is ledger.HoldStatus.FROZEN:
