@@ -73,7 +73,9 @@ class Recorder:
 
 
 def make_consumer(infra, handler, idempotent=True, max_receive=3):
-    store = DynamoDBPersistenceLayer(table_name="idem", boto3_client=infra["dynamodb"]) if idempotent else None
+    store = (
+        DynamoDBPersistenceLayer(table_name="idem", boto3_client=infra["dynamodb"]) if idempotent else None
+    )
     return Consumer(
         "test",
         {"ServiceCompleted": Route(handler)},
@@ -176,8 +178,10 @@ def test_same_key_with_different_content_is_a_conflict(infra):
     consumer = make_consumer(infra, Recorder())
     first = completed()
     changed = ev.ServiceCompleted.create(
-        payment_id="p1", data=ev.ServiceCompletedData(completed_at=datetime(2027, 1, 1, tzinfo=UTC)),
-        producer="client", occurred_at=AT,
+        payment_id="p1",
+        data=ev.ServiceCompletedData(completed_at=datetime(2027, 1, 1, tzinfo=UTC)),
+        producer="client",
+        occurred_at=AT,
     )
     consumer.handle({"Records": [record(bus_body(first), "m1")]})
     consumer.handle({"Records": [record(bus_body(changed), "m2")]})
@@ -187,10 +191,21 @@ def test_same_key_with_different_content_is_a_conflict(infra):
 
 def test_publish_failure_fails_the_record_for_redelivery(infra):
     class BrokenEvents:
-        def put_events(self, Entries):  # noqa: N803
-            return {"FailedEntryCount": len(Entries), "Entries": [{"ErrorCode": "InternalFailure"}] * len(Entries)}
+        def put_events(self, Entries):
+            return {
+                "FailedEntryCount": len(Entries),
+                "Entries": [{"ErrorCode": "InternalFailure"}] * len(Entries),
+            }
 
     consumer = make_consumer(infra, Recorder())
     consumer.publisher = EventPublisher(BrokenEvents(), "bus", "test", max_attempts=2, max_backoff_seconds=0)
     response = consumer.handle({"Records": [record(bus_body(completed()), "m1")]})
     assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+
+
+def test_redelivery_of_a_record_with_no_output_is_a_quiet_success(infra):
+    consumer = make_consumer(infra, lambda event: [])
+    body = bus_body(completed())
+    assert consumer.handle({"Records": [record(body, "m1")]}) == {"batchItemFailures": []}
+    assert consumer.handle({"Records": [record(body, "m2", receive_count=2)]}) == {"batchItemFailures": []}
+    assert drain(infra["sqs"], infra["dlq"]) == []

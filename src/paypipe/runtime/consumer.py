@@ -207,7 +207,8 @@ class Consumer:
                     "IdempotencyConflict", f"{request['key']} was already processed with different content"
                 ) from None
             return list(route.on_conflict(event))
-        return [parse_detail(item["event_type"], item) for item in cached]
+        # Powertools returns None for a stored empty result.
+        return [parse_detail(item["event_type"], item) for item in cached or []]
 
     def _run_route(self, request: dict[str, str], event: Event) -> list[dict[str, Any]]:
         route = self.routes[event.event_type]
