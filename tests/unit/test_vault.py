@@ -268,11 +268,14 @@ def test_no_pan_in_any_item(aws: Aws, harness: Harness) -> None:
         harness.vault.tokenize(pan, 1 + index % 12, 2030, tenant="acme" if index % 2 else "globex")
     items = scan_all(aws)
     assert len(items) == 1 + 2 * len(pans)
+    # The KMS key's UUID (also embedded in moto's ciphertext blobs) is random and may by chance
+    # hold a Luhn-valid digit run; it is known not to be card data.
+    key_uuid = aws.key_id.rsplit("/", 1)[-1]
     for item in items:
         for value in flatten(item):
             text = value.decode("latin-1") if isinstance(value, bytes) else value
             assert not any(pan in text for pan in pans)
-            assert luhn_runs(text) == []
+            assert luhn_runs(text.replace(key_uuid, "|")) == []
         assert not {"pan", "cvv", "cvc", "card_number"} & set(item)
 
 
