@@ -1,28 +1,31 @@
-"""Command line: ``paypipe run`` (embedded pipeline)."""
+"""Command line: ``paypipe <command>``. Each command lives in its own module, imported on use."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from pathlib import Path
+
+# name -> (module, help). The module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("paypipe.embedded.console", "run the whole pipeline in this process (moto; no AWS, no Docker)"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="paypipe", description="Event-driven escrow payment pipeline")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    run = commands.add_parser("run", help="run the whole pipeline in this process (moto; no AWS, no Docker)")
-    run.add_argument("--payments", type=int, default=50, help="PaymentRequested events to publish")
-    run.add_argument("--seed", type=int, default=7)
-    run.add_argument("--out", type=Path, default=Path("out"), help="where ACH files are written")
-
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        sub.set_defaults(module=module_name)
+        _module(module_name).add_arguments(sub)
     args = parser.parse_args(argv)
-    if args.command == "run":
-        from paypipe.embedded.console import run_with_console
+    result: int = _module(args.module).run(args)
+    return result
 
-        return run_with_console(args.payments, seed=args.seed, out_dir=args.out)
-    parser.error(f"unknown command {args.command}")
-    return 2
+
+def _module(name: str):  # type: ignore[no-untyped-def]
+    return importlib.import_module(name)
 
 
 if __name__ == "__main__":

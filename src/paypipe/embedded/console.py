@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from pathlib import Path
@@ -12,6 +13,16 @@ from rich.table import Table
 
 from paypipe.embedded.demo import RunReport, run_demo
 from paypipe.embedded.scenario import TERMINAL_STATES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--payments", type=int, default=50, help="PaymentRequested events to publish")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the sample traffic")
+    parser.add_argument("--out", type=Path, default=Path("out"), help="where ACH files and logs are written")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_with_console(args.payments, seed=args.seed, out_dir=args.out)
 
 
 def run_with_console(payments: int, *, seed: int, out_dir: Path) -> int:
