@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PAYMENTS ?= 50
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit lint typecheck template-lint schemas schema-compat clean
+.PHONY: run test unit lint typecheck template-lint sam-validate schemas schema-compat clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $$(scripts/find_python.sh) -m venv $(VENV)
@@ -30,6 +30,15 @@ lint: $(STAMP)
 
 template-lint: $(STAMP)
 	$(VENV)/bin/cfn-lint infra/sam/template.yaml
+
+## `sam validate --lint` with a pinned SAM CLI in its own venv (its pins differ from the project's).
+SAM_VENV := .venv-sam
+$(SAM_VENV)/bin/sam:
+	$$(scripts/find_python.sh) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
+
+sam-validate: $(SAM_VENV)/bin/sam
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template infra/sam/template.yaml --region us-east-1
 
 schemas: $(STAMP)
 	$(PY) scripts/gen_schemas.py
