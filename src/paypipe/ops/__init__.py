@@ -1,0 +1,1 @@
+"""Operator tooling (run by people during incidents, not by the pipeline)."""
