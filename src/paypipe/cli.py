@@ -9,6 +9,7 @@ import sys
 # name -> (module, help). The module defines ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("paypipe.embedded.console", "run the whole pipeline in this process (moto; no AWS, no Docker)"),
+    "dlq": ("paypipe.ops.dlq_cli", "list, inspect and replay the stack's dead-letter queues"),
 }
 
 
