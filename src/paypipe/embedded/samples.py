@@ -1,0 +1,355 @@
+"""Sample invocation events for `sam local invoke`, one per function of the template.
+
+They follow one payment from request to ACH file. Each is built from the event models (so it
+validates against its contract) the way the producing step builds it, so the sample input of a
+step is what the previous step publishes for the previous sample. `scripts/gen_sample_events.py`
+writes them to ``events/``; a test fails if the files drift from what this module generates.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from paypipe.domain import fraud, ledger
+from paypipe.domain.validation import card_brand
+from paypipe.embedded.scenario import payment_requested
+from paypipe.embedded.template import (
+    ACCOUNT_ID,
+    REGION,
+    Resolver,
+    Stack,
+    load_template,
+    parameter_values,
+)
+from paypipe.events import models as ev
+from paypipe.steps.fraud import transaction_of
+
+EVENTS_DIR = Path(__file__).resolve().parents[3] / "events"
+STACK_NAME = "paypipe-dev"
+PAYMENT_ID = "sample-0001"
+TENANT_ID = "default"
+SAMPLE_PAN = "4111111111111111"  # the well-known test Visa number, never a real card
+SAMPLE_TOKEN = "tok_samplecardtokenforsamlocalinvoke"  # noqa: S105 - a vault token, not a secret
+REQUESTED_AT = datetime(2026, 11, 2, 14, 0, tzinfo=UTC)  # a Monday, 09:00 New York
+COMPLETED_AT = datetime(2026, 11, 4, 16, 0, tzinfo=UTC)  # 11:00 New York: next same-day window 14:45
+ACH_CUT_AT = datetime(2026, 11, 4, 20, 0, tzinfo=UTC)  # after that window closed, so the payout is due
+_NAMESPACE = uuid.UUID("3f1c9a56-0b7e-4d7e-8f63-5a1d2c7b9e40")
+
+
+def sample_token_bytes() -> bytes:
+    """The random bytes the vault turns into SAMPLE_TOKEN (to seed a vault with the sample card)."""
+    return base64.b32decode(SAMPLE_TOKEN.removeprefix("tok_").upper())
+
+
+@dataclass(frozen=True)
+class SampleChain:
+    requested: ev.PaymentRequested
+    validated: ev.PaymentValidated
+    tokenized: ev.PaymentTokenized
+    scored: ev.PaymentScored
+    held: ev.FundsHeld
+    completed: ev.ServiceCompleted
+    released: ev.FundsReleased
+
+
+def sample_chain(hold_days: int | None = None) -> SampleChain:
+    """The sample payment's events, each derived from the previous one as its step derives it."""
+    if hold_days is None:
+        hold_days = int(parameter_values(load_template(), {})["HoldDays"])
+    requested = payment_requested(
+        PAYMENT_ID,
+        customer_id="cust-sample",
+        amount_cents=12_500,
+        pan=SAMPLE_PAN,
+        occurred_at=REQUESTED_AT,
+        provider_id="prov-sample",
+    )
+    step = timedelta(seconds=1)
+    validated = ev.PaymentValidated.create(
+        payment_id=PAYMENT_ID,
+        data=ev.PaymentValidatedData.model_validate(requested.data.model_dump()),
+        producer="validate",
+        cause=requested,
+        occurred_at=REQUESTED_AT + step,
+    )
+    card = validated.data.card
+    brand = card_brand(SAMPLE_PAN)
+    tokenized = ev.PaymentTokenized.create(
+        payment_id=PAYMENT_ID,
+        data=ev.PaymentTokenizedData.model_validate(
+            {
+                **validated.data.model_dump(exclude={"card"}),
+                "card": ev.CardRef(
+                    token=SAMPLE_TOKEN,
+                    bin6=SAMPLE_PAN[:6],
+                    last4=SAMPLE_PAN[-4:],
+                    brand=brand.value if brand else "UNKNOWN",
+                    exp_month=card.exp_month,
+                    exp_year=card.exp_year,
+                    issuing_country=card.issuing_country,
+                ),
+            }
+        ),
+        producer="tokenize",
+        cause=validated,
+        occurred_at=REQUESTED_AT + 2 * step,
+    )
+    # Scored as the fraud step scores a first payment (no history) with the shipped rules.
+    txn = transaction_of(tokenized)
+    result = fraud.evaluate(fraud.compute_features(txn, [], tokenized.occurred_at), fraud.load_ruleset())
+    if result.decision is not fraud.Decision.APPROVE:
+        raise ValueError(f"the sample payment must be approved, the rules say {result.decision}")
+    scored = ev.PaymentScored.create(
+        payment_id=PAYMENT_ID,
+        data=ev.PaymentScoredData.model_validate(
+            {
+                **tokenized.data.model_dump(),
+                "assessment": ev.FraudAssessment(
+                    score=result.score,
+                    decision=ev.Decision.APPROVE,
+                    reasons=list(result.reasons),
+                    rule_version=result.rule_version,
+                ),
+            }
+        ),
+        producer="fraud",
+        cause=tokenized,
+        occurred_at=REQUESTED_AT + 3 * step,
+    )
+    data = scored.data
+    hold_id = ledger.hold_transfer_id(PAYMENT_ID)
+    held = ev.FundsHeld.create(
+        payment_id=PAYMENT_ID,
+        data=ev.FundsHeldData(
+            hold=ev.HoldRef(
+                hold_id=hold_id,
+                amount_cents=data.amount_cents,
+                currency=data.currency,
+                held_at=scored.occurred_at,
+                hold_until=scored.occurred_at + timedelta(days=hold_days),
+            ),
+            customer_id=data.customer.id,
+            provider_id=data.provider_id,
+            payee=data.payee,
+        ),
+        producer="escrow_hold",
+        cause=scored,
+        dedup_key="hold",
+        occurred_at=REQUESTED_AT + 4 * step,
+    )
+    completed = ev.ServiceCompleted.create(
+        payment_id=PAYMENT_ID,
+        data=ev.ServiceCompletedData(completed_at=COMPLETED_AT),
+        producer="client",
+        cause=held,
+        occurred_at=COMPLETED_AT,
+    )
+    released = ev.FundsReleased.create(
+        payment_id=PAYMENT_ID,
+        data=ev.FundsReleasedData(
+            hold_id=hold_id,
+            amount_cents=data.amount_cents,
+            currency=data.currency,
+            provider_id=data.provider_id,
+            payee=data.payee,
+            trigger=ev.ReleaseTrigger.SERVICE_COMPLETED,
+            released_at=COMPLETED_AT,
+        ),
+        producer="release",
+        cause=completed,
+        dedup_key="resolution",
+        occurred_at=COMPLETED_AT,
+    )
+    return SampleChain(requested, validated, tokenized, scored, held, completed, released)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def eventbridge_event(event: ev.Event) -> dict[str, Any]:
+    """The event as EventBridge delivers it to a rule target."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid5(_NAMESPACE, f"eventbridge:{event.event_id}")),
+        "detail-type": event.event_type,
+        "source": f"{ev.EVENT_SOURCE_PREFIX}.{event.producer}",
+        "account": ACCOUNT_ID,
+        "time": _iso(event.occurred_at),
+        "region": REGION,
+        "resources": [],
+        "detail": ev.to_detail(event),
+    }
+
+
+def sqs_event(event: ev.Event, queue_name: str) -> dict[str, Any]:
+    """One SQS record holding ``event``, as Lambda's event source mapping hands it over."""
+    body = json.dumps(eventbridge_event(event), ensure_ascii=False, separators=(",", ":"))
+    sent_ms = str(int(event.occurred_at.timestamp() * 1000))
+    message_id = str(uuid.uuid5(_NAMESPACE, f"sqs:{queue_name}:{event.event_id}"))
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": base64.b64encode(f"sample-receipt:{message_id}".encode()).decode(),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": sent_ms,
+                    "SenderId": "AIDAEXAMPLEEVENTBRIDGE",
+                    "ApproximateFirstReceiveTimestamp": sent_ms,
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{queue_name}",
+                "awsRegion": REGION,
+            }
+        ]
+    }
+
+
+def scheduled_event(at: datetime, rule_name: str) -> dict[str, Any]:
+    """A scheduled EventBridge event, as a Schedule event source invokes its function."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid5(_NAMESPACE, f"schedule:{rule_name}:{_iso(at)}")),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": _iso(at),
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{rule_name}"],
+        "detail": {},
+    }
+
+
+def _functions(template: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def _queue_of(function: Mapping[str, Any]) -> str | None:
+    for source in function.get("Properties", {}).get("Events", {}).values():
+        if source["Type"] == "SQS":
+            target = source["Properties"]["Queue"]["Fn::GetAtt"]
+            return str(target[0] if isinstance(target, list) else target.split(".", 1)[0])
+    return None
+
+
+def sample_events(template: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The sample invocation event of every function in the template, by logical id."""
+    template = template or load_template()
+    chain = sample_chain(int(parameter_values(template, {})["HoldDays"]))
+    consumed: dict[str, ev.Event] = {
+        "ValidateFunction": chain.requested,
+        "TokenizeFunction": chain.validated,
+        "FraudFunction": chain.tokenized,
+        "EscrowHoldFunction": chain.scored,
+        "ReleaseFunction": chain.completed,
+        "AchBatchFunction": chain.released,
+    }
+    scheduled = {
+        # Past the sample hold's hold-until time: auto-releases it (when nothing released it before).
+        "ReleaseSweepFunction": (chain.held.data.hold.hold_until + timedelta(hours=1)).replace(
+            minute=0, second=0
+        ),
+        "AchCutFunction": ACH_CUT_AT,
+    }
+    samples: dict[str, dict[str, Any]] = {}
+    for logical_id, function in _functions(template).items():
+        queue = _queue_of(function)
+        if logical_id in consumed and queue is not None:
+            samples[logical_id] = sqs_event(consumed[logical_id], f"{STACK_NAME}-{queue}")
+        elif logical_id in scheduled:
+            rule = f"{STACK_NAME}-{logical_id}Schedule"
+            samples[logical_id] = scheduled_event(scheduled[logical_id], rule)
+        elif logical_id == "DetokenizeFunction":
+            samples[logical_id] = {"token": SAMPLE_TOKEN, "tenant_id": TENANT_ID}
+        else:
+            raise ValueError(f"no sample event for {logical_id}; add one to {__name__}")
+    return samples
+
+
+def _resource_refs(value: Any, resources: Mapping[str, Any]) -> bool:
+    """True when ``value`` references a stack resource (which `sam local` cannot resolve)."""
+    if isinstance(value, list):
+        return any(_resource_refs(item, resources) for item in value)
+    if not isinstance(value, dict):
+        return False
+    if value.keys() == {"Ref"}:
+        return value["Ref"] in resources
+    if value.keys() == {"Fn::GetAtt"}:
+        return True
+    return any(_resource_refs(item, resources) for item in value.values())
+
+
+def placeholder_ids(template: Mapping[str, Any], stack_name: str = STACK_NAME) -> dict[str, str]:
+    """Physical ids shaped like a deployed stack's, for the committed env file."""
+    ids: dict[str, str] = {}
+    for logical_id, resource in template["Resources"].items():
+        kind = resource["Type"]
+        if kind == "AWS::SQS::Queue":
+            ids[logical_id] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{stack_name}-{logical_id}"
+        elif kind == "AWS::Events::EventBus":
+            stack = Stack(stack_name, parameter_values(template, {}))
+            ids[logical_id] = str(Resolver(template, stack).resolve(resource["Properties"]["Name"]))
+        else:
+            ids[logical_id] = f"{stack_name}-{logical_id}"
+    return ids
+
+
+def env_vars(
+    physical_ids: Mapping[str, str] | None = None,
+    template: Mapping[str, Any] | None = None,
+    stack_name: str = STACK_NAME,
+) -> dict[str, dict[str, str]]:
+    """The `sam local invoke --env-vars` file: every variable that names a stack resource.
+
+    Resources missing from ``physical_ids`` get placeholder names shaped like a deployed stack's.
+    ``Parameters`` holds the global ones (SAM applies it to every function). Only variables the
+    template declares can be overridden this way, and these are the ones `sam local` cannot
+    resolve itself; parameters keep their template defaults.
+    """
+    template = template or load_template()
+    resources = template["Resources"]
+    ids = placeholder_ids(template, stack_name) | dict(physical_ids or {})
+    stack = Stack(stack_name, parameter_values(template, {}))
+    stack.physical = {logical_id: {"Ref": physical} for logical_id, physical in ids.items()}
+    resolver = Resolver(template, stack)
+
+    def overrides(variables: Mapping[str, Any]) -> dict[str, str]:
+        return {
+            name: str(resolver.resolve(value))
+            for name, value in variables.items()
+            if _resource_refs(value, resources)
+        }
+
+    global_vars = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    result = {"Parameters": overrides(global_vars)}
+    for logical_id, function in _functions(template).items():
+        variables = function.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        result[logical_id] = overrides(variables)
+    return result
+
+
+def render(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def sample_files(root: Path = EVENTS_DIR) -> dict[Path, str]:
+    """Every sample file under ``root`` with its content."""
+    files = {root / f"{logical_id}.json": render(event) for logical_id, event in sample_events().items()}
+    files[root / "env.json"] = render(env_vars())
+    return files
