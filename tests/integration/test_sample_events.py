@@ -1,0 +1,170 @@
+"""The committed `sam local invoke` samples really work: each one, handed to its function's handler
+on the embedded (moto) stack built from the template, succeeds and publishes what the next
+function's sample holds."""
+
+import itertools
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paypipe.adapters.payouts_store import PayoutsStore
+from paypipe.adapters.vault import CardVault, DataKeyCache, KmsKeyProvider
+from paypipe.domain import nacha
+from paypipe.embedded.runtime import EmbeddedPipeline
+from paypipe.embedded.samples import (
+    PAYMENT_ID,
+    SAMPLE_PAN,
+    SAMPLE_TOKEN,
+    TENANT_ID,
+    sample_chain,
+    sample_token_bytes,
+)
+from paypipe.embedded.template import load_template
+from paypipe.events import models as ev
+
+pytestmark = pytest.mark.embedded
+
+EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+SQS_FUNCTIONS = (
+    "ValidateFunction",
+    "TokenizeFunction",
+    "FraudFunction",
+    "EscrowHoldFunction",
+    "ReleaseFunction",
+    "AchBatchFunction",
+)
+
+
+def sample(logical_id: str) -> dict[str, Any]:
+    return json.loads((EVENTS_DIR / f"{logical_id}.json").read_text())
+
+
+def sample_event(logical_id: str) -> ev.Event:
+    """The pipeline event inside a function's SQS sample."""
+    (record,) = sample(logical_id)["Records"]
+    body = json.loads(record["body"])
+    return ev.parse_detail(body["detail-type"], body["detail"])
+
+
+def without_time(event: ev.Event) -> dict[str, Any]:
+    """The event minus ``occurred_at``, which a step stamps with the time it runs."""
+    return ev.to_detail(event) | {"occurred_at": None}
+
+
+def invoke(pipeline: EmbeddedPipeline, logical_id: str) -> Any:
+    return pipeline.functions[logical_id].invoke(sample(logical_id))
+
+
+def invoke_sqs(pipeline: EmbeddedPipeline, logical_id: str) -> list[ev.Event]:
+    """Invoke an SQS-fed function with its sample; the events it published."""
+    seen = len(pipeline.observed())
+    assert invoke(pipeline, logical_id) == {"batchItemFailures": []}
+    return pipeline.observed()[seen:]
+
+
+def seed_vault_with_sample_card(pipeline: EmbeddedPipeline) -> None:
+    """A vault that already holds the sample card under the sample token (as if tokenized before)."""
+    env = pipeline.functions["DetokenizeFunction"].spec.environment
+    draws = iter([sample_token_bytes()])
+    vault = CardVault(
+        env["VAULT_TABLE"],
+        pipeline.session.client("dynamodb"),
+        KmsKeyProvider(pipeline.session.client("kms"), env["VAULT_KEY_ID"]),
+        DataKeyCache(),
+        random_bytes=lambda size: next(draws, None) or secrets.token_bytes(size),
+    )
+    assert vault.tokenize(SAMPLE_PAN, 12, 2030, tenant=TENANT_ID).token == SAMPLE_TOKEN
+
+
+def assert_nothing_parked(pipeline: EmbeddedPipeline) -> None:
+    depths = pipeline.queue_depths()
+    assert depths and set(depths.values()) == {0}, depths
+
+
+def test_there_is_a_sample_for_every_function_and_each_sqs_sample_matches_its_rule():
+    template = load_template()
+    functions = {lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert {path.stem for path in EVENTS_DIR.glob("*Function.json")} == functions
+    env = json.loads((EVENTS_DIR / "env.json").read_text())
+    assert set(env) == functions | {"Parameters"}
+
+    # Put on the bus, each SQS sample's EventBridge event reaches that function's queue by the
+    # template's rule (so its source, detail-type and detail are what the rule expects).
+    with EmbeddedPipeline() as pipeline:
+        events, sqs = pipeline.session.client("events"), pipeline.session.client("sqs")
+        sqs_functions = {lid for lid, spec in pipeline.stack.functions.items() if spec.sqs_sources}
+        assert sqs_functions == set(SQS_FUNCTIONS)
+        for logical_id in SQS_FUNCTIONS:
+            (record,) = sample(logical_id)["Records"]
+            body = json.loads(record["body"])
+            entry = {
+                "EventBusName": pipeline.stack.outputs["EventBusName"],
+                "Source": body["source"],
+                "DetailType": body["detail-type"],
+                "Detail": json.dumps(body["detail"]),
+            }
+            assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+            queue_arn = pipeline.stack.functions[logical_id].sqs_sources[0].queue_arn
+            queue_url = pipeline.stack.queue_url_for_arn(queue_arn)
+            delivered = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            assert [json.loads(m["Body"])["detail"] for m in delivered] == [body["detail"]], logical_id
+
+
+def test_samples_take_one_payment_from_request_to_an_ach_file():
+    with EmbeddedPipeline() as pipeline:
+        seed_vault_with_sample_card(pipeline)
+
+        # Each step publishes exactly the event the next step's sample holds.
+        for logical_id, next_id in itertools.pairwise(SQS_FUNCTIONS[:4]):
+            (published,) = invoke_sqs(pipeline, logical_id)
+            assert without_time(published) == without_time(sample_event(next_id)), logical_id
+        # The hold is what the samples expect, and the ServiceCompleted sample follows it.
+        (held,) = invoke_sqs(pipeline, "EscrowHoldFunction")
+        assert without_time(held) == without_time(sample_chain().held)
+        assert held.data.hold.held_at == sample_event("EscrowHoldFunction").occurred_at
+        assert sample_event("ReleaseFunction").causation_id == held.event_id
+
+        (released,) = invoke_sqs(pipeline, "ReleaseFunction")
+        assert ev.to_detail(released) == ev.to_detail(sample_event("AchBatchFunction"))
+
+        # ACH batch only records the pending payout; the scheduled cut writes the file.
+        assert invoke_sqs(pipeline, "AchBatchFunction") == []
+        env = pipeline.functions["AchCutFunction"].spec.environment
+        payouts = PayoutsStore(env["PAYOUTS_TABLE"], pipeline.session.client("dynamodb"))
+        assert [p.payout.payment_id for p in payouts.pending()] == [PAYMENT_ID]
+
+        seen = len(pipeline.observed())
+        result = invoke(pipeline, "AchCutFunction")
+        assert len(result["files"]) == 1
+        batched = pipeline.observed()[seen:]
+        assert sorted(e.event_type for e in batched) == ["AchBatchCreated", "PayoutBatched"]
+        (created,) = [e for e in batched if isinstance(e, ev.AchBatchCreated)]
+        assert created.data.payment_ids == [PAYMENT_ID]
+        assert created.data.window == "same_day"
+        text = pipeline.session.client("s3").get_object(Bucket=env["ACH_BUCKET"], Key=result["files"][0])
+        ach_file = nacha.parse(text["Body"].read().decode(), strict=True)
+        assert ach_file.control.total_credit_cents == released.data.amount_cents
+        assert payouts.pending() == []
+
+        assert invoke(pipeline, "DetokenizeFunction") == {"token": SAMPLE_TOKEN, "pan": SAMPLE_PAN}
+        assert_nothing_parked(pipeline)
+
+
+def test_release_sweep_sample_auto_releases_the_sample_hold_once_expired():
+    with EmbeddedPipeline() as pipeline:
+        (held,) = invoke_sqs(pipeline, "EscrowHoldFunction")
+        assert isinstance(held, ev.FundsHeld)
+
+        seen = len(pipeline.observed())
+        assert invoke(pipeline, "ReleaseSweepFunction") == {"released": 1}
+        (released,) = pipeline.observed()[seen:]
+        assert isinstance(released, ev.FundsReleased)
+        assert released.payment_id == PAYMENT_ID
+        assert released.data.trigger is ev.ReleaseTrigger.HOLD_EXPIRED
+        assert released.data.amount_cents == held.data.hold.amount_cents
+
+        assert invoke(pipeline, "ReleaseSweepFunction") == {"released": 0}
+        assert_nothing_parked(pipeline)
