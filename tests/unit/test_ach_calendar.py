@@ -170,3 +170,14 @@ def test_window_invariants(now: datetime, amount: int) -> None:
         assert window.cutoff.astimezone(EASTERN).date() == window.effective_date
     else:
         assert window.effective_date > now.astimezone(EASTERN).date()
+
+
+def test_submission_cutoffs_lead_the_fed_deadlines():
+    from datetime import time, timedelta
+
+    from paypipe.domain.ach_calendar import submission_cutoffs
+
+    assert submission_cutoffs(timedelta(minutes=15)) == (time(10, 15), time(14, 30), time(16, 30))
+    assert submission_cutoffs(timedelta(0)) == (time(10, 30), time(14, 45), time(16, 45))
+    with pytest.raises(ValueError, match="between 0 and 2 hours"):
+        submission_cutoffs(timedelta(hours=3))

@@ -19,6 +19,13 @@ EASTERN = ZoneInfo("America/New_York")
 SAME_DAY_DEADLINES: tuple[time, ...] = (time(10, 30), time(14, 45), time(16, 45))
 # FedACH final deadline for next-day (standard) settlement, on the settlement day itself.
 STANDARD_DEADLINE = time(2, 15)
+
+
+def submission_cutoffs(lead: timedelta, deadlines: Sequence[time] = SAME_DAY_DEADLINES) -> tuple[time, ...]:
+    """The times to cut same-day files: each Fed deadline less the lead the ODFI needs."""
+    if lead < timedelta(0) or lead >= timedelta(hours=2):
+        raise ValueError("submission lead must be between 0 and 2 hours")
+    return tuple((datetime.combine(date(2000, 1, 3), deadline) - lead).time() for deadline in deadlines)
 # Per-entry limit for Same Day ACH: $1,000,000.00.
 SAME_DAY_LIMIT_CENTS = 100_000_000
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from paypipe.adapters.payouts_store import PayoutsStore, StoredBatch
 from paypipe.domain import nacha
 from paypipe.domain.ach_batching import plan_files
+from paypipe.domain.ach_calendar import submission_cutoffs
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, Route
@@ -60,12 +61,18 @@ class AchCutter:
     originator: nacha.Originator
     events: EventPublisher
     max_entries_per_batch: int = 2500
+    same_day_cutoffs: tuple[time, ...] = submission_cutoffs(timedelta(minutes=15))
 
     def cut(self, now: datetime) -> list[str]:
         """Finish open batches, then cut every due payout into files. Returns the S3 keys written."""
         log = get_logger(step="ach_cut")
         keys = [self._finish(batch) for batch in self.payouts.open_batches()]
-        plan = plan_files(self.payouts.pending(), now, max_entries_per_batch=self.max_entries_per_batch)
+        plan = plan_files(
+            self.payouts.pending(),
+            now,
+            max_entries_per_batch=self.max_entries_per_batch,
+            same_day_deadlines=self.same_day_cutoffs,
+        )
         for planned in plan:
             batch = self.payouts.open_batch(planned, created_at=now)
             keys.append(self._finish(batch))
@@ -173,6 +180,7 @@ def build() -> Consumer:
 
 
 def build_cut() -> LambdaHandler:
+    lead = timedelta(minutes=int_setting("ACH_SUBMISSION_LEAD_MINUTES", 15))
     cutter = AchCutter(
         payouts=PayoutsStore(setting("PAYOUTS_TABLE"), client("dynamodb")),
         ledger=ledger_from_env(),
@@ -181,6 +189,7 @@ def build_cut() -> LambdaHandler:
         originator=originator_from_env(),
         events=publisher(STEP),
         max_entries_per_batch=int_setting("ACH_MAX_ENTRIES_PER_BATCH", 2500),
+        same_day_cutoffs=submission_cutoffs(lead),
     )
 
     def handler(event: Mapping[str, Any], _context: Any) -> dict[str, Any]:
