@@ -41,9 +41,12 @@ RECEIVE_ALL = {"AttributeNames": ["All"], "MessageAttributeNames": ["All"]}
 UNSUPPORTED_CODES = {"UnsupportedOperation", "InvalidAction", "AWS.SimpleQueueService.UnsupportedOperation"}
 
 
-def discover(stack: str, *, sqs: Any, cloudformation: Any, source: str = "auto") -> StackDlqs:
+def discover(
+    stack: str, *, sqs: Any, cloudformation: Any, events: Any = None, source: str = "auto"
+) -> StackDlqs:
     """The stack's DLQs from its CloudFormation outputs, or from the ``paypipe:stack`` queue tag
-    (``auto``: outputs when CloudFormation knows the stack, tags otherwise)."""
+    (``auto``: outputs when CloudFormation knows the stack, tags otherwise). With tags, the bus
+    is the one whose rules dead-letter into the stack's rule-target DLQs (needs ``events``)."""
     if source in {"auto", "outputs"}:
         try:
             described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
@@ -67,7 +70,25 @@ def discover(stack: str, *, sqs: Any, cloudformation: Any, source: str = "auto")
             dlqs.append(dlq)
     if not dlqs:
         raise DlqError(f"no DLQs found for stack {stack} (no outputs, no queue tagged paypipe:stack={stack})")
-    return StackDlqs(stack, tuple(sorted(dlqs, key=lambda d: d.name)), None, "tags")
+    rule_dlqs = {queue_arn(sqs, dlq.url) for dlq in dlqs if dlq.kind == "rule-target"}
+    bus = _bus_dead_lettering_into(events, rule_dlqs) if events is not None and rule_dlqs else None
+    return StackDlqs(stack, tuple(sorted(dlqs, key=lambda d: d.name)), bus, "tags")
+
+
+def _bus_dead_lettering_into(events: Any, dlq_arns: set[str]) -> str | None:
+    buses = [bus["Name"] for bus in events.list_event_buses().get("EventBuses", [])]
+    for bus in buses:
+        request: dict[str, Any] = {"EventBusName": bus}
+        while True:
+            page = events.list_rules(**request)
+            for rule in page.get("Rules", []):
+                targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus).get("Targets", [])
+                if any(t.get("DeadLetterConfig", {}).get("Arn") in dlq_arns for t in targets):
+                    return str(bus)
+            if not page.get("NextToken"):
+                break
+            request["NextToken"] = page["NextToken"]
+    return None
 
 
 def _queue_urls(sqs: Any) -> Iterator[str]:

@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             args.stack,
             sqs=session.client("sqs"),
             cloudformation=session.client("cloudformation"),
+            events=session.client("events"),
             source=args.discover,
         )
         if args.dlq_command == "list":
