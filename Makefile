@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PAYMENTS ?= 50
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit lint typecheck template-lint sam-validate schemas schema-compat clean
+.PHONY: run test unit lint typecheck template-lint sam-validate security schemas schema-compat clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $$(scripts/find_python.sh) -m venv $(VENV)
@@ -39,6 +39,20 @@ $(SAM_VENV)/bin/sam:
 
 sam-validate: $(SAM_VENV)/bin/sam
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template infra/sam/template.yaml --region us-east-1
+
+## Template security: cfn-lint with the serverless rules, then checkov (pinned, in their own venv).
+## Suppressions are inline in the template's Metadata, each with its reason (see README).
+SECURITY_VENV := .venv-security
+SECURITY_REQS := infra/security/requirements.txt
+$(SECURITY_VENV)/.installed: $(SECURITY_REQS)
+	@test -x $(SECURITY_VENV)/bin/python || $$(scripts/find_python.sh) -m venv $(SECURITY_VENV)
+	$(SECURITY_VENV)/bin/pip install --quiet -r $(SECURITY_REQS)
+	@touch $@
+
+security: $(SECURITY_VENV)/.installed
+	$(SECURITY_VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- infra/sam/template.yaml
+	$(SECURITY_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		--file infra/sam/template.yaml
 
 schemas: $(STAMP)
 	$(PY) scripts/gen_schemas.py
