@@ -22,6 +22,7 @@ LS_PINS=("localstack-core[runtime]==4.14.0" "cbor2<5.7" "cryptography<44" "pyope
 healthy() { curl -fsS --max-time 2 "$HEALTH_URL" >/dev/null 2>&1; }
 docker_engine() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+moto_healthy() { curl -fsS --max-time 2 "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; }
 
 find_python313() {
   local candidate
@@ -79,14 +80,15 @@ start_host() {
   ensure_venv
   [ -x "$PROJECT_PY" ] || { echo "$PROJECT_PY missing: run make first" >&2; return 1; }
   mkdir -p "$STATE/lambda"
-  if ! alive "$STATE/moto.pid"; then
+  if ! moto_healthy; then
+    stop_group "$STATE/moto.pid"
     MOTO_ACCOUNT_ID=000000000000 setsid "${PROJECT_PY%/python}/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" \
       >"$STATE/moto.log" 2>&1 </dev/null &
     echo $! >"$STATE/moto.pid"
   fi
   # No DNS server, no telemetry, no downloads: nothing leaves loopback.
-  env GATEWAY_LISTEN="127.0.0.1:$PORT" DNS_ADDRESS=0 DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
-    LOCALSTACK_VOLUME_DIR="$PWD/$STATE/volume" \
+  env GATEWAY_LISTEN="127.0.0.1:$PORT" LOCALSTACK_HOST="127.0.0.1:$PORT" SQS_ENDPOINT_STRATEGY=path \
+    DNS_ADDRESS=0 DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 LOCALSTACK_VOLUME_DIR="$PWD/$STATE/volume" \
     LAMBDA_RUNTIME_EXECUTOR=local-process PAYPIPE_LAMBDA_PYTHON="$PWD/$PROJECT_PY" \
     PAYPIPE_LAMBDA_LOG_DIR="$PWD/$STATE/lambda" \
     PAYPIPE_LAMBDA_DYNAMODB_ENDPOINT="http://127.0.0.1:$MOTO_PORT" \
@@ -95,6 +97,11 @@ start_host() {
   echo $! >"$STATE/localstack.pid"
   echo host >"$STATE/mode"
   wait_healthy "$STATE/localstack.log" "$STATE/localstack.pid"
+  local deadline=$((SECONDS + 30))
+  until moto_healthy; do
+    [ $SECONDS -lt $deadline ] || { echo "moto server not answering; log: $STATE/moto.log" >&2; return 1; }
+    sleep 0.2
+  done
 }
 
 # Stop a process group started above (setsid: the group id is the pid).
