@@ -49,7 +49,8 @@ _FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 
 
 def endpoint_url() -> str:
-    return os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566")
+    port = os.environ.get("LOCALSTACK_PORT", "4566")
+    return os.environ.get("LOCALSTACK_ENDPOINT", f"http://127.0.0.1:{port}")
 
 
 def aws_client(service: str) -> Any:

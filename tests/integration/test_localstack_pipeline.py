@@ -34,7 +34,8 @@ from paypipe.runtime.publisher import EventPublisher
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ENDPOINT = os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566")
+PORT = os.environ.get("LOCALSTACK_PORT", "4566")
+ENDPOINT = os.environ.get("LOCALSTACK_ENDPOINT", f"http://127.0.0.1:{PORT}")
 STACK = os.environ.get("LOCALSTACK_STACK", "paypipe-localstack")
 DEADLINE_SECONDS = 120
 CLIENT_CONFIG = Config(read_timeout=320, retries={"mode": "standard", "max_attempts": 3})
