@@ -1,4 +1,4 @@
-"""Progress and summary for ``paypipe run`` (rich)."""
+"""``paypipe run``: progress and summary of an embedded run (rich)."""
 
 from __future__ import annotations
 
@@ -12,27 +12,44 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from paypipe.embedded.demo import RunReport, run_demo
-from paypipe.embedded.scenario import TERMINAL_STATES
+from paypipe.embedded.faults import FaultPlan
+
+STATE_NAMES = {
+    "PaymentRejected": "rejected",
+    "PaymentDeclined": "declined",
+    "FundsRefunded": "refunded",
+    "PayoutBatched": "paid out (ACH)",
+    "review": "fraud review",
+    "dlq": "in a DLQ",
+    "lost": "LOST",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--payments", type=int, default=50, help="PaymentRequested events to publish")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the sample traffic")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the sample traffic and the faults")
     parser.add_argument("--out", type=Path, default=Path("out"), help="where ACH files and logs are written")
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="inject duplicates, reordering, crashes, PutEvents partial failures, KMS/DynamoDB throttling",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_with_console(args.payments, seed=args.seed, out_dir=args.out)
+    faults = FaultPlan(seed=args.seed) if args.faults else None
+    return run_with_console(args.payments, seed=args.seed, out_dir=args.out, faults=faults)
 
 
-def run_with_console(payments: int, *, seed: int, out_dir: Path) -> int:
+def run_with_console(payments: int, *, seed: int, out_dir: Path, faults: FaultPlan | None = None) -> int:
     console = Console()
     out_dir.mkdir(parents=True, exist_ok=True)
     log_file = out_dir / "pipeline.log.jsonl"
     os.environ["LOG_FILE"] = str(log_file)  # step logs are JSON lines: keep them out of the summary
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    mode = "with fault injection " if faults else ""
     console.print(
-        f"[bold]paypipe[/] embedded run: {payments} payments on moto (template: infra/sam/template.yaml)"
+        f"[bold]paypipe[/] embedded run {mode}: {payments} payments on moto (infra/sam/template.yaml)"
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -48,38 +65,42 @@ def run_with_console(payments: int, *, seed: int, out_dir: Path) -> int:
                 tasks[phase] = progress.add_task(phase, total=total or None)
             progress.update(tasks[phase], completed=done, total=total or None)
 
-        report = run_demo(payments, seed=seed, out_dir=out_dir, progress=notify)
+        report = run_demo(payments, seed=seed, out_dir=out_dir, progress=notify, faults=faults)
         for task_id in tasks.values():
-            progress.update(
-                task_id,
-                total=progress.tasks[task_id].completed or 1,
-                completed=progress.tasks[task_id].completed or 1,
-            )
+            done = progress.tasks[task_id].completed or 1
+            progress.update(task_id, total=done, completed=done)
     print_summary(console, report)
     console.print(f"step logs: {log_file}")
-    return 0 if report.unfinished == 0 and not report.dlq_depths else 1
+    return 0 if report.reconciliation.ok else 1
 
 
 def print_summary(console: Console, report: RunReport) -> None:
+    recon = report.reconciliation
     table = Table(title="Payments by final state")
     table.add_column("state")
     table.add_column("payments", justify="right")
-    for state, count in sorted(report.states.items()):
-        marker = "" if state in TERMINAL_STATES else " (not terminal)"
-        table.add_row(state + marker, str(count))
-    table.add_row("[bold]total", f"[bold]{sum(report.states.values())}")
+    for state, count in sorted(recon.states.items()):
+        table.add_row(STATE_NAMES.get(state, state), str(count))
+    table.add_row("[bold]total", f"[bold]{sum(recon.states.values())}")
     console.print(table)
     console.print(
         f"traffic mix: {dict(sorted(report.intents.items()))}; events on the bus: {report.events_seen}"
     )
-    console.print(f"terminal events per payment: {dict(sorted(report.terminal_events_per_payment.items()))}")
+    if report.injected:
+        console.print(f"faults injected: {dict(sorted(report.injected.items()))}")
     console.print(
-        f"released ${report.released_cents / 100:,.2f}; ACH credits ${report.ach_credit_cents / 100:,.2f} "
-        f"in {report.ach_entries} entries"
+        f"released ${recon.released_cents / 100:,.2f}; ACH credits ${recon.ach_credit_cents / 100:,.2f} "
+        f"in {recon.ach_entries} entries, {len(report.ach_files)} files"
     )
     for path in report.ach_files:
         console.print(f"ACH file: {path}")
-    if report.dlq_depths:
-        console.print(f"[red]DLQ messages: {report.dlq_depths}")
+    console.print(f"DLQ messages by reason: {dict(recon.dlq_reasons) or 'none'}")
+    if recon.ok:
+        console.print(
+            "[green]reconciled:[/] every payment in one terminal state or a DLQ, no payout twice, "
+            "ACH credits = released funds, ledger balanced per currency"
+        )
     else:
-        console.print("DLQs: empty")
+        console.print(f"[red]{len(recon.violations)} reconciliation violations:")
+        for violation in recon.violations[:20]:
+            console.print(f"  {violation}")

@@ -1,37 +1,39 @@
-"""The embedded end-to-end run behind ``paypipe run``: traffic in, terminal states and ACH files out."""
+"""The embedded end-to-end run behind ``paypipe run``: traffic in, terminal states and ACH files out.
+
+Every run ends with a reconciliation (see ``reconcile``); with a ``FaultPlan`` the same run is
+the fault-injection proof.
+"""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from paypipe.domain import nacha
+from paypipe.embedded.faults import FaultPlan
+from paypipe.embedded.reconcile import AchEntry, DlqRecord, Reconciliation, reconcile
 from paypipe.embedded.runtime import EmbeddedPipeline
-from paypipe.embedded.scenario import TERMINAL_STATES, build_scenario, final_states
+from paypipe.embedded.scenario import build_scenario
 from paypipe.events import models as ev
 
 Progress = Callable[[str, int, int], None]
+SCHEDULE_RUNS_AFTER_EXPIRY = 3  # the schedules keep firing; a failed run is caught up by the next
 
 
 @dataclass
 class RunReport:
     payments: int
-    states: Counter[str]
     intents: Counter[str]
+    reconciliation: Reconciliation
     ach_files: list[Path] = field(default_factory=list)
-    ach_entries: int = 0
-    ach_credit_cents: int = 0
-    released_cents: int = 0
-    dlq_depths: dict[str, int] = field(default_factory=dict)
-    terminal_events_per_payment: Counter[int] = field(default_factory=Counter)
     events_seen: int = 0
-
-    @property
-    def unfinished(self) -> int:
-        return sum(count for state, count in self.states.items() if state not in TERMINAL_STATES)
+    injected: Counter[str] = field(default_factory=Counter)
 
 
 def run_demo(
@@ -41,86 +43,85 @@ def run_demo(
     out_dir: Path = Path("out"),
     progress: Progress | None = None,
     overrides: dict[str, str] | None = None,
+    faults: FaultPlan | None = None,
 ) -> RunReport:
     notify = progress or (lambda _phase, _done, _total: None)
     now = datetime.now(UTC).replace(microsecond=0)
     scenario = build_scenario(payments, seed=seed, now=now, run_id=f"run{now:%H%M%S}")
     rng = random.Random(seed)
-    with EmbeddedPipeline(overrides=overrides) as pipeline:
+    with EmbeddedPipeline(overrides=overrides, faults=faults) as pipeline:
         hold_days = int(pipeline.stack.parameters["HoldDays"])
 
         notify("publish PaymentRequested", 0, payments)
         for start in range(0, payments, 50):
             chunk = scenario.requests[start : start + 50]
-            result = pipeline.publish(chunk)
-            if not result.ok:
-                raise RuntimeError(f"{len(result.failed)} requests could not be published")
+            if not pipeline.publish(chunk).ok:
+                raise RuntimeError("requests could not be published")
             notify("publish PaymentRequested", start + len(chunk), payments)
         _drain(pipeline, "validate -> tokenize -> fraud -> escrow hold", notify)
 
-        held = [event for event in pipeline.observed() if isinstance(event, ev.FundsHeld)]
-        follow_ups: list[ev.Event] = []
-        for hold in held:
-            roll = rng.random()
-            if roll < 0.75:
-                follow_ups.append(
-                    _client_event(ev.ServiceCompleted, hold, ev.ServiceCompletedData(completed_at=now))
-                )
-            elif roll < 0.85:
-                dispute = f"dsp-{hold.payment_id}"
-                outcome = ev.DisputeOutcome.REFUND if roll < 0.80 else ev.DisputeOutcome.RELEASE
-                follow_ups.append(
-                    _client_event(
-                        ev.DisputeOpened,
-                        hold,
-                        ev.DisputeOpenedData(dispute_id=dispute, reason="not as described"),
-                    )
-                )
-                follow_ups.append(
-                    _client_event(
-                        ev.DisputeResolved, hold, ev.DisputeResolvedData(dispute_id=dispute, outcome=outcome)
-                    )
-                )
-            # else: left alone, released by the sweep once the hold expires
-        notify("service completions and disputes", 0, len(follow_ups))
+        held = {e.payment_id: e for e in pipeline.observed() if isinstance(e, ev.FundsHeld)}
+        opened, resolved = _follow_ups(list(held.values()), rng, now)
+        notify("service completions and disputes", 0, len(opened) + len(resolved))
         # Disputes are opened before they are resolved, as in life: publish in two waves.
-        opened = [event for event in follow_ups if not isinstance(event, ev.DisputeResolved)]
-        resolved = [event for event in follow_ups if isinstance(event, ev.DisputeResolved)]
         for wave in (opened, resolved):
             if wave and not pipeline.publish(wave).ok:
                 raise RuntimeError("follow-up events could not be published")
             _drain(pipeline, "release", notify)
 
-        notify(f"fast-forward {hold_days + 1} days: expired-hold sweep", 0, 1)
-        pipeline.run_scheduled(now + timedelta(days=hold_days + 1))
-        _drain(pipeline, "release sweep -> ACH batch", notify)
-
-        notify("ACH cut", 0, 1)
-        pipeline.run_scheduled(now + timedelta(days=hold_days + 3))
-        _drain(pipeline, "ACH cut", notify)
+        for run in range(SCHEDULE_RUNS_AFTER_EXPIRY):
+            notify(f"fast-forward {hold_days + 1} days: sweep and ACH cut", run, SCHEDULE_RUNS_AFTER_EXPIRY)
+            pipeline.run_scheduled(now + timedelta(days=hold_days + 1, minutes=5 * run))
+            _drain(pipeline, "release sweep -> ACH batch", notify)
+        for run in range(SCHEDULE_RUNS_AFTER_EXPIRY):
+            notify("ACH cut after the next window", run, SCHEDULE_RUNS_AFTER_EXPIRY)
+            pipeline.run_scheduled(now + timedelta(days=hold_days + 3, minutes=5 * run))
+            _drain(pipeline, "ACH cut", notify)
 
         observed = pipeline.observed()
+        ach_entries, files = _ach_entries(pipeline, out_dir)
+        ledger_totals = _ledger_totals(pipeline)
         report = RunReport(
             payments=payments,
-            states=Counter(final_states(observed).values()),
             intents=scenario.mix(),
-            dlq_depths={name: depth for name, depth in pipeline.queue_depths().items() if depth},
+            reconciliation=reconcile(
+                (request.payment_id for request in scenario.requests),
+                observed,
+                _dlq_records(pipeline),
+                ach_entries,
+                ledger_totals,
+            ),
+            ach_files=files,
             events_seen=len(observed),
+            injected=Counter(faults.injected) if faults else Counter(),
         )
-        terminal = Counter(
-            event.payment_id
-            for event in observed
-            if event.event_type in ev.TERMINAL_EVENT_TYPES and event.event_type != "AchBatchCreated"
-        )
-        report.terminal_events_per_payment = Counter(terminal.values())
-        report.released_cents = sum(e.data.amount_cents for e in observed if isinstance(e, ev.FundsReleased))
-        for batch in (event for event in observed if isinstance(event, ev.AchBatchCreated)):
-            report.ach_entries += batch.data.entry_count
-            report.ach_credit_cents += batch.data.total_credit_cents
-            report.ach_files.append(
-                pipeline.download(batch.data.bucket, batch.data.file_key, out_dir / batch.data.file_key)
-            )
     return report
+
+
+def _follow_ups(held: list[ev.FundsHeld], rng: random.Random, now: datetime) -> tuple[list[ev.Event], ...]:
+    """75% service completed, 10% disputed (half refunded), the rest left to expire."""
+    opened: list[ev.Event] = []
+    resolved: list[ev.Event] = []
+    for hold in held:
+        roll = rng.random()
+        if roll < 0.75:
+            opened.append(_client_event(ev.ServiceCompleted, hold, ev.ServiceCompletedData(completed_at=now)))
+        elif roll < 0.85:
+            dispute = f"dsp-{hold.payment_id}"
+            outcome = ev.DisputeOutcome.REFUND if roll < 0.80 else ev.DisputeOutcome.RELEASE
+            opened.append(
+                _client_event(
+                    ev.DisputeOpened,
+                    hold,
+                    ev.DisputeOpenedData(dispute_id=dispute, reason="not as described"),
+                )
+            )
+            resolved.append(
+                _client_event(
+                    ev.DisputeResolved, hold, ev.DisputeResolvedData(dispute_id=dispute, outcome=outcome)
+                )
+            )
+    return opened, resolved
 
 
 def _client_event(model: type[ev.Event], cause: ev.FundsHeld, data: ev.Payload) -> ev.Event:
@@ -136,3 +137,55 @@ def _drain(pipeline: EmbeddedPipeline, phase: str, notify: Progress) -> None:
         notify(phase, handled, 0)
 
     pipeline.drain(on_round=on_round)
+
+
+def _dlq_records(pipeline: EmbeddedPipeline) -> list[DlqRecord]:
+    sqs = pipeline.session.client("sqs")
+    records: list[DlqRecord] = []
+    for name, url in pipeline.stack.outputs.items():
+        if not name.endswith("DLQUrl"):
+            continue
+        while messages := sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=600
+        ).get("Messages", []):
+            records.extend(_dlq_record(name, message) for message in messages)
+    return records
+
+
+def _dlq_record(queue: str, message: dict[str, Any]) -> DlqRecord:
+    attributes = message.get("MessageAttributes", {})
+    reason = attributes.get("error_reason", {}).get("StringValue", "redriven")
+    try:
+        body = json.loads(message["Body"])
+        detail = body.get("detail") or {}
+        return DlqRecord(queue, detail.get("payment_id"), body.get("detail-type"), reason)
+    except (ValueError, AttributeError):
+        return DlqRecord(queue, None, None, reason)
+
+
+def _ach_entries(pipeline: EmbeddedPipeline, out_dir: Path) -> tuple[list[AchEntry], list[Path]]:
+    """Every entry of every file in the ACH bucket (not only those announced by events)."""
+    s3 = pipeline.session.client("s3")
+    bucket = pipeline.stack.outputs["AchBucketName"]
+    entries: list[AchEntry] = []
+    files: list[Path] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode("ascii")
+            path = out_dir / item["Key"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            files.append(path)
+            for batch in nacha.parse(text, strict=True).batches:
+                entries.extend(
+                    AchEntry(item["Key"], entry.trace_number, entry.amount_cents, entry.is_credit)
+                    for entry in batch.entries
+                )
+    return entries, files
+
+
+def _ledger_totals(pipeline: EmbeddedPipeline) -> dict[str, int]:
+    from paypipe.adapters.ledger_store import LedgerStore
+
+    store = LedgerStore(pipeline.stack.outputs["LedgerTableName"], pipeline.session.client("dynamodb"))
+    return store.verify_balanced()

@@ -24,9 +24,10 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
+from paypipe.embedded.faults import FaultPlan
 from paypipe.embedded.template import REGION, FunctionSpec, Stack, provision_stack
 from paypipe.events.models import EVENT_TYPES, Event, parse_detail
-from paypipe.runtime.aws import reset_clients
+from paypipe.runtime.aws import wrap_clients
 from paypipe.runtime.publisher import EventPublisher, PublishResult
 
 CLIENT_PRODUCER = "client"
@@ -48,7 +49,11 @@ class LambdaContext:
     invoked_function_arn: str = ""
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_seconds * 1000
+        # Pollers make failed messages visible again at once, where AWS waits out a visibility
+        # timeout of at least 6x the function timeout. Reporting almost no time left keeps that
+        # order of events: by a redelivery, an interrupted invocation's in-progress idempotency
+        # record has expired, as it would have on AWS.
+        return 1
 
 
 @dataclass
@@ -60,10 +65,11 @@ class PollStats:
 
 
 class EmbeddedFunction:
-    def __init__(self, spec: FunctionSpec, stack: Stack, sqs: Any) -> None:
+    def __init__(self, spec: FunctionSpec, stack: Stack, sqs: Any, faults: FaultPlan | None = None) -> None:
         self.spec = spec
         self._stack = stack
         self._sqs = sqs
+        self._faults = faults
         self._module: ModuleType | None = None
         self.stats = PollStats()
 
@@ -117,11 +123,12 @@ class EmbeddedFunction:
             if not messages:
                 continue
             handled += len(messages)
-            self.stats.records += len(messages)
-            failed = self._deliver(messages, source.queue_arn, source.report_batch_item_failures)
+            delivered, held_back = self._held_back(messages)
+            failed = self._deliver(delivered, source.queue_arn, source.report_batch_item_failures)
+            self.stats.records += len(delivered)
             self.stats.failed_records += len(failed)
             for message in messages:
-                if message["MessageId"] in failed:
+                if message["MessageId"] in failed or message in held_back or self._duplicate(message):
                     # Visible again at once: the embedded run does not wait out visibility timeouts.
                     self._sqs.change_message_visibility(
                         QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
@@ -130,13 +137,33 @@ class EmbeddedFunction:
                     self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         return handled
 
+    def _held_back(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Reordering: some messages skip this poll and come back in a later one."""
+        if self._faults is None:
+            return messages, []
+        held = [m for m in messages if self._faults.roll("delivery.reordered", self._faults.reorder)]
+        delivered = [m for m in messages if m not in held]
+        return delivered, held
+
+    def _duplicate(self, message: Mapping[str, Any]) -> bool:
+        """At-least-once: a processed message left on the queue is delivered again."""
+        return self._faults is not None and self._faults.roll(
+            "delivery.duplicated", self._faults.duplicate_delivery
+        )
+
     def _deliver(self, messages: Sequence[Mapping[str, Any]], queue_arn: str, partial: bool) -> set[str]:
-        event = {"Records": [lambda_sqs_record(message, queue_arn) for message in messages]}
         all_ids = {message["MessageId"] for message in messages}
+        if not messages:
+            return set()
+        if self._faults and self._faults.roll("function.crashed_before", self._faults.crash_before):
+            return all_ids
+        event = {"Records": [lambda_sqs_record(message, queue_arn) for message in messages]}
         try:
             response = self.invoke(event)
         except Exception:
             self.stats.handler_errors += 1
+            return all_ids
+        if self._faults and self._faults.roll("function.crashed_after", self._faults.crash_after):
             return all_ids
         if not partial or not response:
             return set()
@@ -180,9 +207,13 @@ class EmbeddedPipeline:
     """The whole stack on moto in this process. Use as a context manager."""
 
     def __init__(
-        self, overrides: Mapping[str, str] | None = None, stack_name: str = "paypipe-embedded"
+        self,
+        overrides: Mapping[str, str] | None = None,
+        stack_name: str = "paypipe-embedded",
+        faults: FaultPlan | None = None,
     ) -> None:
         self._overrides = dict(overrides or {})
+        self.faults = faults
         self._stack_name = stack_name
         self._mock = mock_aws()
         self._saved_env: dict[str, str | None] = {}
@@ -199,12 +230,12 @@ class EmbeddedPipeline:
             self._saved_env[key] = os.environ.pop(key)
         os.environ.update(_FAKE_CREDENTIALS)
         self._mock.start()
-        reset_clients()
+        wrap_clients(self.faults.wrap_client if self.faults else None)
         self.session = boto3.session.Session(region_name=REGION)
         self.stack = provision_stack(self.session, stack_name=self._stack_name, overrides=self._overrides)
         sqs = self.session.client("sqs")
         self.functions = {
-            logical_id: EmbeddedFunction(spec, self.stack, sqs)
+            logical_id: EmbeddedFunction(spec, self.stack, sqs, self.faults)
             for logical_id, spec in self.stack.functions.items()
         }
         self._create_tap()
@@ -217,7 +248,7 @@ class EmbeddedPipeline:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._mock.stop()
-        reset_clients()
+        wrap_clients(None)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -277,12 +308,22 @@ class EmbeddedPipeline:
                 return total
         raise RuntimeError(f"queues still busy after {max_rounds} rounds")
 
-    def run_scheduled(self, at: datetime) -> dict[str, Any]:
-        """Invoke every scheduled function once, as its schedule would at ``at``."""
-        results = {}
+    def run_scheduled(self, at: datetime, attempts: int = 3) -> dict[str, Any]:
+        """Invoke every scheduled function as its schedule would at ``at``.
+
+        Like Lambda's asynchronous invocation, a failed run is retried (``attempts`` in all); the
+        last error is returned in place of a result.
+        """
+        results: dict[str, Any] = {}
         for logical_id, function in self.functions.items():
-            if function.spec.schedules:
-                results[logical_id] = function.invoke(scheduled_event(at, rule=f"{logical_id}-schedule"))
+            if not function.spec.schedules:
+                continue
+            for _ in range(attempts):
+                try:
+                    results[logical_id] = function.invoke(scheduled_event(at, rule=f"{logical_id}-schedule"))
+                    break
+                except Exception as error:
+                    results[logical_id] = error
         return results
 
     def queue_depths(self, kind: str | None = None) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -12,15 +13,27 @@ from botocore.config import Config
 # Standard retry mode with a few attempts: absorbs throttling from KMS and DynamoDB.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=5, read_timeout=20)
 
+ClientWrapper = Callable[[str, Any], Any]
+_wrapper: list[ClientWrapper] = []
+
 
 @cache
 def client(service: str) -> Any:
-    return boto3.client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+    made = boto3.client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+    return _wrapper[0](service, made) if _wrapper else made
 
 
 def reset_clients() -> None:
     """Forget cached clients (tests and the embedded runner switch endpoints)."""
     client.cache_clear()
+
+
+def wrap_clients(wrapper: ClientWrapper | None) -> None:
+    """Route every client made from now on through ``wrapper`` (fault injection); None removes it."""
+    _wrapper.clear()
+    if wrapper is not None:
+        _wrapper.append(wrapper)
+    reset_clients()
 
 
 class MissingSettingError(RuntimeError):

@@ -1,0 +1,106 @@
+"""Fault injection for the embedded pipeline: what at-least-once delivery and AWS throw at a consumer.
+
+Delivery faults act in the pollers (duplicates, reordering, crashes before or after a batch was
+processed); service faults wrap the functions' AWS clients (PutEvents partial failures, KMS and
+DynamoDB throttling, including writes that succeeded but whose response was lost). Everything is
+drawn from one seeded generator, so a run is repeatable.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+DYNAMODB_WRITES = frozenset(
+    {"put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"}
+)
+DYNAMODB_READS = frozenset({"get_item", "query", "scan", "batch_get_item", "transact_get_items"})
+KMS_CALLS = frozenset({"generate_data_key", "decrypt", "encrypt"})
+
+
+@dataclass
+class FaultPlan:
+    seed: int = 1
+    duplicate_delivery: float = 0.05  # a processed message is not deleted: delivered again
+    reorder: float = 0.10  # a received message is held back to a later poll
+    crash_before: float = 0.02  # the function dies before doing anything with the batch
+    crash_after: float = 0.02  # the function did the work, but its response is lost
+    put_events_entry_failure: float = 0.05  # per PutEvents entry
+    kms_throttle: float = 0.05
+    dynamodb_throttle: float = 0.03  # half before the call, half after it took effect
+    injected: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def roll(self, kind: str, probability: float) -> bool:
+        with self._lock:
+            hit = self._rng.random() < probability
+            if hit:
+                self.injected[kind] += 1
+            return hit
+
+    def wrap_client(self, service: str, client: Any) -> Any:
+        if service in {"events", "kms", "dynamodb"}:
+            return FaultyClient(service, client, self)
+        return client
+
+
+def _throttled(service: str, operation: str) -> ClientError:
+    code = "ProvisionedThroughputExceededException" if service == "dynamodb" else "ThrottlingException"
+    return ClientError({"Error": {"Code": code, "Message": f"injected {service} throttling"}}, operation)
+
+
+class FaultyClient:
+    """A boto3 client proxy that fails some calls the way the real service can."""
+
+    def __init__(self, service: str, inner: Any, plan: FaultPlan) -> None:
+        self._service = service
+        self._inner = inner
+        self._plan = plan
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if not callable(attribute):
+            return attribute
+        if self._service == "events" and name == "put_events":
+            return self._put_events
+        if self._service == "kms" and name in KMS_CALLS:
+            return self._throttling(name, attribute, self._plan.kms_throttle, after_possible=False)
+        if self._service == "dynamodb" and name in DYNAMODB_WRITES | DYNAMODB_READS:
+            return self._throttling(name, attribute, self._plan.dynamodb_throttle, name in DYNAMODB_WRITES)
+        return attribute
+
+    def _throttling(self, name: str, call: Any, probability: float, after_possible: bool) -> Any:
+        def wrapped(**kwargs: Any) -> Any:
+            if self._plan.roll(f"{self._service}.{name}.throttled", probability / 2):
+                raise _throttled(self._service, name)
+            result = call(**kwargs)
+            if after_possible and self._plan.roll(f"{self._service}.{name}.response_lost", probability / 2):
+                raise _throttled(self._service, name)  # the write happened; the caller cannot know
+            return result
+
+        return wrapped
+
+    def _put_events(self, **kwargs: Any) -> Any:
+        entries = kwargs["Entries"]
+        failing = [
+            self._plan.roll("events.put_events.entry_failed", self._plan.put_events_entry_failure)
+            for _ in entries
+        ]
+        sent = [entry for entry, fail in zip(entries, failing, strict=True) if not fail]
+        response = self._inner.put_events(**{**kwargs, "Entries": sent}) if sent else {"Entries": []}
+        results = iter(response["Entries"])
+        merged = [
+            {"ErrorCode": "InternalFailure", "ErrorMessage": "injected partial failure"}
+            if fail
+            else next(results)
+            for fail in failing
+        ]
+        return {"FailedEntryCount": sum("ErrorCode" in item for item in merged), "Entries": merged}
