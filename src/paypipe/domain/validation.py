@@ -11,6 +11,7 @@ from stdnum import luhn
 from stdnum.us import rtn
 
 from paypipe.domain.currencies import is_iso_currency
+from paypipe.domain.nacha import to_nacha_text
 
 
 class RejectReason(StrEnum):
@@ -27,7 +28,10 @@ class RejectReason(StrEnum):
     ROUTING_NUMBER_INVALID = "ROUTING_NUMBER_INVALID"
     ROUTING_NUMBER_PREFIX_INVALID = "ROUTING_NUMBER_PREFIX_INVALID"
     ACCOUNT_NUMBER_INVALID = "ACCOUNT_NUMBER_INVALID"
+    PAYEE_NAME_UNREPRESENTABLE = "PAYEE_NAME_UNREPRESENTABLE"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     DUPLICATE_PAYMENT_ID = "DUPLICATE_PAYMENT_ID"
+    SCHEMA_INVALID = "SCHEMA_INVALID"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,10 @@ _ROUTING_PREFIXES: Final = frozenset(f"{n:02d}" for n in (*range(1, 13), *range(
 # NACHA DFI account number field: up to 17 alphanumeric characters.
 _MAX_ACCOUNT_NUMBER_LENGTH: Final = 17
 
+# A request is ~1-2 KiB. Every later event carries its fields, JSON-escaped (non-ASCII grows up to
+# 6x), and EventBridge refuses events over 256 KiB: this bound keeps them all far below that.
+MAX_REQUEST_BYTES: Final = 32 * 1024
+
 
 def _is_ascii_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
@@ -122,6 +130,8 @@ class PaymentFacts:
     exp_year: int
     routing_number: str
     account_number: str
+    payee_name: str | None = None  # None: not checked
+    request_bytes: int | None = None  # serialized event size; None: not checked
 
 
 def _amount_rejections(amount_cents: int, max_amount_cents: int) -> list[Rejection]:
@@ -199,6 +209,28 @@ def _account_number_rejections(account_number: str) -> list[Rejection]:
     return [Rejection(RejectReason.ACCOUNT_NUMBER_INVALID, "account_number", message)]
 
 
+def _payee_name_rejections(name: str | None) -> list[Rejection]:
+    """The name goes into the NACHA entry; reject what the ACH file cannot carry now, not at the cut."""
+    if name is None:
+        return []
+    try:
+        representable = bool(to_nacha_text(name))
+    except ValueError:
+        representable = False
+    if representable:
+        return []
+    # The message never quotes the name (personal data).
+    message = "payee name must be Latin letters, digits, spaces or &'(),-./# (accents are dropped)"
+    return [Rejection(RejectReason.PAYEE_NAME_UNREPRESENTABLE, "payee.name", message)]
+
+
+def _size_rejections(request_bytes: int | None) -> list[Rejection]:
+    if request_bytes is None or request_bytes <= MAX_REQUEST_BYTES:
+        return []
+    message = f"request is {request_bytes} bytes; the limit is {MAX_REQUEST_BYTES}"
+    return [Rejection(RejectReason.REQUEST_TOO_LARGE, "data", message)]
+
+
 def validate_payment(
     facts: PaymentFacts,
     *,
@@ -206,7 +238,8 @@ def validate_payment(
     max_amount_cents: int,
     supported_currencies: frozenset[str] = frozenset({"USD"}),
 ) -> list[Rejection]:
-    """All rejections for a payment in a stable order (amount, currency, card, expiry, bank); [] = valid.
+    """All rejections for a payment in a stable order (amount, currency, card, expiry, bank, payee,
+    size); [] = valid.
 
     The caller adds DUPLICATE_PAYMENT_ID after checking its store.
     """
@@ -217,4 +250,6 @@ def validate_payment(
         *_expiry_rejections(facts.exp_month, facts.exp_year, today),
         *_routing_number_rejections(facts.routing_number),
         *_account_number_rejections(facts.account_number),
+        *_payee_name_rejections(facts.payee_name),
+        *_size_rejections(facts.request_bytes),
     ]

@@ -10,6 +10,8 @@ Per record:
 Records that fail are reported through ReportBatchItemFailures so only they are redelivered.
 Input that can never succeed (malformed, unknown type or version, conflicting duplicate) is
 parked in the step's DLQ at once with its reason; so is a record on its last allowed receive.
+A route with ``on_invalid`` answers a schema violation whose envelope is intact with events
+instead (e.g. a rejection), so the sender learns why.
 """
 
 from __future__ import annotations
@@ -45,6 +47,23 @@ class PermanentError(Exception):
         self.reason = reason
 
 
+class SchemaViolation(PermanentError):
+    """The event's type and version are known but its content breaks the contract."""
+
+    def __init__(self, detail: dict[str, Any], error: ValidationError) -> None:
+        super().__init__("SchemaViolation", summarize_validation_error(error))
+        self.detail = detail
+        self.errors = field_errors(error)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One contract violation: the field's dotted path and pydantic's message (never the value)."""
+
+    field: str
+    message: str
+
+
 @dataclass(frozen=True)
 class Route:
     """How a step handles one event type.
@@ -53,12 +72,15 @@ class Route:
     stored under the business key and replayed on redelivery; a step whose handler is already
     deterministic and safe to repeat (and whose output must not be stored) sets it to False.
     ``on_conflict`` handles the same business key arriving with different content.
+    ``on_invalid`` answers a schema violation whose envelope is valid (given as a bare ``Event``
+    with unparsed ``data``) instead of parking it; it must be deterministic, as it is not cached.
     """
 
     handle: Callable[[Event], Sequence[Event]]
     idempotent: bool = True
     business_key: Callable[[Event], str] | None = None
     on_conflict: Callable[[Event], Sequence[Event]] | None = None
+    on_invalid: Callable[[Event, Sequence[FieldError]], Sequence[Event]] | None = None
 
 
 @dataclass
@@ -163,6 +185,12 @@ class Consumer:
             if route is None:
                 raise PermanentError("NoRoute", f"step {self.step} does not consume {event.event_type}")
             return self._apply(route, event)
+        except SchemaViolation as error:
+            answer = self._answer_invalid(error)
+            if answer is not None:
+                return answer
+            self._park(record, error.reason, str(error), receive_count)
+            return None
         except PermanentError as error:
             self._park(record, error.reason, str(error), receive_count)
             return None
@@ -192,7 +220,22 @@ class Consumer:
         except UnknownEventError as error:
             raise PermanentError("UnknownEvent", str(error)) from None
         except ValidationError as error:
-            raise PermanentError("SchemaViolation", summarize_validation_error(error)) from None
+            raise SchemaViolation(envelope["detail"], error) from None
+
+    def _answer_invalid(self, error: SchemaViolation) -> list[Event] | None:
+        """The route's answer to a schema violation, or None when it has none (the record is parked)."""
+        route = self.routes.get(str(error.detail.get("event_type")))
+        if route is None or route.on_invalid is None:
+            return None
+        try:
+            envelope = Event.model_validate(error.detail)
+        except ValidationError:
+            return None
+        structlog.contextvars.bind_contextvars(
+            payment_id=envelope.payment_id, event_id=envelope.event_id, correlation_id=envelope.correlation_id
+        )
+        self._log.warning("schema violation answered by the route", detail=str(error)[:MAX_REASON_CHARS])
+        return list(route.on_invalid(envelope, error.errors))
 
     def _apply(self, route: Route, event: Event) -> list[Event]:
         if not route.idempotent or self._idempotent_run is None:
@@ -263,6 +306,17 @@ def _message_attribute(record: SQSRecord, name: str) -> str | None:
         return None
     value = attribute.get("stringValue") or attribute.get("StringValue")
     return str(value) if value is not None else None
+
+
+def field_errors(error: ValidationError) -> list[FieldError]:
+    """Every violation as a field path under ``data`` (or the envelope field) and its message."""
+    errors = []
+    for item in error.errors(include_input=False, include_url=False):
+        path = [str(part) for part in item["loc"]]
+        if path[:1] == ["data"] and len(path) > 1:
+            path = path[1:]
+        errors.append(FieldError(".".join(path), item["msg"]))
+    return errors
 
 
 def summarize_validation_error(error: ValidationError, limit: int = 5) -> str:

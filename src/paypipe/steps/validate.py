@@ -7,6 +7,7 @@ same ids instead of caching output that would contain the card number.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import validation
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
-from paypipe.runtime.consumer import Consumer, Route, content_fingerprint
+from paypipe.runtime.consumer import Consumer, FieldError, Route, content_fingerprint
 from paypipe.runtime.entry import build_consumer
 
 STEP = "validate"
@@ -37,6 +38,8 @@ class ValidateStep:
             exp_year=data.card.exp_year,
             routing_number=data.payee.routing_number,
             account_number=data.payee.account_number,
+            payee_name=data.payee.name,
+            request_bytes=len(json.dumps(ev.to_detail(event), separators=(",", ":"))),
         )
         rejections = validation.validate_payment(
             facts,
@@ -61,6 +64,18 @@ class ValidateStep:
         ]
 
 
+MAX_SCHEMA_REASONS = 10
+
+
+def on_invalid(envelope: ev.Event, errors: Sequence[FieldError]) -> Sequence[ev.Event]:
+    """A request whose envelope is intact but whose data breaks the contract is rejected, not parked."""
+    reasons = [
+        validation.Rejection(validation.RejectReason.SCHEMA_INVALID, error.field, error.message)
+        for error in errors[:MAX_SCHEMA_REASONS]
+    ]
+    return [rejected(envelope, reasons)]
+
+
 def rejected(event: ev.Event, rejections: Sequence[validation.Rejection]) -> ev.PaymentRejected:
     data = ev.PaymentRejectedData(
         reasons=[ev.Rejection(code=r.code.value, field=r.field, message=r.message) for r in rejections],
@@ -77,4 +92,5 @@ def build() -> Consumer:
             code.strip().upper() for code in setting("SUPPORTED_CURRENCIES", "USD").split(",") if code.strip()
         ),
     )
-    return build_consumer(STEP, {"PaymentRequested": Route(step.on_requested, idempotent=False)})
+    route = Route(step.on_requested, idempotent=False, on_invalid=on_invalid)
+    return build_consumer(STEP, {"PaymentRequested": route})
