@@ -159,12 +159,14 @@ def test_release_sweep_sample_auto_releases_the_sample_hold_once_expired():
         assert isinstance(held, ev.FundsHeld)
 
         seen = len(pipeline.observed())
-        assert invoke(pipeline, "ReleaseSweepFunction") == {"released": 1}
-        (released,) = pipeline.observed()[seen:]
+        assert invoke(pipeline, "ReleaseSweepFunction") == {"expiries_published": 1}
+        pipeline.drain()  # the release consumer resolves the expiry
+        due, released = pipeline.observed()[seen:][:2]
+        assert isinstance(due, ev.HoldExpiryDue)
         assert isinstance(released, ev.FundsReleased)
         assert released.payment_id == PAYMENT_ID
         assert released.data.trigger is ev.ReleaseTrigger.HOLD_EXPIRED
         assert released.data.amount_cents == held.data.hold.amount_cents
 
-        assert invoke(pipeline, "ReleaseSweepFunction") == {"released": 0}
+        assert invoke(pipeline, "ReleaseSweepFunction") == {"expiries_published": 0}
         assert_nothing_parked(pipeline)

@@ -31,7 +31,4 @@ def test_env_file_from_a_stack_uses_its_physical_ids():
     ids = {"LedgerTable": "paypipe-dev-LedgerTable-1Q2W3E", "EventBus": "paypipe-dev"}
     env = env_vars(ids | {"PaymentsTable": "payments-x"})
     assert env["EscrowHoldFunction"]["LEDGER_TABLE"] == "paypipe-dev-LedgerTable-1Q2W3E"
-    assert env["ReleaseSweepFunction"] == {
-        "LEDGER_TABLE": "paypipe-dev-LedgerTable-1Q2W3E",
-        "PAYMENTS_TABLE": "payments-x",
-    }
+    assert env["ReleaseSweepFunction"] == {"LEDGER_TABLE": "paypipe-dev-LedgerTable-1Q2W3E"}

@@ -204,6 +204,10 @@ class FundsRefundedData(Payload):
     dispute_id: str | None = None
 
 
+class HoldExpiryDueData(Payload):
+    hold_until: datetime
+
+
 class HoldFrozenData(Payload):
     hold_id: str
     dispute_id: Identifier
@@ -369,6 +373,14 @@ class DisputeResolved(Event):
     data: DisputeResolvedData
 
 
+class HoldExpiryDue(Event):
+    """The sweep found a hold past its hold-until time; release releases it unless frozen."""
+
+    EVENT_TYPE: ClassVar[str] = "HoldExpiryDue"
+    event_type: Literal["HoldExpiryDue"]
+    data: HoldExpiryDueData
+
+
 class HoldFrozen(Event):
     """A dispute froze the hold; it will not auto-release."""
 
@@ -422,6 +434,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ServiceCompleted,
         DisputeOpened,
         DisputeResolved,
+        HoldExpiryDue,
         HoldFrozen,
         FundsReleased,
         FundsRefunded,

@@ -16,7 +16,7 @@ from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import ledger
 from paypipe.domain.ledger import Outcome
 from paypipe.events import models as ev
-from paypipe.runtime.aws import client, setting
+from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, PermanentError, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
 from paypipe.runtime.logging import get_logger
@@ -24,7 +24,6 @@ from paypipe.runtime.publisher import EventPublisher
 from paypipe.steps.common import LedgerPort, ledger_from_env, scheduled_time
 
 STEP = "release"
-SWEEP_PAGE = 100
 
 # Refusals that mean "someone else already decided", not errors.
 SETTLED_REJECTIONS = frozenset(
@@ -81,9 +80,11 @@ class ReleaseStep:
             outcome = self.ledger.release(event.payment_id, resolution_id=resolution_id, at=event.occurred_at)
         return self._resolution_events(outcome, event, ev.ReleaseTrigger.DISPUTE_RESOLVED)
 
-    def expire(self, payment_id: str, as_of: datetime) -> Sequence[ev.Event]:
-        outcome = self.ledger.expire(payment_id, as_of=as_of)
-        return self._resolution_events(outcome, None, ev.ReleaseTrigger.HOLD_EXPIRED)
+    def on_expiry_due(self, event: ev.Event) -> Sequence[ev.Event]:
+        assert isinstance(event, ev.HoldExpiryDue)
+        # As of the hold-until time itself: the outcome does not depend on when the sweep ran.
+        outcome = self.ledger.expire(event.payment_id, as_of=event.data.hold_until)
+        return self._resolution_events(outcome, event, ev.ReleaseTrigger.HOLD_EXPIRED)
 
     def _effective(self, outcome: Outcome) -> bool:
         """True when the outcome stands (applied now or before); raise or ignore otherwise."""
@@ -166,23 +167,36 @@ def _trigger_of(hold: ledger.Hold, fallback: ev.ReleaseTrigger) -> ev.ReleaseTri
 
 @dataclass
 class ReleaseSweep:
-    step: ReleaseStep
+    """Finds holds past their hold-until time and asks the release consumer to release them.
+
+    The sweep only publishes ``HoldExpiryDue``; resolving and announcing happen in the consumer,
+    whose idempotency re-publishes the outcome if anything fails in between. A hold stays in the
+    due index until it is resolved, so a failed sweep is caught up by the next.
+    """
+
+    ledger: LedgerPort
     events: EventPublisher
+    max_holds: int = 1000
 
     def sweep(self, as_of: datetime) -> int:
-        """Auto-release every hold past its hold-until time; returns how many were released."""
-        released = 0
-        while True:
-            due = self.step.ledger.due_holds(as_of, SWEEP_PAGE)
-            if not due:
-                return released
-            out = [event for payment_id in due for event in self.step.expire(payment_id, as_of)]
-            result = self.events.publish(out)
-            if not result.ok:
-                raise RuntimeError(f"{len(result.failed)} release events not published; next sweep retries")
-            released += len(due)
-            if len(due) < SWEEP_PAGE:
-                return released
+        due = []
+        for payment_id in self.ledger.due_holds(as_of, self.max_holds):
+            hold = self.ledger.get_hold(payment_id)
+            if hold is not None and hold.is_due(as_of):
+                due.append(
+                    ev.HoldExpiryDue.create(
+                        payment_id=payment_id,
+                        producer=STEP,
+                        dedup_key=f"expiry:{hold.hold_until.isoformat()}",
+                        occurred_at=hold.hold_until,
+                        data=ev.HoldExpiryDueData(hold_until=hold.hold_until),
+                    )
+                )
+        result = self.events.publish(due)
+        if not result.ok:
+            failed = len(result.failed)
+            raise RuntimeError(f"{failed} of {len(due)} expiries not published; the next sweep retries")
+        return len(due)
 
 
 def _step() -> ReleaseStep:
@@ -197,6 +211,7 @@ def build() -> Consumer:
             "ServiceCompleted": Route(step.on_service_completed),
             "DisputeOpened": Route(step.on_dispute_opened, business_key=_dispute_key),
             "DisputeResolved": Route(step.on_dispute_resolved, business_key=_dispute_key),
+            "HoldExpiryDue": Route(step.on_expiry_due),
         },
     )
 
@@ -207,9 +222,9 @@ def _dispute_key(event: ev.Event) -> str:
 
 
 def build_sweep() -> LambdaHandler:
-    sweep = ReleaseSweep(_step(), publisher(STEP))
+    sweep = ReleaseSweep(ledger_from_env(), publisher(STEP), int_setting("SWEEP_MAX_HOLDS", 1000))
 
     def handler(event: Mapping[str, Any], _context: Any) -> dict[str, int]:
-        return {"released": sweep.sweep(scheduled_time(event))}
+        return {"expiries_published": sweep.sweep(scheduled_time(event))}
 
     return handler
