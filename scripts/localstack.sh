@@ -24,13 +24,13 @@ docker_engine() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 moto_healthy() { curl -fsS --max-time 2 "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; }
 
+is_python313() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1; }
+
 find_python313() {
   local candidate
-  for candidate in "${PYTHON313:-}" python3.13; do
-    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1; then command -v "$candidate"; return; fi
-  done
-  for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python; do
-    if [ -x "$candidate" ]; then echo "$candidate"; return; fi
+  # pyenv shims exist for versions that are not active: run each candidate to be sure.
+  for candidate in "${PYTHON313:-}" python3.13 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python; do
+    if [ -n "$candidate" ] && is_python313 "$candidate"; then command -v "$candidate"; return; fi
   done
   echo "LocalStack on the host needs Python 3.13 (set PYTHON313=...) or a Docker engine" >&2
   return 1
