@@ -1,9 +1,10 @@
 """Fault injection for the embedded pipeline: what at-least-once delivery and AWS throw at a consumer.
 
 Delivery faults act in the pollers (duplicates, reordering, crashes before or after a batch was
-processed); service faults wrap the functions' AWS clients (PutEvents partial failures, KMS and
-DynamoDB throttling, including writes that succeeded but whose response was lost). Everything is
-drawn from one seeded generator, so a run is repeatable.
+processed); service faults wrap the functions' AWS clients: PutEvents partial failures, KMS and
+DynamoDB throttling (retried as the SDK does, occasionally outlasting its retries), and writes
+whose response was lost, which the SDK sends again (so a conditional write meets its own earlier
+success). Everything is drawn from one seeded generator, so a run is repeatable.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ DYNAMODB_READS = frozenset({"get_item", "query", "scan", "batch_get_item", "tran
 KMS_CALLS = frozenset({"generate_data_key", "decrypt", "encrypt"})
 
 
+SDK_MAX_ATTEMPTS = 6  # botocore standard retry mode, as configured in paypipe.runtime.aws
+
+
 @dataclass
 class FaultPlan:
     seed: int = 1
@@ -31,8 +35,10 @@ class FaultPlan:
     crash_before: float = 0.02  # the function dies before doing anything with the batch
     crash_after: float = 0.02  # the function did the work, but its response is lost
     put_events_entry_failure: float = 0.05  # per PutEvents entry
-    kms_throttle: float = 0.05
-    dynamodb_throttle: float = 0.03  # half before the call, half after it took effect
+    kms_throttle: float = 0.05  # per attempt; the SDK retries
+    dynamodb_throttle: float = 0.05  # per attempt; the SDK retries
+    retries_exhausted: float = 0.002  # per call: throttling outlasts the SDK's retries
+    response_lost: float = 0.02  # per write: applied, response lost, the SDK sends it again
     injected: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -72,18 +78,26 @@ class FaultyClient:
         if self._service == "events" and name == "put_events":
             return self._put_events
         if self._service == "kms" and name in KMS_CALLS:
-            return self._throttling(name, attribute, self._plan.kms_throttle, after_possible=False)
+            return self._throttling(name, attribute, self._plan.kms_throttle, is_write=False)
         if self._service == "dynamodb" and name in DYNAMODB_WRITES | DYNAMODB_READS:
-            return self._throttling(name, attribute, self._plan.dynamodb_throttle, name in DYNAMODB_WRITES)
+            return self._throttling(
+                name, attribute, self._plan.dynamodb_throttle, is_write=name in DYNAMODB_WRITES
+            )
         return attribute
 
-    def _throttling(self, name: str, call: Any, probability: float, after_possible: bool) -> Any:
+    def _throttling(self, name: str, call: Any, probability: float, is_write: bool) -> Any:
+        plan = self._plan
+        kind = f"{self._service}.{name}"
+
         def wrapped(**kwargs: Any) -> Any:
-            if self._plan.roll(f"{self._service}.{name}.throttled", probability / 2):
+            if plan.roll(f"{kind}.retries_exhausted", plan.retries_exhausted):
                 raise _throttled(self._service, name)
+            for _ in range(SDK_MAX_ATTEMPTS - 1):  # throttled attempts the SDK retries
+                if not plan.roll(f"{kind}.throttled", probability):
+                    break
             result = call(**kwargs)
-            if after_possible and self._plan.roll(f"{self._service}.{name}.response_lost", probability / 2):
-                raise _throttled(self._service, name)  # the write happened; the caller cannot know
+            if is_write and plan.roll(f"{kind}.response_lost", plan.response_lost):
+                return call(**kwargs)  # the SDK re-sends a request whose response was lost
             return result
 
         return wrapped
