@@ -222,6 +222,7 @@ class EmbeddedPipeline:
         self.session: Any = None
         self._tap_url = ""
         self._observed: list[Event] = []
+        self.unparseable_events = 0
         self.client_publisher: EventPublisher
 
     def __enter__(self) -> EmbeddedPipeline:
@@ -283,8 +284,11 @@ class EmbeddedPipeline:
             if not messages:
                 break
             for message in messages:
-                body = json.loads(message["Body"])
-                self._observed.append(parse_detail(body["detail-type"], body["detail"]))
+                try:
+                    body = json.loads(message["Body"])
+                    self._observed.append(parse_detail(body["detail-type"], body["detail"]))
+                except (ValueError, KeyError, TypeError):  # malformed traffic: counted, not observed
+                    self.unparseable_events += 1
             sqs.delete_message_batch(
                 QueueUrl=self._tap_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],

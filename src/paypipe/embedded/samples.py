@@ -326,7 +326,10 @@ def env_vars(
     resources = template["Resources"]
     ids = placeholder_ids(template, stack_name) | dict(physical_ids or {})
     stack = Stack(stack_name, parameter_values(template, {}))
-    stack.physical = {logical_id: {"Ref": physical} for logical_id, physical in ids.items()}
+    stack.physical = {
+        logical_id: {"Ref": physical, "Arn": _placeholder_arn(resources.get(logical_id, {}), physical)}
+        for logical_id, physical in ids.items()
+    }
     resolver = Resolver(template, stack)
 
     def overrides(variables: Mapping[str, Any]) -> dict[str, str]:
@@ -342,6 +345,12 @@ def env_vars(
         variables = function.get("Properties", {}).get("Environment", {}).get("Variables", {})
         result[logical_id] = overrides(variables)
     return result
+
+
+def _placeholder_arn(resource: Mapping[str, Any], physical: str) -> str:
+    if resource.get("Type") == "AWS::KMS::Key":
+        return f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{physical}"
+    return f"arn:aws:{REGION}:{ACCOUNT_ID}:{physical}"
 
 
 def render(document: Mapping[str, Any]) -> str:

@@ -58,6 +58,7 @@ class AchCutter:
     ledger: LedgerPort
     s3: Any
     bucket: str
+    kms_key_id: str
     originator: nacha.Originator
     events: EventPublisher
     max_entries_per_batch: int = 2500
@@ -97,6 +98,8 @@ class AchCutter:
             Body=nacha.write(ach_file).encode("ascii"),
             ContentType="text/plain",
             ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=self.kms_key_id,
+            BucketKeyEnabled=True,
             Metadata={"batch-id": batch.batch_id, "entries": str(len(payouts))},
         )
         traces = nacha.payment_trace_numbers(payouts, ach_file)
@@ -186,6 +189,7 @@ def build_cut() -> LambdaHandler:
         ledger=ledger_from_env(),
         s3=client("s3"),
         bucket=setting("ACH_BUCKET"),
+        kms_key_id=setting("ACH_KMS_KEY_ID"),
         originator=originator_from_env(),
         events=publisher(STEP),
         max_entries_per_batch=int_setting("ACH_MAX_ENTRIES_PER_BATCH", 2500),
