@@ -209,3 +209,14 @@ def test_redelivery_of_a_record_with_no_output_is_a_quiet_success(infra):
     assert consumer.handle({"Records": [record(body, "m1")]}) == {"batchItemFailures": []}
     assert consumer.handle({"Records": [record(body, "m2", receive_count=2)]}) == {"batchItemFailures": []}
     assert drain(infra["sqs"], infra["dlq"]) == []
+
+
+def test_parked_bodies_keep_no_card_number(infra):
+    consumer = make_consumer(infra, lambda event: (_ for _ in ()).throw(RuntimeError("down")), max_receive=1)
+    body = bus_body(completed())
+    body["detail"]["data"]["note"] = "card 4111111111111111 on file"
+    consumer.handle({"Records": [record(body)]})
+    [parked] = drain(infra["sqs"], infra["dlq"])
+    assert "4111111111111111" not in parked["Body"]
+    assert "[PAN]" in parked["Body"]
+    assert parked["MessageAttributes"]["card_data_redacted"]["StringValue"] == "true"

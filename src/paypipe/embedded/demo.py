@@ -7,6 +7,7 @@ the fault-injection proof.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 
 from paypipe.domain import nacha
 from paypipe.embedded.faults import FaultPlan
+from paypipe.embedded.pan_scan import pipeline_sources, scan
 from paypipe.embedded.reconcile import AchEntry, DlqRecord, Reconciliation, reconcile
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.scenario import build_scenario
@@ -34,6 +36,7 @@ class RunReport:
     ach_files: list[Path] = field(default_factory=list)
     events_seen: int = 0
     injected: Counter[str] = field(default_factory=Counter)
+    pan_leaks: list[str] = field(default_factory=list)
 
 
 def run_demo(
@@ -79,6 +82,13 @@ def run_demo(
             _drain(pipeline, "ACH cut", notify)
 
         observed = pipeline.observed()
+        log_file = os.environ.get("LOG_FILE")
+        leaks = scan(
+            pipeline_sources(
+                pipeline, Path(log_file).read_text() if log_file and Path(log_file).exists() else ""
+            ),
+            (request.data.card.number.get_secret_value() for request in scenario.requests),
+        )
         ach_entries, files = _ach_entries(pipeline, out_dir)
         ledger_totals = _ledger_totals(pipeline)
         report = RunReport(
@@ -94,6 +104,7 @@ def run_demo(
             ach_files=files,
             events_seen=len(observed),
             injected=Counter(faults.injected) if faults else Counter(),
+            pan_leaks=[str(leak) for leak in leaks],
         )
     return report
 

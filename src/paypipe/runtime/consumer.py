@@ -32,6 +32,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 from pydantic import ValidationError
 
 from paypipe.events.models import EVENT_TYPES, CardInput, Event, UnknownEventError, parse_detail, to_detail
+from paypipe.redaction import redact_pan
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
 
@@ -281,6 +282,9 @@ class Consumer:
         if not self._dlq_url:
             raise RuntimeError(f"cannot park message {record.message_id}: no DLQ configured") from None
         replay_count = _message_attribute(record, "replay_count") or "0"
+        # DLQs keep no card numbers: a parked request whose PAN was masked replays into a
+        # PaymentRejected (the client resubmits) instead of a payment stuck half way.
+        body = redact_pan(record.body)
         attributes = {
             "error_reason": reason,
             "error_message": message[:MAX_REASON_CHARS] or reason,
@@ -290,9 +294,11 @@ class Consumer:
             "replay_count": replay_count,
             "parked_at": datetime.now(UTC).isoformat(),
         }
+        if body != record.body:
+            attributes["card_data_redacted"] = "true"
         self._sqs.send_message(
             QueueUrl=self._dlq_url,
-            MessageBody=record.body,
+            MessageBody=body,
             MessageAttributes={
                 name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
             },
