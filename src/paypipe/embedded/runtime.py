@@ -25,6 +25,7 @@ import boto3
 from moto import mock_aws
 
 from paypipe.embedded.faults import FaultPlan
+from paypipe.embedded.moto_patches import faster_transactions
 from paypipe.embedded.template import REGION, FunctionSpec, Stack, provision_stack
 from paypipe.events.models import EVENT_TYPES, Event, parse_detail
 from paypipe.runtime.aws import wrap_clients
@@ -216,6 +217,7 @@ class EmbeddedPipeline:
         self.faults = faults
         self._stack_name = stack_name
         self._mock = mock_aws()
+        self._transactions = faster_transactions()
         self._saved_env: dict[str, str | None] = {}
         self.stack: Stack
         self.functions: dict[str, EmbeddedFunction] = {}
@@ -231,6 +233,7 @@ class EmbeddedPipeline:
             self._saved_env[key] = os.environ.pop(key)
         os.environ.update(_FAKE_CREDENTIALS)
         self._mock.start()
+        self._transactions.__enter__()
         wrap_clients(self.faults.wrap_client if self.faults else None)
         self.session = boto3.session.Session(region_name=REGION)
         self.stack = provision_stack(self.session, stack_name=self._stack_name, overrides=self._overrides)
@@ -248,6 +251,7 @@ class EmbeddedPipeline:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._transactions.__exit__(None, None, None)
         self._mock.stop()
         wrap_clients(None)
         for key, value in self._saved_env.items():

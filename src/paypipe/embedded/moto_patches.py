@@ -1,0 +1,116 @@
+"""A faster, equivalent DynamoDB TransactWriteItems for moto (embedded runs only).
+
+moto snapshots every table a transaction touches, once per transaction item, so each write costs
+time proportional to the table: long embedded runs (the ledger writes in transactions) become
+quadratic. This replacement checks every condition against the state before the transaction and
+writes only when all pass, as DynamoDB does; if applying an item still fails, the items written so
+far are restored from per-item snapshots. Errors are reported in moto's own shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
+
+OPERATIONS = frozenset({"ConditionCheck", "Put", "Delete", "Update"})
+
+
+def _key_of(backend: Any, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
+    if op_type != "Put":
+        return dict(op["Key"])
+    table = backend.get_table(op["TableName"])
+    key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = op["Item"][table.range_key_attr]
+    return key
+
+
+def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    ops: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    seen: set[tuple[str, str]] = set()
+    for item in transact_items:
+        if len(item) > 1:
+            raise TransactWriteSingleOpException
+        op_type, op = next(iter(item.items()))
+        if op_type not in OPERATIONS:
+            raise ValueError("Unsupported transaction operation")
+        key = _key_of(self, op_type, op)
+        identity = (str(op["TableName"]), str(dict(sorted(key.items()))))
+        if identity in seen:
+            raise MultipleTransactionsException()
+        seen.add(identity)
+        ops.append((op_type, op, key))
+
+    errors: list[tuple[str | None, str | None, Any]] = []
+    for _op_type, op, key in ops:
+        current = self.get_item(op["TableName"], key)
+        expression = op.get("ConditionExpression")
+        if expression is not None:
+            condition = get_filter_expression(
+                expression, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            )
+            if not condition.expr(current):
+                old = None
+                if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                    old = current.to_json()["Attributes"]
+                errors.append(("ConditionalCheckFailed", "The conditional request failed", old))
+                continue
+        errors.append((None, None, None))
+    if any(code is not None for code, _, _ in errors):
+        raise TransactionCanceledException(errors)
+
+    snapshots: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+    try:
+        for op_type, op, key in ops:
+            table_name = op["TableName"]
+            current = self.get_item(table_name, key)
+            snapshots.append((table_name, key, current.to_json()["Attributes"] if current else None))
+            names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            if op_type == "Put":
+                self.put_item(
+                    table_name,
+                    op["Item"],
+                    expression_attribute_names=names,
+                    expression_attribute_values=values,
+                )
+            elif op_type == "Delete":
+                self.delete_item(
+                    table_name, key, expression_attribute_names=names, expression_attribute_values=values
+                )
+            elif op_type == "Update":
+                self.update_item(
+                    table_name,
+                    key,
+                    update_expression=op["UpdateExpression"],
+                    expression_attribute_names=names,
+                    expression_attribute_values=values,
+                )
+    except Exception:
+        for table_name, key, attributes in reversed(snapshots):
+            if attributes is None:
+                self.delete_item(table_name, key)
+            else:
+                self.put_item(table_name, attributes)
+        raise
+
+
+@contextmanager
+def faster_transactions() -> Iterator[None]:
+    original: Callable[..., None] = DynamoDBBackend.transact_write_items
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DynamoDBBackend.transact_write_items = original  # type: ignore[method-assign]
