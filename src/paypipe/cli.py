@@ -10,6 +10,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("paypipe.embedded.console", "run the whole pipeline in this process (moto; no AWS, no Docker)"),
     "dlq": ("paypipe.ops.dlq_cli", "list, inspect and replay the stack's dead-letter queues"),
+    "cost": ("paypipe.cost", "AWS cost per payment at your monthly volume (measured usage x list prices)"),
 }
 
 
