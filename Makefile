@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PAYMENTS ?= 50
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit lint typecheck template-lint sam-validate security schemas schema-compat clean
+.PHONY: run test unit bench lint typecheck template-lint sam-validate security schemas schema-compat clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $$(scripts/find_python.sh) -m venv $(VENV)
@@ -24,9 +24,14 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
+## Benchmarks on this machine -> BENCHMARKS.md and the usage profile behind `paypipe cost`.
+bench: $(STAMP)
+	PYTHONPATH=. $(PY) -m bench.run
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src services scripts tests
+	$(VENV)/bin/ruff check src services scripts tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench
 
 template-lint: $(STAMP)
 	$(VENV)/bin/cfn-lint infra/sam/template.yaml
