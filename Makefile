@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PAYMENTS ?= 50
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit bench lint typecheck template-lint sam-validate security schemas schema-compat clean
+.PHONY: run test unit bench lint typecheck template-lint sam-validate security schemas schema-compat clean faults
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $$(scripts/find_python.sh) -m venv $(VENV)
@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml
 ## Run the whole pipeline in-process on moto (no AWS account, no Docker).
 run: $(STAMP)
 	$(VENV)/bin/paypipe run --payments $(PAYMENTS)
+
+## Fault-injection run: duplicates, reordering, crashes, PutEvents partial failures, KMS and
+## DynamoDB throttling; ends with a reconciliation and a PAN leak scan (non-zero exit on a violation).
+FAULT_PAYMENTS ?= 2000
+faults: $(STAMP)
+	$(VENV)/bin/paypipe run --faults --payments $(FAULT_PAYMENTS) --out out/faults
 
 ## The whole test suite (what CI runs).
 test: $(STAMP)
