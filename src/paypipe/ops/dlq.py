@@ -17,9 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from paypipe.events.models import EVENT_TYPES, UnknownEventError, parse_detail
-from paypipe.redaction import redact_pan
+from paypipe.redaction import redact, redact_pan
 from paypipe.runtime.consumer import summarize_validation_error
-from paypipe.runtime.logging import SENSITIVE_KEYS
 
 KINDS = ("consumer", "rule-target", "scheduled")
 REPLAY_COUNT = "replay_count"
@@ -376,22 +375,6 @@ def audit_record(
 # -- showing ------------------------------------------------------------------------------------
 
 MAX_SHOWN_BODY = 4000
-
-
-def redact(value: Any, depth: int = 0) -> Any:
-    """Sensitive keys masked and card-number-like digit runs replaced, at any depth."""
-    if depth > 12:
-        return "[truncated]"
-    if isinstance(value, str):
-        return redact_pan(value)
-    if isinstance(value, Mapping):
-        return {
-            key: "[REDACTED]" if str(key).lower() in SENSITIVE_KEYS else redact(item, depth + 1)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact(item, depth + 1) for item in value]
-    return value
 
 
 def redacted_view(message: DlqMessage) -> dict[str, Any]:

@@ -10,33 +10,12 @@ from typing import Any, TextIO
 
 import structlog
 
-from paypipe.redaction import redact_pan
-
-SENSITIVE_KEYS = frozenset(
-    {"number", "pan", "card_number", "cvv", "account_number", "ciphertext", "plaintext"}
-)
-
-
-def _redact_value(value: Any, depth: int = 0) -> Any:
-    if depth > 12:
-        return "[truncated]"
-    if isinstance(value, str):
-        return redact_pan(value)
-    if isinstance(value, Mapping):
-        return {
-            key: "[REDACTED]" if str(key).lower() in SENSITIVE_KEYS else _redact_value(item, depth + 1)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_redact_value(item, depth + 1) for item in value]
-    if isinstance(value, int | float | bool) or value is None:
-        return value
-    return redact_pan(str(value))
+from paypipe.redaction import redact
 
 
 def redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
     """Last line of defence: mask sensitive keys and any Luhn-valid digit run in every field."""
-    return {key: _redact_value(value) for key, value in event_dict.items()}
+    return {key: redact(value) for key, value in event_dict.items()}
 
 
 def configure(stream: TextIO | None = None, level: str | None = None) -> None:
