@@ -15,6 +15,7 @@ from paypipe.embedded.scenario import payment_requested
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import PermanentError
 from paypipe.steps.release import ReleaseStep
+from tests.tables import create_table
 
 pytestmark = pytest.mark.embedded
 
@@ -23,31 +24,8 @@ HOLD_UNTIL = HELD_AT + timedelta(days=7)
 
 
 def make_tables(dynamodb, suffix):
-    for name, gsi in ((f"ledger{suffix}", True), (f"payments{suffix}", False)):
-        spec = {
-            "TableName": name,
-            "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk")],
-            "KeySchema": [
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            "BillingMode": "PAY_PER_REQUEST",
-        }
-        if gsi:
-            spec["AttributeDefinitions"] += [
-                {"AttributeName": a, "AttributeType": "S"} for a in ("gsi1pk", "gsi1sk")
-            ]
-            spec["GlobalSecondaryIndexes"] = [
-                {
-                    "IndexName": "gsi1",
-                    "KeySchema": [
-                        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ]
-        dynamodb.create_table(**spec)
+    create_table(dynamodb, f"ledger{suffix}", gsi=True)
+    create_table(dynamodb, f"payments{suffix}")
 
 
 PAYMENT_NUMBERS = itertools.count()

@@ -23,6 +23,7 @@ from paypipe.adapters.vault import (
     VaultIntegrityError,
 )
 from paypipe.domain.tokenization import InvalidCardError, luhn_valid
+from tests.tables import create_table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -104,18 +105,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         kms = boto3.client("kms")
         dynamodb = boto3.client("dynamodb")
         key_id = kms.create_key(Description="card vault")["KeyMetadata"]["Arn"]
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, TABLE)
         yield Aws(kms=kms, dynamodb=dynamodb, key_id=key_id)
 
 
