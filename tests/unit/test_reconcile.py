@@ -89,3 +89,10 @@ def test_pan_scan_finds_card_numbers_but_not_structured_ids():
     )
     assert find_leaks("s3", nacha_entry, frozenset()) == []
     assert find_leaks("event", '{"trace_number": "011000010000005", "at": 1795431417085}', frozenset()) == []
+
+
+def test_pan_scan_skips_hex_digests_but_not_known_numbers_inside_them():
+    digest = "d41d8cd9" + "4111111111111111" + "ecf8427e"  # a card-shaped run inside a digest
+    assert find_leaks("ddb", f"Consumer._run_route#{digest}", frozenset()) == []
+    assert find_leaks("ddb", f"Consumer._run_route#{digest}", frozenset({"4111111111111111"}))
+    assert find_leaks("log", "pan=4111111111111111;", frozenset())

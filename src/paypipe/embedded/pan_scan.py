@@ -4,7 +4,8 @@ Two detectors: any card number the run is known to have used (digits compared wi
 dashes removed), and any stand-alone digit run shaped like a card number: a known brand's IIN, a
 valid length for that brand, and a Luhn check digit. Stand-alone means not glued to further
 digits, so fixed-width NACHA records (routing + account + amount) do not count; the brand shape
-keeps trace numbers, epoch milliseconds and hash digits out.
+keeps trace numbers and epoch milliseconds out, and hex digests (32+ hex characters, at least
+one a letter) are skipped by this detector, though not by the known-number one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from paypipe.domain.tokenization import luhn_valid
 from paypipe.domain.validation import CARD_LENGTHS, card_brand
 
 _STANDALONE_RUN = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
+_HEX_DIGEST = re.compile(r"(?<![0-9A-Za-z])(?=[0-9a-f]*[a-f])[0-9a-f]{32,}(?![0-9A-Za-z])")
 PAN_CARRYING_EVENTS = frozenset({"PaymentRequested", "PaymentValidated"})
 
 
@@ -42,9 +44,10 @@ def _mask(digits: str) -> str:
 
 
 def find_leaks(where: str, text: str, known_pans: frozenset[str]) -> list[Leak]:
+    shaped_text = _HEX_DIGEST.sub(" ", text)  # digests (md5, sha-256) hold digit runs by chance
     leaks = [
         Leak(where, "card-shaped digit run", _mask(run))
-        for run in _STANDALONE_RUN.findall(text)
+        for run in _STANDALONE_RUN.findall(shaped_text)
         if _card_shaped(run)
     ]
     compact = re.sub(r"[\s-]", "", text)
