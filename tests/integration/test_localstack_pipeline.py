@@ -3,154 +3,27 @@
 LocalStack's event source mappings feed the functions (batching, ReportBatchItemFailures,
 visibility timeouts, redelivery); the session starts LocalStack with scripts/localstack.sh
 when it is not running (and stops it afterwards) and deploys with scripts/localstack_deploy.py.
-Every payment id carries a per-run id, and a tap rule on the bus (test harness only) routes
-this run's events to a queue the tests read.
+The fixtures (LocalStack, the deployed stack, the tap on the bus) are in conftest.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from paypipe.domain import nacha
 from paypipe.embedded.runtime import scheduled_event
-from paypipe.embedded.scenario import card_number, payment_requested
+from paypipe.embedded.scenario import card_number
 from paypipe.events import models as ev
 from paypipe.runtime.publisher import EventPublisher
+from tests.integration.conftest import DEADLINE_SECONDS, STACK, Tap, aws, request, stack_parameters
 
 pytestmark = pytest.mark.integration
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PORT = os.environ.get("LOCALSTACK_PORT", "4566")
-ENDPOINT = os.environ.get("LOCALSTACK_ENDPOINT", f"http://127.0.0.1:{PORT}")
-STACK = os.environ.get("LOCALSTACK_STACK", "paypipe-localstack")
-DEADLINE_SECONDS = 120
-CLIENT_CONFIG = Config(read_timeout=320, retries={"mode": "standard", "max_attempts": 3})
-
-
-def aws(service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=ENDPOINT,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=CLIENT_CONFIG,
-    )
-
-
-def localstack(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(REPO_ROOT / "scripts" / "localstack.sh"), command],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="session")
-def stack_outputs() -> Iterator[dict[str, str]]:
-    """LocalStack up (started here unless already running) and the stack deployed."""
-    started_here = localstack("status").returncode != 0
-    if started_here:
-        result = localstack("start")
-        assert result.returncode == 0, result.stdout + result.stderr
-    try:
-        deploy = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "scripts" / "localstack_deploy.py"), "--stack", STACK],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "LOCALSTACK_ENDPOINT": ENDPOINT},
-        )
-        assert deploy.returncode == 0, deploy.stderr
-        yield json.loads(deploy.stdout)
-    finally:
-        if started_here:
-            localstack("stop")
-
-
-@pytest.fixture(scope="session")
-def run_id() -> str:
-    return f"it{uuid.uuid4().hex[:10]}"
-
-
-class Tap:
-    """This run's events on the bus, read from a queue a test-only rule fills."""
-
-    def __init__(self, bus: str, run_id: str) -> None:
-        self.sqs = aws("sqs")
-        self.events = aws("events")
-        self.bus = bus
-        self.name = f"paypipe-tap-{run_id}"
-        self.url = self.sqs.create_queue(QueueName=self.name)["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        # This run's payments, and every ACH file (its payment id is the batch's, not a payment's).
-        self.patterns = {
-            f"{self.name}-payments": {"detail": {"payment_id": [{"prefix": run_id}]}},
-            f"{self.name}-ach-files": {"detail-type": ["AchBatchCreated"]},
-        }
-        for rule, pattern in self.patterns.items():
-            self.events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern))
-            self.events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
-        self.seen: list[ev.Event] = []
-
-    def drain(self) -> None:
-        messages = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-            "Messages", []
-        )
-        for message in messages:
-            body = json.loads(message["Body"])
-            self.seen.append(ev.parse_detail(body["detail-type"], body["detail"]))
-            self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
-
-    def of(self, payment_id: str, event_type: type[ev.Event]) -> list[Any]:
-        return [e for e in self.seen if e.payment_id == payment_id and isinstance(e, event_type)]
-
-    def wait_for(
-        self, what: str, found: Callable[[], bool], on_poll: Callable[[], None] | None = None
-    ) -> None:
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while not found():
-            if time.monotonic() > deadline:
-                seen = sorted({(e.payment_id, e.event_type) for e in self.seen})
-                raise AssertionError(f"timed out waiting for {what}; seen: {seen}")
-            if on_poll:
-                on_poll()
-            self.drain()
-
-    def close(self) -> None:
-        for rule in self.patterns:
-            self.events.remove_targets(Rule=rule, EventBusName=self.bus, Ids=["tap"])
-            self.events.delete_rule(Name=rule, EventBusName=self.bus)
-        self.sqs.delete_queue(QueueUrl=self.url)
-
-
-@pytest.fixture(scope="session")
-def tap(stack_outputs: dict[str, str], run_id: str) -> Iterator[Tap]:
-    observer = Tap(stack_outputs["EventBusName"], run_id)
-    yield observer
-    observer.close()
-
-
-@pytest.fixture(scope="session")
-def client(stack_outputs: dict[str, str]) -> EventPublisher:
-    return EventPublisher(aws("events"), stack_outputs["EventBusName"], producer="client")
 
 
 def function_name(logical_id: str) -> str:
@@ -165,20 +38,6 @@ def invoke_scheduled(logical_id: str, at: datetime) -> Any:
     payload = json.loads(response["Payload"].read() or b"null")
     assert "FunctionError" not in response, payload
     return payload
-
-
-def request(payment_id: str, rng: random.Random, **overrides: Any) -> ev.PaymentRequested:
-    """A good payment unless ``overrides`` say otherwise; customer and IP unique to the payment."""
-    arguments: dict[str, Any] = {
-        "customer_id": f"cust-{payment_id}",
-        "amount_cents": rng.randrange(5_000, 90_000),
-        "pan": card_number(rng),
-        "occurred_at": datetime.now(UTC).replace(microsecond=0),
-        "ip_address": f"198.51.100.{rng.randrange(1, 250)}",
-        "provider_id": f"prov-{payment_id}",
-    }
-    arguments.update(overrides)
-    return payment_requested(payment_id, **arguments)
 
 
 def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
@@ -200,7 +59,10 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
     assert client.publish([rejected, completed, expiring, *probes]).ok
 
     tap.wait_for("rejection", lambda: bool(tap.of(rejected.payment_id, ev.PaymentRejected)))
-    held = lambda payment: bool(tap.of(payment.payment_id, ev.FundsHeld))  # noqa: E731
+
+    def held(payment: ev.PaymentRequested) -> bool:
+        return bool(tap.of(payment.payment_id, ev.FundsHeld))
+
     tap.wait_for("holds", lambda: held(completed) and held(expiring))
     scored = (ev.PaymentScored, ev.PaymentDeclined)
     tap.wait_for("probes scored", lambda: all(tap.of(p.payment_id, scored) for p in probes))
@@ -258,11 +120,6 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
     assert terminal[rejected.payment_id] == "PaymentRejected"
     assert terminal[declined.payment_id] == "PaymentDeclined"
     assert terminal[completed.payment_id] == terminal[expiring.payment_id] == "PayoutBatched"
-
-
-def stack_parameters() -> dict[str, str]:
-    described = aws("cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]
-    return {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
 
 
 def parked(dlq_url: str, marker: str) -> dict[str, Any] | None:
