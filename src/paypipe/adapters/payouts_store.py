@@ -14,12 +14,14 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from paypipe.domain.ach_batching import PendingPayout, PlannedBatch
 from paypipe.domain.nacha import Payout
+from paypipe.runtime.retry import retry_throttled
 
 PENDING_INDEX_KEY = "payout#pending"
 OPEN_BATCH_INDEX_KEY = "batch#open"
@@ -83,7 +85,7 @@ class PayoutsStore:
             ]
             request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
             while request:
-                response = self._client.batch_get_item(RequestItems=request)
+                response = retry_throttled(partial(self._client.batch_get_item, RequestItems=request))
                 for item in response["Responses"].get(self._table, []):
                     payout = _payout(item)
                     found[payout.payment_id] = payout
@@ -128,19 +130,20 @@ class PayoutsStore:
     def assign(self, batch: StoredBatch) -> None:
         """Take each member out of the pending set; refuse if any belongs to another batch."""
         for payment_id in batch.payment_ids:
+            request = {
+                "TableName": self._table,
+                "Key": {"pk": {"S": f"payout#{payment_id}"}, "sk": {"S": "payout"}},
+                "UpdateExpression": "SET #status = :assigned, batch_id = :batch REMOVE gsi1pk, gsi1sk",
+                "ConditionExpression": "#status = :pending OR batch_id = :batch",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":assigned": {"S": "assigned"},
+                    ":pending": {"S": "pending"},
+                    ":batch": {"S": batch.batch_id},
+                },
+            }
             try:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key={"pk": {"S": f"payout#{payment_id}"}, "sk": {"S": "payout"}},
-                    UpdateExpression="SET #status = :assigned, batch_id = :batch REMOVE gsi1pk, gsi1sk",
-                    ConditionExpression="#status = :pending OR batch_id = :batch",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={
-                        ":assigned": {"S": "assigned"},
-                        ":pending": {"S": "pending"},
-                        ":batch": {"S": batch.batch_id},
-                    },
-                )
+                retry_throttled(partial(self._client.update_item, **request))
             except ClientError as error:
                 if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                     raise BatchConflictError(f"payout {payment_id} belongs to another batch") from None

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import partial
 from typing import Any
 
 from paypipe.adapters.payouts_store import PayoutsStore, StoredBatch
-from paypipe.domain import nacha
+from paypipe.domain import ledger, nacha
 from paypipe.domain.ach_batching import plan_files
 from paypipe.domain.ach_calendar import submission_cutoffs
 from paypipe.events import models as ev
@@ -23,6 +24,7 @@ from paypipe.runtime.consumer import Consumer, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
+from paypipe.runtime.retry import retry_throttled
 from paypipe.steps.common import LedgerPort, ledger_from_env, scheduled_time
 
 STEP = "ach_batch"
@@ -67,21 +69,21 @@ class AchCutter:
     def cut(self, now: datetime) -> list[str]:
         """Finish open batches, then cut every due payout into files. Returns the S3 keys written."""
         log = get_logger(step="ach_cut")
-        keys = [self._finish(batch) for batch in self.payouts.open_batches()]
+        keys = [self._finish(batch) for batch in retry_throttled(self.payouts.open_batches)]
         plan = plan_files(
-            self.payouts.pending(),
+            retry_throttled(self.payouts.pending),
             now,
             max_entries_per_batch=self.max_entries_per_batch,
             same_day_deadlines=self.same_day_cutoffs,
         )
         for planned in plan:
-            batch = self.payouts.open_batch(planned, created_at=now)
+            batch = retry_throttled(partial(self.payouts.open_batch, planned, created_at=now))
             keys.append(self._finish(batch))
         log.info("ach cut finished", files=len(keys), planned=len(plan))
         return keys
 
     def _finish(self, batch: StoredBatch) -> str:
-        self.payouts.assign(batch)
+        self.payouts.assign(batch)  # retries each item itself
         payouts = self.payouts.payouts(batch.payment_ids)
         ach_file = nacha.build_file(
             payouts,
@@ -92,26 +94,33 @@ class AchCutter:
             same_day=batch.kind == "same_day",
         )
         key = file_key(batch)
-        self.s3.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=nacha.write(ach_file).encode("ascii"),
-            ContentType="text/plain",
-            ServerSideEncryption="aws:kms",
-            SSEKMSKeyId=self.kms_key_id,
-            BucketKeyEnabled=True,
-            Metadata={"batch-id": batch.batch_id, "entries": str(len(payouts))},
+        retry_throttled(
+            lambda: self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=nacha.write(ach_file).encode("ascii"),
+                ContentType="text/plain",
+                ServerSideEncryption="aws:kms",
+                SSEKMSKeyId=self.kms_key_id,
+                BucketKeyEnabled=True,
+                Metadata={"batch-id": batch.batch_id, "entries": str(len(payouts))},
+            )
         )
         traces = nacha.payment_trace_numbers(payouts, ach_file)
         for payout in payouts:
-            self.ledger.record_payout(
-                payout.payment_id,
-                amount_cents=payout.amount_cents,
-                payout_ref=batch.batch_id,
-                at=batch.created_at,
+            outcome = retry_throttled(
+                partial(
+                    self.ledger.record_payout,
+                    payout.payment_id,
+                    amount_cents=payout.amount_cents,
+                    payout_ref=batch.batch_id,
+                    at=batch.created_at,
+                )
             )
+            if isinstance(outcome, ledger.Rejected):
+                raise RuntimeError(f"ledger refused the payout of {payout.payment_id}: {outcome.message}")
         self._announce(batch, key, payouts, traces, ach_file)
-        self.payouts.close_batch(batch.batch_id, key)
+        retry_throttled(lambda: self.payouts.close_batch(batch.batch_id, key))
         return key
 
     def _announce(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from paypipe.adapters.payments_store import PaymentsStore
@@ -21,6 +22,7 @@ from paypipe.runtime.consumer import Consumer, PermanentError, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
+from paypipe.runtime.retry import retry_throttled
 from paypipe.steps.common import LedgerPort, ledger_from_env, scheduled_time
 
 STEP = "release"
@@ -180,8 +182,8 @@ class ReleaseSweep:
 
     def sweep(self, as_of: datetime) -> int:
         due = []
-        for payment_id in self.ledger.due_holds(as_of, self.max_holds):
-            hold = self.ledger.get_hold(payment_id)
+        for payment_id in retry_throttled(lambda: self.ledger.due_holds(as_of, self.max_holds)):
+            hold = retry_throttled(partial(self.ledger.get_hold, payment_id))
             if hold is not None and hold.is_due(as_of):
                 due.append(
                     ev.HoldExpiryDue.create(
