@@ -26,6 +26,8 @@ def submission_cutoffs(lead: timedelta, deadlines: Sequence[time] = SAME_DAY_DEA
     if lead < timedelta(0) or lead >= timedelta(hours=2):
         raise ValueError("submission lead must be between 0 and 2 hours")
     return tuple((datetime.combine(date(2000, 1, 3), deadline) - lead).time() for deadline in deadlines)
+
+
 # Per-entry limit for Same Day ACH: $1,000,000.00.
 SAME_DAY_LIMIT_CENTS = 100_000_000
 
