@@ -16,6 +16,8 @@ from datetime import date, datetime, time
 from typing import Final, Literal, NoReturn
 from zoneinfo import ZoneInfo
 
+from stdnum.us import rtn
+
 EASTERN: Final = ZoneInfo("America/New_York")
 
 RECORD_LENGTH: Final = 94
@@ -196,10 +198,8 @@ class Originator:
 
 
 def routing_check_digit(first_eight: str) -> str:
-    """ABA check digit for the first 8 digits of a routing number."""
-    weights = (3, 7, 1, 3, 7, 1, 3, 7)
-    total = sum(int(digit) * weight for digit, weight in zip(first_eight, weights, strict=True))
-    return str((10 - total % 10) % 10)
+    """ABA check digit for the first 8 digits of a routing number (python-stdnum's, as validate uses)."""
+    return str(rtn.calc_check_digit(first_eight))
 
 
 def is_valid_routing_number(routing: str) -> bool:
