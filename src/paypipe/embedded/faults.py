@@ -35,7 +35,8 @@ class FaultPlan:
     crash_before: float = 0.02  # the function dies before doing anything with the batch
     crash_after: float = 0.02  # the function did the work, but its response is lost
     put_events_entry_failure: float = 0.05  # per PutEvents entry
-    kms_throttle: float = 0.05  # per attempt; the SDK retries
+    # Per attempt; the SDK retries. High because the data-key cache leaves a run only a few KMS calls.
+    kms_throttle: float = 0.5
     dynamodb_throttle: float = 0.05  # per attempt; the SDK retries
     retries_exhausted: float = 0.002  # per call: throttling outlasts the SDK's retries
     response_lost: float = 0.02  # per write: applied, response lost, the SDK sends it again
