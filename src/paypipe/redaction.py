@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from paypipe.domain.tokenization import redact_pan
+from paypipe.domain.tokenization import REDACTED_PAN, redact_pan
 
-__all__ = ["SENSITIVE_KEYS", "redact", "redact_pan"]
+__all__ = ["SENSITIVE_KEYS", "redact", "redact_json_text", "redact_pan"]
 
 SENSITIVE_KEYS = frozenset(
     {"number", "pan", "card_number", "cvv", "account_number", "ciphertext", "plaintext"}
@@ -18,7 +19,8 @@ MAX_DEPTH = 12
 def redact(value: Any, depth: int = 0) -> Any:
     """A copy with sensitive keys masked and card-number-like digit runs replaced, at any depth.
 
-    Strings, numbers, booleans and None keep their type; any other object is redacted as its text.
+    Strings, booleans and None keep their type, and so do numbers unless their digits hide a card
+    number (then they become "[PAN]"); any other object is redacted as its text.
     """
     if depth > MAX_DEPTH:
         return "[truncated]"
@@ -31,6 +33,42 @@ def redact(value: Any, depth: int = 0) -> Any:
         }
     if isinstance(value, list | tuple | set | frozenset):
         return [redact(item, depth + 1) for item in value]
-    if isinstance(value, int | float | bool) or value is None:
+    if isinstance(value, bool) or value is None:
         return value
+    if isinstance(value, int | float):
+        return _redact_number(value)
     return redact_pan(str(value))
+
+
+def _redact_number(value: int | float) -> int | float | str:
+    text = repr(value)  # the form json.dumps writes
+    return value if redact_pan(text) == text else REDACTED_PAN
+
+
+def redact_json_text(text: str) -> str:
+    """``text`` with every card number masked, and still valid JSON if it was JSON.
+
+    Text without a card number is returned unchanged (byte for byte). In a JSON document card
+    numbers are masked value by value, so one hidden in a number (``"schema_version": 4111...``)
+    does not leave broken JSON behind; other text is masked as text.
+    """
+    if redact_pan(text) == text:
+        return text
+    try:
+        document = json.loads(text)
+        return json.dumps(_redact_pans(document), ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        return redact_pan(text)
+
+
+def _redact_pans(value: Any) -> Any:
+    """Card numbers only (sensitive keys stay as they are): what a parked message keeps."""
+    if isinstance(value, str):
+        return redact_pan(value)
+    if isinstance(value, dict):
+        return {redact_pan(key): _redact_pans(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_pans(item) for item in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    return _redact_number(value)

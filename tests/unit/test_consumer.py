@@ -220,3 +220,15 @@ def test_parked_bodies_keep_no_card_number(infra):
     assert "4111111111111111" not in parked["Body"]
     assert "[PAN]" in parked["Body"]
     assert parked["MessageAttributes"]["card_data_redacted"]["StringValue"] == "true"
+
+
+def test_a_card_number_hidden_in_a_json_number_is_parked_as_valid_json(infra):
+    consumer = make_consumer(infra, lambda event: [], max_receive=1)
+    body = bus_body(completed())
+    body["detail"]["schema_version"] = 4111111111111111  # not a known version: parked at once
+    consumer.handle({"Records": [record(body)]})
+    [parked] = drain(infra["sqs"], infra["dlq"])
+    assert "4111111111111111" not in parked["Body"]
+    detail = json.loads(parked["Body"])["detail"]
+    assert detail["schema_version"] == "[PAN]"
+    assert detail["event_id"] == body["detail"]["event_id"]

@@ -455,9 +455,7 @@ def test_counts_are_nested_by_window(txn: Transaction, history: list[Transaction
 
 
 @given(st.lists(st.integers(-2000, 2000), max_size=8), st.integers(0, 1000), st.integers(0, 1000))
-def test_any_points_give_bounded_score_and_consistent_decision(
-    points: list[int], a: int, b: int
-) -> None:
+def test_any_points_give_bounded_score_and_consistent_decision(points: list[int], a: int, b: int) -> None:
     review_at, decline_at = sorted((a, b))
     ruleset = RuleSet(
         version="2026-01-01",

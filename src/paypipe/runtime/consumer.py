@@ -32,7 +32,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 from pydantic import ValidationError
 
 from paypipe.events.models import EVENT_TYPES, CardInput, Event, UnknownEventError, parse_detail, to_detail
-from paypipe.redaction import redact_pan
+from paypipe.redaction import redact_json_text
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
 
@@ -284,7 +284,7 @@ class Consumer:
         replay_count = _message_attribute(record, "replay_count") or "0"
         # DLQs keep no card numbers: a parked request whose PAN was masked replays into a
         # PaymentRejected (the client resubmits) instead of a payment stuck half way.
-        body = redact_pan(record.body)
+        body = redact_json_text(record.body)
         attributes = {
             "error_reason": reason,
             "error_message": message[:MAX_REASON_CHARS] or reason,
