@@ -39,8 +39,16 @@ def _reference_luhn(digits: str) -> bool:
     return checksum % 10 == 0
 
 
+_RFC_UUID = re.compile(
+    r"(?<![0-9A-Za-z-])[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}(?![0-9A-Za-z-])",
+    re.IGNORECASE,
+)
+
+
 def _pan_windows(text: str) -> list[str]:
-    """Every Luhn-valid 13-19 digit sequence starting anywhere, with single space/dash separators."""
+    """Every Luhn-valid 13-19 digit sequence starting anywhere, with single space/dash separators,
+    outside UUIDs (identifiers, which redaction keeps)."""
+    text = _RFC_UUID.sub("#", text)
     found: list[str] = []
     for start, char in enumerate(text):
         if not char.isascii() or not char.isdigit():
@@ -258,6 +266,11 @@ def test_luhn_against_reference() -> None:
         ("order 1234567890123 shipped", "order 1234567890123 shipped"),  # not Luhn-valid
         ("amount 1000 at 2026-11-23", "amount 1000 at 2026-11-23"),
         ("no digits at all", "no digits at all"),
+        # UUIDs are ids: digit groups 381861-9013-5293 would otherwise pass as a card number.
+        ("event 2d381861-9013-5293-a953-0092964f833d", "event 2d381861-9013-5293-a953-0092964f833d"),
+        # ...but only real UUIDs: digits shaped like one are still masked.
+        ("41111111-1111-1111-1111-111111111111", "[PAN]"),
+        ("x2d381861-9013-5293-a953-0092964f833d", "x2d[PAN]-a953-0092964f833d"),
     ],
 )
 def test_redact_examples(text: str, expected: str) -> None:

@@ -32,8 +32,14 @@ RandomBytes = Callable[[int], bytes]
 
 _TOKEN_RANDOM_BYTES = 20  # 160 bits -> 32 base32 characters
 _TOKEN_PATTERN = re.compile(rf"{TOKEN_PREFIX}[a-z2-7]{{32}}")
-# A run of ASCII digits where single spaces or dashes may separate digits ("4111 1111-1111 1111").
-_DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")
+# A run of ASCII digits where single spaces or dashes may separate digits ("4111 1111-1111 1111"),
+# or a whole RFC 4122 UUID (event and message ids), which is kept: its digit groups are not a
+# dash-separated card number, and masking them would corrupt the id.
+_UUID = (
+    r"(?<![0-9A-Za-z-])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}"
+    r"-[0-9a-fA-F]{12}(?![0-9A-Za-z-])"
+)
+_DIGIT_RUN = re.compile(rf"(?P<uuid>{_UUID})|[0-9](?:[ -]?[0-9])*")
 
 
 class TokenizationError(Exception):
@@ -180,6 +186,8 @@ def _contains_pan(digits: str) -> bool:
 
 def _redact_run(match: re.Match[str]) -> str:
     run = match.group()
+    if match.group("uuid"):
+        return run
     digits = run.replace(" ", "").replace("-", "")
     return REDACTED_PAN if _contains_pan(digits) else run
 
@@ -188,9 +196,10 @@ def redact_pan(text: str) -> str:
     """Replace every digit run that could hide a card number with "[PAN]".
 
     A run is a maximal sequence of ASCII digits in which single spaces or dashes may separate
-    digits. The whole run is replaced when any 13-19 digit window inside it passes Luhn, so a
-    PAN glued to neighbouring digits ("4111111111111111 1227") is caught too. This errs towards
-    over-redaction: about one in ten unrelated 13+ digit numbers (e.g. epoch milliseconds) is
-    replaced as well. Text without such a run is returned unchanged.
+    digits; an RFC 4122 UUID standing alone is an identifier, not a run. The whole run is
+    replaced when any 13-19 digit window inside it passes Luhn, so a PAN glued to neighbouring
+    digits ("4111111111111111 1227") is caught too. This errs towards over-redaction: about one
+    in ten unrelated 13+ digit numbers (e.g. epoch milliseconds) is replaced as well. Text
+    without such a run is returned unchanged.
     """
     return _DIGIT_RUN.sub(_redact_run, text)
