@@ -1,6 +1,12 @@
 import os
 
 import pytest
+from hypothesis import settings
+
+# CI explores the same examples on every run (a red run is reproducible, never a coin toss);
+# local runs draw new ones and keep failures in .hypothesis/ to replay them.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Never reach a real AWS endpoint from tests.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
