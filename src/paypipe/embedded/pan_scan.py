@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from paypipe.domain.tokenization import luhn_valid
 from paypipe.domain.validation import CARD_LENGTHS, card_brand
+from paypipe.ops.dlq_aws import peek
 
 _STANDALONE_RUN = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
 _HEX_DIGEST = re.compile(r"(?<![0-9A-Za-z])(?=[0-9a-f]*[a-f])[0-9a-f]{32,}(?![0-9A-Za-z])")
@@ -70,8 +72,8 @@ def pipeline_sources(pipeline: Any, log_text: str) -> Iterator[tuple[str, str]]:
     sqs = pipeline.session.client("sqs")
     for name, url in pipeline.stack.outputs.items():
         if name.endswith("DLQUrl"):
-            for message in _peek_all(sqs, url):
-                yield f"DLQ {name} message {message['MessageId']}", message["Body"]
+            for message in peek(sqs, url, limit=sys.maxsize, wait_seconds=0):
+                yield f"DLQ {name} message {message.message_id}", message.body
     dynamodb = pipeline.session.client("dynamodb")
     for table in dynamodb.list_tables()["TableNames"]:
         for page in dynamodb.get_paginator("scan").paginate(TableName=table):
@@ -92,18 +94,3 @@ def _scannable(value: dict[str, Any]) -> bool:
         return False
     number = value.get("N")
     return not (number is not None and number.isdigit() and 10**12 <= int(number) < 10**13)
-
-
-def _peek_all(sqs: Any, url: str) -> list[dict[str, Any]]:
-    """Every message, left visible again afterwards."""
-    seen: dict[str, dict[str, Any]] = {}
-    handles = []
-    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
-        "Messages", []
-    ):
-        for message in batch:
-            seen[message["MessageId"]] = message
-            handles.append(message["ReceiptHandle"])
-    for handle in handles:
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
-    return list(seen.values())
