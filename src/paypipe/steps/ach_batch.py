@@ -94,11 +94,12 @@ class AchCutter:
             same_day=batch.kind == "same_day",
         )
         key = file_key(batch)
+        body = nacha.write(ach_file).encode("ascii")
         retry_throttled(
             lambda: self.s3.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=nacha.write(ach_file).encode("ascii"),
+                Body=body,
                 ContentType="text/plain",
                 ServerSideEncryption="aws:kms",
                 SSEKMSKeyId=self.kms_key_id,
