@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -127,7 +128,10 @@ def run_lifecycle(payments: int) -> LifecycleRun:
     meter = Meter()
     published: Counter[str] = Counter()
     meter.on_put_events = lambda entries: published.update(["all"] * len(entries))
-    with tempfile.TemporaryDirectory() as scratch, _env("LOG_FILE", f"{scratch}/log.jsonl"):
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        mock.patch.dict(os.environ, LOG_FILE=f"{scratch}/log.jsonl"),
+    ):
         start = time.perf_counter()
         with meter.installed():
             run_demo(payments, out_dir=Path(scratch) / "out")
@@ -278,7 +282,7 @@ def quiet_figures() -> QuietFigures:
     meter = Meter()
     idle: dict[str, Invocation] = {}
     idle_units: dict[str, tuple[float, float]] = {}
-    with _env("LOG_FILE", os.devnull), meter.installed(), EmbeddedPipeline() as pipeline:
+    with mock.patch.dict(os.environ, LOG_FILE=os.devnull), meter.installed(), EmbeddedPipeline() as pipeline:
         for name, function in pipeline.functions.items():
             if not function.spec.schedules:
                 continue
@@ -375,7 +379,7 @@ def run_latency(payments: int, wave: int = 10) -> LatencyRun:
     scenario = build_scenario(payments, seed=11, run_id="lat")
     with (
         tempfile.TemporaryDirectory() as scratch,
-        _env("LOG_FILE", f"{scratch}/log.jsonl"),
+        mock.patch.dict(os.environ, LOG_FILE=f"{scratch}/log.jsonl"),
         meter.installed(),
         EmbeddedPipeline() as pipeline,
     ):
@@ -399,19 +403,3 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]
-
-
-class _env:
-    """Set one environment variable for a block."""
-
-    def __init__(self, name: str, value: str) -> None:
-        self._name, self._value, self._saved = name, value, os.environ.get(name)
-
-    def __enter__(self) -> None:
-        os.environ[self._name] = self._value
-
-    def __exit__(self, *_: object) -> None:
-        if self._saved is None:
-            os.environ.pop(self._name, None)
-        else:
-            os.environ[self._name] = self._saved
