@@ -147,19 +147,8 @@ def _read_json(name: str) -> dict[str, Any]:
 
 
 def prices_from_dict(data: dict[str, Any]) -> Prices:
-    usd = data["usd"]
     return Prices(
-        lambda_request=usd["lambda_request"],
-        lambda_gb_second=usd["lambda_gb_second"],
-        sqs_request=usd["sqs_request"],
-        eventbridge_event=usd["eventbridge_event"],
-        kms_request=usd["kms_request"],
-        kms_key_month=usd["kms_key_month"],
-        dynamodb_wru=usd["dynamodb_wru"],
-        dynamodb_rru=usd["dynamodb_rru"],
-        s3_put=usd["s3_put"],
-        s3_get=usd["s3_get"],
-        logs_ingested_gb=usd["logs_ingested_gb"],
+        **data["usd"],  # the file's unit prices carry the field names
         card_percent=data["card_processor"]["percent"],
         card_fixed_usd=data["card_processor"]["fixed_usd"],
         aws_call_latency_ms=data["assumptions"]["aws_call_latency_ms"],
