@@ -1,35 +1,26 @@
 """Throughput and latency PaymentRequested -> FundsHeld on LocalStack (the deployed template).
 
-Uses the integration tests' tooling: ``scripts/localstack.sh`` (started here when not running,
-stopped again afterwards) and ``scripts/localstack_deploy.py``. Latency is the time from the
-client's PutEvents to the FundsHeld event arriving on a tap queue (a bench-only rule), so it
+Uses the integration tests' tooling (``tests/integration/localstack.py``): LocalStack started
+when not running, stopped again afterwards, and the template deployed. Latency is the time from
+the client's PutEvents to the FundsHeld event arriving on a tap queue (a bench-only rule), so it
 includes the tap's own delivery.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
+from tests.integration.localstack import LocalStackUnavailable, aws, deployed_stack
 
 from paypipe.embedded.scenario import card_number, payment_requested
 from paypipe.runtime.publisher import EventPublisher
 
-REPO = Path(__file__).resolve().parents[1]
-ENDPOINT = os.environ.get(
-    "LOCALSTACK_ENDPOINT", f"http://127.0.0.1:{os.environ.get('LOCALSTACK_PORT', '4566')}"
-)
 STACK = "paypipe-bench"
 DEADLINE_SECONDS = 240
 
@@ -43,53 +34,18 @@ class LocalStackRun:
     latencies_ms: list[float]
 
 
-def _localstack(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
-        ["bash", str(REPO / "scripts" / "localstack.sh"), command],  # noqa: S607
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
-def _aws(service: str) -> Any:
-    return boto3.client(  # type: ignore[call-overload]
-        service,
-        endpoint_url=ENDPOINT,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106 - LocalStack's fixed test credentials
-        config=Config(retries={"mode": "standard", "max_attempts": 3}),
-    )
-
-
 def measure(runs: tuple[tuple[int, float | None], ...]) -> list[LocalStackRun] | str:
     """One run per (payments, requests per second; None: all at once), or why none could be made."""
-    started_here = _localstack("status").returncode != 0
-    if started_here:
-        started = _localstack("start")
-        if started.returncode != 0:
-            return f"LocalStack did not start: {(started.stderr or started.stdout).strip()[-200:]}"
     try:
-        deploy = subprocess.run(  # noqa: S603
-            [sys.executable, str(REPO / "scripts" / "localstack_deploy.py"), "--stack", STACK],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "LOCALSTACK_ENDPOINT": ENDPOINT},
-        )
-        if deploy.returncode != 0:
-            return f"deploy to LocalStack failed: {deploy.stderr.strip()[-200:]}"
-        bus = json.loads(deploy.stdout)["EventBusName"]
-        return [_run(bus, payments, per_second) for payments, per_second in runs]
-    finally:
-        if started_here:
-            _localstack("stop")
+        with deployed_stack(STACK) as outputs:
+            return [_run(outputs["EventBusName"], payments, per_second) for payments, per_second in runs]
+    except LocalStackUnavailable as error:
+        return f"{error.what}: {error.output.strip()[-200:]}"
 
 
 def _run(bus: str, payments: int, per_second: float | None) -> LocalStackRun:
     run_id = f"bench{uuid.uuid4().hex[:8]}"
-    sqs, events = _aws("sqs"), _aws("events")
+    sqs, events = aws("sqs"), aws("events")
     tap = sqs.create_queue(QueueName=f"paypipe-tap-{run_id}")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=tap, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     rule = f"paypipe-tap-{run_id}"
@@ -116,7 +72,6 @@ def _run(bus: str, payments: int, per_second: float | None) -> LocalStackRun:
             client.publish([request])
             if per_second:
                 _collect(sqs, tap, held, wait=0)
-            if per_second:
                 time.sleep(max(0.0, start + (index + 1) / per_second - time.perf_counter()))
         deadline = time.monotonic() + DEADLINE_SECONDS
         while len(held) < payments and time.monotonic() < deadline:

@@ -13,73 +13,28 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from paypipe.embedded.scenario import card_number, payment_requested
 from paypipe.events import models as ev
 from paypipe.runtime.publisher import EventPublisher
+from tests.integration.localstack import aws, deployed_stack
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PORT = os.environ.get("LOCALSTACK_PORT", "4566")
-ENDPOINT = os.environ.get("LOCALSTACK_ENDPOINT", f"http://127.0.0.1:{PORT}")
 STACK = os.environ.get("LOCALSTACK_STACK", "paypipe-localstack")
 DEADLINE_SECONDS = 120
-CLIENT_CONFIG = Config(read_timeout=320, retries={"mode": "standard", "max_attempts": 3})
-
-
-def aws(service: str) -> Any:
-    """A client for LocalStack (not a fixture: the moto ``aws`` fixture is tests/conftest.py's)."""
-    factory: Callable[..., Any] = boto3.client
-    return factory(
-        service,
-        endpoint_url=ENDPOINT,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=CLIENT_CONFIG,
-    )
-
-
-def localstack(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(REPO_ROOT / "scripts" / "localstack.sh"), command],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="session")
 def stack_outputs() -> Iterator[dict[str, str]]:
     """LocalStack up (started here unless already running) and the stack deployed."""
-    started_here = localstack("status").returncode != 0
-    if started_here:
-        result = localstack("start")
-        assert result.returncode == 0, result.stdout + result.stderr
-    try:
-        deploy = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "scripts" / "localstack_deploy.py"), "--stack", STACK],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "LOCALSTACK_ENDPOINT": ENDPOINT},
-        )
-        assert deploy.returncode == 0, deploy.stderr
-        yield json.loads(deploy.stdout)
-    finally:
-        if started_here:
-            localstack("stop")
+    with deployed_stack(STACK) as outputs:
+        yield outputs
 
 
 @pytest.fixture(scope="session")

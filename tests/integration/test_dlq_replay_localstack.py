@@ -22,7 +22,8 @@ from paypipe.events import models as ev
 from paypipe.ops.dlq import DlqMessage
 from paypipe.ops.dlq_aws import depth, peek
 from paypipe.runtime.publisher import EventPublisher
-from tests.integration.conftest import DEADLINE_SECONDS, ENDPOINT, STACK, Tap, aws, request, stack_parameters
+from tests.integration.conftest import DEADLINE_SECONDS, STACK, Tap, request, stack_parameters
+from tests.integration.localstack import ENDPOINT, aws
 
 pytestmark = pytest.mark.integration
 

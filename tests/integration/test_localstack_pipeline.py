@@ -21,7 +21,8 @@ from paypipe.embedded.runtime import scheduled_event
 from paypipe.embedded.scenario import card_number
 from paypipe.events import models as ev
 from paypipe.runtime.publisher import EventPublisher
-from tests.integration.conftest import DEADLINE_SECONDS, STACK, Tap, aws, request, stack_parameters
+from tests.integration.conftest import DEADLINE_SECONDS, STACK, Tap, request, stack_parameters
+from tests.integration.localstack import aws
 
 pytestmark = pytest.mark.integration
 
