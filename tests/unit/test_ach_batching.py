@@ -137,13 +137,16 @@ def test_splits_at_max_total() -> None:
     assert all(b.total_cents <= 100 for b in plan)
 
 
-def test_batch_id_is_deterministic_and_content_derived() -> None:
+def test_batch_id_is_deterministic_per_cut_and_content_derived() -> None:
     items = [pending("a", et(6, 10, 9, 0)), pending("b", et(6, 10, 9, 1))]
     now = et(6, 10, 10, 30)
     (first,) = plan_files(items, now)
-    (again,) = plan_files(list(reversed(items)), now + timedelta(minutes=5))
+    (again,) = plan_files(list(reversed(items)), now)
     assert first.batch_id == again.batch_id
     assert first.batch_id.startswith("achb_")
+    # A later cut of the same payouts (one set aside before) is a batch of its own.
+    (later,) = plan_files(items, now + timedelta(minutes=5))
+    assert later.batch_id != first.batch_id
     (fewer,) = plan_files(items[:1], now)
     assert fewer.batch_id != first.batch_id
     changed = [items[0], pending("b", et(6, 10, 9, 1), amount_cents=10_001)]

@@ -32,7 +32,7 @@ AS_OF = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TXN = Transaction(
     payment_id="pay-current",
     customer_id="cust-1",
-    card_token="tok-card-1",
+    card_id="tok-card-1",
     payee_account_fingerprint="fp-payee-1",
     ip_address="203.0.113.7",
     amount_cents=5_000,
@@ -96,9 +96,9 @@ def test_window_boundaries(ago: timedelta, counts: tuple[int, int, int]) -> None
 def test_dimensions_are_counted_separately() -> None:
     history = [
         past(1, timedelta(minutes=5), customer_id="other", ip_address="198.51.100.1", amount_cents=100),
-        past(2, timedelta(minutes=10), card_token="tok-other", ip_address="198.51.100.1", amount_cents=200),
-        past(3, timedelta(minutes=15), card_token="tok-x", customer_id="c-x", amount_cents=400),
-        past(4, timedelta(hours=3), card_token="tok-y", customer_id="c-y", ip_address="x", amount_cents=800),
+        past(2, timedelta(minutes=10), card_id="tok-other", ip_address="198.51.100.1", amount_cents=200),
+        past(3, timedelta(minutes=15), card_id="tok-x", customer_id="c-x", amount_cents=400),
+        past(4, timedelta(hours=3), card_id="tok-y", customer_id="c-y", ip_address="x", amount_cents=800),
     ]
     f = features_of(history)
     assert (f.card_txn_count_1h, f.card_amount_sum_1h) == (1, 100)
@@ -138,7 +138,7 @@ def test_sums_only_include_transaction_currency() -> None:
 )
 def test_amount_zscore(prior_amounts: list[int], amount: int, zscore: float) -> None:
     history = [
-        past(i, timedelta(days=1), amount_cents=a, card_token=f"t{i}") for i, a in enumerate(prior_amounts)
+        past(i, timedelta(days=1), amount_cents=a, card_id=f"t{i}") for i, a in enumerate(prior_amounts)
     ]
     f = features_of(history, dataclasses.replace(TXN, amount_cents=amount))
     assert f.amount_zscore == pytest.approx(zscore)
@@ -177,7 +177,7 @@ def test_first_use_of_card_and_payee_is_per_customer() -> None:
     f = features_of([same_card])
     assert (f.first_card_use_for_customer, f.first_payee_for_customer) == (False, True)
 
-    same_payee = past(3, timedelta(days=2), card_token="tok-other")
+    same_payee = past(3, timedelta(days=2), card_id="tok-other")
     f = features_of([same_payee])
     assert (f.first_card_use_for_customer, f.first_payee_for_customer) == (True, False)
 
@@ -207,7 +207,7 @@ def test_card_testing_small_amounts_outside_hour_do_not_count() -> None:
 @pytest.mark.parametrize(("other_cards", "expected"), [(2, False), (3, True), (6, True)])
 def test_card_testing_many_cards_from_one_ip(other_cards: int, expected: bool) -> None:
     history = [
-        past(i, timedelta(minutes=10), card_token=f"tok-{i}", customer_id=f"c-{i}", amount_cents=90_000)
+        past(i, timedelta(minutes=10), card_id=f"tok-{i}", customer_id=f"c-{i}", amount_cents=90_000)
         for i in range(other_cards)
     ]
     history.append(past(99, timedelta(minutes=20), amount_cents=90_000))  # current card: not "other"
@@ -408,7 +408,7 @@ history_txns = st.builds(
     Transaction,
     payment_id=st.text("pqrs", min_size=1, max_size=3),
     customer_id=ids,
-    card_token=ids,
+    card_id=ids,
     payee_account_fingerprint=ids,
     ip_address=ids,
     amount_cents=st.integers(1, 2_000_000),

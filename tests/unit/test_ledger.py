@@ -12,6 +12,8 @@ from paypipe.domain.ledger import (
     AccountId,
     AccountKind,
     Applied,
+    DisputeOutcome,
+    DisputePhase,
     Duplicate,
     HoldRequest,
     HoldStatus,
@@ -25,12 +27,13 @@ from paypipe.domain.ledger import (
     TransferKind,
     expire,
     expire_due,
-    freeze,
+    mark_dispute_aged,
+    open_dispute,
     place_hold,
     record_payout,
     refund,
     release,
-    unfreeze,
+    resolve_dispute,
 )
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -41,6 +44,10 @@ ESCROW = AccountId.escrow(USD)
 CUSTOMER = AccountId.customer("cus-1", USD)
 PROVIDER = AccountId.provider("prov-1", USD)
 SETTLEMENT = AccountId.settlement(USD)
+CLAWBACK = AccountId.clawback("prov-1", USD)
+DISPUTES = AccountId.disputes(USD)
+RELEASE = DisputeOutcome.RELEASE
+REFUND = DisputeOutcome.REFUND
 
 
 def hold_request(**changes: Any) -> HoldRequest:
@@ -251,68 +258,202 @@ def test_expiry_of_a_resolved_hold_is_refused() -> None:
 # --- disputes -------------------------------------------------------------------------------------
 
 
-def test_frozen_hold_does_not_expire() -> None:
-    frozen = applied(freeze(held(), "pay-1", dispute_id="dsp-1", at=T0))
+def frozen_by(*dispute_ids: str, state: LedgerState | None = None) -> LedgerState:
+    state = state or held()
+    for dispute_id in dispute_ids:
+        state = applied(open_dispute(state, "pay-1", dispute_id=dispute_id, at=T0)).state
+    return state
+
+
+def test_a_frozen_hold_cannot_be_released_refunded_or_expired_by_the_core() -> None:
+    frozen = applied(open_dispute(held(), "pay-1", dispute_id="dsp-1", at=T0))
 
     assert frozen.hold.status is HoldStatus.FROZEN
+    assert frozen.hold.dispute("dsp-1").phase is DisputePhase.ESCROW  # type: ignore[union-attr]
     assert frozen.transfers == ()
+    rejected(release(frozen.state, "pay-1", resolution_id="service", at=T0), Rejection.FROZEN)
+    rejected(refund(frozen.state, "pay-1", resolution_id="void", at=T0), Rejection.FROZEN)
     rejected(expire(frozen.state, "pay-1", as_of=HOLD_UNTIL), Rejection.FROZEN)
     assert expire_due(frozen.state, HOLD_UNTIL + timedelta(days=30)).outcomes == ()
 
 
-def test_dispute_resolves_a_frozen_hold_after_hold_until() -> None:
-    state = applied(freeze(held(), "pay-1", dispute_id="dsp-1", at=T0)).state
+def test_only_the_last_open_dispute_resolves_the_hold_and_a_refund_wins() -> None:
+    state = frozen_by("dsp-1", "dsp-2")
+
+    first = applied(resolve_dispute(state, "pay-1", dispute_id="dsp-1", outcome=REFUND, at=T0))
+    assert first.hold.status is HoldStatus.FROZEN and first.transfers == ()
+    last = applied(resolve_dispute(first.state, "pay-1", dispute_id="dsp-2", outcome=RELEASE, at=T0))
+
+    assert last.hold.status is HoldStatus.REFUNDED
+    assert balances(last.state) == {CLEARING: -10_000, CUSTOMER: 10_000}
+
+
+def test_disputes_all_released_release_the_hold_even_after_hold_until() -> None:
+    state = frozen_by("dsp-1")
     late = HOLD_UNTIL + timedelta(days=3)
 
-    lost = applied(refund(state, "pay-1", resolution_id="dsp-1-lost", at=late))
-    won = applied(release(state, "pay-1", resolution_id="dsp-1-won", at=late))
+    won = applied(resolve_dispute(state, "pay-1", dispute_id="dsp-1", outcome=RELEASE, at=late))
 
-    assert balances(lost.state) == {CLEARING: -10_000, CUSTOMER: 10_000}
+    assert won.hold.status is HoldStatus.RELEASED and won.hold.resolution_id == "dispute:dsp-1"
     assert balances(won.state) == {CLEARING: -10_000, PROVIDER: 10_000}
 
 
-def test_unfreeze_thaws_the_hold_so_it_expires_again() -> None:
-    state = applied(freeze(held(), "pay-1", dispute_id="dsp-1", at=T0)).state
+def test_a_resolution_must_name_an_open_dispute_and_decides_once() -> None:
+    rejected(
+        resolve_dispute(held(), "pay-1", dispute_id="dsp-9", outcome=REFUND, at=T0),
+        Rejection.DISPUTE_NOT_OPEN,
+    )
+    state = frozen_by("dsp-1", "dsp-2")
+    rejected(
+        resolve_dispute(state, "pay-1", dispute_id="dsp-9", outcome=REFUND, at=T0), Rejection.DISPUTE_NOT_OPEN
+    )
+    once = applied(resolve_dispute(state, "pay-1", dispute_id="dsp-1", outcome=RELEASE, at=T0))
 
-    thawed = applied(unfreeze(state, "pay-1", dispute_id="dsp-1", at=HOLD_UNTIL + timedelta(days=1)))
+    again = resolve_dispute(once.state, "pay-1", dispute_id="dsp-1", outcome=RELEASE, at=T0)
+    other = resolve_dispute(once.state, "pay-1", dispute_id="dsp-1", outcome=REFUND, at=T0)
 
-    assert thawed.hold.status is HoldStatus.HELD
-    assert (
-        applied(expire(thawed.state, "pay-1", as_of=HOLD_UNTIL + timedelta(days=1))).hold.released_cents
-        == 10_000
+    assert isinstance(again, Duplicate)
+    rejected(other, Rejection.DISPUTE_ALREADY_RESOLVED)
+
+
+def test_opening_a_known_dispute_again_is_a_duplicate() -> None:
+    frozen = applied(open_dispute(held(), "pay-1", dispute_id="dsp-1", at=T0))
+    assert open_dispute(frozen.state, "pay-1", dispute_id="dsp-1", at=T0) == Duplicate(frozen.hold, ())
+
+
+def test_a_dispute_after_release_holds_the_payout_back_until_it_is_resolved() -> None:
+    released = applied(release(held(), "pay-1", resolution_id="done", at=T0)).state
+    disputed = applied(open_dispute(released, "pay-1", dispute_id="dsp-1", at=T0))
+    assert disputed.hold.dispute("dsp-1").phase is DisputePhase.PAYOUT  # type: ignore[union-attr]
+    assert disputed.hold.payout_blocked
+
+    rejected(
+        record_payout(disputed.state, "pay-1", amount_cents=10_000, payout_ref="ach-1", at=T0),
+        Rejection.DISPUTED,
+    )
+    cleared = applied(resolve_dispute(disputed.state, "pay-1", dispute_id="dsp-1", outcome=RELEASE, at=T0))
+    paid = applied(record_payout(cleared.state, "pay-1", amount_cents=10_000, payout_ref="ach-1", at=T0))
+    assert balances(paid.state) == {CLEARING: -10_000, SETTLEMENT: 10_000}
+
+
+def test_a_payout_dispute_lost_reverses_the_release_and_no_payout_follows() -> None:
+    released = applied(release(held(), "pay-1", resolution_id="done", at=T0)).state
+    disputed = applied(open_dispute(released, "pay-1", dispute_id="dsp-1", at=T0)).state
+
+    lost = applied(resolve_dispute(disputed, "pay-1", dispute_id="dsp-1", outcome=REFUND, at=T0))
+
+    assert lost.hold.reversed_cents == 10_000
+    assert balances(lost.state) == {CLEARING: -10_000, CUSTOMER: 10_000}
+    rejected(
+        record_payout(lost.state, "pay-1", amount_cents=10_000, payout_ref="ach-1", at=T0), Rejection.REFUNDED
+    )
+    rejected(open_dispute(lost.state, "pay-1", dispute_id="dsp-2", at=T0), Rejection.REFUNDED)
+
+
+def test_a_dispute_after_hold_until_lets_the_expiry_release_but_holds_the_payout() -> None:
+    disputed = applied(open_dispute(held(), "pay-1", dispute_id="dsp-1", at=HOLD_UNTIL))
+    assert disputed.hold.status is HoldStatus.HELD
+    assert disputed.hold.dispute("dsp-1").phase is DisputePhase.PAYOUT  # type: ignore[union-attr]
+
+    expired = applied(expire(disputed.state, "pay-1", as_of=HOLD_UNTIL + timedelta(minutes=5)))
+
+    assert expired.hold.released_cents == 10_000 and expired.hold.payout_blocked
+
+
+def paid_out(state: LedgerState, payment_id: str, **request: Any) -> LedgerState:
+    state = applied(place_hold(state, hold_request(payment_id=payment_id, **request))).state
+    state = applied(release(state, payment_id, resolution_id="done", at=T0)).state
+    hold = state.holds[payment_id]
+    paid = record_payout(
+        state, payment_id, amount_cents=hold.released_cents, payout_ref=f"ach-{payment_id}", at=T0
+    )
+    return applied(paid).state
+
+
+def test_a_dispute_after_the_payout_books_a_clawback_netted_from_the_next_payouts() -> None:
+    state = paid_out(LedgerState(), "pay-1")
+
+    booked = applied(open_dispute(state, "pay-1", dispute_id="dsp-1", at=T0))
+    assert booked.hold.dispute("dsp-1").phase is DisputePhase.CLAWBACK  # type: ignore[union-attr]
+    assert [t.kind for t in booked.transfers] == [TransferKind.CLAWBACK]
+    assert booked.state.balance(CLAWBACK) == -10_000 and booked.state.balance(DISPUTES) == 10_000
+
+    state = paid_out(booked.state, "pay-2", amount_cents=6_000)
+    assert state.holds["pay-2"].paid_out_cents == 0 and state.holds["pay-2"].netted_cents == 6_000
+    state = paid_out(state, "pay-3", amount_cents=8_000)
+    assert state.holds["pay-3"].paid_out_cents == 4_000 and state.holds["pay-3"].netted_cents == 4_000
+    assert state.balance(CLAWBACK) == 0
+
+    refunded = applied(resolve_dispute(state, "pay-1", dispute_id="dsp-1", outcome=REFUND, at=T0))
+    assert refunded.state.balance(CUSTOMER) == 10_000 and refunded.state.balance(DISPUTES) == 0
+    assert refunded.state.balance(SETTLEMENT) == 10_000 + 4_000
+
+
+def test_a_clawback_won_by_the_provider_is_paid_back_with_the_next_payout() -> None:
+    state = paid_out(LedgerState(), "pay-1")
+    state = applied(open_dispute(state, "pay-1", dispute_id="dsp-1", at=T0)).state
+    state = paid_out(state, "pay-2", amount_cents=4_000)  # collects 4,000 of the 10,000 owed
+
+    won = applied(resolve_dispute(state, "pay-1", dispute_id="dsp-1", outcome=RELEASE, at=T0)).state
+    assert won.balance(CLAWBACK) == 4_000 and won.balance(DISPUTES) == 0
+
+    state = applied(place_hold(won, hold_request(payment_id="pay-3", amount_cents=1_000))).state
+    state = applied(release(state, "pay-3", resolution_id="done", at=T0)).state
+    capped = applied(
+        record_payout(state, "pay-3", amount_cents=1_000, payout_ref="a3", at=T0, max_entry_cents=3_000)
+    )
+    assert capped.hold.paid_out_cents == 3_000 and capped.hold.netted_cents == -2_000
+    assert capped.state.balance(CLAWBACK) == 2_000
+
+
+def test_a_second_dispute_of_an_open_clawback_books_nothing_more() -> None:
+    state = paid_out(LedgerState(), "pay-1")
+    state = applied(open_dispute(state, "pay-1", dispute_id="dsp-1", at=T0)).state
+
+    joined = applied(open_dispute(state, "pay-1", dispute_id="dsp-2", at=T0))
+
+    assert joined.transfers == () and joined.hold.dispute("dsp-2").episode == "dsp-1"  # type: ignore[union-attr]
+    first = applied(resolve_dispute(joined.state, "pay-1", dispute_id="dsp-1", outcome=RELEASE, at=T0))
+    assert first.transfers == ()
+    last = applied(resolve_dispute(first.state, "pay-1", dispute_id="dsp-2", outcome=REFUND, at=T0))
+    assert [t.kind for t in last.transfers] == [TransferKind.CLAWBACK_REFUND]
+
+
+def test_disputes_are_refused_once_the_window_after_release_has_closed() -> None:
+    released = applied(release(held(), "pay-1", resolution_id="done", at=T0)).state
+    window = timedelta(days=60)
+
+    applied(open_dispute(released, "pay-1", dispute_id="dsp-1", at=T0 + window, window=window))
+    rejected(
+        open_dispute(
+            released, "pay-1", dispute_id="dsp-1", at=T0 + window + timedelta(seconds=1), window=window
+        ),
+        Rejection.DISPUTE_WINDOW_CLOSED,
     )
 
 
-def test_hold_stays_frozen_while_any_dispute_is_open() -> None:
-    state = applied(freeze(held(), "pay-1", dispute_id="dsp-1", at=T0)).state
-    state = applied(freeze(state, "pay-1", dispute_id="dsp-2", at=T0)).state
+def test_time_never_runs_backwards_for_a_payment() -> None:
+    state = frozen_by("dsp-1")
+    frozen_at = state.holds["pay-1"].last_change
 
-    outcome = applied(unfreeze(state, "pay-1", dispute_id="dsp-1", at=T0))
+    early = applied(
+        resolve_dispute(state, "pay-1", dispute_id="dsp-1", outcome=RELEASE, at=T0 - timedelta(days=2))
+    )
 
-    assert outcome.hold.status is HoldStatus.FROZEN
-
-
-def test_repeated_freeze_and_unfreeze_are_duplicates() -> None:
-    frozen = applied(freeze(held(), "pay-1", dispute_id="dsp-1", at=T0))
-    assert freeze(frozen.state, "pay-1", dispute_id="dsp-1", at=T0) == Duplicate(frozen.hold, ())
-
-    thawed = applied(unfreeze(frozen.state, "pay-1", dispute_id="dsp-1", at=T0))
-    assert unfreeze(thawed.state, "pay-1", dispute_id="dsp-1", at=T0) == Duplicate(thawed.hold, ())
+    assert early.hold.resolved_at == frozen_at >= early.hold.held_at
+    assert early.hold.dispute("dsp-1").closed_at >= early.hold.dispute("dsp-1").opened_at  # type: ignore[union-attr, operator]
+    backdated = applied(release(held(), "pay-1", resolution_id="done", at=T0 - timedelta(hours=1)))
+    assert backdated.hold.resolved_at == T0
 
 
-def test_freeze_delivered_after_its_unfreeze_does_not_freeze() -> None:
-    closed_first = applied(unfreeze(held(), "pay-1", dispute_id="dsp-1", at=T0))
-    assert closed_first.hold.status is HoldStatus.HELD
+def test_an_aged_dispute_is_marked_once() -> None:
+    state = frozen_by("dsp-1")
 
-    late_freeze = freeze(closed_first.state, "pay-1", dispute_id="dsp-1", at=T0)
+    marked = applied(mark_dispute_aged(state, "pay-1", dispute_id="dsp-1", at=T0 + timedelta(days=31)))
 
-    assert late_freeze == Duplicate(closed_first.hold, ())
-
-
-def test_freeze_after_expiry_or_resolution_is_refused() -> None:
-    rejected(freeze(held(), "pay-1", dispute_id="dsp-1", at=HOLD_UNTIL), Rejection.HOLD_EXPIRED)
-    state = applied(release(held(), "pay-1", resolution_id="done", at=T0)).state
-    rejected(freeze(state, "pay-1", dispute_id="dsp-1", at=T0), Rejection.ALREADY_RESOLVED)
+    assert marked.hold.dispute("dsp-1").aged_at == T0 + timedelta(days=31)  # type: ignore[union-attr]
+    assert isinstance(mark_dispute_aged(marked.state, "pay-1", dispute_id="dsp-1", at=T0), Duplicate)
+    rejected(mark_dispute_aged(state, "pay-1", dispute_id="dsp-9", at=T0), Rejection.DISPUTE_NOT_OPEN)
 
 
 # --- payout ---------------------------------------------------------------------------------------
@@ -343,9 +484,7 @@ def test_payout_requires_a_release_of_exactly_that_amount() -> None:
         record_payout(held(), "pay-1", amount_cents=10_000, payout_ref="a", at=T0), Rejection.NOT_RELEASED
     )
     refunded = applied(refund(held(), "pay-1", resolution_id="void", at=T0)).state
-    rejected(
-        record_payout(refunded, "pay-1", amount_cents=10_000, payout_ref="a", at=T0), Rejection.NOT_RELEASED
-    )
+    rejected(record_payout(refunded, "pay-1", amount_cents=10_000, payout_ref="a", at=T0), Rejection.REFUNDED)
     released = applied(release(held(), "pay-1", resolution_id="done", at=T0)).state
     rejected(
         record_payout(released, "pay-1", amount_cents=10_001, payout_ref="a", at=T0),
@@ -384,12 +523,12 @@ def test_unbalanced_or_mixed_currency_transfers_cannot_be_built() -> None:
         Posting(ESCROW, Side.CREDIT, 0)
 
 
-def test_only_card_clearing_may_go_negative() -> None:
+def test_only_card_clearing_and_clawbacks_may_go_negative() -> None:
     assert [
         kind
         for kind in AccountKind
-        if AccountId(kind, USD, "x" * (kind in {"customer", "provider"})).may_go_negative
-    ] == [AccountKind.CARD_CLEARING]
+        if AccountId(kind, USD, "x" * (kind in {"customer", "provider", "clawback"})).may_go_negative
+    ] == [AccountKind.CLAWBACK, AccountKind.CARD_CLEARING]
 
 
 # --- stateful property test -----------------------------------------------------------------------
@@ -416,10 +555,10 @@ def _run(state: LedgerState, command: Command) -> Outcome:
             return release(state, **args)  # type: ignore[arg-type]
         case "refund":
             return refund(state, **args)  # type: ignore[arg-type]
-        case "freeze":
-            return freeze(state, **args)  # type: ignore[arg-type]
-        case "unfreeze":
-            return unfreeze(state, **args)  # type: ignore[arg-type]
+        case "open_dispute":
+            return open_dispute(state, **args)  # type: ignore[arg-type]
+        case "resolve_dispute":
+            return resolve_dispute(state, **args)  # type: ignore[arg-type]
         case "expire":
             return expire(state, **args)  # type: ignore[arg-type]
         case "record_payout":
@@ -485,14 +624,14 @@ class LedgerMachine(RuleBasedStateMachine):
         self._send(("refund", {"payment_id": self._payment(data), **args}))
 
     @rule(dispute_id=st.sampled_from(DISPUTE_IDS), data=st.data())
-    def freeze(self, dispute_id: str, data: st.DataObject) -> None:
+    def open_dispute(self, dispute_id: str, data: st.DataObject) -> None:
         args = {"dispute_id": dispute_id, "at": self._jittered(data)}
-        self._send(("freeze", {"payment_id": self._payment(data), **args}))
+        self._send(("open_dispute", {"payment_id": self._payment(data), **args}))
 
-    @rule(dispute_id=st.sampled_from(DISPUTE_IDS), data=st.data())
-    def unfreeze(self, dispute_id: str, data: st.DataObject) -> None:
-        args = {"dispute_id": dispute_id, "at": self._jittered(data)}
-        self._send(("unfreeze", {"payment_id": self._payment(data), **args}))
+    @rule(dispute_id=st.sampled_from(DISPUTE_IDS), outcome=st.sampled_from(DisputeOutcome), data=st.data())
+    def resolve_dispute(self, dispute_id: str, outcome: DisputeOutcome, data: st.DataObject) -> None:
+        args = {"dispute_id": dispute_id, "outcome": outcome, "at": self._jittered(data)}
+        self._send(("resolve_dispute", {"payment_id": self._payment(data), **args}))
 
     @rule(data=st.data())
     def expire_one(self, data: st.DataObject) -> None:
@@ -512,8 +651,13 @@ class LedgerMachine(RuleBasedStateMachine):
         payment_id = self._payment(data)
         hold = self.state.holds.get(payment_id)
         amount = hold.released_cents if hold is not None and exact else 5_000
-        args = {"amount_cents": amount, "payout_ref": ref, "at": self.now}
-        self._send(("record_payout", {"payment_id": payment_id, **args}))
+        blocked = hold is not None and (hold.payout_blocked or hold.reversed_cents > 0)
+        args = {"amount_cents": amount, "payout_ref": ref, "at": self.now, "max_entry_cents": 20_000}
+        outcome = self._send(("record_payout", {"payment_id": payment_id, **args}))
+        if blocked:
+            assert not isinstance(outcome, Applied), (
+                "paid out while a dispute held it back, or after a refund"
+            )
 
     @rule(hours=st.integers(1, 72))
     def advance_time(self, hours: int) -> None:
@@ -581,14 +725,46 @@ class LedgerMachine(RuleBasedStateMachine):
             assert credited == hold.released_cents <= hold.amount_cents
             payouts = [t for t in transfers if t.kind is TransferKind.PAYOUT]
             assert len(payouts) <= 1
-            assert (
-                sum(t.postings[0].amount_cents for t in payouts) == hold.paid_out_cents <= hold.released_cents
-            )
+            settlement = AccountId.settlement(hold.currency)
+            paid = sum(p.amount_cents for t in payouts for p in t.postings if p.account == settlement)
+            expected = hold.released_cents - hold.netted_cents if hold.payout_ref is not None else 0
+            assert paid == hold.paid_out_cents == expected
+            assert not (payouts and hold.reversed_cents), "a payment both paid out and reversed"
             if hold.payout_ref is not None:
                 assert self.payout_refs.setdefault(payment_id, hold.payout_ref) == hold.payout_ref
         for currency in CURRENCIES:
             paid = sum(h.paid_out_cents for h in self.state.holds.values() if h.currency == currency)
             assert self.state.balance(AccountId.settlement(currency)) == paid
+
+    @invariant()
+    def only_a_dispute_resolution_resolves_a_frozen_hold(self) -> None:
+        for hold in self.state.holds.values():
+            escrow_disputes = [d for d in hold.disputes if d.phase is DisputePhase.ESCROW]
+            if any(d.is_open for d in escrow_disputes):
+                assert hold.status is HoldStatus.FROZEN, hold
+            elif escrow_disputes and hold.is_resolved:
+                assert (hold.resolution_id or "").startswith("dispute:"), hold
+
+    @invariant()
+    def disputed_funds_are_the_open_clawbacks(self) -> None:
+        for currency in CURRENCIES:
+            open_clawbacks = sum(
+                h.released_cents
+                for h in self.state.holds.values()
+                if h.currency == currency
+                for episode in {d.episode for d in h.open_disputes(DisputePhase.CLAWBACK)}
+            )
+            assert self.state.balance(AccountId.disputes(currency)) == open_clawbacks
+
+    @invariant()
+    def a_payment_time_line_runs_forward(self) -> None:
+        for hold in self.state.holds.values():
+            assert hold.last_change >= hold.held_at
+            assert hold.resolved_at is None or hold.resolved_at >= hold.held_at
+            assert hold.paid_out_at is None or hold.paid_out_at >= (hold.resolved_at or hold.held_at)
+            for dispute in hold.disputes:
+                assert dispute.opened_at >= hold.held_at
+                assert dispute.closed_at is None or dispute.closed_at >= dispute.opened_at
 
 
 TestLedgerMachine = LedgerMachine.TestCase

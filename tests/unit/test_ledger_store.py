@@ -10,6 +10,8 @@ from paypipe.adapters.ledger_store import LedgerContentionError, LedgerStore
 from paypipe.domain.ledger import (
     AccountId,
     Applied,
+    DisputeOutcome,
+    DisputePhase,
     Duplicate,
     HoldRequest,
     HoldStatus,
@@ -29,7 +31,9 @@ ESCROW = AccountId.escrow(USD)
 CUSTOMER = AccountId.customer("cus-1", USD)
 PROVIDER = AccountId.provider("prov-1", USD)
 SETTLEMENT = AccountId.settlement(USD)
-ACCOUNTS = (CLEARING, ESCROW, CUSTOMER, PROVIDER, SETTLEMENT)
+CLAWBACK = AccountId.clawback("prov-1", USD)
+DISPUTES = AccountId.disputes(USD)
+ACCOUNTS = (CLEARING, ESCROW, CUSTOMER, PROVIDER, SETTLEMENT, CLAWBACK, DISPUTES)
 
 
 @pytest.fixture
@@ -140,29 +144,66 @@ def test_sweep_releases_due_holds_via_the_index(store: LedgerStore) -> None:
     assert balances(store) == {CLEARING: -1_500, ESCROW: 400, PROVIDER: 300, CUSTOMER: 800}
 
 
-def test_frozen_hold_leaves_the_index_until_its_dispute_closes(store: LedgerStore) -> None:
+def test_frozen_hold_leaves_the_due_index_for_the_dispute_index_until_resolved(store: LedgerStore) -> None:
     store.place_hold(hold_request())
-    applied(store.freeze("pay-1", dispute_id="dsp-1", at=T0))
+    applied(store.open_dispute("pay-1", dispute_id="dsp-1", at=T0))
     later = HOLD_UNTIL + timedelta(days=2)
 
     assert store.due_holds(later, limit=10) == []
+    assert store.aged_disputes(T0 - timedelta(seconds=1), limit=10) == []
+    assert store.aged_disputes(T0, limit=10) == ["pay-1"]
     rejected(store.expire("pay-1", as_of=later), Rejection.FROZEN)
 
-    applied(store.unfreeze("pay-1", dispute_id="dsp-1", at=later))
+    won = applied(
+        store.resolve_dispute("pay-1", dispute_id="dsp-1", outcome=DisputeOutcome.RELEASE, at=later)
+    )
 
-    assert store.due_holds(later, limit=10) == ["pay-1"]
-    assert [applied(o).hold.released_cents for o in store.release_due(later, limit=10)] == [10_000]
+    assert won.hold.status is HoldStatus.RELEASED
+    assert store.due_holds(later, limit=10) == [] and store.aged_disputes(later, limit=10) == []
     assert balances(store) == {CLEARING: -10_000, PROVIDER: 10_000}
+
+
+def test_a_dispute_signalled_as_aged_leaves_the_aged_query(store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+    store.open_dispute("pay-1", dispute_id="dsp-1", at=T0)
+    store.open_dispute("pay-1", dispute_id="dsp-2", at=T0 + timedelta(days=1))
+
+    applied(store.mark_dispute_aged("pay-1", dispute_id="dsp-1", at=T0 + timedelta(days=40)))
+
+    assert store.aged_disputes(T0 + timedelta(hours=12), limit=10) == []
+    assert store.aged_disputes(T0 + timedelta(days=1), limit=10) == ["pay-1"]
+    applied(store.mark_dispute_aged("pay-1", dispute_id="dsp-2", at=T0 + timedelta(days=41)))
+    assert store.aged_disputes(T0 + timedelta(days=400), limit=10) == []
 
 
 def test_dispute_loss_refunds_a_frozen_hold(store: LedgerStore) -> None:
     store.place_hold(hold_request())
-    store.freeze("pay-1", dispute_id="dsp-1", at=T0)
+    store.open_dispute("pay-1", dispute_id="dsp-1", at=T0)
 
-    applied(store.refund("pay-1", resolution_id="dsp-1-lost", at=HOLD_UNTIL + timedelta(days=5)))
+    applied(
+        store.resolve_dispute(
+            "pay-1", dispute_id="dsp-1", outcome=DisputeOutcome.REFUND, at=HOLD_UNTIL + timedelta(days=5)
+        )
+    )
 
     assert store.release_due(HOLD_UNTIL + timedelta(days=5), limit=10) == []
     assert balances(store) == {CLEARING: -10_000, CUSTOMER: 10_000}
+
+
+def test_a_clawback_is_netted_from_the_providers_next_payout(store: LedgerStore) -> None:
+    store.place_hold(hold_request("pay-1", 3_000))
+    store.release("pay-1", resolution_id="done", at=T0)
+    applied(store.record_payout("pay-1", amount_cents=3_000, payout_ref="ach-1", at=T0))
+    booked = applied(store.open_dispute("pay-1", dispute_id="dsp-1", at=T0 + timedelta(days=2)))
+    assert booked.hold.dispute("dsp-1").phase is DisputePhase.CLAWBACK  # type: ignore[union-attr]
+
+    store.place_hold(hold_request("pay-2", 5_000))
+    store.release("pay-2", resolution_id="done", at=T0)
+    netted = applied(store.record_payout("pay-2", amount_cents=5_000, payout_ref="ach-2", at=T0))
+
+    assert (netted.hold.paid_out_cents, netted.hold.netted_cents) == (2_000, 3_000)
+    assert balances(store) == {CLEARING: -8_000, SETTLEMENT: 5_000, DISPUTES: 3_000}
+    assert store.get_hold("pay-2") == netted.hold
 
 
 def test_payout_moves_the_release_to_settlement_once(store: LedgerStore) -> None:
@@ -188,8 +229,8 @@ def _deliver_all(store: LedgerStore) -> None:
     store.place_hold(hold_request("pay-4", 8_000))
     store.release("pay-1", resolution_id="done-1", at=T0)
     store.release("pay-2", amount_cents=500, resolution_id="done-2", at=T0)
-    store.freeze("pay-3", dispute_id="dsp-3", at=T0)
-    store.refund("pay-3", resolution_id="dsp-3-lost", at=T0)
+    store.open_dispute("pay-3", dispute_id="dsp-3", at=T0)
+    store.resolve_dispute("pay-3", dispute_id="dsp-3", outcome=DisputeOutcome.REFUND, at=T0)
     store.record_payout("pay-1", amount_cents=1_000, payout_ref="ach-1", at=T0)
     store.release_due(HOLD_UNTIL, limit=10)
 
@@ -286,31 +327,71 @@ def test_endless_contention_raises_after_the_attempt_budget(client: Any, store: 
     assert balances(store) == {CLEARING: -10_000, ESCROW: 10_000}
 
 
-def test_freeze_racing_a_refund_cannot_reopen_the_resolved_hold(client: Any, store: LedgerStore) -> None:
+def test_a_dispute_racing_a_refund_cannot_reopen_the_refunded_hold(client: Any, store: LedgerStore) -> None:
     store.place_hold(hold_request())
     racing = racing_store(RacingClient(client, lambda: store.refund("pay-1", resolution_id="void", at=T0)))
 
-    rejected(racing.freeze("pay-1", dispute_id="dsp-1", at=T0), Rejection.ALREADY_RESOLVED)
+    rejected(racing.open_dispute("pay-1", dispute_id="dsp-1", at=T0), Rejection.REFUNDED)
 
     hold = store.get_hold("pay-1")
     assert hold is not None
-    assert (hold.status, hold.open_disputes) == (HoldStatus.REFUNDED, frozenset())
+    assert (hold.status, hold.disputes) == (HoldStatus.REFUNDED, ())
+
+
+def test_a_dispute_racing_the_payout_claim_is_either_held_back_or_clawed_back(
+    client: Any, store: LedgerStore
+) -> None:
+    store.place_hold(hold_request())
+    store.release("pay-1", resolution_id="done", at=T0)
+    racing = racing_store(
+        RacingClient(client, lambda: store.record_payout("pay-1", amount_cents=10_000, payout_ref="a", at=T0))
+    )
+
+    booked = applied(racing.open_dispute("pay-1", dispute_id="dsp-1", at=T0))
+
+    assert booked.hold.dispute("dsp-1").phase is DisputePhase.CLAWBACK  # type: ignore[union-attr]
+    assert balances(store) == {CLEARING: -10_000, SETTLEMENT: 10_000, CLAWBACK: -10_000, DISPUTES: 10_000}
 
 
 def test_hold_and_balances_round_trip_every_field(store: LedgerStore) -> None:
     store.place_hold(hold_request(hold_until=datetime(2025, 3, 8, 9, 30, 15, 123456, tzinfo=UTC)))
-    store.freeze("pay-1", dispute_id="dsp-1", at=T0)
-    store.unfreeze("pay-1", dispute_id="dsp-0", at=T0)
     store.release("pay-1", amount_cents=2_500, resolution_id="done", at=T0 + timedelta(hours=1))
-    paid = applied(
-        store.record_payout("pay-1", amount_cents=2_500, payout_ref="ach-1", at=T0 + timedelta(days=1))
+    store.open_dispute("pay-1", dispute_id="dsp-0", at=T0 + timedelta(hours=2))
+    store.resolve_dispute(
+        "pay-1", dispute_id="dsp-0", outcome=DisputeOutcome.RELEASE, at=T0 + timedelta(hours=3)
     )
+    store.record_payout("pay-1", amount_cents=2_500, payout_ref="ach-1", at=T0 + timedelta(days=1))
+    store.open_dispute("pay-1", dispute_id="dsp-1", at=T0 + timedelta(days=2))
+    last = applied(store.mark_dispute_aged("pay-1", dispute_id="dsp-1", at=T0 + timedelta(days=40)))
 
-    assert store.get_hold("pay-1") == paid.hold
-    assert paid.hold.closed_disputes == frozenset({"dsp-0"})
-    assert paid.hold.open_disputes == frozenset({"dsp-1"})
+    assert store.get_hold("pay-1") == last.hold
+    assert [(d.dispute_id, d.phase, d.outcome) for d in last.hold.disputes] == [
+        ("dsp-0", DisputePhase.PAYOUT, DisputeOutcome.RELEASE),
+        ("dsp-1", DisputePhase.CLAWBACK, None),
+    ]
     assert [t.kind for t in store.transfers("pay-1")] == [
         TransferKind.HOLD,
         TransferKind.PARTIAL_RELEASE,
         TransferKind.PAYOUT,
+        TransferKind.CLAWBACK,
     ]
+
+
+def test_a_hold_written_before_disputes_had_phases_still_reads(client: Any, store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+    store.open_dispute("pay-1", dispute_id="dsp-1", at=T0)
+    key = {"pk": {"S": "ledger#payment#pay-1"}, "sk": {"S": "hold"}}
+    client.update_item(
+        TableName=TABLE,
+        Key=key,
+        UpdateExpression="SET open_disputes = :open, closed_disputes = :none REMOVE disputes, updated_at",
+        ExpressionAttributeValues={":open": {"L": [{"S": "dsp-1"}]}, ":none": {"L": []}},
+    )
+
+    hold = store.get_hold("pay-1")
+
+    assert hold is not None and hold.status is HoldStatus.FROZEN
+    assert [(d.dispute_id, d.phase, d.is_open) for d in hold.disputes] == [
+        ("dsp-1", DisputePhase.ESCROW, True)
+    ]
+    applied(store.resolve_dispute("pay-1", dispute_id="dsp-1", outcome=DisputeOutcome.REFUND, at=T0))

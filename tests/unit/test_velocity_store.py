@@ -23,7 +23,7 @@ AS_OF = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TXN = Transaction(
     payment_id="pay-current",
     customer_id="cust-1",
-    card_token="tok-1",
+    card_id="tok-1",
     payee_account_fingerprint="fp-1",
     ip_address="203.0.113.7",
     amount_cents=5_000,
@@ -94,9 +94,9 @@ def test_ttl_is_about_eight_days_after_the_transaction(store: VelocityStore, cli
 def test_history_merges_dimensions_without_duplicates(store: VelocityStore) -> None:
     same_everything = past("p1", timedelta(minutes=30))
     card_only = past("p2", timedelta(hours=2), customer_id="cust-9", ip_address="198.51.100.9")
-    customer_only = past("p3", timedelta(hours=3), card_token="tok-9", ip_address="198.51.100.9")
-    ip_only = past("p4", timedelta(hours=4), card_token="tok-9", customer_id="cust-9")
-    unrelated = past("p5", timedelta(hours=1), card_token="tok-9", customer_id="cust-9", ip_address="x")
+    customer_only = past("p3", timedelta(hours=3), card_id="tok-9", ip_address="198.51.100.9")
+    ip_only = past("p4", timedelta(hours=4), card_id="tok-9", customer_id="cust-9")
+    unrelated = past("p5", timedelta(hours=1), card_id="tok-9", customer_id="cust-9", ip_address="x")
     for txn in (same_everything, card_only, customer_only, ip_only, unrelated):
         store.record(txn)
     history = store.history(TXN, AS_OF)
@@ -136,7 +136,7 @@ def test_history_follows_pagination(client: DynamoDBClient) -> None:
 def test_store_history_feeds_feature_computation(store: VelocityStore) -> None:
     history = [
         past("p1", timedelta(minutes=10), amount_cents=100),
-        past("p2", timedelta(hours=5), card_token="tok-2", amount_cents=2_000),
+        past("p2", timedelta(hours=5), card_id="tok-2", amount_cents=2_000),
         past("p3", timedelta(days=3), ip_address="198.51.100.1", amount_cents=3_000),
     ]
     for txn in history:

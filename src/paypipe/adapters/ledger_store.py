@@ -1,8 +1,10 @@
 """Escrow ledger persisted in DynamoDB; every decision is made by ``paypipe.domain.ledger``.
 
 Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
-- ``ledger#payment#<payment id>`` / ``hold``: the hold and its optimistic ``version``;
-  while HELD it sits in gsi1 under ``ledger#hold#due`` sorted by ``<hold_until>#<payment id>``.
+- ``ledger#payment#<payment id>`` / ``hold``: the hold, its disputes and its optimistic
+  ``version``; while HELD it sits in gsi1 under ``ledger#hold#due`` sorted by
+  ``<hold_until>#<payment id>``, otherwise while a dispute is open under ``ledger#dispute#open``
+  sorted by ``<oldest open dispute not yet signalled as aged>#<payment id>``.
 - ``ledger#payment#<payment id>`` / ``transfer#<transfer id>``: one journal entry (balanced
   postings); written once, guarded by ``attribute_not_exists``.
 - ``ledger#account#<currency>#<kind>#<owner>`` / ``balance``: ``balance_cents`` (credits -
@@ -20,7 +22,7 @@ or the write is retried.
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
@@ -30,6 +32,9 @@ from paypipe.domain.ledger import (
     AccountId,
     AccountKind,
     Applied,
+    Dispute,
+    DisputeOutcome,
+    DisputePhase,
     Hold,
     HoldRequest,
     HoldStatus,
@@ -55,6 +60,8 @@ if TYPE_CHECKING:
 
 DUE_INDEX = "gsi1"
 DUE_INDEX_KEY = "ledger#hold#due"
+DISPUTE_INDEX_KEY = "ledger#dispute#open"
+_ALL_SIGNALLED = "~"  # sorts after every time: a hold whose open disputes were all signalled as aged
 HOLD_SK = "hold"
 TRANSFER_SK_PREFIX = "transfer#"
 BALANCE_SK = "balance"
@@ -109,21 +116,71 @@ def _hold_item(hold: Hold) -> "Item":
         "held_at": _s(_time(hold.held_at)),
         "status": _s(hold.status),
         "version": _n(hold.version),
-        "open_disputes": {"L": [_s(d) for d in sorted(hold.open_disputes)]},
-        "closed_disputes": {"L": [_s(d) for d in sorted(hold.closed_disputes)]},
+        "disputes": {"L": [{"M": _dispute_item(d)} for d in hold.disputes]},
         "released_cents": _n(hold.released_cents),
         "refunded_cents": _n(hold.refunded_cents),
+        "reversed_cents": _n(hold.reversed_cents),
         "paid_out_cents": _n(hold.paid_out_cents),
-        **_optional_times(resolved_at=hold.resolved_at, paid_out_at=hold.paid_out_at),
+        "netted_cents": _n(hold.netted_cents),
+        **_optional_times(
+            updated_at=hold.updated_at,
+            resolved_at=hold.resolved_at,
+            reversed_at=hold.reversed_at,
+            paid_out_at=hold.paid_out_at,
+        ),
     }
     if hold.resolution_id is not None:
         item["resolution_id"] = _s(hold.resolution_id)
     if hold.payout_ref is not None:
         item["payout_ref"] = _s(hold.payout_ref)
-    if hold.status is HoldStatus.HELD:
-        item["gsi1pk"] = _s(DUE_INDEX_KEY)
-        item["gsi1sk"] = _s(f"{_time(hold.hold_until)}#{hold.payment_id}")
+    item.update(_index_entry(hold))
     return item
+
+
+def _index_entry(hold: Hold) -> "Item":
+    """gsi1 keys: the due index while HELD, else the open-dispute index while a dispute is open."""
+    if hold.status is HoldStatus.HELD:
+        return {"gsi1pk": _s(DUE_INDEX_KEY), "gsi1sk": _s(f"{_time(hold.hold_until)}#{hold.payment_id}")}
+    unsignalled = [d.opened_at for d in hold.open_disputes() if d.aged_at is None]
+    if not hold.open_disputes():
+        return {}
+    oldest = _time(min(unsignalled)) if unsignalled else _ALL_SIGNALLED
+    return {"gsi1pk": _s(DISPUTE_INDEX_KEY), "gsi1sk": _s(f"{oldest}#{hold.payment_id}")}
+
+
+def _dispute_item(dispute: Dispute) -> "Item":
+    item: Item = {
+        "dispute_id": _s(dispute.dispute_id),
+        "phase": _s(dispute.phase),
+        "opened_at": _s(_time(dispute.opened_at)),
+        "episode": _s(dispute.episode),
+        **_optional_times(closed_at=dispute.closed_at, aged_at=dispute.aged_at),
+    }
+    if dispute.outcome is not None:
+        item["outcome"] = _s(dispute.outcome)
+    return item
+
+
+def _parse_dispute(item: "Item") -> Dispute:
+    outcome = _optional_str(item, "outcome")
+    return Dispute(
+        dispute_id=item["dispute_id"]["S"],
+        phase=DisputePhase(item["phase"]["S"]),
+        opened_at=_parse_time(item["opened_at"]["S"]),
+        episode=item["episode"]["S"],
+        outcome=DisputeOutcome(outcome) if outcome else None,
+        closed_at=_optional_time(item, "closed_at"),
+        aged_at=_optional_time(item, "aged_at"),
+    )
+
+
+def _parse_disputes(item: "Item") -> tuple[Dispute, ...]:
+    if "disputes" in item:
+        return tuple(_parse_dispute(entry["M"]) for entry in item["disputes"]["L"])
+    # Items written before disputes had phases: their open disputes froze the hold.
+    held_at = _parse_time(item["held_at"]["S"])
+    legacy = item.get("open_disputes", {"L": []})["L"]
+    return tuple(Dispute(v["S"], DisputePhase.ESCROW, held_at, v["S"]) for v in legacy)
 
 
 def _optional_str(item: "Item", name: str) -> str | None:
@@ -134,8 +191,8 @@ def _optional_time(item: "Item", name: str) -> datetime | None:
     return _parse_time(item[name]["S"]) if name in item else None
 
 
-def _strings(item: "Item", name: str) -> frozenset[str]:
-    return frozenset(value["S"] for value in item[name]["L"])
+def _optional_int(item: "Item", name: str) -> int:
+    return int(item[name]["N"]) if name in item else 0
 
 
 def _parse_hold(item: "Item") -> Hold:
@@ -149,14 +206,17 @@ def _parse_hold(item: "Item") -> Hold:
         held_at=_parse_time(item["held_at"]["S"]),
         status=HoldStatus(item["status"]["S"]),
         version=int(item["version"]["N"]),
-        open_disputes=_strings(item, "open_disputes"),
-        closed_disputes=_strings(item, "closed_disputes"),
+        updated_at=_optional_time(item, "updated_at"),
+        disputes=_parse_disputes(item),
         resolution_id=_optional_str(item, "resolution_id"),
         resolved_at=_optional_time(item, "resolved_at"),
         released_cents=int(item["released_cents"]["N"]),
         refunded_cents=int(item["refunded_cents"]["N"]),
+        reversed_cents=_optional_int(item, "reversed_cents"),
+        reversed_at=_optional_time(item, "reversed_at"),
         payout_ref=_optional_str(item, "payout_ref"),
         paid_out_cents=int(item["paid_out_cents"]["N"]),
+        netted_cents=_optional_int(item, "netted_cents"),
         paid_out_at=_optional_time(item, "paid_out_at"),
     )
 
@@ -250,24 +310,51 @@ class LedgerStore:
             payment_id, lambda state: ledger.refund(state, payment_id, resolution_id=resolution_id, at=at)
         )
 
-    def freeze(self, payment_id: str, *, dispute_id: str, at: datetime) -> Outcome:
+    def open_dispute(
+        self, payment_id: str, *, dispute_id: str, at: datetime, window: timedelta | None = None
+    ) -> Outcome:
         return self._execute(
-            payment_id, lambda state: ledger.freeze(state, payment_id, dispute_id=dispute_id, at=at)
+            payment_id,
+            lambda state: ledger.open_dispute(state, payment_id, dispute_id=dispute_id, at=at, window=window),
         )
 
-    def unfreeze(self, payment_id: str, *, dispute_id: str, at: datetime) -> Outcome:
+    def resolve_dispute(
+        self, payment_id: str, *, dispute_id: str, outcome: DisputeOutcome, at: datetime
+    ) -> Outcome:
         return self._execute(
-            payment_id, lambda state: ledger.unfreeze(state, payment_id, dispute_id=dispute_id, at=at)
+            payment_id,
+            lambda state: ledger.resolve_dispute(
+                state, payment_id, dispute_id=dispute_id, outcome=outcome, at=at
+            ),
+        )
+
+    def mark_dispute_aged(self, payment_id: str, *, dispute_id: str, at: datetime) -> Outcome:
+        return self._execute(
+            payment_id,
+            lambda state: ledger.mark_dispute_aged(state, payment_id, dispute_id=dispute_id, at=at),
         )
 
     def expire(self, payment_id: str, *, as_of: datetime) -> Outcome:
         return self._execute(payment_id, lambda state: ledger.expire(state, payment_id, as_of=as_of))
 
-    def record_payout(self, payment_id: str, *, amount_cents: int, payout_ref: str, at: datetime) -> Outcome:
+    def record_payout(
+        self,
+        payment_id: str,
+        *,
+        amount_cents: int,
+        payout_ref: str,
+        at: datetime,
+        max_entry_cents: int | None = None,
+    ) -> Outcome:
         return self._execute(
             payment_id,
             lambda state: ledger.record_payout(
-                state, payment_id, amount_cents=amount_cents, payout_ref=payout_ref, at=at
+                state,
+                payment_id,
+                amount_cents=amount_cents,
+                payout_ref=payout_ref,
+                at=at,
+                max_entry_cents=max_entry_cents,
             ),
         )
 
@@ -279,12 +366,19 @@ class LedgerStore:
 
     def due_holds(self, as_of: datetime, limit: int) -> list[str]:
         """Payment ids of HELD holds with ``hold_until <= as_of`` (gsi1 is eventually consistent)."""
+        return self._index_before(DUE_INDEX_KEY, as_of, limit)
+
+    def aged_disputes(self, opened_before: datetime, limit: int) -> list[str]:
+        """Payment ids with an open dispute opened at or before the time, not yet signalled as aged."""
+        return self._index_before(DISPUTE_INDEX_KEY, opened_before, limit)
+
+    def _index_before(self, key: str, moment: datetime, limit: int) -> list[str]:
         pages = self._client.get_paginator("query").paginate(
             TableName=self._table,
             IndexName=DUE_INDEX,
-            KeyConditionExpression="gsi1pk = :due AND gsi1sk < :upper",
-            # '$' sorts right after the '#' separator, so hold_until == as_of is included
-            ExpressionAttributeValues={":due": _s(DUE_INDEX_KEY), ":upper": _s(f"{_time(as_of)}$")},
+            KeyConditionExpression="gsi1pk = :key AND gsi1sk < :upper",
+            # '$' sorts right after the '#' separator, so a time equal to ``moment`` is included
+            ExpressionAttributeValues={":key": _s(key), ":upper": _s(f"{_time(moment)}$")},
             PaginationConfig={"MaxItems": limit, "PageSize": limit},
         )
         return [item["payment_id"]["S"] for page in pages for item in page.get("Items", [])]
@@ -306,6 +400,13 @@ class LedgerStore:
         or treat a non-zero total as a reason to re-check rather than as proof of loss.
         """
         totals: dict[str, int] = {}
+        for account, cents in self.balances().items():
+            totals[account.currency] = totals.get(account.currency, 0) + cents
+        return totals
+
+    def balances(self) -> dict[AccountId, int]:
+        """Every account's balance (a full consistent Scan; see ``verify_balanced``)."""
+        found: dict[AccountId, int] = {}
         paginator = self._client.get_paginator("scan")
         for page in paginator.paginate(
             TableName=self._table,
@@ -314,9 +415,23 @@ class LedgerStore:
             ExpressionAttributeValues={":prefix": _s(ACCOUNT_PK_PREFIX), ":balance": _s(BALANCE_SK)},
         ):
             for item in page.get("Items", []):
-                currency = item["currency"]["S"]
-                totals[currency] = totals.get(currency, 0) + int(item["balance_cents"]["N"])
-        return totals
+                account = AccountId(
+                    AccountKind(item["account_kind"]["S"]), item["currency"]["S"], item["owner"]["S"]
+                )
+                found[account] = int(item["balance_cents"]["N"])
+        return found
+
+    def holds(self) -> list[Hold]:
+        """Every hold (a full Scan, for reconciliation)."""
+        found: list[Hold] = []
+        for page in self._client.get_paginator("scan").paginate(
+            TableName=self._table,
+            ConsistentRead=True,
+            FilterExpression="sk = :hold",
+            ExpressionAttributeValues={":hold": _s(HOLD_SK)},
+        ):
+            found.extend(_parse_hold(item) for item in page.get("Items", []))
+        return found
 
     # --- plumbing ---------------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -10,32 +12,53 @@ from botocore.exceptions import ClientError
 from paypipe.events.models import PayeeBankAccount
 
 
+@dataclass(frozen=True)
+class Claim:
+    """Who owns a payment id: the first request (event id and content) that reached validate."""
+
+    owned: bool  # True: this request is the owner (first seen, or the owner redelivered)
+    request_event_id: str
+    received_at: datetime  # the pipeline's receipt time of the owning request
+
+
 class PaymentsStore:
-    """Items: ``pk = payment#<id>``; ``sk = request`` (first request's fingerprint), ``sk = payee``."""
+    """Items: ``pk = payment#<id>``; ``sk = request`` (the owning request), ``sk = payee``."""
 
     def __init__(self, table_name: str, client: Any) -> None:
         self._table = table_name
         self._client = client
 
-    def claim(self, payment_id: str, fingerprint: str, request_event_id: str) -> bool:
-        """True when this request owns the payment id: first seen, or the same content seen again."""
+    def claim(self, payment_id: str, fingerprint: str, request_event_id: str, received_at: datetime) -> Claim:
+        """Claim the payment id for this request; the same request again (same event id and content)
+        keeps its claim and its first receipt time, any other request finds the owner."""
+        key = {"pk": {"S": f"payment#{payment_id}"}, "sk": {"S": "request"}}
         try:
-            self._client.put_item(
+            item = self._client.update_item(
                 TableName=self._table,
-                Item={
-                    "pk": {"S": f"payment#{payment_id}"},
-                    "sk": {"S": "request"},
-                    "fingerprint": {"S": fingerprint},
-                    "request_event_id": {"S": request_event_id},
+                Key=key,
+                UpdateExpression="SET fingerprint = :fingerprint, request_event_id = :request, "
+                "received_at = if_not_exists(received_at, :received)",
+                ConditionExpression="attribute_not_exists(pk) OR "
+                "(fingerprint = :fingerprint AND request_event_id = :request)",
+                ExpressionAttributeValues={
+                    ":fingerprint": {"S": fingerprint},
+                    ":request": {"S": request_event_id},
+                    ":received": {"S": received_at.astimezone(UTC).isoformat()},
                 },
-                ConditionExpression="attribute_not_exists(pk) OR fingerprint = :fingerprint",
-                ExpressionAttributeValues={":fingerprint": {"S": fingerprint}},
-            )
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+            owned = True
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True)["Item"]
+            owned = False
+        received = item.get("received_at", {}).get("S")
+        return Claim(
+            owned=owned,
+            request_event_id=item["request_event_id"]["S"],
+            received_at=datetime.fromisoformat(received) if received else received_at,
+        )
 
     def save_payee(self, payment_id: str, payee: PayeeBankAccount) -> None:
         self._client.put_item(

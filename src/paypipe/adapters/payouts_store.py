@@ -2,9 +2,12 @@
 
 Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
 - ``payout#<payment id>`` / ``payout``: the payout, its release time and status
-  (``pending`` -> ``assigned``); while pending it sits in gsi1 under ``payout#pending``.
-- ``batch#<batch id>`` / ``batch``: members and window of a cut batch; while it is not
-  yet fully written, uploaded and announced it sits in gsi1 under ``batch#open``.
+  (``pending`` -> ``assigned``; ``blocked`` while a dispute holds it back, ``cancelled`` once
+  the release was refunded); while pending it sits in gsi1 under ``payout#pending``, while
+  blocked under ``payout#blocked``.
+- ``batch#<batch id>`` / ``batch``: members, window and excluded members (the ledger refused
+  their payout when the batch was filed) of a cut batch; while it is not yet fully written,
+  uploaded and announced it sits in gsi1 under ``batch#open``.
 - ``filemod#<yyyymmdd>`` / ``counter``: file id modifiers used per creation day.
 """
 
@@ -24,6 +27,7 @@ from paypipe.domain.nacha import Payout
 from paypipe.runtime.retry import retry_throttled
 
 PENDING_INDEX_KEY = "payout#pending"
+BLOCKED_INDEX_KEY = "payout#blocked"
 OPEN_BATCH_INDEX_KEY = "batch#open"
 FILE_ID_MODIFIERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -41,6 +45,7 @@ class StoredBatch:
     created_at: datetime
     file_id_modifier: str
     payment_ids: tuple[str, ...]
+    excluded: frozenset[str] = frozenset()  # members whose payout the ledger refused at filing
 
 
 class PayoutsStore:
@@ -71,10 +76,61 @@ class PayoutsStore:
         return True
 
     def pending(self) -> list[PendingPayout]:
+        return self._indexed(PENDING_INDEX_KEY)
+
+    def blocked(self) -> list[PendingPayout]:
+        """Payouts a dispute holds back (each cut asks the ledger whether it still does)."""
+        return self._indexed(BLOCKED_INDEX_KEY)
+
+    def _indexed(self, key: str) -> list[PendingPayout]:
         return [
             PendingPayout(_payout(item), datetime.fromisoformat(item["released_at"]["S"]))
-            for item in self._query_index(PENDING_INDEX_KEY)
+            for item in self._query_index(key)
         ]
+
+    def block(self, pending: PendingPayout) -> None:
+        self._set_status(pending, "blocked", BLOCKED_INDEX_KEY)
+
+    def unblock(self, pending: PendingPayout) -> None:
+        self._set_status(pending, "pending", PENDING_INDEX_KEY)
+
+    def cancel(self, payment_id: str) -> None:
+        """The release was refunded: the payout will never be made."""
+        retry_throttled(
+            partial(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": f"payout#{payment_id}"}, "sk": {"S": "payout"}},
+                UpdateExpression="SET #status = :cancelled REMOVE gsi1pk, gsi1sk, batch_id",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":cancelled": {"S": "cancelled"}},
+            )
+        )
+
+    def _set_status(self, pending: PendingPayout, status: str, index_key: str) -> None:
+        payment_id = pending.payout.payment_id
+        retry_throttled(
+            partial(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": f"payout#{payment_id}"}, "sk": {"S": "payout"}},
+                UpdateExpression="SET #status = :status, gsi1pk = :index, gsi1sk = :sort REMOVE batch_id",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":status": {"S": status},
+                    ":index": {"S": index_key},
+                    ":sort": {"S": f"{pending.released_at.isoformat()}#{payment_id}"},
+                },
+            )
+        )
+
+    def released_at(self, payment_id: str) -> datetime:
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"payout#{payment_id}"}, "sk": {"S": "payout"}},
+            ConsistentRead=True,
+        )["Item"]
+        return datetime.fromisoformat(item["released_at"]["S"])
 
     def payouts(self, payment_ids: Sequence[str]) -> list[Payout]:
         found: dict[str, Payout] = {}
@@ -130,6 +186,8 @@ class PayoutsStore:
     def assign(self, batch: StoredBatch) -> None:
         """Take each member out of the pending set; refuse if any belongs to another batch."""
         for payment_id in batch.payment_ids:
+            if payment_id in batch.excluded:
+                continue
             request = {
                 "TableName": self._table,
                 "Key": {"pk": {"S": f"payout#{payment_id}"}, "sk": {"S": "payout"}},
@@ -149,13 +207,25 @@ class PayoutsStore:
                     raise BatchConflictError(f"payout {payment_id} belongs to another batch") from None
                 raise
 
-    def close_batch(self, batch_id: str, file_key: str) -> None:
+    def exclude(self, batch_id: str, payment_id: str) -> None:
+        """Record that a member's payout was refused at filing (before the file is written)."""
+        retry_throttled(
+            partial(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": f"batch#{batch_id}"}, "sk": {"S": "batch"}},
+                UpdateExpression="ADD excluded :member",
+                ExpressionAttributeValues={":member": {"SS": [payment_id]}},
+            )
+        )
+
+    def close_batch(self, batch_id: str, file_key: str | None) -> None:
         self._client.update_item(
             TableName=self._table,
             Key={"pk": {"S": f"batch#{batch_id}"}, "sk": {"S": "batch"}},
             UpdateExpression="SET #status = :done, file_key = :key REMOVE gsi1pk, gsi1sk",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":done": {"S": "done"}, ":key": {"S": file_key}},
+            ExpressionAttributeValues={":done": {"S": "done"}, ":key": {"S": file_key or ""}},
         )
 
     def open_batches(self) -> list[StoredBatch]:
@@ -224,4 +294,5 @@ def _stored_batch(item: dict[str, Any]) -> StoredBatch:
         created_at=datetime.fromisoformat(item["created_at"]["S"]),
         file_id_modifier=item["file_id_modifier"]["S"],
         payment_ids=tuple(value["S"] for value in item["payment_ids"]["L"]),
+        excluded=frozenset(item.get("excluded", {}).get("SS", [])),
     )

@@ -3,7 +3,7 @@
 Single table, keys ``pk`` (S) and ``sk`` (S), TTL attribute ``expires_at`` (epoch seconds).
 Each transaction is stored once per dimension::
 
-    pk = "card#<token>" | "customer#<id>" | "ip#<address>"
+    pk = "card#<card fingerprint>" | "customer#<id>" | "ip#<canonical address or IPv6 /64>"
     sk = "<occurred_at, UTC, fixed width>#<payment_id>"
 
 so a time window is a single key-range Query. A marker item ``pk = "payment#<id>", sk = "recorded"``
@@ -40,7 +40,7 @@ def _timestamp(moment: datetime) -> str:
 
 
 def _partition_keys(txn: Transaction) -> tuple[str, str, str]:
-    return (f"card#{txn.card_token}", f"customer#{txn.customer_id}", f"ip#{txn.ip_address}")
+    return (f"card#{txn.card_id}", f"customer#{txn.customer_id}", f"ip#{txn.ip_address}")
 
 
 def _expires_at(txn: Transaction) -> int:
@@ -54,7 +54,7 @@ def _to_item(txn: Transaction, pk: str) -> dict[str, AttributeValueTypeDef]:
         "expires_at": {"N": str(_expires_at(txn))},
         "payment_id": {"S": txn.payment_id},
         "customer_id": {"S": txn.customer_id},
-        "card_token": {"S": txn.card_token},
+        "card_id": {"S": txn.card_id},
         "payee_account_fingerprint": {"S": txn.payee_account_fingerprint},
         "ip_address": {"S": txn.ip_address},
         "amount_cents": {"N": str(txn.amount_cents)},
@@ -79,7 +79,7 @@ def _from_item(item: Item) -> Transaction:
     return Transaction(
         payment_id=text("payment_id"),
         customer_id=text("customer_id"),
-        card_token=text("card_token"),
+        card_id=text("card_id"),
         payee_account_fingerprint=text("payee_account_fingerprint"),
         ip_address=text("ip_address"),
         amount_cents=int(item["amount_cents"]["N"]),

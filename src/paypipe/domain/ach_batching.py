@@ -31,7 +31,7 @@ class PendingPayout:
 
 @dataclass(frozen=True)
 class PlannedBatch:
-    batch_id: str  # derived from the contents: the same plan always yields the same id
+    batch_id: str  # derived from the cut time and contents: the same plan always yields the same id
     kind: WindowKind
     effective_date: date
     sec_code: SecCode
@@ -80,8 +80,11 @@ def window_at(
     return window
 
 
-def batch_id(kind: WindowKind, effective_date: date, sec_code: SecCode, payouts: Sequence[Payout]) -> str:
-    lines = [kind, effective_date.isoformat(), sec_code]
+def batch_id(
+    kind: WindowKind, effective_date: date, sec_code: SecCode, payouts: Sequence[Payout], cut_at: datetime
+) -> str:
+    """Unique per cut: a payout set aside in one cut and planned again later gets a new batch."""
+    lines = [cut_at.astimezone(EASTERN).isoformat(), kind, effective_date.isoformat(), sec_code]
     lines += [f"{payout.payment_id}\t{payout.amount_cents}" for payout in payouts]
     return "achb_" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]
 
@@ -143,7 +146,7 @@ def plan_files(
         for chunk in _chunks(ordered, max_entries_per_batch, max_batch_total_cents):
             plan.append(
                 PlannedBatch(
-                    batch_id=batch_id(kind, effective_date, sec_code, chunk),
+                    batch_id=batch_id(kind, effective_date, sec_code, chunk, now),
                     kind=kind,
                     effective_date=effective_date,
                     sec_code=sec_code,

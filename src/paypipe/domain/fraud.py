@@ -39,7 +39,7 @@ def _require_utc_aware(name: str, moment: datetime) -> None:
 class Transaction:
     payment_id: str
     customer_id: str
-    card_token: str
+    card_id: str  # the vault's card fingerprint: one card, whatever the tenant or token
     payee_account_fingerprint: str
     ip_address: str
     amount_cents: int
@@ -123,7 +123,7 @@ def compute_features(txn: Transaction, history: Sequence[Transaction], as_of: da
     recent = [h for h in prior if _in_window(h, as_of, HISTORY_LOOKBACK)]
 
     dimensions: dict[str, Callable[[Transaction], bool]] = {
-        "card": lambda h: h.card_token == txn.card_token,
+        "card": lambda h: h.card_id == txn.card_id,
         "customer": lambda h: h.customer_id == txn.customer_id,
         "ip": lambda h: h.ip_address == txn.ip_address,
     }
@@ -140,13 +140,9 @@ def compute_features(txn: Transaction, history: Sequence[Transaction], as_of: da
     customer_prior = [h for h in prior if h.customer_id == txn.customer_id]
     last_hour = [h for h in recent if _in_window(h, as_of, _WINDOWS["1h"])]
     card_small_txn_count_1h = sum(
-        1
-        for h in last_hour
-        if h.card_token == txn.card_token and h.amount_cents <= CARD_TESTING_SMALL_AMOUNT_CENTS
+        1 for h in last_hour if h.card_id == txn.card_id and h.amount_cents <= CARD_TESTING_SMALL_AMOUNT_CENTS
     )
-    ip_other_cards_1h = len(
-        {h.card_token for h in last_hour if h.ip_address == txn.ip_address} - {txn.card_token}
-    )
+    ip_other_cards_1h = len({h.card_id for h in last_hour if h.ip_address == txn.ip_address} - {txn.card_id})
     card_testing_pattern = (
         txn.amount_cents <= CARD_TESTING_SMALL_AMOUNT_CENTS
         and card_small_txn_count_1h >= CARD_TESTING_SMALL_TXNS_1H
@@ -160,7 +156,7 @@ def compute_features(txn: Transaction, history: Sequence[Transaction], as_of: da
         ),
         ip_billing_country_mismatch=_countries_differ(txn.ip_country, txn.billing_country),
         card_billing_country_mismatch=_countries_differ(txn.card_country, txn.billing_country),
-        first_card_use_for_customer=all(h.card_token != txn.card_token for h in customer_prior),
+        first_card_use_for_customer=all(h.card_id != txn.card_id for h in customer_prior),
         first_payee_for_customer=all(
             h.payee_account_fingerprint != txn.payee_account_fingerprint for h in customer_prior
         ),

@@ -3,10 +3,13 @@
 Sign convention: an account balance is ``credits - debits`` in integer cents. Every
 transfer is balanced within one currency, so the balances of a currency always sum
 to 0. Card clearing is debited when a card payment is captured; its negative
-balance is the amount receivable from the card network, and it is the only kind of
-account allowed below zero. All other balances are funds the platform holds for
-someone: escrow (held), provider (released, not yet paid out), customer (refunds owed
-back to the customer) and settlement (sent out by ACH).
+balance is the amount receivable from the card network. A provider's clawback
+account is debited when a payout already filed is disputed: its negative balance is
+owed by the provider and netted against their next payouts (positive: owed back to
+them). These two are the only kinds of account allowed below zero. All other
+balances are funds the platform holds for someone: escrow (held), provider
+(released, not yet paid out), customer (refunds owed back to the customer),
+disputes (filed payouts under dispute) and settlement (sent out by ACH).
 
 A hold moves card clearing -> escrow and then resolves exactly once: release (escrow
 -> provider), partial release (escrow -> provider + customer), refund (escrow ->
@@ -14,6 +17,24 @@ customer) or expiry release (escrow -> provider, once ``hold_until`` has passed 
 the hold is not frozen). Commands on an unfrozen hold dated at or after
 ``hold_until`` are refused as expired, so the outcome does not depend on when the
 expiry sweep runs. A payout moves provider -> settlement once per payment.
+
+Disputes (``open_dispute`` / ``resolve_dispute``) act by the phase the payment was in
+when one opened:
+- ``escrow``: before the hold resolved. The hold is frozen; only the resolution of its
+  last open escrow dispute resolves it (refund if any of them ended in refund, else
+  release). Release, refund and expiry of a frozen hold are refused.
+- ``payout``: after release (or after ``hold_until``), before the payout was filed. The
+  payout is held back; when the last such dispute ends, a refund reverses the release
+  (provider -> customer) and the payout never happens, a release lets it go.
+- ``clawback``: after the payout was filed. The released amount becomes a receivable
+  from the provider (clawback -> disputes); when the last such dispute ends it goes to
+  the customer (refund) or the receivable is cancelled (release).
+A dispute id is opened once and resolved once; resolving an unknown dispute, or one
+already resolved with another outcome, is refused.
+
+Time never runs backwards for a payment: a command dated before the hold's last change
+takes effect at that change's time, so ``released_at >= held_at`` and a freeze is never
+dated before the dispute that caused it.
 
 Transfer ids derive from the payment id and act as idempotency keys: a repeated
 command with the same body is a ``Duplicate`` (no second effect) and one with a
@@ -28,10 +49,11 @@ adapter uses it: ``Applied.hold`` and ``Applied.transfers`` are the write set.
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 EXPIRY_RESOLUTION_ID = "hold-expiry"
+DISPUTE_RESOLUTION_PREFIX = "dispute:"
 
 _CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 
@@ -39,13 +61,15 @@ _CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 class AccountKind(StrEnum):
     CUSTOMER = "customer"
     PROVIDER = "provider"
+    CLAWBACK = "clawback"
     ESCROW = "escrow"
+    DISPUTES = "disputes"
     SETTLEMENT = "settlement"
     CARD_CLEARING = "card_clearing"
 
 
-NEGATIVE_ALLOWED_KINDS = frozenset({AccountKind.CARD_CLEARING})
-_OWNED_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.PROVIDER})
+NEGATIVE_ALLOWED_KINDS = frozenset({AccountKind.CARD_CLEARING, AccountKind.CLAWBACK})
+_OWNED_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.PROVIDER, AccountKind.CLAWBACK})
 
 
 def _require_currency(currency: str) -> None:
@@ -88,8 +112,16 @@ class AccountId:
         return cls(AccountKind.PROVIDER, currency, provider_id)
 
     @classmethod
+    def clawback(cls, provider_id: str, currency: str) -> "AccountId":
+        return cls(AccountKind.CLAWBACK, currency, provider_id)
+
+    @classmethod
     def escrow(cls, currency: str) -> "AccountId":
         return cls(AccountKind.ESCROW, currency)
+
+    @classmethod
+    def disputes(cls, currency: str) -> "AccountId":
+        return cls(AccountKind.DISPUTES, currency)
 
     @classmethod
     def settlement(cls, currency: str) -> "AccountId":
@@ -107,6 +139,8 @@ def payment_accounts(customer_id: str, provider_id: str, currency: str) -> tuple
         AccountId.escrow(currency),
         AccountId.customer(customer_id, currency),
         AccountId.provider(provider_id, currency),
+        AccountId.clawback(provider_id, currency),
+        AccountId.disputes(currency),
         AccountId.settlement(currency),
     )
 
@@ -138,6 +172,10 @@ class TransferKind(StrEnum):
     REFUND = "refund"
     EXPIRY_RELEASE = "expiry_release"
     PAYOUT = "payout"
+    REVERSAL = "reversal"
+    CLAWBACK = "clawback"
+    CLAWBACK_REFUND = "clawback_refund"
+    CLAWBACK_CANCEL = "clawback_cancel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +186,7 @@ class Transfer:
     currency: str
     postings: tuple[Posting, ...]
     at: datetime
-    reference: str | None = None  # resolution id or payout reference
+    reference: str | None = None  # resolution id, payout reference or dispute id
 
     def __post_init__(self) -> None:
         _require_currency(self.currency)
@@ -176,6 +214,18 @@ def payout_transfer_id(payment_id: str) -> str:
     return f"{payment_id}:payout"
 
 
+def reversal_transfer_id(payment_id: str) -> str:
+    return f"{payment_id}:reversal"
+
+
+def clawback_transfer_id(payment_id: str, episode: str) -> str:
+    return f"{payment_id}:clawback:{episode}"
+
+
+def clawback_end_transfer_id(payment_id: str, episode: str) -> str:
+    return f"{payment_id}:clawback-end:{episode}"
+
+
 class HoldStatus(StrEnum):
     HELD = "HELD"
     FROZEN = "FROZEN"
@@ -193,6 +243,32 @@ _RESOLUTION_KINDS = {
     HoldStatus.REFUNDED: TransferKind.REFUND,
     HoldStatus.EXPIRED_RELEASED: TransferKind.EXPIRY_RELEASE,
 }
+
+
+class DisputePhase(StrEnum):
+    ESCROW = "escrow"
+    PAYOUT = "payout"
+    CLAWBACK = "clawback"
+
+
+class DisputeOutcome(StrEnum):
+    RELEASE = "release"
+    REFUND = "refund"
+
+
+@dataclass(frozen=True, slots=True)
+class Dispute:
+    dispute_id: str
+    phase: DisputePhase
+    opened_at: datetime
+    episode: str  # the dispute whose opening began this phase's episode (clawbacks book once each)
+    outcome: DisputeOutcome | None = None
+    closed_at: datetime | None = None
+    aged_at: datetime | None = None  # when the sweep signalled it open past its age
+
+    @property
+    def is_open(self) -> bool:
+        return self.outcome is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,14 +293,17 @@ class Hold:
     held_at: datetime
     status: HoldStatus = HoldStatus.HELD
     version: int = 1  # bumped on every change; the store's optimistic lock
-    open_disputes: frozenset[str] = frozenset()
-    closed_disputes: frozenset[str] = frozenset()
+    updated_at: datetime | None = None  # time of the last change (None: held_at)
+    disputes: tuple[Dispute, ...] = ()
     resolution_id: str | None = None
     resolved_at: datetime | None = None
     released_cents: int = 0
     refunded_cents: int = 0
+    reversed_cents: int = 0  # a released amount given back to the customer before any payout
+    reversed_at: datetime | None = None
     payout_ref: str | None = None
-    paid_out_cents: int = 0
+    paid_out_cents: int = 0  # the ACH entry: released - netted
+    netted_cents: int = 0  # kept at payout to settle the provider's clawback (negative: paid back)
     paid_out_at: datetime | None = None
 
     @property
@@ -235,8 +314,22 @@ class Hold:
         return self.status is HoldStatus.HELD and self.hold_until <= as_of
 
     @property
+    def last_change(self) -> datetime:
+        return self.updated_at or self.held_at
+
+    @property
     def accounts(self) -> tuple[AccountId, ...]:
         return payment_accounts(self.customer_id, self.provider_id, self.currency)
+
+    def dispute(self, dispute_id: str) -> Dispute | None:
+        return next((d for d in self.disputes if d.dispute_id == dispute_id), None)
+
+    def open_disputes(self, phase: DisputePhase | None = None) -> tuple[Dispute, ...]:
+        return tuple(d for d in self.disputes if d.is_open and (phase is None or d.phase is phase))
+
+    @property
+    def payout_blocked(self) -> bool:
+        return bool(self.open_disputes(DisputePhase.PAYOUT))
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +357,11 @@ class Rejection(StrEnum):
     FROZEN = "FROZEN"
     NOT_DUE = "NOT_DUE"
     NOT_RELEASED = "NOT_RELEASED"
+    REFUNDED = "REFUNDED"
+    DISPUTED = "DISPUTED"
+    DISPUTE_NOT_OPEN = "DISPUTE_NOT_OPEN"
+    DISPUTE_ALREADY_RESOLVED = "DISPUTE_ALREADY_RESOLVED"
+    DISPUTE_WINDOW_CLOSED = "DISPUTE_WINDOW_CLOSED"
     ALREADY_PAID_OUT = "ALREADY_PAID_OUT"
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
 
@@ -339,9 +437,18 @@ def _commit(state: LedgerState, hold: Hold, transfers: tuple[Transfer, ...]) -> 
     )
 
 
-def _existing(state: LedgerState, transfer_id: str) -> tuple[Transfer, ...]:
-    transfer = state.transfers.get(transfer_id)
-    return () if transfer is None else (transfer,)
+def _changed(hold: Hold, at: datetime) -> Hold:
+    """The hold as the next version, last changed at ``at`` (already no earlier than the last change)."""
+    return replace(hold, version=hold.version + 1, updated_at=at)
+
+
+def _effective(hold: Hold, at: datetime) -> datetime:
+    """When a command dated ``at`` takes effect: never before the hold's last change."""
+    return max(at, hold.last_change)
+
+
+def _existing(state: LedgerState, *transfer_ids: str) -> tuple[Transfer, ...]:
+    return tuple(state.transfers[t] for t in transfer_ids if t in state.transfers)
 
 
 def _not_found(payment_id: str) -> Rejected:
@@ -362,6 +469,12 @@ def _hold_request_problem(request: HoldRequest) -> str | None:
     return None
 
 
+def _same_terms(hold: Hold, request: HoldRequest) -> bool:
+    terms = (hold.customer_id, hold.provider_id, hold.amount_cents, hold.currency, hold.hold_until)
+    asked = (request.customer_id, request.provider_id, request.amount_cents, request.currency)
+    return terms == (*asked, request.hold_until)
+
+
 def place_hold(state: LedgerState, request: HoldRequest) -> Outcome:
     """Capture the card payment into escrow until ``hold_until``."""
     problem = _hold_request_problem(request)
@@ -369,20 +482,7 @@ def place_hold(state: LedgerState, request: HoldRequest) -> Outcome:
         return Rejected(Rejection.INVALID_REQUEST, problem)
     existing = state.holds.get(request.payment_id)
     if existing is not None:
-        same_terms = (
-            existing.customer_id,
-            existing.provider_id,
-            existing.amount_cents,
-            existing.currency,
-            existing.hold_until,
-        ) == (
-            request.customer_id,
-            request.provider_id,
-            request.amount_cents,
-            request.currency,
-            request.hold_until,
-        )
-        if same_terms:
+        if _same_terms(existing, request):
             return Duplicate(existing, _existing(state, hold_transfer_id(request.payment_id)))
         return Rejected(
             Rejection.IDEMPOTENCY_CONFLICT, f"payment {request.payment_id} was already held with other terms"
@@ -430,7 +530,12 @@ def _settled_resolution(
     return Duplicate(hold, _existing(state, resolution_transfer_id(hold.payment_id)))
 
 
-def _expired_problem(hold: Hold, at: datetime) -> Rejected | None:
+def _unresolvable(hold: Hold, at: datetime) -> Rejected | None:
+    """Why a release or refund may not resolve the hold now (frozen, or past hold-until)."""
+    if hold.status is HoldStatus.FROZEN:
+        return Rejected(
+            Rejection.FROZEN, f"hold {hold.payment_id} is frozen by a dispute; only its resolution decides"
+        )
     if hold.status is HoldStatus.HELD and at >= hold.hold_until:
         return Rejected(
             Rejection.HOLD_EXPIRED,
@@ -467,14 +572,16 @@ def _resolve(
         at=at,
         reference=resolution_id,
     )
-    resolved = replace(
-        hold,
-        status=status,
-        version=hold.version + 1,
-        resolution_id=resolution_id,
-        resolved_at=at,
-        released_cents=released_cents,
-        refunded_cents=refunded_cents,
+    resolved = _changed(
+        replace(
+            hold,
+            status=status,
+            resolution_id=resolution_id,
+            resolved_at=at,
+            released_cents=released_cents,
+            refunded_cents=refunded_cents,
+        ),
+        at,
     )
     return _commit(state, resolved, (transfer,))
 
@@ -504,8 +611,9 @@ def release(
             Rejection.INVALID_REQUEST,
             f"release amount must be in 1..{hold.amount_cents} cents, got {released}",
         )
-    if (expired := _expired_problem(hold, at)) is not None:
-        return expired
+    at = _effective(hold, at)
+    if (refused := _unresolvable(hold, at)) is not None:
+        return refused
     return _resolve(state, hold, status, released_cents=released, resolution_id=resolution_id, at=at)
 
 
@@ -519,13 +627,14 @@ def refund(state: LedgerState, payment_id: str, *, resolution_id: str, at: datet
         return _not_found(payment_id)
     if (settled := _settled_resolution(state, hold, HoldStatus.REFUNDED, 0, resolution_id)) is not None:
         return settled
-    if (expired := _expired_problem(hold, at)) is not None:
-        return expired
+    at = _effective(hold, at)
+    if (refused := _unresolvable(hold, at)) is not None:
+        return refused
     return _resolve(state, hold, HoldStatus.REFUNDED, released_cents=0, resolution_id=resolution_id, at=at)
 
 
 def expire(state: LedgerState, payment_id: str, *, as_of: datetime) -> Outcome:
-    """Release a due, unfrozen hold to the provider."""
+    """Release a due, unfrozen hold to the provider, dated at its hold-until time."""
     _require_aware("as_of", as_of)
     hold = state.holds.get(payment_id)
     if hold is None:
@@ -545,7 +654,7 @@ def expire(state: LedgerState, payment_id: str, *, as_of: datetime) -> Outcome:
         HoldStatus.EXPIRED_RELEASED,
         released_cents=hold.amount_cents,
         resolution_id=EXPIRY_RESOLUTION_ID,
-        at=as_of,
+        at=_effective(hold, hold.hold_until),
     )
 
 
@@ -565,53 +674,267 @@ def expire_due(state: LedgerState, as_of: datetime) -> ExpirySweep:
     return ExpirySweep(state, tuple(outcomes))
 
 
-def _update_hold(state: LedgerState, hold: Hold) -> Applied | Rejected:
-    return _commit(state, replace(hold, version=hold.version + 1), ())
+# --- disputes ------------------------------------------------------------------------------------
 
 
-def freeze(state: LedgerState, payment_id: str, *, dispute_id: str, at: datetime) -> Outcome:
-    """Open a dispute: the hold cannot expire until it is closed or the hold is resolved."""
-    _require_aware("at", at)
-    hold = state.holds.get(payment_id)
-    if hold is None:
-        return _not_found(payment_id)
-    if dispute_id in hold.open_disputes or dispute_id in hold.closed_disputes:
-        return Duplicate(hold, ())  # already open, or closed by an earlier-delivered unfreeze
-    if hold.is_resolved:
-        return Rejected(Rejection.ALREADY_RESOLVED, f"hold {payment_id} is already {hold.status}")
-    if (expired := _expired_problem(hold, at)) is not None:
-        return expired
-    return _update_hold(
-        state, replace(hold, status=HoldStatus.FROZEN, open_disputes=hold.open_disputes | {dispute_id})
+def dispute_phase(hold: Hold, at: datetime) -> DisputePhase:
+    """The phase a dispute opened at ``at`` belongs to (see the module docstring)."""
+    if hold.status is HoldStatus.FROZEN or (hold.status is HoldStatus.HELD and at < hold.hold_until):
+        return DisputePhase.ESCROW
+    if hold.payout_ref is None:
+        return DisputePhase.PAYOUT
+    return DisputePhase.CLAWBACK
+
+
+def _dispute_refusal(hold: Hold, at: datetime, window: timedelta | None) -> Rejected | None:
+    if hold.refunded_cents == hold.amount_cents or hold.reversed_cents:
+        return Rejected(Rejection.REFUNDED, f"payment {hold.payment_id} was already refunded")
+    closes = (hold.resolved_at or hold.hold_until) + window if window is not None else None
+    if closes is not None and hold.is_resolved and at > closes:
+        return Rejected(
+            Rejection.DISPUTE_WINDOW_CLOSED,
+            f"disputes of payment {hold.payment_id} were accepted until {closes.isoformat()}",
+        )
+    return None
+
+
+def _clawback_booking(hold: Hold, episode: str, at: datetime) -> Transfer:
+    amount = hold.released_cents
+    return Transfer(
+        transfer_id=clawback_transfer_id(hold.payment_id, episode),
+        kind=TransferKind.CLAWBACK,
+        payment_id=hold.payment_id,
+        currency=hold.currency,
+        postings=(
+            Posting(AccountId.clawback(hold.provider_id, hold.currency), Side.DEBIT, amount),
+            Posting(AccountId.disputes(hold.currency), Side.CREDIT, amount),
+        ),
+        at=at,
+        reference=episode,
     )
 
 
-def unfreeze(state: LedgerState, payment_id: str, *, dispute_id: str, at: datetime) -> Outcome:
-    """Close a dispute without resolving the hold; it thaws once no dispute is open."""
+def open_dispute(
+    state: LedgerState,
+    payment_id: str,
+    *,
+    dispute_id: str,
+    at: datetime,
+    window: timedelta | None = None,
+) -> Outcome:
+    """Open a dispute: freeze the hold, hold the payout back or book a clawback, by phase.
+
+    ``window`` is how long after the hold resolved disputes are still accepted (None: always).
+    """
     _require_aware("at", at)
     hold = state.holds.get(payment_id)
     if hold is None:
         return _not_found(payment_id)
-    if dispute_id in hold.closed_disputes:
-        return Duplicate(hold, ())
-    if hold.is_resolved:
-        return Rejected(Rejection.ALREADY_RESOLVED, f"hold {payment_id} is already {hold.status}")
-    still_open = hold.open_disputes - {dispute_id}
-    return _update_hold(
-        state,
-        replace(
-            hold,
-            status=HoldStatus.FROZEN if still_open else HoldStatus.HELD,
-            open_disputes=still_open,
-            closed_disputes=hold.closed_disputes | {dispute_id},
+    known = hold.dispute(dispute_id)
+    if known is not None:
+        booked = clawback_transfer_id(payment_id, known.episode)
+        return Duplicate(hold, _existing(state, booked) if known.episode == dispute_id else ())
+    at = _effective(hold, at)
+    if (refused := _dispute_refusal(hold, at, window)) is not None:
+        return refused
+    phase = dispute_phase(hold, at)
+    running = hold.open_disputes(phase)
+    episode = running[0].episode if running else dispute_id
+    dispute = Dispute(dispute_id, phase, at, episode)
+    status = HoldStatus.FROZEN if phase is DisputePhase.ESCROW else hold.status
+    changed = _changed(replace(hold, status=status, disputes=(*hold.disputes, dispute)), at)
+    transfers: tuple[Transfer, ...] = ()
+    if phase is DisputePhase.CLAWBACK and not running:
+        transfers = (_clawback_booking(hold, episode, at),)
+    return _commit(state, changed, transfers)
+
+
+def _settled_dispute(state: LedgerState, hold: Hold, dispute: Dispute, outcome: DisputeOutcome) -> Outcome:
+    if dispute.outcome is outcome:
+        transfer_ids = (
+            resolution_transfer_id(hold.payment_id),
+            reversal_transfer_id(hold.payment_id),
+            clawback_end_transfer_id(hold.payment_id, dispute.episode),
+        )
+        return Duplicate(hold, _existing(state, *transfer_ids))
+    return Rejected(
+        Rejection.DISPUTE_ALREADY_RESOLVED,
+        f"dispute {dispute.dispute_id} of payment {hold.payment_id} was already resolved: {dispute.outcome}",
+    )
+
+
+def resolve_dispute(
+    state: LedgerState, payment_id: str, *, dispute_id: str, outcome: DisputeOutcome, at: datetime
+) -> Outcome:
+    """Close an open dispute; the last open one of its phase decides what the money does."""
+    _require_aware("at", at)
+    hold = state.holds.get(payment_id)
+    if hold is None:
+        return _not_found(payment_id)
+    dispute = hold.dispute(dispute_id)
+    if dispute is None:
+        return Rejected(
+            Rejection.DISPUTE_NOT_OPEN, f"payment {payment_id} has no dispute {dispute_id} to resolve"
+        )
+    if not dispute.is_open:
+        return _settled_dispute(state, hold, dispute, outcome)
+    at = _effective(hold, at)
+    closed = replace(dispute, outcome=outcome, closed_at=at)
+    disputes = tuple(closed if d.dispute_id == dispute_id else d for d in hold.disputes)
+    hold = replace(hold, disputes=disputes)
+    if hold.open_disputes(dispute.phase):
+        return _commit(state, _changed(hold, at), ())
+    episode = [d for d in disputes if d.phase is dispute.phase and d.episode == dispute.episode]
+    refund_wins = any(d.outcome is DisputeOutcome.REFUND for d in episode)
+    match dispute.phase:
+        case DisputePhase.ESCROW:
+            return _end_escrow_dispute(state, hold, dispute_id, refund_wins, at)
+        case DisputePhase.PAYOUT:
+            return _end_payout_dispute(state, hold, dispute_id, refund_wins, at)
+        case DisputePhase.CLAWBACK:
+            return _end_clawback(state, hold, dispute.episode, refund_wins, at)
+
+
+def _end_escrow_dispute(
+    state: LedgerState, hold: Hold, dispute_id: str, refund_wins: bool, at: datetime
+) -> Applied | Rejected:
+    thawed = replace(hold, status=HoldStatus.HELD)
+    status = HoldStatus.REFUNDED if refund_wins else HoldStatus.RELEASED
+    released = 0 if refund_wins else hold.amount_cents
+    resolution_id = f"{DISPUTE_RESOLUTION_PREFIX}{dispute_id}"
+    return _resolve(state, thawed, status, released_cents=released, resolution_id=resolution_id, at=at)
+
+
+def _end_payout_dispute(
+    state: LedgerState, hold: Hold, dispute_id: str, refund_wins: bool, at: datetime
+) -> Applied | Rejected:
+    if not refund_wins:
+        return _commit(state, _changed(hold, at), ())
+    if not hold.is_resolved:  # disputed after hold-until, before the sweep released it
+        resolution_id = f"{DISPUTE_RESOLUTION_PREFIX}{dispute_id}"
+        return _resolve(
+            state, hold, HoldStatus.REFUNDED, released_cents=0, resolution_id=resolution_id, at=at
+        )
+    amount = hold.released_cents
+    transfer = Transfer(
+        transfer_id=reversal_transfer_id(hold.payment_id),
+        kind=TransferKind.REVERSAL,
+        payment_id=hold.payment_id,
+        currency=hold.currency,
+        postings=(
+            Posting(AccountId.provider(hold.provider_id, hold.currency), Side.DEBIT, amount),
+            Posting(AccountId.customer(hold.customer_id, hold.currency), Side.CREDIT, amount),
         ),
+        at=at,
+        reference=dispute_id,
+    )
+    reversed_hold = replace(hold, reversed_cents=amount, reversed_at=at)
+    return _commit(state, _changed(reversed_hold, at), (transfer,))
+
+
+def _end_clawback(
+    state: LedgerState, hold: Hold, episode: str, refund_wins: bool, at: datetime
+) -> Applied | Rejected:
+    amount = hold.released_cents
+    to = (
+        AccountId.customer(hold.customer_id, hold.currency)
+        if refund_wins
+        else AccountId.clawback(hold.provider_id, hold.currency)
+    )
+    transfer = Transfer(
+        transfer_id=clawback_end_transfer_id(hold.payment_id, episode),
+        kind=TransferKind.CLAWBACK_REFUND if refund_wins else TransferKind.CLAWBACK_CANCEL,
+        payment_id=hold.payment_id,
+        currency=hold.currency,
+        postings=(
+            Posting(AccountId.disputes(hold.currency), Side.DEBIT, amount),
+            Posting(to, Side.CREDIT, amount),
+        ),
+        at=at,
+        reference=episode,
+    )
+    return _commit(state, _changed(hold, at), (transfer,))
+
+
+def mark_dispute_aged(state: LedgerState, payment_id: str, *, dispute_id: str, at: datetime) -> Outcome:
+    """Note that the sweep signalled an open dispute as past its age (it signals each once)."""
+    _require_aware("at", at)
+    hold = state.holds.get(payment_id)
+    if hold is None:
+        return _not_found(payment_id)
+    dispute = hold.dispute(dispute_id)
+    if dispute is None or not dispute.is_open:
+        return Rejected(Rejection.DISPUTE_NOT_OPEN, f"payment {payment_id} has no open dispute {dispute_id}")
+    if dispute.aged_at is not None:
+        return Duplicate(hold, ())
+    aged = replace(dispute, aged_at=at)
+    disputes = tuple(aged if d.dispute_id == dispute_id else d for d in hold.disputes)
+    return _commit(state, replace(hold, version=hold.version + 1, disputes=disputes), ())
+
+
+# --- payouts -------------------------------------------------------------------------------------
+
+
+def _payout_refusal(hold: Hold, payout_ref: str, amount_cents: int) -> Rejected | None:
+    if hold.reversed_cents or hold.status is HoldStatus.REFUNDED:
+        return Rejected(Rejection.REFUNDED, f"payment {hold.payment_id} was refunded to the customer")
+    if hold.released_cents == 0:
+        return Rejected(
+            Rejection.NOT_RELEASED, f"nothing of payment {hold.payment_id} is released ({hold.status})"
+        )
+    if hold.payout_blocked:
+        disputes = ", ".join(d.dispute_id for d in hold.open_disputes(DisputePhase.PAYOUT))
+        return Rejected(Rejection.DISPUTED, f"payout of {hold.payment_id} is held back by dispute {disputes}")
+    if amount_cents != hold.released_cents:
+        return Rejected(
+            Rejection.INVALID_REQUEST,
+            f"payout must equal the released {hold.released_cents} cents, got {amount_cents}",
+        )
+    return None
+
+
+def _netting(state: LedgerState, hold: Hold, max_entry_cents: int) -> int:
+    """What a payout keeps to settle the provider's clawback balance (negative: pays it back)."""
+    owed = -state.balance(AccountId.clawback(hold.provider_id, hold.currency))
+    if owed >= 0:
+        return min(owed, hold.released_cents)
+    return -min(-owed, max(0, max_entry_cents - hold.released_cents))
+
+
+def _payout_transfer(hold: Hold, netted: int, payout_ref: str, at: datetime) -> Transfer:
+    entry = hold.released_cents - netted
+    postings = [Posting(AccountId.provider(hold.provider_id, hold.currency), Side.DEBIT, hold.released_cents)]
+    if entry:
+        postings.append(Posting(AccountId.settlement(hold.currency), Side.CREDIT, entry))
+    if netted:
+        side = Side.CREDIT if netted > 0 else Side.DEBIT
+        postings.append(Posting(AccountId.clawback(hold.provider_id, hold.currency), side, abs(netted)))
+    return Transfer(
+        transfer_id=payout_transfer_id(hold.payment_id),
+        kind=TransferKind.PAYOUT,
+        payment_id=hold.payment_id,
+        currency=hold.currency,
+        postings=tuple(postings),
+        at=at,
+        reference=payout_ref,
     )
 
 
 def record_payout(
-    state: LedgerState, payment_id: str, *, amount_cents: int, payout_ref: str, at: datetime
+    state: LedgerState,
+    payment_id: str,
+    *,
+    amount_cents: int,
+    payout_ref: str,
+    at: datetime,
+    max_entry_cents: int | None = None,
 ) -> Outcome:
-    """Record that the provider's released share of a payment was paid out by ACH."""
+    """Claim the provider's released share for a payout (before the file is written).
+
+    The entry pays the share less what the provider owes on clawbacks (``Hold.netted_cents``),
+    or plus what is owed back to them, up to ``max_entry_cents`` (default: the share itself).
+    A payout held back by a dispute, or of a payment refunded, is refused.
+    """
     _require_aware("at", at)
     if not payout_ref:
         return Rejected(Rejection.INVALID_REQUEST, "payout reference is required")
@@ -623,34 +946,24 @@ def record_payout(
             return Rejected(
                 Rejection.ALREADY_PAID_OUT, f"payment {payment_id} was already paid out by {hold.payout_ref}"
             )
-        if hold.paid_out_cents != amount_cents:
+        if hold.released_cents != amount_cents:
             return Rejected(
                 Rejection.IDEMPOTENCY_CONFLICT,
-                f"payout {payout_ref} of payment {payment_id} was {hold.paid_out_cents} cents",
+                f"payout {payout_ref} of payment {payment_id} was of {hold.released_cents} cents",
             )
         return Duplicate(hold, _existing(state, payout_transfer_id(payment_id)))
-    if hold.released_cents == 0:
-        return Rejected(
-            Rejection.NOT_RELEASED, f"nothing of payment {payment_id} is released ({hold.status})"
-        )
-    if amount_cents != hold.released_cents:
-        return Rejected(
-            Rejection.INVALID_REQUEST,
-            f"payout must equal the released {hold.released_cents} cents, got {amount_cents}",
-        )
-    transfer = Transfer(
-        transfer_id=payout_transfer_id(payment_id),
-        kind=TransferKind.PAYOUT,
-        payment_id=payment_id,
-        currency=hold.currency,
-        postings=(
-            Posting(AccountId.provider(hold.provider_id, hold.currency), Side.DEBIT, amount_cents),
-            Posting(AccountId.settlement(hold.currency), Side.CREDIT, amount_cents),
+    if (refused := _payout_refusal(hold, payout_ref, amount_cents)) is not None:
+        return refused
+    at = _effective(hold, at)
+    netted = _netting(state, hold, max_entry_cents if max_entry_cents is not None else amount_cents)
+    paid = _changed(
+        replace(
+            hold,
+            payout_ref=payout_ref,
+            paid_out_cents=amount_cents - netted,
+            netted_cents=netted,
+            paid_out_at=at,
         ),
-        at=at,
-        reference=payout_ref,
+        at,
     )
-    paid = replace(
-        hold, version=hold.version + 1, payout_ref=payout_ref, paid_out_cents=amount_cents, paid_out_at=at
-    )
-    return _commit(state, paid, (transfer,))
+    return _commit(state, paid, (_payout_transfer(hold, netted, payout_ref, at),))

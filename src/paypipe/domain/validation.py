@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from typing import Final
@@ -11,6 +12,7 @@ from stdnum import luhn
 from stdnum.us import rtn
 
 from paypipe.domain.currencies import is_iso_currency
+from paypipe.domain.identifiers import ID_GRAMMAR, canonical_ip, is_valid_id
 from paypipe.domain.nacha import to_nacha_text
 
 
@@ -30,6 +32,10 @@ class RejectReason(StrEnum):
     ACCOUNT_NUMBER_INVALID = "ACCOUNT_NUMBER_INVALID"
     PAYEE_NAME_UNREPRESENTABLE = "PAYEE_NAME_UNREPRESENTABLE"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    IDENTIFIER_INVALID = "IDENTIFIER_INVALID"
+    TENANT_UNKNOWN = "TENANT_UNKNOWN"
+    IP_ADDRESS_INVALID = "IP_ADDRESS_INVALID"
+    CLIENT_CLOCK_SKEW = "CLIENT_CLOCK_SKEW"
     DUPLICATE_PAYMENT_ID = "DUPLICATE_PAYMENT_ID"
     SCHEMA_INVALID = "SCHEMA_INVALID"
 
@@ -132,6 +138,9 @@ class PaymentFacts:
     account_number: str
     payee_name: str | None = None  # None: not checked
     request_bytes: int | None = None  # serialized event size; None: not checked
+    ids: Mapping[str, str] = field(default_factory=dict)  # field -> client-chosen id, checked by grammar
+    tenant_id: str | None = None  # None: not checked
+    ip_address: str | None = None  # None: not checked
 
 
 def _amount_rejections(amount_cents: int, max_amount_cents: int) -> list[Rejection]:
@@ -231,19 +240,40 @@ def _size_rejections(request_bytes: int | None) -> list[Rejection]:
     return [Rejection(RejectReason.REQUEST_TOO_LARGE, "data", message)]
 
 
+def _identity_rejections(facts: PaymentFacts, allowed_tenants: frozenset[str] | None) -> list[Rejection]:
+    rejections = [
+        Rejection(RejectReason.IDENTIFIER_INVALID, name, f"{name} must be {ID_GRAMMAR}")
+        for name, value in facts.ids.items()
+        if not is_valid_id(value)
+    ]
+    tenant = facts.tenant_id
+    if tenant is not None and allowed_tenants is not None and tenant not in allowed_tenants:
+        message = "tenant is not one this deployment serves"
+        rejections.append(Rejection(RejectReason.TENANT_UNKNOWN, "tenant_id", message))
+    if facts.ip_address is not None:
+        try:
+            canonical_ip(facts.ip_address)
+        except ValueError as error:
+            rejections.append(Rejection(RejectReason.IP_ADDRESS_INVALID, "device.ip_address", str(error)))
+    return rejections
+
+
 def validate_payment(
     facts: PaymentFacts,
     *,
     today: date,
     max_amount_cents: int,
     supported_currencies: frozenset[str] = frozenset({"USD"}),
+    allowed_tenants: frozenset[str] | None = None,
 ) -> list[Rejection]:
-    """All rejections for a payment in a stable order (amount, currency, card, expiry, bank, payee,
-    size); [] = valid.
+    """All rejections for a payment in a stable order (ids, amount, currency, card, expiry, bank,
+    payee, size); [] = valid. ``today`` is the pipeline's date at receipt, never the client's;
+    ``allowed_tenants`` None accepts any tenant id that follows the id grammar.
 
     The caller adds DUPLICATE_PAYMENT_ID after checking its store.
     """
     return [
+        *_identity_rejections(facts, allowed_tenants),
         *_amount_rejections(facts.amount_cents, max_amount_cents),
         *_currency_rejections(facts.currency, supported_currencies),
         *_card_number_rejections(facts.card_number),
