@@ -55,7 +55,7 @@ def requests(count, tag="r"):
                 customer_id=customer,
                 amount_cents=5_000 + index,
                 pan=card_number(rng),
-                occurred_at=now - timedelta(minutes=5),
+                occurred_at=now - timedelta(minutes=1),
                 ip_address=customer_ip(customer),
             )
         )

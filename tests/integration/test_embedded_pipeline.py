@@ -54,7 +54,7 @@ def run(pipeline: EmbeddedPipeline, count: int, *, duplicate: bool) -> list[ev.E
     scenario = build_scenario(count, seed=11, now=now, run_id="e2e")
     copies = 2 if duplicate else 1
     for _ in range(copies):  # at-least-once: clients and the bus may deliver twice
-        assert pipeline.publish(scenario.requests).ok
+        assert pipeline.play(scenario.requests).ok
     pipeline.drain()
     held = [e for e in pipeline.observed() if isinstance(e, ev.FundsHeld)]
     held = list({e.payment_id: e for e in held}.values())

@@ -1,4 +1,5 @@
-"""Release triggers in any order, any number of times: a hold resolves exactly once."""
+"""Release triggers in any order, any number of times: a hold resolves exactly once, and a
+release is reversed at most once (a dispute after release, lost before the payout)."""
 
 import itertools
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import ledger
 from paypipe.embedded.scenario import payment_requested
 from paypipe.events import models as ev
-from paypipe.runtime.consumer import PermanentError
+from paypipe.runtime.consumer import Receipt
 from paypipe.steps.release import ReleaseStep
 from tests.tables import create_table
 
@@ -31,14 +32,11 @@ def make_tables(dynamodb, suffix):
 PAYMENT_NUMBERS = itertools.count()
 
 
-def resolve(step, event, parked):
-    """A contradictory verdict on an already-resolved dispute goes to the DLQ (PermanentError)."""
-    try:
-        return step.on_dispute_resolved(event)
-    except PermanentError as error:
-        assert error.reason == "LedgerIdempotency_Conflict", error
-        parked.append(str(error))
-        return []
+def resolve(step, event, receipt, refused):
+    """A contradictory verdict on an already-resolved dispute is refused with its reason."""
+    out = step.on_dispute_resolved(event, receipt)
+    refused.extend(e.data.code for e in out if isinstance(e, ev.RequestRefused))
+    return out
 
 
 TRIGGERS = st.lists(
@@ -65,62 +63,60 @@ def test_exactly_one_resolution_whatever_the_order(aws, triggers, minutes):
     assert isinstance(held, ledger.Applied)
     step = ReleaseStep(store, payments)
     emitted: dict[str, ev.Event] = {}
-    parked: list[str] = []
+    refused: list[str] = []
     for trigger, offset in zip(triggers, minutes, strict=False):
         at = HELD_AT + timedelta(minutes=offset)
+        receipt = Receipt(at, "paypipe.client")
         if trigger == "sweep":
             if at < HOLD_UNTIL:
                 continue  # the sweep only finds holds past their hold-until time
-            out = step.on_expiry_due(
-                ev.HoldExpiryDue.create(
-                    payment_id=payment_id,
-                    data=ev.HoldExpiryDueData(hold_until=HOLD_UNTIL),
-                    producer="release",
-                    occurred_at=HOLD_UNTIL,
-                )
+            due = ev.HoldExpiryDue.create(
+                payment_id=payment_id,
+                data=ev.HoldExpiryDueData(hold_until=HOLD_UNTIL),
+                producer="release",
+                occurred_at=HOLD_UNTIL,
             )
+            out = step.on_expiry_due(due, Receipt(at, "paypipe.release"))
         elif trigger == "completed":
-            out = step.on_service_completed(
-                ev.ServiceCompleted.create(
-                    payment_id=payment_id,
-                    data=ev.ServiceCompletedData(completed_at=at),
-                    producer="client",
-                    occurred_at=at,
-                )
+            completed = ev.ServiceCompleted.create(
+                payment_id=payment_id,
+                data=ev.ServiceCompletedData(completed_at=at),
+                producer="client",
+                occurred_at=at,
             )
+            out = step.on_service_completed(completed, receipt)
         elif trigger == "opened":
-            out = step.on_dispute_opened(
-                ev.DisputeOpened.create(
-                    payment_id=payment_id,
-                    data=ev.DisputeOpenedData(dispute_id="d1", reason="x"),
-                    producer="client",
-                    occurred_at=at,
-                )
+            opened = ev.DisputeOpened.create(
+                payment_id=payment_id,
+                data=ev.DisputeOpenedData(dispute_id="d1", reason="x"),
+                producer="client",
+                occurred_at=at,
             )
+            out = step.on_dispute_opened(opened, receipt)
         else:
             outcome = ev.DisputeOutcome.REFUND if trigger == "resolved_refund" else ev.DisputeOutcome.RELEASE
-            out = resolve(
-                step,
-                ev.DisputeResolved.create(
-                    payment_id=payment_id,
-                    data=ev.DisputeResolvedData(dispute_id="d1", outcome=outcome),
-                    producer="client",
-                    occurred_at=at,
-                ),
-                parked,
+            resolved = ev.DisputeResolved.create(
+                payment_id=payment_id,
+                data=ev.DisputeResolvedData(dispute_id="d1", outcome=outcome),
+                producer="client",
+                occurred_at=at,
             )
+            out = resolve(step, resolved, receipt, refused)
         for event in out:
             emitted.setdefault(event.event_id, event)
 
-    if parked:  # only a contradictory second verdict on the same dispute is refused
+    if ev.RefusalCode.DISPUTE_ALREADY_RESOLVED in refused:  # a contradictory second verdict
         assert {"resolved_refund", "resolved_release"} <= set(triggers)
-    resolutions = [e for e in emitted.values() if e.event_type in {"FundsReleased", "FundsRefunded"}]
-    assert len(resolutions) <= 1, [e.event_type for e in resolutions]
+    released = [e for e in emitted.values() if isinstance(e, ev.FundsReleased)]
+    refunded = [e for e in emitted.values() if isinstance(e, ev.FundsRefunded)]
+    assert len(released) <= 1 and len(refunded) <= 1, [e.event_type for e in emitted.values()]
     hold = store.get_hold(payment_id)
     assert hold is not None
-    if resolutions:
-        assert hold.is_resolved
-        assert resolutions[0].data.amount_cents == 5000
-    else:
-        assert not hold.is_resolved
+    assert hold.is_resolved == bool(released or refunded)
+    if released and refunded:  # released, then disputed and lost before any payout: reversed once
+        assert refunded[0].data.after_release and hold.reversed_cents == 5000
+    for event in (*released, *refunded):
+        assert event.data.amount_cents == 5000
+    if released:
+        assert released[0].data.released_at >= HELD_AT
     assert set(store.verify_balanced().values()) == {0}

@@ -66,7 +66,7 @@ def test_requests_over_the_size_limit_are_rejected():
 # -- consumer: answering schema violations ------------------------------------------------------
 
 
-def reject_invalid(envelope, errors):
+def reject_invalid(envelope, errors, receipt):
     data = ev.PaymentRejectedData(
         reasons=[ev.Rejection(code="SCHEMA_INVALID", field=e.field, message=e.message) for e in errors],
         request_event_id=envelope.event_id,

@@ -1,12 +1,12 @@
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from paypipe.events import models as ev
-from paypipe.runtime.consumer import Consumer, Route
+from paypipe.runtime.consumer import Consumer, Receipt, Route
 from paypipe.runtime.publisher import EventPublisher
 
 AT = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -43,42 +43,53 @@ def completed(payment_id="p1", **overrides):
     )
 
 
-def record(body, message_id="m1", receive_count=1):
+def record(body, message_id="m1", receive_count=1, sent_at=AT, message_attributes=None):
     return {
         "messageId": message_id,
         "receiptHandle": f"rh-{message_id}",
         "body": body if isinstance(body, str) else json.dumps(body),
-        "attributes": {"ApproximateReceiveCount": str(receive_count)},
-        "messageAttributes": {},
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": str(int(sent_at.timestamp() * 1000)),
+        },
+        "messageAttributes": {
+            name: {"stringValue": value, "dataType": "String"}
+            for name, value in (message_attributes or {}).items()
+        },
         "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:source",
     }
 
 
-def bus_body(event: ev.Event):
-    return {"detail-type": event.event_type, "source": "paypipe.client", "detail": ev.to_detail(event)}
+def bus_body(event: ev.Event, source=None):
+    source = source or f"paypipe.{event.producer}"
+    return {"detail-type": event.event_type, "source": source, "detail": ev.to_detail(event)}
 
 
 class Recorder:
     def __init__(self, fail_times=0):
         self.calls = 0
         self.fail_times = fail_times
+        self.receipts: list[Receipt] = []
 
-    def __call__(self, event):
+    def __call__(self, event, receipt):
         self.calls += 1
+        self.receipts.append(receipt)
         if self.calls <= self.fail_times:
             raise RuntimeError("transient failure")
         frozen = ev.HoldFrozenData(hold_id="h", dispute_id="d")
         return [ev.HoldFrozen.create(payment_id=event.payment_id, data=frozen, producer="t", cause=event)]
 
 
-def make_consumer(infra, handler, idempotent=True, max_receive=3):
+def make_consumer(
+    infra, handler, idempotent=True, max_receive=3, on_refused=None, event_type="ServiceCompleted"
+):
     store = (
         DynamoDBPersistenceLayer(table_name="idem", boto3_client=infra["dynamodb"]) if idempotent else None
     )
     return Consumer(
         "test",
-        {"ServiceCompleted": Route(handler)},
+        {event_type: Route(handler, on_refused=on_refused)},
         publisher=EventPublisher(infra["events"], "bus", "test", max_backoff_seconds=0),
         sqs_client=infra["sqs"],
         dlq_url=infra["dlq"],
@@ -179,7 +190,7 @@ def test_same_key_with_different_content_is_a_conflict(infra):
     first = completed()
     changed = ev.ServiceCompleted.create(
         payment_id="p1",
-        data=ev.ServiceCompletedData(completed_at=datetime(2027, 1, 1, tzinfo=UTC)),
+        data=ev.ServiceCompletedData(completed_at=AT + timedelta(minutes=1)),
         producer="client",
         occurred_at=AT,
     )
@@ -204,7 +215,7 @@ def test_publish_failure_fails_the_record_for_redelivery(infra):
 
 
 def test_redelivery_of_a_record_with_no_output_is_a_quiet_success(infra):
-    consumer = make_consumer(infra, lambda event: [])
+    consumer = make_consumer(infra, lambda event, receipt: [])
     body = bus_body(completed())
     assert consumer.handle({"Records": [record(body, "m1")]}) == {"batchItemFailures": []}
     assert consumer.handle({"Records": [record(body, "m2", receive_count=2)]}) == {"batchItemFailures": []}
@@ -212,7 +223,9 @@ def test_redelivery_of_a_record_with_no_output_is_a_quiet_success(infra):
 
 
 def test_parked_bodies_keep_no_card_number(infra):
-    consumer = make_consumer(infra, lambda event: (_ for _ in ()).throw(RuntimeError("down")), max_receive=1)
+    consumer = make_consumer(
+        infra, lambda event, receipt: (_ for _ in ()).throw(RuntimeError("down")), max_receive=1
+    )
     body = bus_body(completed())
     body["detail"]["data"]["note"] = "card 4111111111111111 on file"
     consumer.handle({"Records": [record(body)]})
@@ -223,7 +236,7 @@ def test_parked_bodies_keep_no_card_number(infra):
 
 
 def test_a_card_number_hidden_in_a_json_number_is_parked_as_valid_json(infra):
-    consumer = make_consumer(infra, lambda event: [], max_receive=1)
+    consumer = make_consumer(infra, lambda event, receipt: [], max_receive=1)
     body = bus_body(completed())
     body["detail"]["schema_version"] = 4111111111111111  # not a known version: parked at once
     consumer.handle({"Records": [record(body)]})
@@ -232,3 +245,118 @@ def test_a_card_number_hidden_in_a_json_number_is_parked_as_valid_json(infra):
     detail = json.loads(parked["Body"])["detail"]
     assert detail["schema_version"] == "[PAN]"
     assert detail["event_id"] == body["detail"]["event_id"]
+
+
+# -- trust boundary and the pipeline's clock ---------------------------------------------------
+
+
+def parked_reasons(infra):
+    return [m["MessageAttributes"]["error_reason"]["StringValue"] for m in drain(infra["sqs"], infra["dlq"])]
+
+
+@pytest.mark.parametrize(
+    "source, producer",
+    [
+        ("paypipe.release", "client"),  # a client event from another publisher's source
+        ("paypipe.client", "release"),  # the envelope claims a producer its source is not
+        ("paypipe.release", "release"),  # consistent, but not a producer of ServiceCompleted
+        (None, "client"),  # no source at all
+    ],
+)
+def test_an_event_from_a_source_or_producer_not_allowed_for_its_type_is_parked(infra, source, producer):
+    handler = Recorder()
+    event = completed().model_copy(update={"producer": producer})
+    body = bus_body(event, source=source or "x")
+    if source is None:
+        body.pop("source")
+    make_consumer(infra, handler).handle({"Records": [record(body)]})
+    assert handler.calls == 0
+    assert parked_reasons(infra) == ["UntrustedSource"]
+
+
+def test_the_sweeps_expiry_command_is_accepted_only_from_the_sweep(infra):
+    handler = Recorder()
+    consumer = make_consumer(infra, handler, event_type="HoldExpiryDue")
+    due = ev.HoldExpiryDue.create(
+        payment_id="p1",
+        data=ev.HoldExpiryDueData(hold_until=AT),
+        producer="release",
+        occurred_at=AT,
+        dedup_key="d",
+    )
+    forged = due.model_copy(update={"producer": "client"})
+    consumer.handle({"Records": [record(bus_body(forged), "m1"), record(bus_body(due), "m2")]})
+    assert handler.calls == 1 and handler.receipts[0].source == "paypipe.release"
+    assert parked_reasons(infra) == ["UntrustedSource"]
+
+
+def test_steps_get_the_receipt_time_never_the_clients_time(infra):
+    handler = Recorder()
+    sent = AT + timedelta(minutes=2)
+    make_consumer(infra, handler).handle({"Records": [record(bus_body(completed()), sent_at=sent)]})
+    assert handler.receipts[0].received_at == sent
+
+
+def test_a_replayed_record_keeps_its_first_receipt_time(infra):
+    handler = Recorder()
+    body = bus_body(completed())
+    replayed = record(
+        body, sent_at=AT + timedelta(days=3), message_attributes={"received_at": AT.isoformat()}
+    )
+    make_consumer(infra, handler).handle({"Records": [replayed]})
+    assert handler.receipts[0].received_at == AT
+
+
+def test_a_parked_record_carries_its_receipt_time_for_replay(infra):
+    consumer = make_consumer(infra, Recorder(fail_times=9), max_receive=1)
+    consumer.handle({"Records": [record(bus_body(completed()), sent_at=AT + timedelta(seconds=7))]})
+    [parked] = drain(infra["sqs"], infra["dlq"])
+    assert (
+        parked["MessageAttributes"]["received_at"]["StringValue"] == (AT + timedelta(seconds=7)).isoformat()
+    )
+
+
+def refuse_with_event(event, refusal, receipt):
+    data = ev.HoldFrozenData(hold_id=refusal.code, dispute_id=refusal.field)
+    return [ev.HoldFrozen.create(payment_id=event.payment_id, data=data, producer="t", cause=event)]
+
+
+@pytest.mark.parametrize(
+    "sent_at, completed_at, field",
+    [
+        (AT + timedelta(minutes=6), AT, "occurred_at"),  # sent late: the client's clock is behind
+        (AT - timedelta(minutes=6), AT, "occurred_at"),  # back-dated to the future of the pipeline
+        (AT, AT - timedelta(days=1), "completed_at"),  # a data timestamp far from now
+    ],
+)
+def test_client_timestamps_outside_the_skew_are_refused_before_the_step(infra, sent_at, completed_at, field):
+    handler = Recorder()
+    event = ev.ServiceCompleted.create(
+        payment_id="p1",
+        data=ev.ServiceCompletedData(completed_at=completed_at),
+        producer="client",
+        occurred_at=AT,
+        dedup_key="p1",
+    )
+    consumer = make_consumer(infra, handler, on_refused=refuse_with_event)
+    consumer.handle({"Records": [record(bus_body(event), sent_at=sent_at)]})
+    assert handler.calls == 0
+    [published] = [json.loads(m["Body"]) for m in drain(infra["sqs"], infra["tap"])]
+    assert published["detail"]["data"] == {"hold_id": "CLIENT_CLOCK_SKEW", "dispute_id": field}
+
+
+def test_client_timestamps_within_the_skew_reach_the_step(infra):
+    handler = Recorder()
+    make_consumer(infra, handler).handle(
+        {"Records": [record(bus_body(completed()), sent_at=AT + timedelta(minutes=4))]}
+    )
+    assert handler.calls == 1
+
+
+def test_without_a_refusal_route_a_skewed_client_event_is_parked(infra):
+    handler = Recorder()
+    make_consumer(infra, handler).handle(
+        {"Records": [record(bus_body(completed()), sent_at=AT + timedelta(hours=1))]}
+    )
+    assert handler.calls == 0
+    assert parked_reasons(infra) == ["CLIENT_CLOCK_SKEW"]

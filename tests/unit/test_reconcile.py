@@ -1,7 +1,12 @@
-from datetime import UTC, datetime
+"""Reconciliation: a clean run passes, and every check catches exactly the violation injected."""
 
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from paypipe.domain import ledger
 from paypipe.embedded.pan_scan import find_leaks
-from paypipe.embedded.reconcile import AchEntry, DlqRecord, reconcile
+from paypipe.embedded.reconcile import AchEntry, Context, DlqRecord, Observed, reconcile
 from paypipe.events import models as ev
 
 AT = datetime(2026, 2, 2, tzinfo=UTC)
@@ -12,9 +17,10 @@ PAYEE = ev.PayeeBankAccount(
     account_type="checking",
     payee_type="individual",
 )
+TRACE = "011000010000001"
 
 
-def released(pid, cents=500):
+def released(pid, cents=500, cause=None, at=AT):
     data = ev.FundsReleasedData(
         hold_id=f"{pid}:hold",
         amount_cents=cents,
@@ -22,12 +28,14 @@ def released(pid, cents=500):
         provider_id="p",
         payee=PAYEE,
         trigger=ev.ReleaseTrigger.SERVICE_COMPLETED,
-        released_at=AT,
+        released_at=at,
     )
-    return ev.FundsReleased.create(payment_id=pid, data=data, producer="release", dedup_key="r")
+    return ev.FundsReleased.create(
+        payment_id=pid, data=data, producer="release", dedup_key="r", cause=cause, occurred_at=at
+    )
 
 
-def batched(pid, batch, trace, cents=500):
+def batched(pid, batch="b1", trace=TRACE, cents=500, netted=0):
     data = ev.PayoutBatchedData(
         batch_id=batch,
         file_key=f"{batch}.ach",
@@ -35,8 +43,11 @@ def batched(pid, batch, trace, cents=500):
         amount_cents=cents,
         effective_date="2026-02-03",
         window="standard",
+        netted_cents=netted,
     )
-    return ev.PayoutBatched.create(payment_id=pid, data=data, producer="ach_batch", dedup_key=batch)
+    return ev.PayoutBatched.create(
+        payment_id=pid, data=data, producer="ach_batch", dedup_key=batch, occurred_at=AT + timedelta(hours=1)
+    )
 
 
 def rejected(pid):
@@ -46,38 +57,312 @@ def rejected(pid):
     return ev.PaymentRejected.create(payment_id=pid, data=data, producer="validate", dedup_key=pid)
 
 
-def test_a_clean_run_reconciles():
-    events = [released("p1"), batched("p1", "b1", "011000010000001"), rejected("p2")]
-    entries = [AchEntry("b1.ach", "011000010000001", 500, True)]
-    result = reconcile(
-        ["p1", "p2", "p3"], events, [DlqRecord("q", "p3", "FundsHeld", "Boom")], entries, {"USD": 0}
+def held(pid, at=AT):
+    hold = ev.HoldRef(
+        hold_id=f"{pid}:hold", amount_cents=500, currency="USD", held_at=at, hold_until=at + timedelta(days=7)
     )
+    data = ev.FundsHeldData(hold=hold, customer_id="c", provider_id="p", payee=PAYEE)
+    return ev.FundsHeld.create(
+        payment_id=pid, data=data, producer="escrow_hold", dedup_key="hold", occurred_at=at
+    )
+
+
+def client(model, pid, data, at=AT, key="c"):
+    return model.create(payment_id=pid, data=data, producer="client", occurred_at=at, dedup_key=key)
+
+
+def opened(pid, dispute="d1", at=AT):
+    return client(
+        ev.DisputeOpened, pid, ev.DisputeOpenedData(dispute_id=dispute, reason="r"), at, f"o{dispute}"
+    )
+
+
+def resolved(pid, dispute="d1", outcome=ev.DisputeOutcome.RELEASE):
+    return client(
+        ev.DisputeResolved,
+        pid,
+        ev.DisputeResolvedData(dispute_id=dispute, outcome=outcome),
+        key=f"r{dispute}",
+    )
+
+
+def frozen(pid, dispute="d1", cause=None):
+    data = ev.HoldFrozenData(hold_id=f"{pid}:hold", dispute_id=dispute)
+    return ev.HoldFrozen.create(
+        payment_id=pid, data=data, producer="release", cause=cause, dedup_key=dispute, occurred_at=AT
+    )
+
+
+def held_back(pid, dispute="d1", cause=None):
+    data = ev.PayoutHeldBackData(dispute_id=dispute, hold_id=f"{pid}:hold", amount_cents=500, currency="USD")
+    return ev.PayoutHeldBack.create(
+        payment_id=pid, data=data, producer="release", cause=cause, dedup_key=dispute, occurred_at=AT
+    )
+
+
+def closed(pid, dispute="d1", cause=None, phase=ev.DisputePhase.ESCROW):
+    data = ev.DisputeClosedData(
+        dispute_id=dispute, outcome=ev.DisputeOutcome.RELEASE, phase=phase, still_open=[]
+    )
+    return ev.DisputeClosed.create(
+        payment_id=pid, data=data, producer="release", cause=cause, dedup_key=dispute, occurred_at=AT
+    )
+
+
+def codes(result):
+    return sorted({v.code for v in result.violations})
+
+
+ENTRY = AchEntry("b1.ach", TRACE, 500, True)
+
+
+def paid_payment(pid="p1"):
+    """A payment released and paid, with its file entry."""
+    return [held(pid), released(pid), batched(pid)], [ENTRY]
+
+
+def run(events, entries=(), requested=("p1",), dlq=(), totals=None, **context):
+    return reconcile(
+        list(requested), events, list(dlq), list(entries), totals or {"USD": 0}, context=Context(**context)
+    )
+
+
+def test_a_clean_run_reconciles():
+    events, entries = paid_payment()
+    events += [rejected("p2")]
+    result = run(events, entries, ["p1", "p2", "p3"], [DlqRecord("q", "p3", "FundsHeld", "Boom")])
     assert result.ok, result.violations
     assert result.states == {"PayoutBatched": 1, "PaymentRejected": 1, "dlq": 1}
 
 
-def test_payout_twice_and_lost_payment_and_mismatch_are_reported():
+def test_a_clean_dispute_history_reconciles():
+    o1 = opened("p1")
+    r1 = resolved("p1")
     events = [
-        released("p1"),
-        batched("p1", "b1", "011000010000001"),
-        batched("p1", "b2", "011000010000001"),
+        held("p1"),
+        o1,
+        frozen("p1", cause=o1),
+        r1,
+        closed("p1", cause=r1),
+        released("p1", cause=r1),
+        batched("p1"),
     ]
-    entries = [
-        AchEntry("b1.ach", "011000010000001", 500, True),
-        AchEntry("b2.ach", "011000010000001", 500, True),
+    assert run(events, [ENTRY]).ok, run(events, [ENTRY]).violations
+
+
+def test_payout_twice_lost_payment_and_mismatches_are_reported():
+    events = [released("p1"), batched("p1", "b1"), batched("p1", "b2")]
+    entries = [AchEntry("b1.ach", TRACE, 500, True), AchEntry("b2.ach", TRACE, 500, True)]
+    result = run(events, entries, ["p1", "p2"], totals={"USD": 7})
+    assert codes(result) == [
+        "ACH_CREDITS_NOT_RELEASED",
+        "LEDGER_UNBALANCED",
+        "PAID_OUT_TWICE",
+        "PAYMENT_LOST",
+        "TERMINAL_ANNOUNCED_TWICE",
     ]
-    result = reconcile(["p1", "p2"], events, [], entries, {"USD": 7})
-    text = "\n".join(result.violations)
-    assert "p1: 2 distinct PayoutBatched events" in text
-    assert "p1: paid out 2 times" in text
-    assert "p2: neither terminal nor in a DLQ" in text
-    assert "ACH credits 1000 != released 500" in text
-    assert "ledger unbalanced in USD: 7" in text
+    text = "\n".join(map(str, result.violations))
+    assert "p1: 2 distinct PayoutBatched events" in text and "ledger unbalanced in USD: 7" in text
 
 
 def test_file_entry_without_announcement_is_reported():
-    result = reconcile(["p1"], [rejected("p1")], [], [AchEntry("x.ach", "011000010000009", 100, True)], {})
-    assert any("entry without PayoutBatched" in v for v in result.violations)
+    result = run([rejected("p1")], [AchEntry("x.ach", "011000010000009", 100, True)])
+    assert codes(result) == ["ACH_CREDITS_NOT_RELEASED", "ACH_ENTRY_UNANNOUNCED"]
+
+
+def test_file_amount_different_from_its_announcement_is_reported():
+    result = run([released("p1"), batched("p1")], [AchEntry("b1.ach", TRACE, 499, True)])
+    assert "ACH_AMOUNT_MISMATCH" in codes(result)
+
+
+def test_a_release_never_paid_is_reported():
+    assert codes(run([released("p1")])) == ["PAYMENT_LOST", "RELEASED_NOT_PAID"]
+
+
+def test_an_entry_paying_more_than_released_less_netted_is_reported():
+    events = [released("p1"), batched("p1", cents=500, netted=100)]
+    assert "PAYOUT_NOT_RELEASED_AMOUNT" in codes(run(events, [ENTRY]))
+
+
+def test_several_terminal_states_are_reported():
+    events, entries = paid_payment()
+    assert codes(run([*events, rejected("p1")], entries)) == ["SEVERAL_TERMINAL_STATES"]
+
+
+def test_a_payout_filed_while_a_dispute_held_it_back_is_reported():
+    o1 = opened("p1")
+    events = [held("p1"), released("p1"), o1, held_back("p1", cause=o1), batched("p1")]
+    assert codes(run(events, [ENTRY])) == ["PAYOUT_WHILE_DISPUTED"]
+
+
+def test_a_payout_filed_after_the_dispute_closed_is_fine():
+    o1, r1 = opened("p1"), resolved("p1")
+    phase = ev.DisputePhase.PAYOUT
+    events = [
+        held("p1"),
+        released("p1"),
+        o1,
+        held_back("p1", cause=o1),
+        r1,
+        closed("p1", cause=r1, phase=phase),
+        batched("p1"),
+    ]
+    assert run(events, [ENTRY]).ok
+
+
+def test_a_release_of_a_frozen_hold_is_reported():
+    o1 = opened("p1")
+    completed = client(ev.ServiceCompleted, "p1", ev.ServiceCompletedData(completed_at=AT), key="done")
+    events = [
+        held("p1"),
+        o1,
+        frozen("p1", cause=o1),
+        completed,
+        released("p1", cause=completed),
+        batched("p1"),
+    ]
+    assert codes(run(events, [ENTRY])) == ["FROZEN_HOLD_RELEASED", "PAYOUT_WHILE_DISPUTED"]
+
+
+def test_the_last_dispute_resolution_may_resolve_a_frozen_hold_but_not_an_earlier_one():
+    o1, o2, r1 = opened("p1", "d1"), opened("p1", "d2"), resolved("p1", "d1")
+    events = [held("p1"), o1, frozen("p1", "d1", o1), o2, frozen("p1", "d2", o2), r1, closed("p1", "d1", r1)]
+    events += [released("p1", cause=r1), batched("p1")]
+    assert "FROZEN_HOLD_RELEASED" in codes(run(events, [ENTRY]))
+
+
+def test_a_resolution_of_a_dispute_never_opened_is_reported():
+    r9 = resolved("p1", "d9")
+    events = [held("p1"), r9, closed("p1", "d9", r9), released("p1", cause=r9), batched("p1")]
+    assert codes(run(events, [ENTRY])) == ["RESOLUTION_WITHOUT_DISPUTE"]
+
+
+def hold(**changes):
+    base = ledger.Hold("p1", "c", "p", 500, "USD", AT + timedelta(days=7), AT)
+    return ledger.Hold(**{**{f: getattr(base, f) for f in base.__slots__}, **changes})
+
+
+def dispute(dispute_id="d1", phase=ledger.DisputePhase.ESCROW, at=AT):
+    return ledger.Dispute(dispute_id, phase, at, dispute_id)
+
+
+def test_the_final_ledger_state_is_checked_for_disputes_the_events_missed():
+    paid_while_disputed = hold(
+        status=ledger.HoldStatus.RELEASED,
+        released_cents=500,
+        payout_ref="b1",
+        disputes=(dispute(phase=ledger.DisputePhase.PAYOUT),),
+    )
+    released_frozen = hold(status=ledger.HoldStatus.RELEASED, released_cents=500, disputes=(dispute(),))
+    events, entries = paid_payment()
+    assert codes(run(events, entries, holds=[paid_while_disputed])) == ["PAYOUT_WHILE_DISPUTED"]
+    assert codes(run(events, entries, holds=[released_frozen])) == ["FROZEN_HOLD_RELEASED"]
+
+
+def test_a_dispute_open_past_its_age_is_reported_and_must_have_been_signalled():
+    frozen_long = hold(status=ledger.HoldStatus.FROZEN, disputes=(dispute(),))
+    events = [held("p1"), opened("p1"), frozen("p1")]
+    young = run(
+        events, holds=[frozen_long], as_of=AT + timedelta(days=29), dispute_max_age=timedelta(days=30)
+    )
+    old = run(events, holds=[frozen_long], as_of=AT + timedelta(days=31), dispute_max_age=timedelta(days=30))
+    assert young.ok and young.states == {"disputed": 1}
+    assert codes(old) == ["DISPUTE_AGE_UNSIGNALLED", "DISPUTE_PAST_AGE"]
+    aged = ev.DisputeAged.create(
+        payment_id="p1",
+        data=ev.DisputeAgedData(dispute_id="d1", phase=ev.DisputePhase.ESCROW, opened_at=AT, max_age_days=30),
+        producer="release",
+        dedup_key="d1",
+    )
+    signalled = run([*events, aged], holds=[frozen_long], as_of=AT + timedelta(days=31))
+    assert codes(signalled) == ["DISPUTE_PAST_AGE"]
+
+
+@pytest.mark.parametrize(
+    "source, external",
+    [("paypipe.client", False), ("paypipe.release", True)],
+    ids=["wrong-source", "forged-from-outside"],
+)
+def test_an_internal_event_from_a_foreign_source_acted_on_is_reported(source, external):
+    due = ev.HoldExpiryDue.create(
+        payment_id="p1",
+        data=ev.HoldExpiryDueData(hold_until=AT),
+        producer="release",
+        occurred_at=AT,
+        dedup_key="x",
+    )
+    events = [
+        Observed(held("p1")),
+        Observed(due, source),
+        Observed(released("p1", cause=due)),
+        Observed(batched("p1")),
+    ]
+    external_ids = frozenset({due.event_id}) if external else frozenset()
+    assert codes(run(events, [ENTRY], external_event_ids=external_ids)) == ["FOREIGN_SOURCE_ACTED_ON"]
+    refused_only = [
+        Observed(held("p1")),
+        Observed(due, source),
+        Observed(released("p1")),
+        Observed(batched("p1")),
+    ]
+    assert run(refused_only, [ENTRY], external_event_ids=external_ids).ok
+
+
+def test_a_forged_release_from_outside_that_got_paid_is_reported():
+    forged = released("p1")
+    events = [Observed(held("p1")), Observed(forged, "paypipe.release"), Observed(batched("p1"))]
+    assert codes(run(events, [ENTRY], external_event_ids=frozenset({forged.event_id}))) == [
+        "FOREIGN_SOURCE_ACTED_ON"
+    ]
+
+
+def test_acting_on_a_client_timestamp_outside_the_skew_is_reported():
+    completed = client(ev.ServiceCompleted, "p1", ev.ServiceCompletedData(completed_at=AT), key="done")
+    late = Observed(completed, "paypipe.client", received_at=AT + timedelta(minutes=10))
+    events = [Observed(held("p1")), late, Observed(released("p1", cause=completed)), Observed(batched("p1"))]
+    assert codes(run(events, [ENTRY])) == ["CLIENT_TIME_TRUSTED"]
+    refusal = ev.RequestRefused.create(
+        payment_id="p1",
+        data=ev.RequestRefusedData(
+            request_event_id=completed.event_id,
+            request_type="ServiceCompleted",
+            code=ev.RefusalCode.CLIENT_CLOCK_SKEW,
+            message="m",
+        ),
+        producer="release",
+        cause=completed,
+    )
+    refused = [
+        Observed(held("p1")),
+        late,
+        Observed(refusal),
+        Observed(released("p1")),
+        Observed(batched("p1")),
+    ]
+    assert run(refused, [ENTRY]).ok
+
+
+def test_a_release_dated_before_its_hold_is_reported():
+    events = [held("p1", at=AT), released("p1", at=AT - timedelta(seconds=1)), batched("p1")]
+    assert codes(run(events, [ENTRY])) == ["TIME_NOT_MONOTONE"]
+
+
+def test_duplicate_requests_are_counted_apart_from_payments():
+    events, entries = paid_payment()
+    duplicate = ev.RequestRefused.create(
+        payment_id="p1",
+        data=ev.RequestRefusedData(
+            request_event_id="again",
+            request_type="PaymentRequested",
+            code=ev.RefusalCode.DUPLICATE_PAYMENT_ID,
+            message="m",
+            original_event_id="first",
+        ),
+        producer="validate",
+        dedup_key="again",
+    )
+    result = run([*events, duplicate], entries)
+    assert result.ok and result.duplicate_requests == 1 and result.states == {"PayoutBatched": 1}
 
 
 def test_pan_scan_finds_card_numbers_but_not_structured_ids():

@@ -20,6 +20,8 @@ STATE_NAMES = {
     "FundsRefunded": "refunded",
     "PayoutBatched": "paid out (ACH)",
     "review": "fraud review",
+    "disputed": "in dispute",
+    "PayoutNetted": "netted against clawbacks",
     "dlq": "in a DLQ",
     "lost": "LOST",
 }

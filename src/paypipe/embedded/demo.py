@@ -16,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from paypipe.adapters.ledger_store import LedgerStore
 from paypipe.domain import nacha
 from paypipe.embedded.faults import FaultPlan
 from paypipe.embedded.pan_scan import pipeline_sources, scan
-from paypipe.embedded.reconcile import AchEntry, DlqRecord, Reconciliation, reconcile
+from paypipe.embedded.reconcile import AchEntry, Context, DlqRecord, Reconciliation, reconcile
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.scenario import build_scenario
 from paypipe.events import models as ev
@@ -52,19 +53,19 @@ def run_demo(
     now = datetime.now(UTC).replace(microsecond=0)
     scenario = build_scenario(payments, seed=seed, now=now, run_id=f"run{now:%H%M%S}")
     rng = random.Random(seed)
-    with EmbeddedPipeline(overrides=overrides, faults=faults) as pipeline:
+    with EmbeddedPipeline(overrides=overrides, faults=faults, start=now) as pipeline:
         hold_days = int(pipeline.stack.parameters["HoldDays"])
 
         notify("publish PaymentRequested", 0, payments)
         for start in range(0, payments, 50):
             chunk = scenario.requests[start : start + 50]
-            if not pipeline.publish(chunk).ok:
+            if not pipeline.play(chunk).ok:  # each request at its own time on the pipeline clock
                 raise RuntimeError("requests could not be published")
             notify("publish PaymentRequested", start + len(chunk), payments)
         _drain(pipeline, "validate -> tokenize -> fraud -> escrow hold", notify)
 
         held = {e.payment_id: e for e in pipeline.observed() if isinstance(e, ev.FundsHeld)}
-        opened, resolved = _follow_ups(list(held.values()), rng, now)
+        opened, resolved = _follow_ups(list(held.values()), rng, pipeline.clock.now())
         notify("service completions and disputes", 0, len(opened) + len(resolved))
         # Disputes are opened before they are resolved, as in life: publish in two waves.
         for wave in (opened, resolved):
@@ -90,16 +91,16 @@ def run_demo(
             (request.data.card.number.get_secret_value() for request in scenario.requests),
         )
         ach_entries, files = _ach_entries(pipeline, out_dir)
-        ledger_totals = _ledger_totals(pipeline)
         report = RunReport(
             payments=payments,
             intents=scenario.mix(),
             reconciliation=reconcile(
                 (request.payment_id for request in scenario.requests),
-                observed,
+                pipeline.observations(),
                 _dlq_records(pipeline),
                 ach_entries,
-                ledger_totals,
+                _ledger(pipeline).verify_balanced(),
+                context=run_context(pipeline),
             ),
             ach_files=files,
             events_seen=len(observed),
@@ -195,8 +196,17 @@ def _ach_entries(pipeline: EmbeddedPipeline, out_dir: Path) -> tuple[list[AchEnt
     return entries, files
 
 
-def _ledger_totals(pipeline: EmbeddedPipeline) -> dict[str, int]:
-    from paypipe.adapters.ledger_store import LedgerStore
+def _ledger(pipeline: EmbeddedPipeline) -> LedgerStore:
+    return LedgerStore(pipeline.stack.outputs["LedgerTableName"], pipeline.session.client("dynamodb"))
 
-    store = LedgerStore(pipeline.stack.outputs["LedgerTableName"], pipeline.session.client("dynamodb"))
-    return store.verify_balanced()
+
+def run_context(pipeline: EmbeddedPipeline) -> Context:
+    """What reconciliation needs besides the evidence: final holds, the run's settings and end."""
+    parameters = pipeline.stack.parameters
+    return Context(
+        holds=_ledger(pipeline).holds(),
+        external_event_ids=frozenset(pipeline.external_event_ids),
+        as_of=pipeline.clock.now(),
+        client_skew=timedelta(seconds=int(parameters["ClientClockSkewSeconds"])),
+        dispute_max_age=timedelta(days=int(parameters["DisputeMaxAgeDays"])),
+    )

@@ -1,16 +1,24 @@
-"""A faster, equivalent DynamoDB TransactWriteItems for moto (embedded runs only).
+"""Patches to moto for embedded runs only.
 
-moto snapshots every table a transaction touches, once per transaction item, so each write costs
-time proportional to the table: long embedded runs (the ledger writes in transactions) become
-quadratic. This replacement checks every condition against the state before the transaction and
-writes only when all pass, as DynamoDB does; if applying an item still fails, the items written so
-far are restored from per-item snapshots. Errors are reported in moto's own shapes.
+- A faster, equivalent DynamoDB TransactWriteItems: moto snapshots every table a transaction
+  touches, once per transaction item, so each write costs time proportional to the table: long
+  embedded runs (the ledger writes in transactions) become quadratic. This replacement checks
+  every condition against the state before the transaction and writes only when all pass, as
+  DynamoDB does; if applying an item still fails, the items written so far are restored from
+  per-item snapshots. Errors are reported in moto's own shapes.
+- The pipeline clock in SQS and EventBridge: message timestamps (``SentTimestamp``),
+  visibility, retention and an event's ``time`` follow the clock the run drives, as they follow
+  real time on AWS. Receives do not long-poll: in one process nothing can send while a receive
+  waits, and the driven clock would never end the wait. A visibility timeout of 0 makes a
+  message visible at once (moto compares times strictly, and the clock stands still between
+  the run's steps).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from moto.dynamodb.comparisons import get_filter_expression
@@ -21,6 +29,8 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
+
+from paypipe.runtime.clock import Clock
 
 OPERATIONS = frozenset({"ConditionCheck", "Put", "Delete", "Update"})
 
@@ -114,3 +124,45 @@ def faster_transactions() -> Iterator[None]:
         yield
     finally:
         DynamoDBBackend.transact_write_items = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def pipeline_clock(clock: Clock) -> Iterator[None]:
+    """SQS and EventBridge in moto read ``clock`` (the modules import moto's time helpers by name)."""
+    import moto.events.models as events_models
+    import moto.sqs.models as sqs_models
+
+    def unix_time(moment: datetime | None = None) -> float:
+        return (moment or clock.now()).timestamp()
+
+    def unix_time_millis(moment: datetime | None = None) -> float:
+        return unix_time(moment) * 1000.0
+
+    receive: Callable[..., Any] = sqs_models.SQSBackend.receive_message
+
+    def receive_now(self: Any, queue_name: str, count: int, _wait: int, *args: Any, **kwargs: Any) -> Any:
+        return receive(self, queue_name, count, 0, *args, **kwargs)
+
+    change_visibility: Callable[..., None] = sqs_models.Message.change_visibility
+
+    def visible_again(self: Any, visibility_timeout: int) -> None:
+        if int(visibility_timeout) == 0:
+            self.visible_at = 0
+        else:
+            change_visibility(self, visibility_timeout)
+
+    replacements: list[tuple[Any, str, Any]] = [
+        (sqs_models.Message, "change_visibility", visible_again),
+        (sqs_models, "unix_time", unix_time),
+        (sqs_models, "unix_time_millis", unix_time_millis),
+        (events_models, "unix_time", unix_time),
+        (sqs_models.SQSBackend, "receive_message", receive_now),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in replacements]
+    for owner, name, replacement in replacements:
+        setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)

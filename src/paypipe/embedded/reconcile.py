@@ -1,7 +1,9 @@
 """Reconciliation after a run: prove the money invariants from what the pipeline left behind.
 
-Inputs are the events seen on the bus, the DLQ contents, the entries of every ACH file in S3 and
-the ledger's per-currency totals; the checks are pure.
+Inputs are the events seen on the bus (with the source EventBridge stamped and the time the
+bus delivered them), the DLQ contents, the entries of every ACH file in S3, the ledger's
+per-currency totals and its final holds; the checks are pure. Each check has a code (the
+``Violation.code``) and a test that injects exactly its violation.
 """
 
 from __future__ import annotations
@@ -9,10 +11,16 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from paypipe.domain.ledger import DisputePhase, Hold
 from paypipe.events import models as ev
+from paypipe.runtime.consumer import client_timestamps
 
 PAYMENT_TERMINALS = ev.TERMINAL_EVENT_TYPES - {"AchBatchCreated"}
+PAYOUT_TYPES = frozenset({"PayoutBatched", "PayoutNetted"})
+REFUSALS = frozenset({"RequestRefused", "PaymentRejected"})
+DISPUTE_ACKS = (ev.HoldFrozen, ev.PayoutHeldBack, ev.ClawbackBooked)
 
 
 @dataclass(frozen=True)
@@ -31,83 +39,323 @@ class AchEntry:
     is_credit: bool
 
 
+@dataclass(frozen=True)
+class Observed:
+    """An event as the bus carried it: its EventBridge source and when the bus delivered it."""
+
+    event: ev.Event
+    source: str | None = None  # None: unknown (the source checks are skipped)
+    received_at: datetime | None = None  # None: unknown (the clock checks are skipped)
+
+
+@dataclass(frozen=True)
+class Violation:
+    code: str
+    payment_id: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.payment_id}: {self.message}" if self.payment_id else self.message
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the checks need to know beyond the evidence itself."""
+
+    holds: Sequence[Hold] = ()
+    external_event_ids: frozenset[str] = frozenset()  # events published from outside the pipeline
+    as_of: datetime | None = None  # end of the run on the pipeline clock
+    client_skew: timedelta = timedelta(minutes=5)
+    dispute_max_age: timedelta = timedelta(days=30)
+
+
 @dataclass
 class Reconciliation:
     payments: int = 0
     states: Counter[str] = field(default_factory=Counter)
     released_cents: int = 0
     ach_credit_cents: int = 0
+    netted_cents: int = 0
     ach_entries: int = 0
+    duplicate_requests: int = 0
+    refused_requests: Counter[str] = field(default_factory=Counter)
     dlq_reasons: Counter[str] = field(default_factory=Counter)
-    violations: list[str] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.violations
 
+    def flag(self, code: str, payment_id: str | None, message: str) -> None:
+        self.violations.append(Violation(code, payment_id, message))
+
 
 def reconcile(
     requested: Iterable[str],
-    observed: Sequence[ev.Event],
+    observed: Sequence[ev.Event | Observed],
     dlq: Sequence[DlqRecord],
     ach_entries: Sequence[AchEntry],
     ledger_totals: Mapping[str, int],
+    *,
+    context: Context | None = None,
 ) -> Reconciliation:
-    result = Reconciliation()
-    payment_ids = set(requested)
+    context = context or Context()
+    seen = [item if isinstance(item, Observed) else Observed(item) for item in observed]
+    events = [item.event for item in seen]
+    result = Reconciliation(dlq_reasons=Counter(record.reason for record in dlq))
+    _check_terminal_states(result, set(requested), events, dlq, context.holds)
+    _check_payouts(result, events, ach_entries)
+    for currency, total in sorted(ledger_totals.items()):
+        if total != 0:
+            result.flag("LEDGER_UNBALANCED", None, f"ledger unbalanced in {currency}: {total}")
+    _check_disputes(result, events, context)
+    _check_trust(result, seen, context)
+    _check_time(result, events)
+    return result
+
+
+# -- payments end once ---------------------------------------------------------------------------
+
+
+def _check_terminal_states(
+    result: Reconciliation,
+    payment_ids: set[str],
+    events: Sequence[ev.Event],
+    dlq: Sequence[DlqRecord],
+    holds: Sequence[Hold],
+) -> None:
     result.payments = len(payment_ids)
     by_payment: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for event in observed:
+    for event in events:
         by_payment[event.payment_id][event.event_type].add(event.event_id)
     parked = {record.payment_id for record in dlq if record.payment_id}
-    result.dlq_reasons = Counter(record.reason for record in dlq)
-
     in_review = {
         e.payment_id
-        for e in observed
+        for e in events
         if isinstance(e, ev.PaymentScored) and e.data.assessment.decision is ev.Decision.REVIEW
     }
+    disputed = {hold.payment_id for hold in holds if hold.open_disputes() and not hold.payout_ref}
+    refusals = [e for e in events if isinstance(e, ev.RequestRefused)]
+    result.refused_requests = Counter(e.data.code.value for e in refusals)
+    result.duplicate_requests = sum(1 for e in refusals if e.data.code is ev.RefusalCode.DUPLICATE_PAYMENT_ID)
     for payment_id in sorted(payment_ids):
         seen = by_payment.get(payment_id, {})
-        terminal_types = [t for t in seen if t in PAYMENT_TERMINALS]
-        review = payment_id in in_review
+        terminal_types = sorted(t for t in seen if t in PAYMENT_TERMINALS)
         if len(terminal_types) > 1:
-            result.violations.append(f"{payment_id}: several terminal states {sorted(terminal_types)}")
+            result.flag("SEVERAL_TERMINAL_STATES", payment_id, f"several terminal states {terminal_types}")
         for event_type in terminal_types:
             if len(seen[event_type]) > 1:
                 count = len(seen[event_type])
-                result.violations.append(f"{payment_id}: {count} distinct {event_type} events")
+                result.flag("TERMINAL_ANNOUNCED_TWICE", payment_id, f"{count} distinct {event_type} events")
         if terminal_types:
             result.states[terminal_types[0]] += 1
-        elif review:
+        elif payment_id in in_review:
             result.states["review"] += 1
+        elif payment_id in disputed:
+            result.states["disputed"] += 1
         elif payment_id in parked:
             result.states["dlq"] += 1
         else:
-            result.violations.append(f"{payment_id}: neither terminal nor in a DLQ (last: {sorted(seen)})")
+            result.flag("PAYMENT_LOST", payment_id, f"neither terminal nor in a DLQ (last: {sorted(seen)})")
             result.states["lost"] += 1
 
-    released = {e.payment_id: e.data.amount_cents for e in observed if isinstance(e, ev.FundsReleased)}
+
+# -- payouts match releases ----------------------------------------------------------------------
+
+
+def _check_payouts(
+    result: Reconciliation, events: Sequence[ev.Event], ach_entries: Sequence[AchEntry]
+) -> None:
+    released = {e.payment_id: e.data.amount_cents for e in events if isinstance(e, ev.FundsReleased)}
+    reversed_ = {e.payment_id for e in events if isinstance(e, ev.FundsRefunded) and e.data.after_release}
+    batched = {(e.data.file_key, e.data.trace_number): e for e in events if isinstance(e, ev.PayoutBatched)}
+    netted = [e for e in events if isinstance(e, ev.PayoutNetted)]
     result.released_cents = sum(released.values())
-    batched = {(e.data.file_key, e.data.trace_number): e for e in observed if isinstance(e, ev.PayoutBatched)}
     credits = [entry for entry in ach_entries if entry.is_credit]
     result.ach_entries = len(credits)
     result.ach_credit_cents = sum(entry.amount_cents for entry in credits)
     for entry in credits:
         payout = batched.get((entry.file_key, entry.trace_number))
         if payout is None:
-            result.violations.append(f"{entry.file_key} #{entry.trace_number}: entry without PayoutBatched")
+            message = f"{entry.file_key} #{entry.trace_number}: entry without PayoutBatched"
+            result.flag("ACH_ENTRY_UNANNOUNCED", None, message)
         elif payout.data.amount_cents != entry.amount_cents:
-            result.violations.append(f"{payout.payment_id}: file pays {entry.amount_cents}, event differs")
-    paid = Counter(payout.payment_id for payout in batched.values())
-    result.violations.extend(f"{pid}: paid out {count} times" for pid, count in paid.items() if count > 1)
-    unpaid = set(released) - set(paid)
-    result.violations.extend(f"{pid}: released but never paid out" for pid in sorted(unpaid))
-    if result.ach_credit_cents != result.released_cents:
-        result.violations.append(
-            f"ACH credits {result.ach_credit_cents} != released {result.released_cents} cents"
-        )
-    for currency, total in ledger_totals.items():
-        if total != 0:
-            result.violations.append(f"ledger unbalanced in {currency}: {total}")
-    return result
+            result.flag(
+                "ACH_AMOUNT_MISMATCH", payout.payment_id, f"file pays {entry.amount_cents}, event differs"
+            )
+    paid = Counter([*(p.payment_id for p in batched.values()), *(n.payment_id for n in netted)])
+    for payment_id, count in sorted(paid.items()):
+        if count > 1:
+            result.flag("PAID_OUT_TWICE", payment_id, f"paid out {count} times")
+    result.netted_cents = sum(p.data.netted_cents for p in batched.values()) + sum(
+        n.data.netted_cents for n in netted
+    )
+    for payout in batched.values():
+        expected = released.get(payout.payment_id, 0) - payout.data.netted_cents
+        if payout.data.amount_cents != expected:
+            message = f"entry pays {payout.data.amount_cents}, released less netted is {expected}"
+            result.flag("PAYOUT_NOT_RELEASED_AMOUNT", payout.payment_id, message)
+    for payment_id in sorted(set(released) - set(paid) - reversed_):
+        result.flag("RELEASED_NOT_PAID", payment_id, "released but never paid out nor refunded")
+    filed = sum(released.get(pid, 0) for pid in paid if pid not in reversed_) - result.netted_cents
+    if result.ach_credit_cents != filed:
+        message = f"ACH credits {result.ach_credit_cents} != released {filed} cents (net of clawbacks)"
+        result.flag("ACH_CREDITS_NOT_RELEASED", None, message)
+
+
+# -- disputes ------------------------------------------------------------------------------------
+
+
+def _check_disputes(result: Reconciliation, events: Sequence[ev.Event], context: Context) -> None:
+    opened = {(e.payment_id, e.data.dispute_id) for e in events if isinstance(e, ev.DisputeOpened)}
+    by_id = {e.event_id: e for e in events}
+    for index, event in enumerate(events):
+        dispute_id = _resolved_dispute(event, by_id)
+        if dispute_id is not None and (event.payment_id, dispute_id) not in opened:
+            message = f"{event.event_type} resolves dispute {dispute_id}, which was never opened"
+            result.flag("RESOLUTION_WITHOUT_DISPUTE", event.payment_id, message)
+        if isinstance(event, ev.FundsReleased | ev.FundsRefunded) and not _after_release(event):
+            _check_frozen_resolution(result, events[:index], event, dispute_id)
+        if event.event_type in PAYOUT_TYPES:
+            _check_disputed_payout(result, events[:index], event)
+    for hold in context.holds:
+        _check_hold_disputes(result, hold, events, context)
+
+
+def _resolved_dispute(event: ev.Event, by_id: Mapping[str, ev.Event]) -> str | None:
+    """The dispute an event says it resolves, if any."""
+    if isinstance(event, ev.DisputeClosed):
+        return event.data.dispute_id
+    if isinstance(event, ev.FundsRefunded) and event.data.dispute_id:
+        return event.data.dispute_id
+    cause = by_id.get(event.causation_id or "")
+    if isinstance(event, ev.FundsReleased) and isinstance(cause, ev.DisputeResolved):
+        return cause.data.dispute_id
+    return None
+
+
+def _after_release(event: ev.Event) -> bool:
+    return isinstance(event, ev.FundsRefunded) and event.data.after_release
+
+
+def _open_before(before: Sequence[ev.Event], payment_id: str, acks: tuple[type[ev.Event], ...]) -> set[str]:
+    """Disputes of a payment acknowledged (by the given events) and not closed, in ``before``."""
+    open_: set[str] = set()
+    for event in before:
+        if event.payment_id != payment_id:
+            continue
+        if isinstance(event, acks):
+            open_.add(str(event.data.dispute_id))
+        elif isinstance(event, ev.DisputeClosed):
+            open_.discard(event.data.dispute_id)
+    return open_
+
+
+def _check_frozen_resolution(
+    result: Reconciliation, before: Sequence[ev.Event], event: ev.Event, resolves: str | None
+) -> None:
+    frozen = _open_before(before, event.payment_id, (ev.HoldFrozen,)) - {resolves}
+    if frozen:
+        message = f"{event.event_type} while dispute {sorted(frozen)} froze the hold"
+        result.flag("FROZEN_HOLD_RELEASED", event.payment_id, message)
+
+
+def _check_disputed_payout(result: Reconciliation, before: Sequence[ev.Event], event: ev.Event) -> None:
+    held_back = _open_before(before, event.payment_id, (ev.HoldFrozen, ev.PayoutHeldBack))
+    if held_back:
+        message = f"{event.event_type} filed while dispute {sorted(held_back)} was open"
+        result.flag("PAYOUT_WHILE_DISPUTED", event.payment_id, message)
+
+
+def _check_hold_disputes(
+    result: Reconciliation, hold: Hold, events: Sequence[ev.Event], context: Context
+) -> None:
+    pid = hold.payment_id
+    for dispute in hold.open_disputes(DisputePhase.PAYOUT):
+        if hold.payout_ref is not None:
+            message = f"paid out by {hold.payout_ref} with dispute {dispute.dispute_id} open"
+            result.flag("PAYOUT_WHILE_DISPUTED", pid, message)
+    for dispute in hold.open_disputes(DisputePhase.ESCROW):
+        if hold.is_resolved:
+            message = f"hold {hold.status} with dispute {dispute.dispute_id} open"
+            result.flag("FROZEN_HOLD_RELEASED", pid, message)
+    if context.as_of is None:
+        return
+    aged_events = {e.data.dispute_id for e in events if isinstance(e, ev.DisputeAged) and e.payment_id == pid}
+    for dispute in hold.open_disputes():
+        if dispute.opened_at + context.dispute_max_age > context.as_of:
+            continue
+        age = context.as_of - dispute.opened_at
+        result.flag("DISPUTE_PAST_AGE", pid, f"dispute {dispute.dispute_id} open for {age.days} days")
+        if dispute.dispute_id not in aged_events:
+            result.flag("DISPUTE_AGE_UNSIGNALLED", pid, f"no DisputeAged for dispute {dispute.dispute_id}")
+
+
+# -- trust boundary and the pipeline's clock -----------------------------------------------------
+
+
+def _effects(events: Sequence[ev.Event]) -> dict[str, list[ev.Event]]:
+    """Events each event caused, refusals left out (a refusal is the pipeline saying no).
+
+    A payout acts on its payment's release without naming it as cause (it is caused by a cut).
+    """
+    caused: dict[str, list[ev.Event]] = defaultdict(list)
+    releases: dict[str, list[str]] = defaultdict(list)
+    for event in events:
+        if event.causation_id and event.event_type not in REFUSALS:
+            caused[event.causation_id].append(event)
+        if isinstance(event, ev.FundsReleased):
+            releases[event.payment_id].append(event.event_id)
+    for event in events:
+        if event.event_type in PAYOUT_TYPES:
+            for release_id in releases.get(event.payment_id, []):
+                caused[release_id].append(event)
+    return caused
+
+
+def _check_trust(result: Reconciliation, seen: Sequence[Observed], context: Context) -> None:
+    effects = _effects([item.event for item in seen])
+    for item in seen:
+        event = item.event
+        acted_on = effects.get(event.event_id, [])
+        if not acted_on:
+            continue
+        foreign = (
+            item.source is not None
+            and ev.untrusted_origin(event.event_type, item.source, event.producer) is not None
+        ) or (event.event_id in context.external_event_ids and event.event_type not in ev.CLIENT_EVENT_TYPES)
+        if foreign:
+            origin = item.source or "outside the pipeline"
+            message = f"{event.event_type} from {origin} caused {acted_on[0].event_type}"
+            result.flag("FOREIGN_SOURCE_ACTED_ON", event.payment_id, message)
+        if event.producer == ev.CLIENT_PRODUCER and item.received_at is not None:
+            _check_client_time(result, item, acted_on[0], context.client_skew)
+
+
+def _check_client_time(result: Reconciliation, item: Observed, effect: ev.Event, skew: timedelta) -> None:
+    assert item.received_at is not None
+    for name, moment in client_timestamps(item.event):
+        off = abs(moment - item.received_at)
+        if off > skew:
+            message = (
+                f"{effect.event_type} acted on {item.event.event_type}.{name}, {off} off the pipeline clock"
+            )
+            result.flag("CLIENT_TIME_TRUSTED", item.event.payment_id, message)
+            return
+
+
+def _check_time(result: Reconciliation, events: Sequence[ev.Event]) -> None:
+    held = {e.payment_id: e.data.hold.held_at for e in events if isinstance(e, ev.FundsHeld)}
+    by_id = {e.event_id: e for e in events}
+    for event in events:
+        held_at = held.get(event.payment_id)
+        if isinstance(event, ev.FundsReleased) and held_at is not None and event.data.released_at < held_at:
+            result.flag("TIME_NOT_MONOTONE", event.payment_id, "released before it was held")
+        cause = by_id.get(event.causation_id or "")
+        if (
+            cause is not None
+            and cause.producer != ev.CLIENT_PRODUCER
+            and event.occurred_at < cause.occurred_at
+        ):
+            message = f"{event.event_type} dated before its cause {cause.event_type}"
+            result.flag("TIME_NOT_MONOTONE", event.payment_id, message)

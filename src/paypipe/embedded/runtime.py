@@ -5,6 +5,9 @@ own environment. Functions with an SQS event source are driven by a poller that 
 source mapping (batches, ReportBatchItemFailures, failed records visible again for redelivery,
 the queue's redrive policy moving them to the DLQ); scheduled functions run on demand with the
 schedule's time, which lets a run fast-forward to hold expiry or an ACH window.
+
+The run has its own pipeline clock (``clock``): the steps, SQS and EventBridge all read it, and
+only the run moves it (publishing traffic at its time, firing schedules), never backwards.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ import boto3
 from moto import mock_aws
 
 from paypipe.embedded.faults import FaultPlan
-from paypipe.embedded.moto_patches import faster_transactions
+from paypipe.embedded.moto_patches import faster_transactions, pipeline_clock
+from paypipe.embedded.reconcile import Observed
 from paypipe.embedded.template import REGION, FunctionSpec, Stack, provision_stack
-from paypipe.events.models import EVENT_TYPES, Event, parse_detail
+from paypipe.events.models import CLIENT_PRODUCER, EVENT_TYPES, Event, parse_detail
+from paypipe.runtime import clock as pipeline_time
 from paypipe.runtime.aws import wrap_clients
+from paypipe.runtime.clock import ManualClock
 from paypipe.runtime.publisher import EventPublisher, PublishResult
 
-CLIENT_PRODUCER = "client"
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "embedded",
     "AWS_SECRET_ACCESS_KEY": "embedded",
@@ -212,19 +217,23 @@ class EmbeddedPipeline:
         overrides: Mapping[str, str] | None = None,
         stack_name: str = "paypipe-embedded",
         faults: FaultPlan | None = None,
+        start: datetime | None = None,
     ) -> None:
         self._overrides = dict(overrides or {})
         self.faults = faults
         self._stack_name = stack_name
+        self.clock = ManualClock(start or datetime.now(UTC).replace(microsecond=0))
         self._mock = mock_aws()
         self._transactions = faster_transactions()
+        self._clock_patch = pipeline_clock(self.clock)
         self._saved_env: dict[str, str | None] = {}
         self.stack: Stack
         self.functions: dict[str, EmbeddedFunction] = {}
         self.session: Any = None
         self._tap_url = ""
-        self._observed: list[Event] = []
+        self._observed: list[Observed] = []
         self.unparseable_events = 0
+        self.external_event_ids: set[str] = set()  # events published from outside the pipeline
         self.client_publisher: EventPublisher
 
     def __enter__(self) -> EmbeddedPipeline:
@@ -234,6 +243,8 @@ class EmbeddedPipeline:
         os.environ.update(_FAKE_CREDENTIALS)
         self._mock.start()
         self._transactions.__enter__()
+        self._clock_patch.__enter__()
+        pipeline_time.use(self.clock)
         wrap_clients(self.faults.wrap_client if self.faults else None)
         self.session = boto3.session.Session(region_name=REGION)
         self.stack = provision_stack(self.session, stack_name=self._stack_name, overrides=self._overrides)
@@ -251,6 +262,8 @@ class EmbeddedPipeline:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        pipeline_time.use(None)
+        self._clock_patch.__exit__(None, None, None)
         self._transactions.__exit__(None, None, None)
         self._mock.stop()
         wrap_clients(None)
@@ -282,17 +295,26 @@ class EmbeddedPipeline:
 
     def observed(self) -> list[Event]:
         """Every event seen on the bus so far, in arrival order."""
+        return [item.event for item in self.observations()]
+
+    def observations(self) -> list[Observed]:
+        """Every event seen on the bus so far with its source and delivery time, in arrival order."""
         sqs = self.session.client("sqs")
         while True:
-            messages = sqs.receive_message(QueueUrl=self._tap_url, MaxNumberOfMessages=10).get("Messages", [])
+            messages = sqs.receive_message(
+                QueueUrl=self._tap_url, MaxNumberOfMessages=10, AttributeNames=["SentTimestamp"]
+            ).get("Messages", [])
             if not messages:
                 break
             for message in messages:
                 try:
                     body = json.loads(message["Body"])
-                    self._observed.append(parse_detail(body["detail-type"], body["detail"]))
+                    event = parse_detail(body["detail-type"], body["detail"])
                 except (ValueError, KeyError, TypeError):  # malformed traffic: counted, not observed
                     self.unparseable_events += 1
+                    continue
+                received = pipeline_time.received_at(message.get("Attributes", {}), {})
+                self._observed.append(Observed(event, body.get("source"), received))
             sqs.delete_message_batch(
                 QueueUrl=self._tap_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
@@ -302,7 +324,24 @@ class EmbeddedPipeline:
     # -- driving ------------------------------------------------------------------------------
 
     def publish(self, events: Sequence[Event]) -> PublishResult:
+        """Publish as the client, now (pipeline time)."""
+        self.external_event_ids.update(event.event_id for event in events)
         return self.client_publisher.publish(events)
+
+    def play(self, events: Sequence[Event]) -> PublishResult:
+        """Publish as the client, each event at its own time (the clock moves forward to it)."""
+        result = PublishResult()
+        for event in events:
+            self.advance_to(event.occurred_at)
+            one = self.publish([event])
+            result.published.extend(one.published)
+            result.failed.extend(one.failed)
+        return result
+
+    def advance_to(self, moment: datetime) -> None:
+        """Move the pipeline clock forward to ``moment`` (never back)."""
+        if moment > self.clock.now():
+            self.clock.set(moment)
 
     def drain(self, max_rounds: int = 10_000, on_round: Callable[[int], None] | None = None) -> int:
         """Poll every SQS-fed function until all their queues are empty. Returns records handled."""
@@ -321,8 +360,9 @@ class EmbeddedPipeline:
         """Invoke every scheduled function as its schedule would at ``at``.
 
         Like Lambda's asynchronous invocation, a failed run is retried (``attempts`` in all); the
-        last error is returned in place of a result.
+        last error is returned in place of a result. The pipeline clock moves to ``at`` first.
         """
+        self.advance_to(at)
         results: dict[str, Any] = {}
         for logical_id, function in self.functions.items():
             if not function.spec.schedules:

@@ -38,6 +38,10 @@ PAYMENT_ID = "sample-0001"
 TENANT_ID = "default"
 SAMPLE_PAN = "4111111111111111"  # the well-known test Visa number, never a real card
 SAMPLE_TOKEN = "tok_samplecardtokenforsamlocalinvoke"  # noqa: S105 - a vault token, not a secret
+# Shaped like the vault's keyed fingerprint; a real vault computes its own from its key.
+SAMPLE_FINGERPRINT = (
+    "fp_" + base64.b32encode(hashlib.sha256(b"sample card").digest()).decode().rstrip("=").lower()
+)
 REQUESTED_AT = datetime(2026, 11, 2, 14, 0, tzinfo=UTC)  # a Monday, 09:00 New York
 COMPLETED_AT = datetime(2026, 11, 4, 16, 0, tzinfo=UTC)  # 11:00 New York: next same-day window 14:45
 ACH_CUT_AT = datetime(2026, 11, 4, 20, 0, tzinfo=UTC)  # after that window closed, so the payout is due
@@ -73,12 +77,15 @@ def sample_chain(hold_days: int | None = None) -> SampleChain:
         provider_id="prov-sample",
     )
     step = timedelta(seconds=1)
+    # Validate decides at its receipt time: the sample record's SentTimestamp, the request's time.
     validated = ev.PaymentValidated.create(
         payment_id=PAYMENT_ID,
-        data=ev.PaymentValidatedData.model_validate(requested.data.model_dump()),
+        data=ev.PaymentValidatedData.model_validate(
+            {**requested.data.model_dump(), "received_at": REQUESTED_AT}
+        ),
         producer="validate",
         cause=requested,
-        occurred_at=REQUESTED_AT + step,
+        occurred_at=REQUESTED_AT,
     )
     card = validated.data.card
     brand = card_brand(SAMPLE_PAN)
@@ -89,6 +96,7 @@ def sample_chain(hold_days: int | None = None) -> SampleChain:
                 **validated.data.model_dump(exclude={"card"}),
                 "card": ev.CardRef(
                     token=SAMPLE_TOKEN,
+                    fingerprint=SAMPLE_FINGERPRINT,
                     bin6=SAMPLE_PAN[:6],
                     last4=SAMPLE_PAN[-4:],
                     brand=brand.value if brand else "UNKNOWN",
@@ -104,7 +112,7 @@ def sample_chain(hold_days: int | None = None) -> SampleChain:
     )
     # Scored as the fraud step scores a first payment (no history) with the shipped rules.
     txn = transaction_of(tokenized)
-    result = fraud.evaluate(fraud.compute_features(txn, [], tokenized.occurred_at), fraud.load_ruleset())
+    result = fraud.evaluate(fraud.compute_features(txn, [], txn.occurred_at), fraud.load_ruleset())
     if result.decision is not fraud.Decision.APPROVE:
         raise ValueError(f"the sample payment must be approved, the rules say {result.decision}")
     scored = ev.PaymentScored.create(

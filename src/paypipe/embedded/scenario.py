@@ -102,7 +102,7 @@ def build_scenario(
 ) -> Scenario:
     """``count`` payment requests: ~80% good, ~8% invalid, ~6% risky (review), a card-testing burst."""
     rng = random.Random(seed)
-    start = (now or datetime.now(UTC)) - timedelta(minutes=30)
+    start = now or datetime.now(UTC)  # one request a second from here, as the pipeline clock runs
     scenario = Scenario()
     burst = max(4, count // 20) if count >= 20 else 0
     tester_card = card_number(rng)

@@ -8,15 +8,18 @@ Every event travels on EventBridge as ``detail`` = envelope + ``data``. The JSON
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
+from paypipe.runtime import clock
+
 SCHEMA_MAJOR = 1
 EVENT_SOURCE_PREFIX = "paypipe"
-CLIENT_SOURCE = f"{EVENT_SOURCE_PREFIX}.client"
+CLIENT_PRODUCER = "client"
+CLIENT_SOURCE = f"{EVENT_SOURCE_PREFIX}.{CLIENT_PRODUCER}"
 
 Cents = Annotated[int, Field(strict=True, description="Amount in minor units (cents)")]
 PositiveCents = Annotated[int, Field(strict=True, gt=0, description="Amount in minor units (cents)")]
@@ -55,6 +58,11 @@ class CardRef(Payload):
     """What may travel after tokenization: token, BIN and last four only."""
 
     token: str = Field(pattern=r"^tok_[A-Za-z0-9]+$")
+    fingerprint: str | None = Field(
+        default=None,
+        pattern=r"^fp_[a-z2-7]+$",
+        description="The vault's keyed fingerprint of the card number: one per card, whatever the tenant",
+    )
     bin6: str = Field(pattern=r"^\d{6}$")
     last4: str = Field(pattern=r"^\d{4}$")
     brand: str
@@ -106,6 +114,9 @@ class PaymentRequestedData(PaymentDetails):
 class PaymentValidatedData(PaymentDetails):
     card: CardInput
     amount_cents: PositiveCents
+    received_at: datetime | None = Field(
+        default=None, description="Pipeline clock when the request was received (never the client's)"
+    )
 
 
 class Rejection(Payload):
@@ -122,6 +133,9 @@ class PaymentRejectedData(Payload):
 class PaymentTokenizedData(PaymentDetails):
     card: CardRef
     amount_cents: PositiveCents
+    received_at: datetime | None = Field(
+        default=None, description="Pipeline clock when the request was received (never the client's)"
+    )
 
 
 class Decision(StrEnum):
@@ -202,6 +216,9 @@ class FundsRefundedData(Payload):
     customer_id: Identifier
     refunded_at: datetime
     dispute_id: str | None = None
+    after_release: bool = Field(
+        default=False, description="True when a dispute reversed a release before its payout was filed"
+    )
 
 
 class HoldExpiryDueData(Payload):
@@ -220,6 +237,84 @@ class PayoutBatchedData(Payload):
     amount_cents: PositiveCents
     effective_date: str
     window: Literal["same_day", "standard"]
+    netted_cents: Cents = Field(
+        default=0,
+        description="Released cents kept to settle the provider's clawbacks (negative: paid back to them)",
+    )
+
+
+class PayoutNettedData(Payload):
+    batch_id: str
+    provider_id: Identifier
+    released_cents: PositiveCents
+    netted_cents: PositiveCents
+
+
+class RefusalCode(StrEnum):
+    DUPLICATE_PAYMENT_ID = "DUPLICATE_PAYMENT_ID"
+    CLIENT_CLOCK_SKEW = "CLIENT_CLOCK_SKEW"
+    IDENTIFIER_INVALID = "IDENTIFIER_INVALID"
+    HOLD_FROZEN = "HOLD_FROZEN"
+    HOLD_EXPIRED = "HOLD_EXPIRED"
+    ALREADY_RESOLVED = "ALREADY_RESOLVED"
+    ALREADY_REFUNDED = "ALREADY_REFUNDED"
+    DISPUTE_NOT_OPEN = "DISPUTE_NOT_OPEN"
+    DISPUTE_ALREADY_RESOLVED = "DISPUTE_ALREADY_RESOLVED"
+    DISPUTE_WINDOW_CLOSED = "DISPUTE_WINDOW_CLOSED"
+
+
+class RequestRefusedData(Payload):
+    request_event_id: str = Field(description="The refused client event")
+    request_type: str
+    code: RefusalCode
+    field: str | None = None
+    message: str
+    original_event_id: str | None = Field(
+        default=None, description="For a duplicate request: the request that owns the payment id"
+    )
+
+
+class DisputePhase(StrEnum):
+    ESCROW = "escrow"
+    PAYOUT = "payout"
+    CLAWBACK = "clawback"
+
+
+class DisputeClosedData(Payload):
+    dispute_id: Identifier
+    outcome: DisputeOutcome
+    phase: DisputePhase
+    still_open: list[str] = Field(description="Disputes of the same phase still open")
+
+
+class PayoutHeldBackData(Payload):
+    dispute_id: Identifier
+    hold_id: str
+    amount_cents: PositiveCents
+    currency: CurrencyCode
+
+
+class ClawbackBookedData(Payload):
+    dispute_id: Identifier
+    provider_id: Identifier
+    amount_cents: PositiveCents
+    currency: CurrencyCode
+    payout_ref: str
+
+
+class ClawbackResolvedData(Payload):
+    dispute_id: Identifier = Field(description="The dispute that opened the clawback")
+    provider_id: Identifier
+    amount_cents: PositiveCents
+    currency: CurrencyCode
+    outcome: DisputeOutcome = Field(description="refund: the customer is paid; release: receivable cancelled")
+
+
+class DisputeAgedData(Payload):
+    dispute_id: Identifier
+    phase: DisputePhase
+    opened_at: datetime
+    max_age_days: int = Field(strict=True, ge=1)
 
 
 class AchBatchCreatedData(Payload):
@@ -241,6 +336,7 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     EVENT_TYPE: ClassVar[str] = ""
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset()  # who may publish it (source paypipe.<producer>)
 
     event_id: str = Field(min_length=1, max_length=64)
     event_type: str
@@ -263,11 +359,12 @@ class Event(BaseModel):
         occurred_at: datetime | None = None,
         dedup_key: str | None = None,
     ) -> Self:
-        """Build an event caused by ``cause``.
+        """Build an event caused by ``cause``, at ``occurred_at`` (default: the pipeline clock).
 
         The event id is derived from ``dedup_key`` (a business key, when the same fact can be
         reached from different causes) or else from the cause, so reprocessing the same input
-        yields the same id, which lets every consumer recognise duplicates.
+        yields the same id, which lets every consumer recognise duplicates. A payment's journey
+        is correlated by its payment id: a client's own correlation id is not carried on.
         """
         if dedup_key is not None:
             seed = f"{cls.EVENT_TYPE}|{payment_id}|key:{dedup_key}"
@@ -280,9 +377,11 @@ class Event(BaseModel):
             event_id=event_id,
             event_type=cls.EVENT_TYPE,
             payment_id=payment_id,
-            correlation_id=cause.correlation_id if cause else payment_id,
+            correlation_id=cause.correlation_id
+            if cause and cause.producer != CLIENT_PRODUCER
+            else payment_id,
             causation_id=cause.event_id if cause else None,
-            occurred_at=occurred_at or datetime.now(UTC),
+            occurred_at=occurred_at or clock.now(),
             producer=producer,
             data=data,
         )
@@ -297,6 +396,7 @@ class PaymentRequested(Event):
     """A client asks to pay a provider by card; funds are held in escrow."""
 
     EVENT_TYPE: ClassVar[str] = "PaymentRequested"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({CLIENT_PRODUCER})
     event_type: Literal["PaymentRequested"]
     data: PaymentRequestedData
 
@@ -305,6 +405,7 @@ class PaymentValidated(Event):
     """The request passed validation; the only event besides PaymentRequested with a PAN."""
 
     EVENT_TYPE: ClassVar[str] = "PaymentValidated"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"validate"})
     event_type: Literal["PaymentValidated"]
     data: PaymentValidatedData
 
@@ -313,6 +414,7 @@ class PaymentRejected(Event):
     """Terminal: the request failed validation."""
 
     EVENT_TYPE: ClassVar[str] = "PaymentRejected"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"validate"})
     event_type: Literal["PaymentRejected"]
     data: PaymentRejectedData
 
@@ -321,6 +423,7 @@ class PaymentTokenized(Event):
     """The card is in the vault; only the token, BIN and last four travel on."""
 
     EVENT_TYPE: ClassVar[str] = "PaymentTokenized"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"tokenize"})
     event_type: Literal["PaymentTokenized"]
     data: PaymentTokenizedData
 
@@ -329,6 +432,7 @@ class PaymentScored(Event):
     """Fraud assessment for an approved or review payment."""
 
     EVENT_TYPE: ClassVar[str] = "PaymentScored"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"fraud"})
     event_type: Literal["PaymentScored"]
     data: PaymentScoredData
 
@@ -337,6 +441,7 @@ class PaymentDeclined(Event):
     """Terminal: fraud scoring declined the payment."""
 
     EVENT_TYPE: ClassVar[str] = "PaymentDeclined"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"fraud"})
     event_type: Literal["PaymentDeclined"]
     data: PaymentDeclinedData
 
@@ -345,6 +450,7 @@ class FundsHeld(Event):
     """Funds are reserved in escrow until released, refunded or expired."""
 
     EVENT_TYPE: ClassVar[str] = "FundsHeld"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"escrow_hold"})
     event_type: Literal["FundsHeld"]
     data: FundsHeldData
 
@@ -353,6 +459,7 @@ class ServiceCompleted(Event):
     """The provider delivered the service; releases the hold."""
 
     EVENT_TYPE: ClassVar[str] = "ServiceCompleted"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({CLIENT_PRODUCER})
     event_type: Literal["ServiceCompleted"]
     data: ServiceCompletedData
 
@@ -361,6 +468,7 @@ class DisputeOpened(Event):
     """The customer disputes the payment; freezes the hold."""
 
     EVENT_TYPE: ClassVar[str] = "DisputeOpened"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({CLIENT_PRODUCER})
     event_type: Literal["DisputeOpened"]
     data: DisputeOpenedData
 
@@ -369,6 +477,7 @@ class DisputeResolved(Event):
     """A dispute ended with release to the provider or refund to the customer."""
 
     EVENT_TYPE: ClassVar[str] = "DisputeResolved"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({CLIENT_PRODUCER})
     event_type: Literal["DisputeResolved"]
     data: DisputeResolvedData
 
@@ -377,6 +486,7 @@ class HoldExpiryDue(Event):
     """The sweep found a hold past its hold-until time; release releases it unless frozen."""
 
     EVENT_TYPE: ClassVar[str] = "HoldExpiryDue"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"release"})
     event_type: Literal["HoldExpiryDue"]
     data: HoldExpiryDueData
 
@@ -385,6 +495,7 @@ class HoldFrozen(Event):
     """A dispute froze the hold; it will not auto-release."""
 
     EVENT_TYPE: ClassVar[str] = "HoldFrozen"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"release"})
     event_type: Literal["HoldFrozen"]
     data: HoldFrozenData
 
@@ -393,6 +504,7 @@ class FundsReleased(Event):
     """Escrow released funds to the provider; they await an ACH payout."""
 
     EVENT_TYPE: ClassVar[str] = "FundsReleased"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"release"})
     event_type: Literal["FundsReleased"]
     data: FundsReleasedData
 
@@ -401,6 +513,7 @@ class FundsRefunded(Event):
     """Terminal: escrow returned the funds to the customer."""
 
     EVENT_TYPE: ClassVar[str] = "FundsRefunded"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"release"})
     event_type: Literal["FundsRefunded"]
     data: FundsRefundedData
 
@@ -409,6 +522,7 @@ class PayoutBatched(Event):
     """Terminal: the payout is an entry in a NACHA file uploaded to S3."""
 
     EVENT_TYPE: ClassVar[str] = "PayoutBatched"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"ach_batch"})
     event_type: Literal["PayoutBatched"]
     data: PayoutBatchedData
 
@@ -417,8 +531,72 @@ class AchBatchCreated(Event):
     """A NACHA file was written; ``payment_id`` is the batch id."""
 
     EVENT_TYPE: ClassVar[str] = "AchBatchCreated"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"ach_batch"})
     event_type: Literal["AchBatchCreated"]
     data: AchBatchCreatedData
+
+
+class RequestRefused(Event):
+    """A client event the pipeline refused (duplicate request, clock skew, unknown dispute...)."""
+
+    EVENT_TYPE: ClassVar[str] = "RequestRefused"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"validate", "release"})
+    event_type: Literal["RequestRefused"]
+    data: RequestRefusedData
+
+
+class DisputeClosed(Event):
+    """A dispute was resolved; the hold resolves when the last open dispute of its phase closes."""
+
+    EVENT_TYPE: ClassVar[str] = "DisputeClosed"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"release"})
+    event_type: Literal["DisputeClosed"]
+    data: DisputeClosedData
+
+
+class PayoutHeldBack(Event):
+    """A dispute after release holds the payout back until it is resolved."""
+
+    EVENT_TYPE: ClassVar[str] = "PayoutHeldBack"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"release"})
+    event_type: Literal["PayoutHeldBack"]
+    data: PayoutHeldBackData
+
+
+class ClawbackBooked(Event):
+    """A dispute after the payout was filed: the provider owes the amount, netted from next payouts."""
+
+    EVENT_TYPE: ClassVar[str] = "ClawbackBooked"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"release"})
+    event_type: Literal["ClawbackBooked"]
+    data: ClawbackBookedData
+
+
+class ClawbackResolved(Event):
+    """The disputes behind a clawback ended: the customer is refunded or the receivable cancelled."""
+
+    EVENT_TYPE: ClassVar[str] = "ClawbackResolved"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"release"})
+    event_type: Literal["ClawbackResolved"]
+    data: ClawbackResolvedData
+
+
+class DisputeAged(Event):
+    """A dispute has been open longer than the configured age; someone must decide it."""
+
+    EVENT_TYPE: ClassVar[str] = "DisputeAged"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"release"})
+    event_type: Literal["DisputeAged"]
+    data: DisputeAgedData
+
+
+class PayoutNetted(Event):
+    """Terminal: the whole released amount settled the provider's clawbacks; no ACH entry."""
+
+    EVENT_TYPE: ClassVar[str] = "PayoutNetted"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"ach_batch"})
+    event_type: Literal["PayoutNetted"]
+    data: PayoutNettedData
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -440,11 +618,44 @@ EVENT_TYPES: dict[str, type[Event]] = {
         FundsRefunded,
         PayoutBatched,
         AchBatchCreated,
+        RequestRefused,
+        DisputeClosed,
+        PayoutHeldBack,
+        ClawbackBooked,
+        ClawbackResolved,
+        DisputeAged,
+        PayoutNetted,
     )
 }
 
 # Events that end a payment's journey through the pipeline (review awaits a person).
-TERMINAL_EVENT_TYPES = frozenset({"PaymentRejected", "PaymentDeclined", "FundsRefunded", "PayoutBatched"})
+TERMINAL_EVENT_TYPES = frozenset(
+    {"PaymentRejected", "PaymentDeclined", "FundsRefunded", "PayoutBatched", "PayoutNetted"}
+)
+# What a client may publish (the client publisher policy allows exactly these detail-types).
+CLIENT_EVENT_TYPES = frozenset(
+    name for name, model in EVENT_TYPES.items() if CLIENT_PRODUCER in model.PRODUCERS
+)
+
+
+def source_of(producer: str) -> str:
+    return f"{EVENT_SOURCE_PREFIX}.{producer}"
+
+
+def untrusted_origin(event_type: str, source: str | None, producer: str) -> str | None:
+    """Why an event of this type may not come from this source and envelope producer (None: it may).
+
+    The contract names each type's producers; the EventBridge source is the one IAM lets each
+    publisher set (``paypipe.<producer>``), and the envelope must name the same producer.
+    """
+    allowed = EVENT_TYPES[event_type].PRODUCERS
+    if producer not in allowed:
+        return f"{event_type} is published only by {sorted(allowed)}, not by {producer!r}"
+    if source is not None and source != source_of(producer):
+        return (
+            f"{event_type} from producer {producer!r} must come from {source_of(producer)!r}, not {source!r}"
+        )
+    return None
 
 
 class UnknownEventError(ValueError):

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from paypipe.events.models import EVENT_TYPES, SCHEMA_MAJOR, Event
+from paypipe.events.models import EVENT_TYPES, SCHEMA_MAJOR, Event, source_of
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -18,6 +18,9 @@ def schema_for(model: type[Event], major: int = SCHEMA_MAJOR) -> dict[str, Any]:
         "$id": f"urn:paypipe:event:{model.EVENT_TYPE}:v{major}",
         "x-event-type": model.EVENT_TYPE,
         "x-schema-major": major,
+        # Who may publish it: the envelope's producer and the EventBridge source it must come from.
+        "x-producers": sorted(model.PRODUCERS),
+        "x-sources": sorted(source_of(producer) for producer in model.PRODUCERS),
         **schema,
     }
 

@@ -2,10 +2,16 @@
 
 Per record:
 1. parse the EventBridge event from the SQS body and validate it against its contract;
-2. run the step's route for that event type under idempotency on the business key
+2. refuse it unless its EventBridge source and envelope producer are ones the contract allows
+   for its type (parked as ``UntrustedSource``); answer a client event whose timestamps are
+   further than the allowed skew from the pipeline's receipt time with the route's refusal;
+3. run the step's route for that event type under idempotency on the business key
    (payment id + step + event type); the outgoing events are cached with the key so a
    redelivery re-publishes exactly the same events (same ids) instead of recomputing;
-3. publish all outgoing events of the batch in PutEvents calls of up to 10 entries.
+4. publish all outgoing events of the batch in PutEvents calls of up to 10 entries.
+
+Routes get the record's ``Receipt``: the pipeline's receipt time (see ``paypipe.runtime.clock``),
+the only "now" a step decides by.
 
 Records that fail are reported through ReportBatchItemFailures so only they are redelivered.
 Input that can never succeed (malformed, unknown type or version, conflicting duplicate) is
@@ -18,9 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -31,13 +37,25 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyVa
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from pydantic import ValidationError
 
-from paypipe.events.models import EVENT_TYPES, CardInput, Event, UnknownEventError, parse_detail, to_detail
+from paypipe.events.models import (
+    CLIENT_PRODUCER,
+    EVENT_TYPES,
+    CardInput,
+    Event,
+    UnknownEventError,
+    parse_detail,
+    to_detail,
+    untrusted_origin,
+)
 from paypipe.redaction import redact_json_text
+from paypipe.runtime import clock
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
 
 IDEMPOTENCY_TTL_SECONDS = 14 * 24 * 3600
 MAX_REASON_CHARS = 1000
+DEFAULT_CLIENT_CLOCK_SKEW = timedelta(minutes=5)
+CLIENT_CLOCK_SKEW = "CLIENT_CLOCK_SKEW"
 
 
 class PermanentError(Exception):
@@ -51,9 +69,10 @@ class PermanentError(Exception):
 class SchemaViolation(PermanentError):
     """The event's type and version are known but its content breaks the contract."""
 
-    def __init__(self, detail: dict[str, Any], error: ValidationError) -> None:
+    def __init__(self, detail: dict[str, Any], error: ValidationError, source: str | None = None) -> None:
         super().__init__("SchemaViolation", summarize_validation_error(error))
         self.detail = detail
+        self.source = source
         self.errors = field_errors(error)
 
 
@@ -66,6 +85,27 @@ class FieldError:
 
 
 @dataclass(frozen=True)
+class Receipt:
+    """What the pipeline itself knows of a record: when it received it and who published it."""
+
+    received_at: datetime
+    source: str | None = None
+    receive_count: int = 1
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a client event is refused before the step acts on it (a reason code and the field)."""
+
+    code: str
+    field: str
+    message: str
+
+
+type Handler = Callable[[Event, Receipt], Sequence[Event]]
+
+
+@dataclass(frozen=True)
 class Route:
     """How a step handles one event type.
 
@@ -74,14 +114,37 @@ class Route:
     deterministic and safe to repeat (and whose output must not be stored) sets it to False.
     ``on_conflict`` handles the same business key arriving with different content.
     ``on_invalid`` answers a schema violation whose envelope is valid (given as a bare ``Event``
-    with unparsed ``data``) instead of parking it; it must be deterministic, as it is not cached.
+    with unparsed ``data``) instead of parking it; ``on_refused`` answers a client event refused
+    at the trust boundary (clock skew). Both must be deterministic, as they are not cached.
     """
 
-    handle: Callable[[Event], Sequence[Event]]
+    handle: Handler
     idempotent: bool = True
     business_key: Callable[[Event], str] | None = None
-    on_conflict: Callable[[Event], Sequence[Event]] | None = None
-    on_invalid: Callable[[Event, Sequence[FieldError]], Sequence[Event]] | None = None
+    on_conflict: Handler | None = None
+    on_invalid: Callable[[Event, Sequence[FieldError], Receipt], Sequence[Event]] | None = None
+    on_refused: Callable[[Event, Refusal, Receipt], Sequence[Event]] | None = None
+
+
+def client_timestamps(event: Event) -> Iterator[tuple[str, datetime]]:
+    """Every timestamp a client chose in an event: the envelope's and any in its data."""
+    yield "occurred_at", event.occurred_at
+    for name, value in event.data:
+        if isinstance(value, datetime):
+            yield name, value
+
+
+def clock_skew_refusal(event: Event, received_at: datetime, max_skew: timedelta) -> Refusal | None:
+    """A refusal when a client timestamp is further than ``max_skew`` from the receipt time."""
+    for name, moment in client_timestamps(event):
+        if moment.utcoffset() is None or abs(moment - received_at) > max_skew:
+            return Refusal(
+                CLIENT_CLOCK_SKEW,
+                name,
+                f"{name} must be within {int(max_skew.total_seconds())} s of the pipeline's clock "
+                f"({received_at.isoformat()})",
+            )
+    return None
 
 
 @dataclass
@@ -117,6 +180,7 @@ class Consumer:
         dlq_url: str | None,
         max_receive_count: int,
         idempotency_store: BasePersistenceLayer | None,
+        max_client_skew: timedelta = DEFAULT_CLIENT_CLOCK_SKEW,
     ) -> None:
         unknown = set(routes) - set(EVENT_TYPES)
         if unknown:
@@ -127,6 +191,7 @@ class Consumer:
         self._sqs = sqs_client
         self._dlq_url = dlq_url
         self._max_receive_count = max_receive_count
+        self._max_client_skew = max_client_skew
         self._log = get_logger(step=step)
         self._idempotent_run: Callable[..., list[dict[str, Any]]] | None = None
         self._idempotency_config: IdempotencyConfig | None = None
@@ -177,30 +242,18 @@ class Consumer:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(step=self.step, message_id=record.message_id)
         receive_count = int(record.attributes.approximate_receive_count or "1")
+        received_at = clock.received_at(record.raw_event.get("attributes") or {}, _message_attributes(record))
         try:
-            event = self._parse(record.body)
-            structlog.contextvars.bind_contextvars(
-                payment_id=event.payment_id, event_id=event.event_id, correlation_id=event.correlation_id
-            )
-            route = self.routes.get(event.event_type)
-            if route is None:
-                raise PermanentError("NoRoute", f"step {self.step} does not consume {event.event_type}")
-            return self._apply(route, event)
-        except SchemaViolation as error:
-            answer = self._answer_invalid(error)
-            if answer is not None:
-                return answer
-            self._park(record, error.reason, str(error), receive_count)
-            return None
+            return self._decide(record, Receipt(received_at, None, receive_count))
         except PermanentError as error:
-            self._park(record, error.reason, str(error), receive_count)
+            self._park(record, error.reason, str(error), receive_count, received_at)
             return None
         except Exception as error:
             if receive_count >= self._max_receive_count:
                 self._log.error(
                     "record failed on its last receive", receive_count=receive_count, exc_info=True
                 )
-                self._park(record, type(error).__name__, str(error), receive_count)
+                self._park(record, type(error).__name__, str(error), receive_count, received_at)
                 return None
             self._log.warning(
                 "record failed; will be redelivered",
@@ -210,53 +263,91 @@ class Consumer:
             )
             raise
 
-    def _parse(self, body: str) -> Event:
+    def _decide(self, record: SQSRecord, receipt: Receipt) -> list[Event]:
+        """The record's outgoing events; PermanentError when it is to be parked."""
+        try:
+            event, source = self._parse(record.body)
+        except SchemaViolation as error:
+            answer = self._answer_invalid(error, replace(receipt, source=error.source))
+            if answer is None:
+                raise
+            return answer
+        receipt = replace(receipt, source=source)
+        structlog.contextvars.bind_contextvars(
+            payment_id=event.payment_id, event_id=event.event_id, correlation_id=event.correlation_id
+        )
+        route = self._route(event.event_type, source, event.producer)
+        if event.producer == CLIENT_PRODUCER:
+            refusal = clock_skew_refusal(event, receipt.received_at, self._max_client_skew)
+            if refusal is not None:
+                return self._refuse(route, event, refusal, receipt)
+        return self._apply(route, event, receipt)
+
+    def _parse(self, body: str) -> tuple[Event, str | None]:
+        source: str | None = None
         try:
             envelope = json.loads(body)
-            return parse_detail(envelope["detail-type"], envelope["detail"])
+            source = envelope.get("source") if isinstance(envelope.get("source"), str) else None
+            return parse_detail(envelope["detail-type"], envelope["detail"]), source
         except json.JSONDecodeError as error:
             raise PermanentError("MalformedJson", f"body is not JSON: {error.msg}") from None
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, AttributeError) as error:
             raise PermanentError("NotAnEventBridgeEvent", f"body lacks {error}") from None
         except UnknownEventError as error:
             raise PermanentError("UnknownEvent", str(error)) from None
         except ValidationError as error:
-            raise SchemaViolation(envelope["detail"], error) from None
+            raise SchemaViolation(envelope["detail"], error, source) from None
 
-    def _answer_invalid(self, error: SchemaViolation) -> list[Event] | None:
+    def _route(self, event_type: str, source: str | None, producer: str) -> Route:
+        """The route for a trusted event; PermanentError for one this step must not act on."""
+        route = self.routes.get(event_type)
+        if route is None:
+            raise PermanentError("NoRoute", f"step {self.step} does not consume {event_type}")
+        problem = untrusted_origin(event_type, source or "", producer)
+        if problem is not None:
+            raise PermanentError("UntrustedSource", problem)
+        return route
+
+    def _refuse(self, route: Route, event: Event, refusal: Refusal, receipt: Receipt) -> list[Event]:
+        if route.on_refused is None:
+            raise PermanentError(refusal.code, refusal.message)
+        self._log.warning("client event refused", code=refusal.code, field=refusal.field)
+        return list(route.on_refused(event, refusal, receipt))
+
+    def _answer_invalid(self, error: SchemaViolation, receipt: Receipt) -> list[Event] | None:
         """The route's answer to a schema violation, or None when it has none (the record is parked)."""
-        route = self.routes.get(str(error.detail.get("event_type")))
-        if route is None or route.on_invalid is None:
-            return None
         try:
             envelope = Event.model_validate(error.detail)
         except ValidationError:
+            return None
+        route = self._route(envelope.event_type, receipt.source, envelope.producer)
+        if route.on_invalid is None:
             return None
         structlog.contextvars.bind_contextvars(
             payment_id=envelope.payment_id, event_id=envelope.event_id, correlation_id=envelope.correlation_id
         )
         self._log.warning("schema violation answered by the route", detail=str(error)[:MAX_REASON_CHARS])
-        return list(route.on_invalid(envelope, error.errors))
+        return list(route.on_invalid(envelope, error.errors, receipt))
 
-    def _apply(self, route: Route, event: Event) -> list[Event]:
+    def _apply(self, route: Route, event: Event, receipt: Receipt) -> list[Event]:
         if not route.idempotent or self._idempotent_run is None:
-            return list(route.handle(event))
+            return list(route.handle(event, receipt))
         key = route.business_key(event) if route.business_key else f"{event.payment_id}:{event.event_type}"
         request = {"key": f"{self.step}:{key}", "fingerprint": content_fingerprint(event)}
         try:
-            cached = self._idempotent_run(request=request, event=event)
+            cached = self._idempotent_run(request=request, event=event, receipt=receipt)
         except IdempotencyValidationError:
             if route.on_conflict is None:
                 raise PermanentError(
                     "IdempotencyConflict", f"{request['key']} was already processed with different content"
                 ) from None
-            return list(route.on_conflict(event))
+            return list(route.on_conflict(event, receipt))
         # Powertools returns None for a stored empty result.
         return [parse_detail(item["event_type"], item) for item in cached or []]
 
-    def _run_route(self, request: dict[str, str], event: Event) -> list[dict[str, Any]]:
+    def _run_route(self, request: dict[str, str], event: Event, receipt: Receipt) -> list[dict[str, Any]]:
         route = self.routes[event.event_type]
-        return [to_detail(out) for out in route.handle(event)]
+        return [to_detail(out) for out in route.handle(event, receipt)]
 
     # -- publishing and parking ---------------------------------------------------------------
 
@@ -278,7 +369,9 @@ class Consumer:
                 error_code=entry.error_code,
             )
 
-    def _park(self, record: SQSRecord, reason: str, message: str, receive_count: int) -> None:
+    def _park(
+        self, record: SQSRecord, reason: str, message: str, receive_count: int, received_at: datetime
+    ) -> None:
         if not self._dlq_url:
             raise RuntimeError(f"cannot park message {record.message_id}: no DLQ configured") from None
         replay_count = _message_attribute(record, "replay_count") or "0"
@@ -292,7 +385,8 @@ class Consumer:
             "source_queue_arn": record.event_source_arn or "unknown",
             "receive_count": str(receive_count),
             "replay_count": replay_count,
-            "parked_at": datetime.now(UTC).isoformat(),
+            "parked_at": clock.now().isoformat(),
+            clock.RECEIVED_AT_ATTRIBUTE: received_at.isoformat(),
         }
         if body != record.body:
             attributes["card_data_redacted"] = "true"
@@ -306,12 +400,17 @@ class Consumer:
         self._log.error("record parked in DLQ", reason=reason, detail=message[:MAX_REASON_CHARS])
 
 
+def _message_attributes(record: SQSRecord) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, attribute in (record.raw_event.get("messageAttributes") or {}).items():
+        value = attribute.get("stringValue") or attribute.get("StringValue") if attribute else None
+        if value is not None:
+            values[name] = str(value)
+    return values
+
+
 def _message_attribute(record: SQSRecord, name: str) -> str | None:
-    attribute = (record.raw_event.get("messageAttributes") or {}).get(name)
-    if not attribute:
-        return None
-    value = attribute.get("stringValue") or attribute.get("StringValue")
-    return str(value) if value is not None else None
+    return _message_attributes(record).get(name)
 
 
 def field_errors(error: ValidationError) -> list[FieldError]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -33,6 +34,7 @@ def build_consumer(step: str, routes: Mapping[str, Route]) -> Consumer:
         dlq_url=setting("DLQ_URL"),
         max_receive_count=int_setting("MAX_RECEIVE_COUNT", 5),
         idempotency_store=store,
+        max_client_skew=timedelta(seconds=int_setting("CLIENT_CLOCK_SKEW_SECONDS", 300)),
     )
 
 

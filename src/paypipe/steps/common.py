@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from paypipe.domain import ledger
+from paypipe.runtime import clock
 from paypipe.runtime.aws import client, setting
 
 
@@ -15,11 +16,24 @@ class LedgerPort(Protocol):
     def get_hold(self, payment_id: str) -> ledger.Hold | None: ...
     def release(self, payment_id: str, *, resolution_id: str, at: datetime) -> ledger.Outcome: ...
     def refund(self, payment_id: str, *, resolution_id: str, at: datetime) -> ledger.Outcome: ...
-    def freeze(self, payment_id: str, *, dispute_id: str, at: datetime) -> ledger.Outcome: ...
+    def open_dispute(
+        self, payment_id: str, *, dispute_id: str, at: datetime, window: timedelta | None = None
+    ) -> ledger.Outcome: ...
+    def resolve_dispute(
+        self, payment_id: str, *, dispute_id: str, outcome: ledger.DisputeOutcome, at: datetime
+    ) -> ledger.Outcome: ...
+    def mark_dispute_aged(self, payment_id: str, *, dispute_id: str, at: datetime) -> ledger.Outcome: ...
     def expire(self, payment_id: str, *, as_of: datetime) -> ledger.Outcome: ...
     def due_holds(self, as_of: datetime, limit: int) -> list[str]: ...
+    def aged_disputes(self, opened_before: datetime, limit: int) -> list[str]: ...
     def record_payout(
-        self, payment_id: str, *, amount_cents: int, payout_ref: str, at: datetime
+        self,
+        payment_id: str,
+        *,
+        amount_cents: int,
+        payout_ref: str,
+        at: datetime,
+        max_entry_cents: int | None = None,
     ) -> ledger.Outcome: ...
 
 
@@ -34,5 +48,5 @@ def scheduled_time(event: Mapping[str, Any]) -> datetime:
     """The schedule's own time (so a delayed or replayed invocation acts as of its slot)."""
     raw = event.get("time")
     if isinstance(raw, str):
-        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return datetime.now(UTC)
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
+    return clock.now()

@@ -10,7 +10,7 @@ from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import ledger
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
-from paypipe.runtime.consumer import Consumer, PermanentError, Route
+from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, Route
 from paypipe.runtime.entry import build_consumer
 from paypipe.steps.common import LedgerPort, ledger_from_env
 
@@ -23,7 +23,7 @@ class EscrowHoldStep:
     payments: PaymentsStore
     hold_for: timedelta
 
-    def on_scored(self, event: ev.Event) -> Sequence[ev.Event]:
+    def on_scored(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.PaymentScored)
         data = event.data
         if data.assessment.decision is not ev.Decision.APPROVE:
@@ -34,8 +34,8 @@ class EscrowHoldStep:
             provider_id=data.provider_id,
             amount_cents=data.amount_cents,
             currency=data.currency,
-            held_at=event.occurred_at,
-            hold_until=event.occurred_at + self.hold_for,
+            held_at=receipt.received_at,
+            hold_until=receipt.received_at + self.hold_for,
         )
         outcome = self.ledger.place_hold(request)
         if isinstance(outcome, ledger.Rejected):
@@ -56,7 +56,12 @@ class EscrowHoldStep:
         )
         return [
             ev.FundsHeld.create(
-                payment_id=event.payment_id, data=held, producer=STEP, cause=event, dedup_key="hold"
+                payment_id=event.payment_id,
+                data=held,
+                producer=STEP,
+                cause=event,
+                dedup_key="hold",
+                occurred_at=hold.held_at,
             )
         ]
 

@@ -9,32 +9,39 @@ from dataclasses import dataclass
 
 from paypipe.adapters.velocity_store import VelocityStore
 from paypipe.domain import fraud
+from paypipe.domain.identifiers import canonical_ip, ip_velocity_key
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, setting
-from paypipe.runtime.consumer import Consumer, Route
+from paypipe.runtime.consumer import Consumer, Receipt, Route
 from paypipe.runtime.entry import build_consumer
 
 STEP = "fraud"
 
 
 def payee_fingerprint(routing_number: str, account_number: str) -> str:
-    return hashlib.sha256(f"{routing_number}:{account_number}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{routing_number}:{account_number.upper()}".encode()).hexdigest()[:32]
 
 
 def transaction_of(event: ev.PaymentTokenized) -> fraud.Transaction:
+    """The payment as velocity sees it: identities the client cannot vary at will, at receipt time.
+
+    The card is the vault's fingerprint (the same card under any tenant or token), the customer a
+    tenant's customer, the IP address its canonical form (an IPv6 client by its /64), the time
+    the pipeline received the request.
+    """
     data = event.data
     return fraud.Transaction(
         payment_id=event.payment_id,
-        customer_id=data.customer.id,
-        card_token=data.card.token,
+        customer_id=f"{data.tenant_id}/{data.customer.id}",
+        card_id=data.card.fingerprint or data.card.token,
         payee_account_fingerprint=payee_fingerprint(data.payee.routing_number, data.payee.account_number),
-        ip_address=data.device.ip_address,
+        ip_address=ip_velocity_key(canonical_ip(data.device.ip_address)),
         amount_cents=data.amount_cents,
         currency=data.currency,
         billing_country=data.customer.billing_country,
         ip_country=data.device.ip_country,
         card_country=data.card.issuing_country,
-        occurred_at=event.occurred_at,
+        occurred_at=data.received_at or event.occurred_at,
     )
 
 
@@ -45,13 +52,11 @@ class FraudStep:
     review_at: int | None
     decline_at: int | None
 
-    def on_tokenized(self, event: ev.Event) -> Sequence[ev.Event]:
+    def on_tokenized(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.PaymentTokenized)
         txn = transaction_of(event)
-        # Scored as of the payment's own time, so a redelivery sees the same history.
-        features = fraud.compute_features(
-            txn, self.velocity.history(txn, event.occurred_at), event.occurred_at
-        )
+        # Scored as of the request's receipt time, so a redelivery sees the same history.
+        features = fraud.compute_features(txn, self.velocity.history(txn, txn.occurred_at), txn.occurred_at)
         result = fraud.evaluate(features, self.ruleset, review_at=self.review_at, decline_at=self.decline_at)
         self.velocity.record(txn)
         assessment = ev.FraudAssessment(

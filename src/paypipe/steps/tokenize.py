@@ -10,7 +10,7 @@ from paypipe.adapters.vault import CardVault, DataKeyCache, KmsKeyProvider
 from paypipe.domain.validation import card_brand
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
-from paypipe.runtime.consumer import Consumer, Route
+from paypipe.runtime.consumer import Consumer, Receipt, Route
 from paypipe.runtime.entry import build_consumer
 
 STEP = "tokenize"
@@ -20,7 +20,7 @@ STEP = "tokenize"
 class TokenizeStep:
     vault: CardVault
 
-    def on_validated(self, event: ev.Event) -> Sequence[ev.Event]:
+    def on_validated(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.PaymentValidated)
         data = event.data
         pan = data.card.number.get_secret_value()
@@ -28,6 +28,7 @@ class TokenizeStep:
         brand = card_brand(pan)
         card = ev.CardRef(
             token=tokenized.token,
+            fingerprint=tokenized.fingerprint_ref,
             bin6=tokenized.bin6,
             last4=tokenized.last4,
             brand=brand.value if brand else "UNKNOWN",
