@@ -86,7 +86,8 @@ class AchCutter:
             batch = retry_throttled(partial(self.payouts.open_batch, planned, created_at=now))
             keys.append(self._finish(batch))
         written = [key for key in keys if key]
-        log.info("ach cut finished", files=len(written), planned=len(plan), unblocked=released)
+        report = log.info if written or plan or released else log.debug
+        report("ach cut finished", files=len(written), planned=len(plan), unblocked=released)
         return written
 
     def _finish(self, batch: StoredBatch) -> str | None:
@@ -113,7 +114,7 @@ class AchCutter:
         claimed: list[tuple[nacha.Payout, Hold]] = []
         for payout in payouts:
             if payout.payment_id in batch.excluded:
-                self._set_aside(payout.payment_id)
+                self._set_aside(payout)
                 continue
             outcome = retry_throttled(
                 partial(
@@ -125,25 +126,32 @@ class AchCutter:
                     max_entry_cents=limit,
                 )
             )
-            if isinstance(outcome, ledger.Rejected):
-                if outcome.reason not in SET_ASIDE_REJECTIONS:
-                    raise RuntimeError(f"ledger refused the payout of {payout.payment_id}: {outcome.message}")
+            if isinstance(outcome, ledger.Rejected):  # never a reason to fail the cut for the others
                 get_logger(step="ach_cut").info(
                     "payout set aside", payment_id=payout.payment_id, reason=outcome.reason.value
                 )
                 retry_throttled(partial(self.payouts.exclude, batch.batch_id, payout.payment_id))
-                self._set_aside(payout.payment_id)
+                self._set_aside(payout)
                 continue
             claimed.append((payout, outcome.hold))
         return claimed
 
-    def _set_aside(self, payment_id: str) -> None:
-        """Put an excluded payout where the ledger says it belongs: blocked, cancelled or pending."""
-        hold = retry_throttled(partial(self.ledger.get_hold, payment_id))
-        if hold is None or hold.reversed_cents or not hold.released_cents:
-            self.payouts.cancel(payment_id)
+    def _set_aside(self, payout: nacha.Payout) -> None:
+        """Put a payout the batch excluded where the ledger says it belongs: blocked while a dispute
+        holds it back, pending again once it may be paid, cancelled when it never will be (no
+        hold, another amount than released, refunded, or paid already under another batch)."""
+        hold = retry_throttled(partial(self.ledger.get_hold, payout.payment_id))
+        payable = (
+            hold is not None
+            and hold.released_cents == payout.amount_cents
+            and not hold.reversed_cents
+            and hold.payout_ref is None
+        )
+        if not payable:
+            self.payouts.cancel(payout.payment_id)
             return
-        pending = PendingPayout(self.payouts.payouts([payment_id])[0], self.payouts.released_at(payment_id))
+        assert hold is not None
+        pending = PendingPayout(payout, self.payouts.released_at(payout.payment_id))
         if hold.payout_blocked:
             self.payouts.block(pending)
         else:
@@ -156,7 +164,7 @@ class AchCutter:
             hold = retry_throttled(partial(self.ledger.get_hold, pending.payout.payment_id))
             if hold is not None and hold.payout_blocked:
                 continue
-            self._set_aside(pending.payout.payment_id)
+            self._set_aside(pending.payout)
             released += 1
         return released
 
@@ -223,12 +231,6 @@ class AchCutter:
         result = self.events.publish(events)
         if not result.ok:
             raise RuntimeError(f"{len(result.failed)} batch events not published; the next cut retries")
-
-
-# The ledger refuses these payouts for good reasons: set them aside, never fail the cut.
-SET_ASIDE_REJECTIONS = frozenset(
-    {ledger.Rejection.DISPUTED, ledger.Rejection.REFUNDED, ledger.Rejection.NOT_RELEASED}
-)
 
 
 def netted(batch: StoredBatch, hold: Hold) -> ev.Event:

@@ -1,0 +1,131 @@
+"""The ACH cut claims every payout in the ledger before it writes a file: refused payouts are set
+aside (durably, even across a crash) and never stop the others."""
+
+from datetime import timedelta
+
+import pytest
+
+from paypipe.adapters.payouts_store import PayoutsStore
+from paypipe.domain import nacha
+from paypipe.embedded.evidence import ach_file_entries, ledger
+from paypipe.embedded.runtime import EmbeddedPipeline
+from paypipe.embedded.scenario import card_number, payment_requested
+from paypipe.events import models as ev
+
+pytestmark = pytest.mark.embedded
+
+
+def released(pipeline: EmbeddedPipeline, count: int) -> list[str]:
+    """``count`` payments held and released (their payouts pending), at the pipeline's clock."""
+    import random
+
+    rng = random.Random(count)
+    now = pipeline.clock.now()
+    requests = [
+        payment_requested(
+            f"c-{index}",
+            customer_id=f"cust-{index}",
+            amount_cents=10_000 + index,
+            pan=card_number(rng),
+            occurred_at=now + timedelta(seconds=index),
+            ip_address=f"192.0.2.{index + 1}",
+        )
+        for index in range(count)
+    ]
+    assert pipeline.play(requests).ok
+    pipeline.drain()
+    held = [e for e in pipeline.observed() if isinstance(e, ev.FundsHeld)]
+    completions = [
+        ev.ServiceCompleted.create(
+            payment_id=hold.payment_id,
+            data=ev.ServiceCompletedData(completed_at=pipeline.clock.now()),
+            producer="client",
+            cause=hold,
+        )
+        for hold in held
+    ]
+    assert pipeline.publish(completions).ok
+    pipeline.drain()
+    return sorted(hold.payment_id for hold in held)
+
+
+def payouts(pipeline: EmbeddedPipeline) -> PayoutsStore:
+    return PayoutsStore(pipeline.stack.outputs["PayoutsTableName"], pipeline.client("dynamodb"))
+
+
+def status(pipeline: EmbeddedPipeline, payment_id: str) -> str:
+    item = pipeline.client("dynamodb").get_item(
+        TableName=pipeline.stack.outputs["PayoutsTableName"],
+        Key={"pk": {"S": f"payout#{payment_id}"}, "sk": {"S": "payout"}},
+    )["Item"]
+    return str(item["status"]["S"])
+
+
+def test_payouts_the_ledger_refuses_are_set_aside_and_the_rest_are_filed():
+    with EmbeddedPipeline() as pipeline:
+        good = released(pipeline, 3)
+        store = payouts(pipeline)
+        template = store.payouts([good[0]])[0]
+        forged = nacha.Payout(**{**template.__dict__, "payment_id": "never-held"})
+        inflated = good[1]
+        store.add_pending(forged, pipeline.clock.now())
+        pipeline.client("dynamodb").delete_item(
+            TableName=pipeline.stack.outputs["PayoutsTableName"],
+            Key={"pk": {"S": f"payout#{inflated}"}, "sk": {"S": "payout"}},
+        )
+        store.add_pending(
+            nacha.Payout(**{**template.__dict__, "payment_id": inflated, "amount_cents": 9_999_999}),
+            pipeline.clock.now(),
+        )
+
+        pipeline.run_schedule("AchCutFunction", pipeline.clock.now() + timedelta(days=1))
+        pipeline.drain()
+
+        entries, _ = ach_file_entries(pipeline)
+        paid = sorted(e.amount_cents for e in entries if e.is_credit)
+        assert paid == sorted(store.payouts([pid])[0].amount_cents for pid in (good[0], good[2]))
+        assert status(pipeline, "never-held") == status(pipeline, inflated) == "cancelled"
+        assert store.pending() == [] and store.open_batches() == []
+        assert ledger(pipeline).get_hold(inflated).payout_ref is None  # type: ignore[union-attr]
+
+
+def test_a_payout_held_back_stays_out_of_its_batch_across_a_crash_and_is_paid_once_free(monkeypatch):
+    with EmbeddedPipeline() as pipeline:
+        first, disputed = released(pipeline, 2)
+        opened = ev.DisputeOpened.create(
+            payment_id=disputed, data=ev.DisputeOpenedData(dispute_id="d1", reason="r"), producer="client"
+        )
+        assert pipeline.publish([opened]).ok
+        pipeline.drain()
+        crashes = []
+
+        def crash_once(self, pending):
+            if not crashes:
+                crashes.append(pending.payout.payment_id)
+                raise RuntimeError("the cut died after excluding the member")
+            return original(self, pending)
+
+        original = PayoutsStore.block
+        monkeypatch.setattr(PayoutsStore, "block", crash_once)
+        pipeline.run_schedule(
+            "AchCutFunction", pipeline.clock.now() + timedelta(days=1)
+        )  # retried like Lambda
+        pipeline.drain()
+        assert crashes == [disputed]
+        assert status(pipeline, disputed) == "blocked"
+        (file_entry,) = [e for e in ach_file_entries(pipeline)[0] if e.is_credit]
+        assert file_entry.amount_cents == payouts(pipeline).payouts([first])[0].amount_cents
+
+        resolved = ev.DisputeResolved.create(
+            payment_id=disputed,
+            data=ev.DisputeResolvedData(dispute_id="d1", outcome=ev.DisputeOutcome.RELEASE),
+            producer="client",
+        )
+        assert pipeline.publish([resolved]).ok
+        pipeline.drain()
+        pipeline.run_schedule("AchCutFunction", pipeline.clock.now() + timedelta(days=1))
+        pipeline.drain()
+        credits = [e for e in ach_file_entries(pipeline)[0] if e.is_credit]
+        assert len(credits) == 2
+        batched = [e for e in pipeline.observed() if isinstance(e, ev.PayoutBatched)]
+        assert sorted(e.payment_id for e in batched) == sorted([first, disputed])
