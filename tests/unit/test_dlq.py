@@ -171,6 +171,10 @@ def test_outgoing_forms_carry_the_incremented_count():
     message = parse_message(raw(envelope(request(), ["arn:x", f"{REPLAY_MARKER}1"]), replay_count="1"))
     attributes = requeue_attributes(message, NOW)
     assert attributes["replay_count"]["StringValue"] == "2"
+    # the first receipt time travels with the replay (here SQS's own, as no consumer parked it)
+    assert attributes["received_at"]["StringValue"] == message.sent_at.isoformat()
+    parked = parse_message(raw(envelope(request()), received_at="2026-01-02T03:04:05+00:00"))
+    assert requeue_attributes(parked, NOW)["received_at"]["StringValue"] == "2026-01-02T03:04:05+00:00"
     entry = put_events_entry(message, "bus")
     assert entry["Resources"] == ["arn:x", f"{REPLAY_MARKER}2"]
     assert (entry["EventBusName"], entry["Source"], entry["DetailType"]) == (

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from paypipe.events.models import EVENT_TYPES, UnknownEventError, parse_detail
 from paypipe.redaction import redact, redact_pan
+from paypipe.runtime.clock import RECEIVED_AT_ATTRIBUTE
 from paypipe.runtime.consumer import summarize_validation_error
 
 KINDS = ("consumer", "rule-target", "scheduled")
@@ -332,8 +333,13 @@ def decide(
 
 def requeue_attributes(message: DlqMessage, at: datetime) -> dict[str, dict[str, str]]:
     """Message attributes for the source queue: the incremented replay count (the consumer
-    carries it into the DLQ if the message fails again)."""
-    values = {REPLAY_COUNT: str(message.replay_count + 1), "replayed_at": at.isoformat()}
+    carries it into the DLQ if the message fails again) and the first receipt time, which the
+    consumer decides by (for a message SQS redrove, its own SentTimestamp)."""
+    values = {
+        REPLAY_COUNT: str(message.replay_count + 1),
+        "replayed_at": at.isoformat(),
+        RECEIVED_AT_ATTRIBUTE: message.attributes.get(RECEIVED_AT_ATTRIBUTE) or message.sent_at.isoformat(),
+    }
     return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}
 
 
