@@ -128,8 +128,9 @@ class ReleaseStep:
 
     def on_expiry_due(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.HoldExpiryDue)
-        # Due by the pipeline's clock at receipt; the release itself is dated at hold-until.
-        outcome = self.ledger.expire(event.payment_id, as_of=receipt.received_at)
+        # The sweep (the only trusted producer) found the hold due at hold-until by its schedule's
+        # clock; a late delivery is due all the more. The release itself is dated at hold-until.
+        outcome = self.ledger.expire(event.payment_id, as_of=max(receipt.received_at, event.data.hold_until))
         if isinstance(outcome, ledger.Rejected) and outcome.reason is not ledger.Rejection.NOT_FOUND:
             get_logger(step=STEP).info(
                 "no change to hold", reason=outcome.reason.value, detail=outcome.message
@@ -269,52 +270,43 @@ class ReleaseStep:
 def dispute_opened_events(hold: ledger.Hold, dispute: ledger.Dispute, cause: ev.Event) -> list[ev.Event]:
     """What an accepted dispute announces: a frozen hold, a payout held back or a clawback."""
     hold_id = ledger.hold_transfer_id(hold.payment_id)
-    event: ev.Event
+    model: type[ev.Event]
+    data: ev.Payload
+    key = f"dispute:{dispute.dispute_id}"
     match dispute.phase:
         case DisputePhase.ESCROW:
-            event = ev.HoldFrozen.create(
-                payment_id=hold.payment_id,
-                data=ev.HoldFrozenData(hold_id=hold_id, dispute_id=dispute.dispute_id),
-                producer=STEP,
-                cause=cause,
-                dedup_key=f"freeze:{dispute.dispute_id}",
-                occurred_at=dispute.opened_at,
-            )
+            model, key = ev.HoldFrozen, f"freeze:{dispute.dispute_id}"
+            data = ev.HoldFrozenData(hold_id=hold_id, dispute_id=dispute.dispute_id)
         case DisputePhase.PAYOUT:
-            held_back = ev.PayoutHeldBackData(
+            model = ev.PayoutHeldBack
+            data = ev.PayoutHeldBackData(
                 dispute_id=dispute.dispute_id,
                 hold_id=hold_id,
                 amount_cents=hold.released_cents or hold.amount_cents,
                 currency=hold.currency,
             )
-            event = ev.PayoutHeldBack.create(
-                payment_id=hold.payment_id,
-                data=held_back,
-                producer=STEP,
-                cause=cause,
-                dedup_key=f"dispute:{dispute.dispute_id}",
-                occurred_at=dispute.opened_at,
-            )
         case DisputePhase.CLAWBACK:
             if dispute.episode != dispute.dispute_id:
                 get_logger(step=STEP).info("dispute joins an open clawback", episode=dispute.episode)
                 return []
-            booked = ev.ClawbackBookedData(
+            model = ev.ClawbackBooked
+            data = ev.ClawbackBookedData(
                 dispute_id=dispute.dispute_id,
                 provider_id=hold.provider_id,
                 amount_cents=hold.released_cents,
                 currency=hold.currency,
                 payout_ref=hold.payout_ref or "",
             )
-            event = ev.ClawbackBooked.create(
-                payment_id=hold.payment_id,
-                data=booked,
-                producer=STEP,
-                cause=cause,
-                dedup_key=f"dispute:{dispute.dispute_id}",
-                occurred_at=dispute.opened_at,
-            )
-    return [event]
+    return [
+        model.create(
+            payment_id=hold.payment_id,
+            data=data,
+            producer=STEP,
+            cause=cause,
+            dedup_key=key,
+            occurred_at=dispute.opened_at,
+        )
+    ]
 
 
 def clawback_resolved(hold: ledger.Hold, dispute: ledger.Dispute, cause: ev.Event) -> ev.Event:
@@ -378,7 +370,8 @@ class ReleaseSweep:
             retry_throttled(
                 partial(self.ledger.mark_dispute_aged, event.payment_id, dispute_id=dispute_id, at=as_of)
             )
-        metrics.emit("DisputesPastAge", len(aged), step=STEP)
+        if aged:
+            metrics.emit("DisputesPastAge", len(aged), step=STEP)
         return {"expiries_published": len(expiries), "disputes_aged": len(aged)}
 
     def _expiry(self, payment_id: str, as_of: datetime) -> ev.Event | None:
@@ -440,15 +433,16 @@ def build() -> Consumer:
     return build_consumer(
         STEP,
         {
-            # Keyed by the client's event: a completion sent twice is two requests, one release.
+            # Keyed by the client's event: a command sent twice is two requests the ledger decides
+            # once (a second, contradictory one is refused with its reason, never parked).
             "ServiceCompleted": Route(
                 step.on_service_completed, business_key=_request_key, on_refused=step.on_refused
             ),
             "DisputeOpened": Route(
-                step.on_dispute_opened, business_key=_dispute_key, on_refused=step.on_refused
+                step.on_dispute_opened, business_key=_request_key, on_refused=step.on_refused
             ),
             "DisputeResolved": Route(
-                step.on_dispute_resolved, business_key=_dispute_key, on_refused=step.on_refused
+                step.on_dispute_resolved, business_key=_request_key, on_refused=step.on_refused
             ),
             "HoldExpiryDue": Route(step.on_expiry_due),
         },
@@ -457,11 +451,6 @@ def build() -> Consumer:
 
 def _request_key(event: ev.Event) -> str:
     return f"{event.payment_id}:{event.event_type}:{event.event_id}"
-
-
-def _dispute_key(event: ev.Event) -> str:
-    dispute_id = getattr(event.data, "dispute_id", "")
-    return f"{event.payment_id}:{event.event_type}:{dispute_id}"
 
 
 def build_sweep() -> LambdaHandler:
