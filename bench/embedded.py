@@ -389,7 +389,9 @@ def run_latency(payments: int, wave: int = 10) -> LatencyRun:
         moto_start = meter.moto_wall_ns
         start = time.perf_counter()
         for index in range(0, payments, wave):
-            pipeline.publish(scenario.requests[index : index + wave])
+            chunk = scenario.requests[index : index + wave]
+            pipeline.advance_to(chunk[0].occurred_at)  # each wave at its own time on the pipeline clock
+            pipeline.publish(chunk)
             for function in sqs_functions:
                 function.poll_once()
         pipeline.drain()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -13,6 +15,7 @@ from rich.table import Table
 
 from paypipe.embedded.demo import RunReport, run_demo
 from paypipe.embedded.faults import FaultPlan
+from paypipe.embedded.playback import ScenarioError, play_file
 
 STATE_NAMES = {
     "PaymentRejected": "rejected",
@@ -36,11 +39,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="inject duplicates, reordering, crashes, PutEvents partial failures, KMS/DynamoDB throttling",
     )
+    parser.add_argument(
+        "--scenario",
+        type=Path,
+        help="play this JSON-lines traffic file instead of the sample traffic (see README: scenarios)",
+    )
+    parser.add_argument(
+        "--report", type=Path, help="with --scenario: where the JSON report goes (default: OUT/report.json)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scenario is not None:
+        return run_scenario(
+            args.scenario, report_path=args.report or args.out / "report.json", out_dir=args.out
+        )
     faults = FaultPlan(seed=args.seed) if args.faults else None
     return run_with_console(args.payments, seed=args.seed, out_dir=args.out, faults=faults)
+
+
+def run_scenario(path: Path, *, report_path: Path, out_dir: Path) -> int:
+    """Exit 0 when the run reconciles, 1 on violations, 2 for a scenario file that cannot be played."""
+    console = Console()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["LOG_FILE"] = str(out_dir / "pipeline.log.jsonl")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    try:
+        report = play_file(path, out_dir)
+    except ScenarioError as error:
+        print(f"paypipe run: {path}: {error}", file=sys.stderr)
+        return 2
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    console.print(
+        f"payments by final state: {report['states']}; requests refused: {report['refused_requests']}"
+    )
+    for violation in report["violations"][:20]:
+        console.print(f"[red]  {violation['code']}[/] {violation['payment_id'] or ''} {violation['message']}")
+    verdict = "[green]reconciled[/]" if report["ok"] else f"[red]{len(report['violations'])} violations[/]"
+    console.print(f"{verdict}; report: {report_path}")
+    return 0 if report["ok"] else 1
 
 
 def run_with_console(payments: int, *, seed: int, out_dir: Path, faults: FaultPlan | None = None) -> int:

@@ -6,7 +6,6 @@ the fault-injection proof.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections import Counter
@@ -14,13 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from paypipe.adapters.ledger_store import LedgerStore
-from paypipe.domain import nacha
+from paypipe.embedded.evidence import ach_file_entries, dlq_records, ledger, run_context
 from paypipe.embedded.faults import FaultPlan
 from paypipe.embedded.pan_scan import pipeline_sources, scan
-from paypipe.embedded.reconcile import AchEntry, Context, DlqRecord, Reconciliation, reconcile
+from paypipe.embedded.reconcile import Reconciliation, reconcile
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.scenario import build_scenario
 from paypipe.events import models as ev
@@ -90,16 +87,16 @@ def run_demo(
             ),
             (request.data.card.number.get_secret_value() for request in scenario.requests),
         )
-        ach_entries, files = _ach_entries(pipeline, out_dir)
+        entries, files = ach_file_entries(pipeline, out_dir)
         report = RunReport(
             payments=payments,
             intents=scenario.mix(),
             reconciliation=reconcile(
                 (request.payment_id for request in scenario.requests),
                 pipeline.observations(),
-                _dlq_records(pipeline),
-                ach_entries,
-                _ledger(pipeline).verify_balanced(),
+                dlq_records(pipeline),
+                [entry.as_ach_entry() for entry in entries],
+                ledger(pipeline).verify_balanced(),
                 context=run_context(pipeline),
             ),
             ach_files=files,
@@ -149,64 +146,3 @@ def _drain(pipeline: EmbeddedPipeline, phase: str, notify: Progress) -> None:
         notify(phase, handled, 0)
 
     pipeline.drain(on_round=on_round)
-
-
-def _dlq_records(pipeline: EmbeddedPipeline) -> list[DlqRecord]:
-    sqs = pipeline.session.client("sqs")
-    records: list[DlqRecord] = []
-    for name, url in pipeline.stack.outputs.items():
-        if not name.endswith("DLQUrl"):
-            continue
-        while messages := sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=600
-        ).get("Messages", []):
-            records.extend(_dlq_record(name, message) for message in messages)
-    return records
-
-
-def _dlq_record(queue: str, message: dict[str, Any]) -> DlqRecord:
-    attributes = message.get("MessageAttributes", {})
-    reason = attributes.get("error_reason", {}).get("StringValue", "redriven")
-    try:
-        body = json.loads(message["Body"])
-        detail = body.get("detail") or {}
-        return DlqRecord(queue, detail.get("payment_id"), body.get("detail-type"), reason)
-    except (ValueError, AttributeError):
-        return DlqRecord(queue, None, None, reason)
-
-
-def _ach_entries(pipeline: EmbeddedPipeline, out_dir: Path) -> tuple[list[AchEntry], list[Path]]:
-    """Every entry of every file in the ACH bucket (not only those announced by events)."""
-    s3 = pipeline.session.client("s3")
-    bucket = pipeline.stack.outputs["AchBucketName"]
-    entries: list[AchEntry] = []
-    files: list[Path] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode("ascii")
-            path = out_dir / item["Key"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            files.append(path)
-            for batch in nacha.parse(text, strict=True).batches:
-                entries.extend(
-                    AchEntry(item["Key"], entry.trace_number, entry.amount_cents, entry.is_credit)
-                    for entry in batch.entries
-                )
-    return entries, files
-
-
-def _ledger(pipeline: EmbeddedPipeline) -> LedgerStore:
-    return LedgerStore(pipeline.stack.outputs["LedgerTableName"], pipeline.session.client("dynamodb"))
-
-
-def run_context(pipeline: EmbeddedPipeline) -> Context:
-    """What reconciliation needs besides the evidence: final holds, the run's settings and end."""
-    parameters = pipeline.stack.parameters
-    return Context(
-        holds=_ledger(pipeline).holds(),
-        external_event_ids=frozenset(pipeline.external_event_ids),
-        as_of=pipeline.clock.now(),
-        client_skew=timedelta(seconds=int(parameters["ClientClockSkewSeconds"])),
-        dispute_max_age=timedelta(days=int(parameters["DisputeMaxAgeDays"])),
-    )

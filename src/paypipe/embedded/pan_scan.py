@@ -69,18 +69,18 @@ def pipeline_sources(pipeline: Any, log_text: str) -> Iterator[tuple[str, str]]:
     for event in pipeline.observed():
         if event.event_type not in PAN_CARRYING_EVENTS:
             yield f"event {event.event_type} {event.event_id}", event.model_dump_json()
-    sqs = pipeline.session.client("sqs")
+    sqs = pipeline.client("sqs")
     for name, url in pipeline.stack.outputs.items():
         if name.endswith("DLQUrl"):
             for message in peek(sqs, url, limit=sys.maxsize, wait_seconds=0):
                 yield f"DLQ {name} message {message.message_id}", message.body
-    dynamodb = pipeline.session.client("dynamodb")
+    dynamodb = pipeline.client("dynamodb")
     for table in dynamodb.list_tables()["TableNames"]:
         for page in dynamodb.get_paginator("scan").paginate(TableName=table):
             for item in page["Items"]:
                 readable = {key: value for key, value in item.items() if _scannable(value)}
                 yield f"DynamoDB {table}", json.dumps(readable)
-    s3 = pipeline.session.client("s3")
+    s3 = pipeline.client("s3")
     for bucket in s3.list_buckets()["Buckets"]:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"]):
             for item in page.get("Contents", []):

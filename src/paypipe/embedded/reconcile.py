@@ -73,6 +73,7 @@ class Context:
 class Reconciliation:
     payments: int = 0
     states: Counter[str] = field(default_factory=Counter)
+    payment_states: dict[str, str] = field(default_factory=dict)
     released_cents: int = 0
     ach_credit_cents: int = 0
     netted_cents: int = 0
@@ -128,7 +129,7 @@ def _check_terminal_states(
     by_payment: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for event in events:
         by_payment[event.payment_id][event.event_type].add(event.event_id)
-    parked = {record.payment_id for record in dlq if record.payment_id}
+    parked = {record.payment_id for record in dlq if record.payment_id is not None}
     in_review = {
         e.payment_id
         for e in events
@@ -147,17 +148,30 @@ def _check_terminal_states(
             if len(seen[event_type]) > 1:
                 count = len(seen[event_type])
                 result.flag("TERMINAL_ANNOUNCED_TWICE", payment_id, f"{count} distinct {event_type} events")
-        if terminal_types:
-            result.states[terminal_types[0]] += 1
-        elif payment_id in in_review:
-            result.states["review"] += 1
-        elif payment_id in disputed:
-            result.states["disputed"] += 1
-        elif payment_id in parked:
-            result.states["dlq"] += 1
-        else:
+        state = _state(payment_id, terminal_types, in_review, disputed, parked)
+        if state == "lost":
             result.flag("PAYMENT_LOST", payment_id, f"neither terminal nor in a DLQ (last: {sorted(seen)})")
-            result.states["lost"] += 1
+        result.states[state] += 1
+        result.payment_states[payment_id] = state
+
+
+def _state(
+    payment_id: str,
+    terminal_types: Sequence[str],
+    in_review: set[str],
+    disputed: set[str],
+    parked: set[str],
+) -> str:
+    """A payment's state at the end: its terminal event type, or review, disputed, dlq or lost."""
+    if terminal_types:
+        return terminal_types[0]
+    if payment_id in in_review:
+        return "review"
+    if payment_id in disputed:
+        return "disputed"
+    if payment_id in parked:
+        return "dlq"
+    return "lost"
 
 
 # -- payouts match releases ----------------------------------------------------------------------
@@ -294,10 +308,12 @@ def _check_hold_disputes(
 # -- trust boundary and the pipeline's clock -----------------------------------------------------
 
 
-def _effects(events: Sequence[ev.Event]) -> dict[str, list[ev.Event]]:
+def _effects(events: Sequence[ev.Event], foreign: set[str]) -> dict[str, list[ev.Event]]:
     """Events each event caused, refusals left out (a refusal is the pipeline saying no).
 
-    A payout acts on its payment's release without naming it as cause (it is caused by a cut).
+    A payout acts on its payment's release without naming it as cause (a cut caused it): it is
+    counted against the payment's trusted releases, or against a foreign one only if there is
+    no other.
     """
     caused: dict[str, list[ev.Event]] = defaultdict(list)
     releases: dict[str, list[str]] = defaultdict(list)
@@ -308,23 +324,30 @@ def _effects(events: Sequence[ev.Event]) -> dict[str, list[ev.Event]]:
             releases[event.payment_id].append(event.event_id)
     for event in events:
         if event.event_type in PAYOUT_TYPES:
-            for release_id in releases.get(event.payment_id, []):
+            candidates = releases.get(event.payment_id, [])
+            trusted = [release for release in candidates if release not in foreign]
+            for release_id in trusted or candidates:
                 caused[release_id].append(event)
     return caused
 
 
+def _is_foreign(item: Observed, context: Context) -> bool:
+    """From a source its type does not allow, or an internal event published from outside."""
+    event = item.event
+    if item.source is not None and ev.untrusted_origin(event.event_type, item.source, event.producer):
+        return True
+    return event.event_id in context.external_event_ids and event.event_type not in ev.CLIENT_EVENT_TYPES
+
+
 def _check_trust(result: Reconciliation, seen: Sequence[Observed], context: Context) -> None:
-    effects = _effects([item.event for item in seen])
+    foreign = {item.event.event_id for item in seen if _is_foreign(item, context)}
+    effects = _effects([item.event for item in seen], foreign)
     for item in seen:
         event = item.event
         acted_on = effects.get(event.event_id, [])
         if not acted_on:
             continue
-        foreign = (
-            item.source is not None
-            and ev.untrusted_origin(event.event_type, item.source, event.producer) is not None
-        ) or (event.event_id in context.external_event_ids and event.event_type not in ev.CLIENT_EVENT_TYPES)
-        if foreign:
+        if event.event_id in foreign:
             origin = item.source or "outside the pipeline"
             message = f"{event.event_type} from {origin} caused {acted_on[0].event_type}"
             result.flag("FOREIGN_SOURCE_ACTED_ON", event.payment_id, message)

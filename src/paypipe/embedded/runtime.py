@@ -177,6 +177,21 @@ class EmbeddedFunction:
         return {item["itemIdentifier"] for item in failures}
 
 
+class _CountingEvents:
+    """An EventBridge client that counts the entries put on the bus."""
+
+    def __init__(self, inner: Any, pipeline: EmbeddedPipeline) -> None:
+        self._inner = inner
+        self._pipeline = pipeline
+
+    def put_events(self, **kwargs: Any) -> Any:
+        self._pipeline.published_by_functions += len(kwargs.get("Entries", []))
+        return self._inner.put_events(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 def lambda_sqs_record(message: Mapping[str, Any], queue_arn: str) -> dict[str, Any]:
     """An SQS message in the shape Lambda's event source mapping hands to the function."""
     return {
@@ -234,6 +249,8 @@ class EmbeddedPipeline:
         self._observed: list[Observed] = []
         self.unparseable_events = 0
         self.external_event_ids: set[str] = set()  # events published from outside the pipeline
+        self.published_by_functions = 0  # events the functions put on the bus
+        self._clients: dict[str, Any] = {}
         self.client_publisher: EventPublisher
 
     def __enter__(self) -> EmbeddedPipeline:
@@ -245,19 +262,31 @@ class EmbeddedPipeline:
         self._transactions.__enter__()
         self._clock_patch.__enter__()
         pipeline_time.use(self.clock)
-        wrap_clients(self.faults.wrap_client if self.faults else None)
+        wrap_clients(self._wrap_client)
         self.session = boto3.session.Session(region_name=REGION)
         self.stack = provision_stack(self.session, stack_name=self._stack_name, overrides=self._overrides)
-        sqs = self.session.client("sqs")
+        sqs = self.client("sqs")
         self.functions = {
             logical_id: EmbeddedFunction(spec, self.stack, sqs, self.faults)
             for logical_id, spec in self.stack.functions.items()
         }
         self._create_tap()
         self.client_publisher = EventPublisher(
-            self.session.client("events"), self.stack.outputs["EventBusName"], producer=CLIENT_PRODUCER
+            self.client("events"), self.stack.outputs["EventBusName"], producer=CLIENT_PRODUCER
         )
         return self
+
+    def _wrap_client(self, service: str, made: Any) -> Any:
+        """The functions' clients: their PutEvents counted, faults injected when planned."""
+        if service == "events":
+            made = _CountingEvents(made, self)
+        return self.faults.wrap_client(service, made) if self.faults else made
+
+    def client(self, service: str) -> Any:
+        """The run's own client for ``service`` (made once: clients are slow to make)."""
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service)
+        return self._clients[service]
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -277,8 +306,8 @@ class EmbeddedPipeline:
 
     def _create_tap(self) -> None:
         """An observer queue on the bus (run harness only, not part of the stack)."""
-        sqs = self.session.client("sqs")
-        events = self.session.client("events")
+        sqs = self.client("sqs")
+        events = self.client("events")
         self._tap_url = sqs.create_queue(QueueName=f"{self._stack_name}-tap")["QueueUrl"]
         tap_arn = sqs.get_queue_attributes(QueueUrl=self._tap_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
@@ -299,7 +328,7 @@ class EmbeddedPipeline:
 
     def observations(self) -> list[Observed]:
         """Every event seen on the bus so far with its source and delivery time, in arrival order."""
-        sqs = self.session.client("sqs")
+        sqs = self.client("sqs")
         while True:
             messages = sqs.receive_message(
                 QueueUrl=self._tap_url, MaxNumberOfMessages=10, AttributeNames=["SentTimestamp"]
@@ -362,22 +391,27 @@ class EmbeddedPipeline:
         Like Lambda's asynchronous invocation, a failed run is retried (``attempts`` in all); the
         last error is returned in place of a result. The pipeline clock moves to ``at`` first.
         """
+        return {
+            logical_id: self.run_schedule(logical_id, at, attempts)
+            for logical_id, function in self.functions.items()
+            if function.spec.schedules
+        }
+
+    def run_schedule(self, logical_id: str, at: datetime, attempts: int = 3) -> Any:
+        """Invoke one scheduled function as its schedule would at ``at`` (see ``run_scheduled``)."""
         self.advance_to(at)
-        results: dict[str, Any] = {}
-        for logical_id, function in self.functions.items():
-            if not function.spec.schedules:
-                continue
-            for _ in range(attempts):
-                try:
-                    results[logical_id] = function.invoke(scheduled_event(at, rule=f"{logical_id}-schedule"))
-                    break
-                except Exception as error:
-                    results[logical_id] = error
-        return results
+        function = self.functions[logical_id]
+        result: Any = None
+        for _ in range(attempts):
+            try:
+                return function.invoke(scheduled_event(at, rule=f"{logical_id}-schedule"))
+            except Exception as error:
+                result = error
+        return result
 
     def queue_depths(self, kind: str | None = None) -> dict[str, int]:
         """Visible + in-flight messages per DLQ output (``kind``: consumer, rule-target, scheduled)."""
-        sqs = self.session.client("sqs")
+        sqs = self.client("sqs")
         depths = {}
         for name, url in self.stack.outputs.items():
             if not name.endswith("DLQUrl"):
@@ -393,6 +427,6 @@ class EmbeddedPipeline:
 
     def download(self, bucket: str, key: str, destination: Path) -> Path:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        body = self.session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
         destination.write_bytes(body)
         return destination

@@ -70,15 +70,42 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 
 
 def parameter_values(template: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, str]:
+    """Every parameter's value: the override, checked as CloudFormation would, or the default."""
+    declared = template.get("Parameters", {})
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        raise TemplateError(f"unknown parameters {unknown} (see Parameters in infra/sam/template.yaml)")
     values: dict[str, str] = {}
-    for name, spec in template.get("Parameters", {}).items():
+    for name, spec in declared.items():
         if name in overrides:
             values[name] = str(overrides[name])
+            problem = parameter_problem(spec, values[name])
+            if problem is not None:
+                raise TemplateError(f"parameter {name}: {problem}")
         elif "Default" in spec:
             values[name] = str(spec["Default"])
         else:
             raise TemplateError(f"parameter {name} has no default; pass it as an override")
     return values
+
+
+def parameter_problem(spec: Mapping[str, Any], value: str) -> str | None:
+    """Why CloudFormation would refuse ``value`` for a parameter declared as ``spec`` (None: it takes it)."""
+    if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:
+        return f"{value!r} is not one of {spec['AllowedValues']}"
+    if "AllowedPattern" in spec and re.fullmatch(str(spec["AllowedPattern"]), value) is None:
+        return f"{value!r} does not match {spec['AllowedPattern']}"
+    if spec.get("Type") != "Number":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return f"{value!r} is not a number"
+    if "MinValue" in spec and number < float(spec["MinValue"]):
+        return f"{value} is below the minimum {spec['MinValue']}"
+    if "MaxValue" in spec and number > float(spec["MaxValue"]):
+        return f"{value} is above the maximum {spec['MaxValue']}"
+    return None
 
 
 class Resolver:

@@ -1,0 +1,113 @@
+"""What an embedded run leaves behind, read for reconciliation and reports.
+
+DLQ contents (peeked, so they stay for the card number scan and for replays), every entry of
+every NACHA file in the ACH bucket, the ledger, and the run's context (final holds, settings,
+the pipeline clock at the end).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from paypipe.adapters.ledger_store import LedgerStore
+from paypipe.domain import nacha
+from paypipe.embedded.reconcile import AchEntry, Context, DlqRecord
+from paypipe.embedded.runtime import EmbeddedPipeline
+from paypipe.ops.dlq_aws import peek
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One entry of a NACHA file in the bucket, with its file's identity."""
+
+    file_key: str
+    trace_number: str
+    amount_cents: int
+    is_credit: bool
+    file_id: str  # the header's creation date and file id modifier, e.g. "2026-11-04/A"
+    effective_date: str
+    same_day: bool
+
+    def as_ach_entry(self) -> AchEntry:
+        return AchEntry(self.file_key, self.trace_number, self.amount_cents, self.is_credit)
+
+    def as_report(self, payment_id: str | None) -> dict[str, Any]:
+        return {
+            "payment_id": payment_id,
+            "amount_cents": self.amount_cents,
+            "trace_number": self.trace_number,
+            "file_key": self.file_key,
+            "file_id": self.file_id,
+            "effective_date": self.effective_date,
+            "same_day": self.same_day,
+            "credit": self.is_credit,
+        }
+
+
+def dlq_records(pipeline: EmbeddedPipeline) -> list[DlqRecord]:
+    sqs = pipeline.client("sqs")
+    return [
+        DlqRecord(name, message.payment_id, message.detail_type if message.event else None, message.reason)
+        for name, url in pipeline.stack.outputs.items()
+        if name.endswith("DLQUrl")
+        for message in peek(sqs, url, limit=sys.maxsize, wait_seconds=0)
+    ]
+
+
+def file_entries(text: str, key: str) -> list[FileEntry]:
+    parsed = nacha.parse(text, strict=True)
+    file_id = f"{parsed.header.creation_date.isoformat()}/{parsed.header.file_id_modifier}"
+    return [
+        FileEntry(
+            key,
+            entry.trace_number,
+            entry.amount_cents,
+            entry.is_credit,
+            file_id,
+            batch.header.effective_entry_date.isoformat(),
+            batch.header.company_descriptive_date.startswith("SD"),
+        )
+        for batch in parsed.batches
+        for entry in batch.entries
+    ]
+
+
+def ach_file_entries(
+    pipeline: EmbeddedPipeline, out_dir: Path | None = None
+) -> tuple[list[FileEntry], list[Path]]:
+    """Every entry of every file in the ACH bucket (not only those announced by events); with
+    ``out_dir``, the files are copied there too."""
+    s3 = pipeline.client("s3")
+    bucket = pipeline.stack.outputs["AchBucketName"]
+    entries: list[FileEntry] = []
+    files: list[Path] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode("ascii")
+            if out_dir is not None:
+                path = out_dir / item["Key"]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+                files.append(path)
+            entries.extend(file_entries(text, item["Key"]))
+    return entries, files
+
+
+def ledger(pipeline: EmbeddedPipeline) -> LedgerStore:
+    return LedgerStore(pipeline.stack.outputs["LedgerTableName"], pipeline.client("dynamodb"))
+
+
+def run_context(pipeline: EmbeddedPipeline) -> Context:
+    """What reconciliation needs besides the evidence: final holds, the run's settings and end."""
+    parameters = pipeline.stack.parameters
+    return Context(
+        holds=ledger(pipeline).holds(),
+        external_event_ids=frozenset(pipeline.external_event_ids),
+        as_of=pipeline.clock.now(),
+        client_skew=timedelta(seconds=int(parameters["ClientClockSkewSeconds"])),
+        dispute_max_age=timedelta(days=int(parameters["DisputeMaxAgeDays"])),
+    )
