@@ -126,3 +126,11 @@ def request(payment_id: str, rng: random.Random, **overrides: Any) -> ev.Payment
     }
     arguments.update(overrides)
     return payment_requested(payment_id, **arguments)
+
+
+@pytest.fixture(autouse=True)
+def _step_logs_in_a_file(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embedded step logs go to a file (the card number scan reads it), not stdout: the test's own,
+    unless a fixture already chose one."""
+    if not os.environ.get("LOG_FILE"):
+        monkeypatch.setenv("LOG_FILE", str(tmp_path / "steps.log.jsonl"))

@@ -82,7 +82,7 @@ class Harness:
 
 @pytest.fixture(scope="module")
 def harness():
-    with EmbeddedPipeline(stack_name="paypipe-bad-input") as pipeline:
+    with EmbeddedPipeline(stack_name="paypipe-bad-input", start=NOW) as pipeline:
         yield Harness(pipeline)
 
 

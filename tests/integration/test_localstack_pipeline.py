@@ -51,12 +51,7 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
     expiring = request(f"{run_id}-expiring", rng)
     tester = {"customer_id": f"cust-{run_id}-tester", "ip_address": "203.0.113.9", "amount_cents": 100}
     tester_pan = card_number(rng)
-    probes = [
-        request(
-            f"{run_id}-probe{i}", rng, pan=tester_pan, occurred_at=now - timedelta(minutes=10 - i), **tester
-        )
-        for i in range(3)
-    ]
+    probes = [request(f"{run_id}-probe{i}", rng, pan=tester_pan, **tester) for i in range(3)]
     assert client.publish([rejected, completed, expiring, *probes]).ok
 
     tap.wait_for("rejection", lambda: bool(tap.of(rejected.payment_id, ev.PaymentRejected)))
@@ -69,7 +64,7 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
     tap.wait_for("probes scored", lambda: all(tap.of(p.payment_id, scored) for p in probes))
 
     # Three small charges on one card within the hour: the fourth is card testing.
-    declined = request(f"{run_id}-declined", rng, pan=tester_pan, occurred_at=now, **tester)
+    declined = request(f"{run_id}-declined", rng, pan=tester_pan, **tester)
     assert client.publish([declined]).ok
     tap.wait_for("decline", lambda: bool(tap.of(declined.payment_id, ev.PaymentDeclined)))
     assert not tap.of(declined.payment_id, ev.FundsHeld)

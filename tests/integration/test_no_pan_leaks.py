@@ -3,7 +3,6 @@
 import json
 import os
 import re
-from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -70,7 +69,7 @@ def test_pan_never_leaves_tokenize(pipeline, pan, holder):
         customer_id=f"c-{payment_id}",
         amount_cents=1234,
         pan=pan,
-        occurred_at=datetime.now(UTC),
+        occurred_at=pipeline.clock.now(),
         exp=(12, 2031),
     )
     assert pipeline.publish([request]).ok

@@ -148,3 +148,43 @@ def test_async_invocations_have_dead_letter_queues(expanded):
             "TargetArn": {"Fn::GetAtt": ["ScheduledDLQ", "Arn"]}
         }
         assert functions[name]["Properties"]["ReservedConcurrentExecutions"] == 1
+
+
+def pattern_branches(pattern: dict[str, Any]) -> list[dict[str, Any]]:
+    """An event pattern as the alternatives it matches ($or expanded)."""
+    if "$or" in pattern:
+        rest = {key: value for key, value in pattern.items() if key != "$or"}
+        return [
+            branch for alternative in pattern["$or"] for branch in pattern_branches({**rest, **alternative})
+        ]
+    return [pattern]
+
+
+def test_every_rule_routes_each_event_type_only_from_the_sources_its_contract_allows(expanded):
+    from paypipe.events import models as ev
+
+    checked = 0
+    for name, rule in resources(expanded, "AWS::Events::Rule").items():
+        pattern = rule["Properties"].get("EventPattern")
+        if pattern is None:
+            continue  # a schedule
+        for branch in pattern_branches(pattern):
+            assert branch.get("source") and branch.get("detail-type"), (name, branch)
+            for detail_type in branch["detail-type"]:
+                allowed = {ev.source_of(producer) for producer in ev.EVENT_TYPES[detail_type].PRODUCERS}
+                assert set(branch["source"]) <= allowed, (name, detail_type, branch["source"])
+                checked += 1
+    assert checked >= 9  # every consumed type of the six consumers
+
+
+def test_client_publishers_may_put_only_client_events_as_the_client(expanded):
+    from paypipe.events import models as ev
+
+    policy = resources(expanded, "AWS::IAM::ManagedPolicy")["ClientPublisherPolicy"]["Properties"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Allow", "events:PutEvents")
+    assert statement["Resource"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
+    condition = statement["Condition"]["StringEquals"]
+    assert condition["events:source"] == ev.CLIENT_SOURCE
+    assert sorted(condition["events:detail-type"]) == sorted(ev.CLIENT_EVENT_TYPES)
+    assert expanded["Outputs"]["ClientPublisherPolicyArn"]["Value"] == {"Ref": "ClientPublisherPolicy"}
