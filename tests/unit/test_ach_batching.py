@@ -1,3 +1,4 @@
+import random
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -5,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paypipe.domain.ach_batching import PendingPayout, PlannedBatch, plan_files, window_at
-from paypipe.domain.ach_calendar import EASTERN
+from paypipe.domain.ach_calendar import EASTERN, settlement_problem
 from paypipe.domain.nacha import Originator, PayeeType, Payout, build_file, parse, write
 
 ORIGINATOR = Originator(
@@ -77,12 +78,51 @@ def test_after_last_deadline_is_standard_next_banking_day() -> None:
     assert (batch.kind, batch.effective_date) == ("standard", date(2025, 7, 7))
 
 
-def test_missed_same_day_window_moves_to_next_open_window() -> None:
-    item = pending("p1", et(6, 10, 16, 40))
-    (batch,) = plan_files([item], et(6, 10, 16, 50))  # late run on the same day: still sent
+def test_a_same_day_window_is_missed_once_its_fed_deadline_has_passed() -> None:
+    lead = timedelta(minutes=15)
+    item = pending("p1", et(6, 10, 16, 20))  # the last window: cut at 16:30 for the 16:45 deadline
+    (batch,) = plan_files([item], et(6, 10, 16, 40), submission_lead=lead)  # late, before 16:45
     assert (batch.kind, batch.effective_date) == ("same_day", date(2025, 6, 10))
-    (batch,) = plan_files([item], et(6, 11, 9, 0))  # next day: overdue, dated for today
+    (batch,) = plan_files([item], et(6, 10, 16, 50), submission_lead=lead)  # after it: standard
+    assert (batch.kind, batch.effective_date) == ("standard", date(2025, 6, 11))
+    morning = pending("p2", et(6, 10, 9, 0))
+    (batch,) = plan_files([morning], et(6, 10, 11, 0), submission_lead=lead)  # for the 14:45 window
+    assert (batch.kind, batch.effective_date) == ("same_day", date(2025, 6, 10))
+    (batch,) = plan_files([item], et(6, 11, 9, 0), submission_lead=lead)  # next day, dated that day
     assert (batch.kind, batch.effective_date) == ("same_day", date(2025, 6, 11))
+
+
+def test_with_a_lead_the_cut_files_between_its_cutoff_and_the_fed_deadline() -> None:
+    lead = timedelta(minutes=15)
+    item = pending("p1", et(6, 10, 10, 10))
+    assert plan_files([item], et(6, 10, 10, 14), submission_lead=lead) == []  # before the 10:15 cutoff
+    (batch,) = plan_files([item], et(6, 10, 10, 20), submission_lead=lead)
+    assert (batch.kind, batch.effective_date) == ("same_day", date(2025, 6, 10))
+    released_after_cutoff = pending("p2", et(6, 10, 10, 20))  # goes to the 14:45 window (cut 14:30)
+    assert plan_files([released_after_cutoff], et(6, 10, 10, 25), submission_lead=lead) == []
+    (batch,) = plan_files([released_after_cutoff], et(6, 10, 14, 30), submission_lead=lead)
+    assert batch.kind == "same_day"
+
+
+def test_random_release_and_cut_times_plan_only_files_the_fed_settles() -> None:
+    rng = random.Random(6000)
+    start = datetime(2025, 11, 24, tzinfo=UTC)  # Thanksgiving week, a weekend, two holidays near
+    for _ in range(6000):
+        released = start + timedelta(minutes=rng.randrange(0, 14 * 24 * 60))
+        cut = released + timedelta(minutes=rng.randrange(0, 3 * 24 * 60))
+        item = pending("p1", released, amount_cents=rng.choice([100, 100_000_000, 100_000_001]))
+        for batch in plan_files([item], cut, submission_lead=timedelta(minutes=rng.choice([0, 15, 60]))):
+            problem = settlement_problem(cut, batch.effective_date, same_day=batch.same_day)
+            assert problem is None, (released, cut, batch.kind, batch.effective_date, problem)
+
+
+def test_same_day_batches_with_an_offset_stay_within_the_same_day_limit() -> None:
+    items = [pending(f"p{i}", et(6, 10, 9, i), amount_cents=40_000_000) for i in range(5)]
+    batches = plan_files(items, et(6, 10, 10, 30), max_same_day_batch_cents=100_000_000)
+    assert all(batch.kind == "same_day" and batch.total_cents <= 100_000_000 for batch in batches)
+    assert [len(batch.payouts) for batch in batches] == [2, 2, 1]
+    (unbounded,) = plan_files(items, et(6, 10, 10, 30))
+    assert unbounded.total_cents == 200_000_000
 
 
 def test_missed_standard_deadline_moves_to_next_open_window() -> None:

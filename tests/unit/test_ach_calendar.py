@@ -12,6 +12,7 @@ from paypipe.domain.ach_calendar import (
     is_banking_day,
     next_banking_day,
     next_window,
+    settlement_problem,
 )
 
 # Federal Reserve published holiday schedules (closure dates).
@@ -91,12 +92,12 @@ def et(year: int, month: int, day: int, hour: int, minute: int, second: int = 0)
 def test_same_day_window_boundaries() -> None:
     tuesday = date(2025, 6, 10)
     window = next_window(et(2025, 6, 10, 10, 29), amount_cents=100)
-    assert window == AchWindow("same_day", et(2025, 6, 10, 10, 30), tuesday)
+    assert window == AchWindow("same_day", et(2025, 6, 10, 10, 30), tuesday, et(2025, 6, 10, 10, 30))
     assert next_window(et(2025, 6, 10, 10, 30), amount_cents=100).cutoff == et(2025, 6, 10, 14, 45)
     assert next_window(et(2025, 6, 10, 10, 31), amount_cents=100).cutoff == et(2025, 6, 10, 14, 45)
     assert next_window(et(2025, 6, 10, 16, 44, 59), amount_cents=100).cutoff == et(2025, 6, 10, 16, 45)
     late = next_window(et(2025, 6, 10, 16, 45), amount_cents=100)
-    assert late == AchWindow("standard", et(2025, 6, 11, 2, 15), date(2025, 6, 11))
+    assert late == AchWindow("standard", et(2025, 6, 11, 2, 15), date(2025, 6, 11), et(2025, 6, 11, 2, 15))
 
 
 def test_same_day_amount_limit() -> None:
@@ -134,7 +135,9 @@ def test_utc_evening_is_previous_eastern_day() -> None:
 
 def test_non_banking_days_roll_forward() -> None:
     saturday = next_window(et(2025, 6, 14, 9, 0), amount_cents=1)
-    assert saturday == AchWindow("standard", et(2025, 6, 16, 2, 15), date(2025, 6, 16))
+    assert saturday == AchWindow(
+        "standard", et(2025, 6, 16, 2, 15), date(2025, 6, 16), et(2025, 6, 16, 2, 15)
+    )
     thanksgiving = next_window(et(2025, 11, 27, 9, 0), amount_cents=1)
     assert thanksgiving.effective_date == date(2025, 11, 28)
     # Friday after the last deadline before a Monday holiday (MLK Day 2026).
@@ -181,3 +184,27 @@ def test_submission_cutoffs_lead_the_fed_deadlines():
     assert submission_cutoffs(timedelta(0)) == (time(10, 30), time(14, 45), time(16, 45))
     with pytest.raises(ValueError, match="between 0 and 2 hours"):
         submission_cutoffs(timedelta(hours=3))
+
+
+def test_with_a_lead_the_cutoff_precedes_the_fed_deadline() -> None:
+    window = next_window(et(2025, 6, 10, 10, 0), amount_cents=1, lead=timedelta(minutes=15))
+    assert (window.cutoff, window.deadline) == (et(2025, 6, 10, 10, 15), et(2025, 6, 10, 10, 30))
+    after_cutoff = next_window(et(2025, 6, 10, 10, 20), amount_cents=1, lead=timedelta(minutes=15))
+    assert after_cutoff.deadline == et(2025, 6, 10, 14, 45)
+
+
+@pytest.mark.parametrize(
+    "created, effective, same_day, ok",
+    [
+        (et(2025, 6, 10, 16, 44), date(2025, 6, 10), True, True),
+        (et(2025, 6, 10, 16, 45), date(2025, 6, 10), True, False),  # after the last deadline
+        (et(2025, 6, 10, 9, 0), date(2025, 6, 11), True, False),  # same-day dated another day
+        (et(2025, 6, 14, 9, 0), date(2025, 6, 14), True, False),  # a Saturday
+        (et(2025, 6, 10, 17, 0), date(2025, 6, 11), False, True),
+        (et(2025, 6, 11, 1, 0), date(2025, 6, 11), False, True),  # before the 02:15 deadline
+        (et(2025, 6, 11, 3, 0), date(2025, 6, 11), False, False),
+        (et(2025, 7, 3, 17, 0), date(2025, 7, 4), False, False),  # Independence Day
+    ],
+)
+def test_settlement_problem_knows_which_dates_the_fed_settles(created, effective, same_day, ok) -> None:
+    assert (settlement_problem(created, effective, same_day=same_day) is None) is ok

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
+from functools import partial
 
 from paypipe.domain.ach_calendar import (
     EASTERN,
@@ -46,15 +47,10 @@ class PlannedBatch:
         return sum(payout.amount_cents for payout in self.payouts)
 
 
-def _is_missed(window: AchWindow, now: datetime) -> bool:
-    """True when the window can no longer be met at `now`.
-
-    A same-day window stays usable for the rest of its day (the ODFI takes a same-day-dated
-    file into its next same-day window); a standard one until its settlement deadline.
-    """
-    if window.kind == "same_day":
-        return now.astimezone(EASTERN).date() > window.effective_date
-    return now >= window.cutoff
+def is_missed(window: AchWindow, now: datetime) -> bool:
+    """True once the Fed's deadline for the window has passed: a file cut later cannot make it
+    (a same-day payout cut after the day's last same-day deadline goes in a standard file)."""
+    return now >= window.deadline
 
 
 def is_due(window: AchWindow, now: datetime) -> bool:
@@ -64,19 +60,28 @@ def is_due(window: AchWindow, now: datetime) -> bool:
 
 
 def window_at(
-    pending: PendingPayout, now: datetime, *, same_day_deadlines: Sequence[time] = SAME_DAY_DEADLINES
+    pending: PendingPayout,
+    now: datetime,
+    *,
+    same_day_deadlines: Sequence[time] = SAME_DAY_DEADLINES,
+    lead: timedelta = timedelta(0),
 ) -> AchWindow | None:
     """The window a released payout is sent in at `now`, or None if it is not due yet.
 
     That is the window its release time gives or, if that window was missed (the planner
-    did not run in time), the one open at `now`.
+    did not run before its deadline), the one open at `now`.
     """
-    amount = pending.payout.amount_cents
-    window = next_window(pending.released_at, amount_cents=amount, same_day_deadlines=same_day_deadlines)
+    window_for = partial(
+        next_window,
+        amount_cents=pending.payout.amount_cents,
+        same_day_deadlines=same_day_deadlines,
+        lead=lead,
+    )
+    window = window_for(pending.released_at)
     if pending.released_at > now or not is_due(window, now):
         return None
-    if _is_missed(window, now):
-        return next_window(now, amount_cents=amount, same_day_deadlines=same_day_deadlines)
+    if is_missed(window, now):
+        return window_for(now)
     return window
 
 
@@ -110,13 +115,18 @@ def plan_files(
     *,
     max_entries_per_batch: int = 2500,
     max_batch_total_cents: int = MAX_ENTRY_AMOUNT_CENTS,
+    max_same_day_batch_cents: int | None = None,
     same_day_deadlines: Sequence[time] = SAME_DAY_DEADLINES,
+    submission_lead: timedelta = timedelta(0),
 ) -> list[PlannedBatch]:
     """Batches of the payouts due at `now`, grouped by window kind, effective date and SEC code.
 
     Payouts released after `now` are left out. Groups are split so that no batch has more
     than `max_entries_per_batch` payouts or a total above `max_batch_total_cents` (the
-    default fits a single offset entry). Output order is deterministic.
+    default fits a single offset entry), a same-day batch not above `max_same_day_batch_cents`
+    either (the Same Day ACH entry limit, when an offset entry carries the batch total).
+    Same-day windows are cut `submission_lead` before the Fed's deadlines. Output order is
+    deterministic. Payouts no file could carry must be set aside before (``nacha.payout_problem``).
     """
     if now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
@@ -134,7 +144,7 @@ def plan_files(
             raise ValueError(
                 f"payment {item.payout.payment_id!r}: amount must be between 1 and {max_batch_total_cents}"
             )
-        window = window_at(item, now, same_day_deadlines=same_day_deadlines)
+        window = window_at(item, now, same_day_deadlines=same_day_deadlines, lead=submission_lead)
         if window is None:
             continue
         key = (window.effective_date, window.kind, _SEC_BY_PAYEE[item.payout.payee_type])
@@ -143,7 +153,10 @@ def plan_files(
     plan: list[PlannedBatch] = []
     for (effective_date, kind, sec_code), items in sorted(groups.items(), key=lambda group: group[0]):
         ordered = [item.payout for item in sorted(items, key=lambda i: (i.released_at, i.payout.payment_id))]
-        for chunk in _chunks(ordered, max_entries_per_batch, max_batch_total_cents):
+        total_limit = max_batch_total_cents
+        if kind == "same_day" and max_same_day_batch_cents is not None:
+            total_limit = min(total_limit, max_same_day_batch_cents)
+        for chunk in _chunks(ordered, max_entries_per_batch, total_limit):
             plan.append(
                 PlannedBatch(
                     batch_id=batch_id(kind, effective_date, sec_code, chunk, now),

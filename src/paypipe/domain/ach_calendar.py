@@ -39,8 +39,9 @@ WindowKind = Literal["same_day", "standard"]
 @dataclass(frozen=True)
 class AchWindow:
     kind: WindowKind
-    cutoff: datetime  # tz-aware (America/New_York)
+    cutoff: datetime  # tz-aware (America/New_York): when the cut files for it (deadline less the lead)
     effective_date: date
+    deadline: datetime  # the Fed's deadline for the window; after it the window is missed
 
 
 def _nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
@@ -110,12 +111,13 @@ def next_window(
     *,
     amount_cents: int,
     same_day_deadlines: Sequence[time] = SAME_DAY_DEADLINES,
+    lead: timedelta = timedelta(0),
 ) -> AchWindow:
     """The ACH window an entry released at `now` goes into.
 
     Same-day when `now` (Eastern) is on a banking day strictly before one of the
-    deadlines and the amount is within the Same Day ACH limit; standard otherwise,
-    with the next banking day as effective date.
+    deadlines less the ODFI's `lead` (the cut's cutoff) and the amount is within the
+    Same Day ACH limit; standard otherwise, with the next banking day as effective date.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
@@ -124,13 +126,32 @@ def next_window(
     local = now.astimezone(EASTERN)
     today = local.date()
     if is_banking_day(today) and amount_cents <= SAME_DAY_LIMIT_CENTS:
-        for deadline in sorted(same_day_deadlines):
-            cutoff = datetime.combine(today, deadline, tzinfo=EASTERN)
-            if local < cutoff:
-                return AchWindow(kind="same_day", cutoff=cutoff, effective_date=today)
+        for fed_deadline in sorted(same_day_deadlines):
+            deadline = datetime.combine(today, fed_deadline, tzinfo=EASTERN)
+            if local < deadline - lead:
+                return AchWindow("same_day", deadline - lead, today, deadline)
     effective = next_banking_day(today)
-    return AchWindow(
-        kind="standard",
-        cutoff=datetime.combine(effective, STANDARD_DEADLINE, tzinfo=EASTERN),
-        effective_date=effective,
-    )
+    deadline = datetime.combine(effective, STANDARD_DEADLINE, tzinfo=EASTERN)
+    return AchWindow("standard", deadline - lead, effective, deadline)
+
+
+def settlement_problem(created_at: datetime, effective_date: date, *, same_day: bool) -> str | None:
+    """Why the Fed would not settle a file created at ``created_at`` on ``effective_date`` (None: it
+    would). A same-day file must be created on a banking day before its last same-day deadline and
+    be dated that day; a standard one is dated a banking day after its creation date (or that day,
+    created before the 02:15 deadline)."""
+    local = created_at.astimezone(EASTERN)
+    if not is_banking_day(effective_date):
+        return f"effective date {effective_date} is not a banking day"
+    if same_day:
+        if effective_date != local.date():
+            return f"a same-day file created on {local.date()} is dated {effective_date}"
+        last = max(SAME_DAY_DEADLINES)
+        if local.time() >= last:
+            return f"a same-day file created at {local:%H:%M} ET, after the last deadline {last:%H:%M}"
+        return None
+    if effective_date < local.date() or (
+        effective_date == local.date() and local.time() >= STANDARD_DEADLINE
+    ):
+        return f"a standard file created at {local:%Y-%m-%d %H:%M} ET cannot settle on {effective_date}"
+    return None
