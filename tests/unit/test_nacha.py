@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from paypipe.domain.nacha import (
     EASTERN,
     PADDING_RECORD,
+    TRACE_SEQUENCE_SPAN,
     AccountType,
     AchFile,
     NachaParseError,
@@ -21,8 +22,12 @@ from paypipe.domain.nacha import (
     is_valid_routing_number,
     parse,
     payment_trace_numbers,
+    payout_problem,
     routing_check_digit,
     to_nacha_text,
+    trace_block_wraps,
+    trace_number,
+    traces_needed,
     write,
 )
 
@@ -263,14 +268,17 @@ def built_files(draw: st.DrawFn) -> tuple[list[Payout], AchFile]:
     created = draw(
         st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2098, 1, 1), timezones=st.just(UTC))
     )
-    payouts = draw(payouts_strategy(100_000_000 if same_day else 10**9))
+    originator = draw(st.sampled_from([ORIGINATOR, WITH_OFFSET]))
+    # A same-day offset entry carries the batch total, which the same-day limit bounds too.
+    per_entry = (100_000_000 // 25 if originator is WITH_OFFSET else 100_000_000) if same_day else 10**9
+    payouts = draw(payouts_strategy(per_entry))
     local_date = created.astimezone(EASTERN).date()
     effective = local_date if same_day else local_date + timedelta(days=draw(st.integers(0, 10)))
-    originator = draw(st.sampled_from([ORIGINATOR, WITH_OFFSET]))
     modifier = draw(st.sampled_from("AZ09"))
+    first_trace = draw(st.sampled_from([1, 501, TRACE_SEQUENCE_SPAN - 30, TRACE_SEQUENCE_SPAN + 2]))
     file = build_file(
         payouts, originator, effective_date=effective, created_at=created, file_id_modifier=modifier,
-        same_day=same_day,
+        same_day=same_day, first_trace_sequence=first_trace,
     )  # fmt: skip
     return payouts, file
 
@@ -295,8 +303,9 @@ def test_built_file_invariants(case: tuple[list[Payout], AchFile]) -> None:
     assert len(lines) == file.control.block_count * 10
     entries = [entry for batch in file.batches for entry in batch.entries]
     traces = [entry.trace_number for entry in entries]
-    assert traces == sorted(traces)
-    assert traces == [f"09100001{i:07d}" for i in range(1, len(entries) + 1)]
+    first = int(traces[0][8:])
+    assert traces == [trace_number("09100001", first + i) for i in range(len(entries))]  # may wrap
+    assert len(set(traces)) == len(traces)
     assert file.control.total_credit_cents == sum(p.amount_cents for p in payouts)
     assert file.control.entry_hash == sum(int(e.rdfi_routing) for e in entries) % 10**10
     offset = file.batches[0].header.service_class_code == 200
@@ -527,3 +536,59 @@ def test_leading_blanks_in_text_fields_are_preserved() -> None:
     file = parse(text)
     assert file.batches[0].entries[0].dfi_account_number == "   1234567890"
     assert write(file) == text
+
+
+def test_trace_numbers_continue_the_odfis_sequence_and_wrap_past_seven_digits() -> None:
+    assert trace_number("09100001", 1) == "091000010000001"
+    assert trace_number("09100001", TRACE_SEQUENCE_SPAN) == "091000019999999"
+    assert trace_number("09100001", TRACE_SEQUENCE_SPAN + 1) == "091000010000001"
+    file = build_file(
+        [payout("p1"), payout("p2")],
+        WITH_OFFSET,
+        effective_date=EFFECTIVE,
+        created_at=CREATED,
+        first_trace_sequence=42,
+    )
+    traces = [entry.trace_number for batch in file.batches for entry in batch.entries]
+    assert traces == [trace_number("09100001", n) for n in range(42, 42 + len(traces))]
+    assert traces_needed([payout("p1"), payout("p2")], WITH_OFFSET) == len(traces)
+    assert traces_needed([payout("p1"), payout("p2")], ORIGINATOR) == 2
+    assert trace_block_wraps(TRACE_SEQUENCE_SPAN - 1, 3) and not trace_block_wraps(TRACE_SEQUENCE_SPAN - 2, 3)
+    with pytest.raises(ValueError, match="may not wrap"):
+        build_file(
+            [payout("p1"), payout("p2")],
+            ORIGINATOR,
+            effective_date=EFFECTIVE,
+            created_at=CREATED,
+            first_trace_sequence=TRACE_SEQUENCE_SPAN,
+        )
+
+
+def test_a_same_day_offset_entry_stays_within_the_same_day_limit() -> None:
+    within = [payout("p1", amount_cents=60_000_000), payout("p2", amount_cents=40_000_000)]
+    build_file(
+        within,
+        WITH_OFFSET,
+        effective_date=CREATED.astimezone(EASTERN).date(),
+        created_at=CREATED,
+        same_day=True,
+    )
+    over = [*within, payout("p3", amount_cents=1)]
+    with pytest.raises(ValueError, match="Same Day ACH limit for its offset entry"):
+        build_file(
+            over,
+            WITH_OFFSET,
+            effective_date=CREATED.astimezone(EASTERN).date(),
+            created_at=CREATED,
+            same_day=True,
+        )
+
+
+def test_payout_problem_names_what_no_file_could_carry() -> None:
+    assert payout_problem(payout("p1")) is None
+    assert "no letters or digits" in (payout_problem(payout("-._:")) or "")
+    assert "between 1 and" in (payout_problem(payout("p1", amount_cents=10**10)) or "")
+    assert "Same Day ACH limit" in (
+        payout_problem(payout("p1", amount_cents=100_000_001), same_day=True) or ""
+    )
+    assert "routing number" in (payout_problem(replace(payout("p1"), routing_number="123456789")) or "")

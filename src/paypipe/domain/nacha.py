@@ -306,10 +306,16 @@ def _payee_entry(payout: Payout, trace_number: str, *, same_day: bool) -> EntryD
     )
 
 
-def _offset_entry(offset: OffsetAccount, company_name: str, amount: int, trace_number: str) -> EntryDetail:
+def _offset_entry(
+    offset: OffsetAccount, company_name: str, amount: int, trace_number: str, *, same_day: bool
+) -> EntryDetail:
     _require(
         amount <= MAX_ENTRY_AMOUNT_CENTS,
         f"batch total {amount} cents does not fit one offset entry; split the batch",
+    )
+    _require(
+        not same_day or amount <= SAME_DAY_LIMIT_CENTS,
+        f"same-day batch total {amount} cents exceeds the Same Day ACH limit for its offset entry",
     )
     return EntryDetail(
         transaction_code=_DEBIT_CODES[offset.account_type],
@@ -383,12 +389,15 @@ def build_file(
     created_at: datetime,
     file_id_modifier: str = "A",
     same_day: bool = False,
+    first_trace_sequence: int = 1,
 ) -> AchFile:
     """A balanced-or-credit-only ACH file paying each payout by credit.
 
     One batch per SEC code present, PPD (individuals) then CCD (businesses); entries keep
-    the input order. Trace numbers ascend through the file. `created_at` must be
-    timezone-aware; the header carries its America/New_York date and time.
+    the input order. Trace numbers ascend through the file from ``first_trace_sequence``
+    (the ODFI's running sequence, so a trace number is unique across files; the 7-digit
+    sequence wraps from 9,999,999 to 1). `created_at` must be timezone-aware; the header
+    carries its America/New_York date and time.
     """
     _require(created_at.utcoffset() is not None, "created_at must be timezone-aware")
     local = created_at.astimezone(EASTERN)
@@ -412,20 +421,24 @@ def build_file(
     description = _config_text(originator.company_entry_description, 10, "company entry description")
     offset = originator.offset_account
 
+    _require(first_trace_sequence >= 1, "trace sequence numbers start at 1")
+    _require(
+        not trace_block_wraps(first_trace_sequence, traces_needed(payouts, originator)),
+        "trace numbers must ascend through a file: its block of the ODFI's sequence may not wrap",
+    )
     batches: list[Batch] = []
-    sequence = 0
+    sequence = first_trace_sequence - 1
 
     def next_trace() -> str:
         nonlocal sequence
         sequence += 1
-        _require(sequence < 10**7, "too many entries for 7-digit trace sequence numbers")
-        return f"{originator.odfi_routing}{sequence:07d}"
+        return trace_number(originator.odfi_routing, sequence)
 
     for batch_number, (sec_code, group) in enumerate(_group_by_sec(payouts), start=1):
         entries = [_payee_entry(payout, next_trace(), same_day=same_day) for payout in group]
         if offset is not None:
             batch_credit = sum(entry.amount_cents for entry in entries)
-            entries.append(_offset_entry(offset, company_name, batch_credit, next_trace()))
+            entries.append(_offset_entry(offset, company_name, batch_credit, next_trace(), same_day=same_day))
         header = BatchHeader(
             service_class_code=SERVICE_CLASS_MIXED if offset is not None else SERVICE_CLASS_CREDITS,
             company_name=company_name,
@@ -454,6 +467,35 @@ def build_file(
         immediate_origin_name=_config_text(originator.immediate_origin_name, 23, "immediate origin name"),
     )
     return AchFile(file_header, tuple(batches), _file_control(batches))
+
+
+TRACE_SEQUENCE_SPAN: Final = 10**7 - 1
+
+
+def trace_number(odfi_routing: str, sequence: int) -> str:
+    """The trace number of the ODFI's ``sequence``-th entry: ODFI routing + 7 digits (1-9,999,999)."""
+    return f"{odfi_routing}{(sequence - 1) % TRACE_SEQUENCE_SPAN + 1:07d}"
+
+
+def trace_block_wraps(first: int, count: int) -> bool:
+    """True when ``count`` sequence numbers from ``first`` pass 9,999,999 (and would not ascend)."""
+    return (first - 1) % TRACE_SEQUENCE_SPAN + count > TRACE_SEQUENCE_SPAN
+
+
+def traces_needed(payouts: Sequence[Payout], originator: Originator) -> int:
+    """How many trace numbers a file of these payouts uses: one per entry, offsets included."""
+    offsets = len(_group_by_sec(payouts)) if originator.offset_account is not None else 0
+    return len(payouts) + offsets
+
+
+def payout_problem(payout: Payout, *, same_day: bool = False) -> str | None:
+    """Why no file could carry this payout's entry (None: it can be written)."""
+    try:
+        _group_by_sec([payout])
+        _payee_entry(payout, "0" * 15, same_day=same_day)
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def payment_trace_numbers(payouts: Sequence[Payout], file: AchFile) -> dict[str, str]:
