@@ -8,7 +8,10 @@ Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
 - ``batch#<batch id>`` / ``batch``: members, window and excluded members (the ledger refused
   their payout when the batch was filed) of a cut batch; while it is not yet fully written,
   uploaded and announced it sits in gsi1 under ``batch#open``.
-- ``filemod#<yyyymmdd>`` / ``counter``: file id modifiers used per creation day.
+- ``filemod#<ODFI routing>#<yyyymmdd>`` / ``counter``: file id modifiers used per ODFI and per
+  creation date as the file header writes it (Eastern time).
+- ``trace#<ODFI routing>`` / ``counter``: the ODFI's running entry sequence (trace numbers are
+  unique across files and days, as returns identify entries by them).
 """
 
 from __future__ import annotations
@@ -23,17 +26,23 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from paypipe.domain.ach_batching import PendingPayout, PlannedBatch
-from paypipe.domain.nacha import Payout
+from paypipe.domain.ach_calendar import EASTERN
+from paypipe.domain.nacha import Payout, trace_block_wraps
 from paypipe.runtime.retry import retry_throttled
 
 PENDING_INDEX_KEY = "payout#pending"
 BLOCKED_INDEX_KEY = "payout#blocked"
+SET_ASIDE_INDEX_KEY = "payout#set_aside"
 OPEN_BATCH_INDEX_KEY = "batch#open"
 FILE_ID_MODIFIERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 class BatchConflictError(RuntimeError):
     """A payout is already assigned to another batch: refuse rather than pay twice."""
+
+
+class FileIdsExhaustedError(RuntimeError):
+    """All 36 file id modifiers of the ODFI's creation date are used: the batch waits for the next date."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class StoredBatch:
     file_id_modifier: str
     payment_ids: tuple[str, ...]
     excluded: frozenset[str] = frozenset()  # members whose payout the ledger refused at filing
+    first_trace: int = 1  # the first of the ODFI's sequence numbers this batch's file uses
 
 
 class PayoutsStore:
@@ -94,6 +104,13 @@ class PayoutsStore:
     def unblock(self, pending: PendingPayout) -> None:
         self._set_status(pending, "pending", PENDING_INDEX_KEY)
 
+    def set_aside(self, pending: PendingPayout, reason: str) -> None:
+        """A payout no file or ledger will take as it is: out of the cut, listed for an operator."""
+        self._set_status(pending, "set_aside", SET_ASIDE_INDEX_KEY, reason=reason)
+
+    def set_aside_payouts(self) -> list[PendingPayout]:
+        return self._indexed(SET_ASIDE_INDEX_KEY)
+
     def cancel(self, payment_id: str) -> None:
         """The release was refunded: the payout will never be made."""
         retry_throttled(
@@ -107,19 +124,21 @@ class PayoutsStore:
             )
         )
 
-    def _set_status(self, pending: PendingPayout, status: str, index_key: str) -> None:
+    def _set_status(self, pending: PendingPayout, status: str, index_key: str, reason: str = "") -> None:
         payment_id = pending.payout.payment_id
         retry_throttled(
             partial(
                 self._client.update_item,
                 TableName=self._table,
                 Key={"pk": {"S": f"payout#{payment_id}"}, "sk": {"S": "payout"}},
-                UpdateExpression="SET #status = :status, gsi1pk = :index, gsi1sk = :sort REMOVE batch_id",
+                UpdateExpression="SET #status = :status, gsi1pk = :index, gsi1sk = :sort, reason = :reason "
+                "REMOVE batch_id",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":status": {"S": status},
                     ":index": {"S": index_key},
                     ":sort": {"S": f"{pending.released_at.isoformat()}#{payment_id}"},
+                    ":reason": {"S": reason},
                 },
             )
         )
@@ -151,8 +170,12 @@ class PayoutsStore:
             raise KeyError(f"payouts not found: {missing[:5]}")
         return [found[pid] for pid in payment_ids]
 
-    def open_batch(self, plan: PlannedBatch, created_at: datetime) -> StoredBatch:
-        """Persist the batch (idempotent by its content-derived id) before anything is written."""
+    def open_batch(self, plan: PlannedBatch, created_at: datetime, *, odfi: str, traces: int) -> StoredBatch:
+        """Persist the batch (idempotent by its content-derived id) before anything is written,
+        with its file id modifier and its block of ``traces`` trace sequence numbers.
+
+        FileIdsExhaustedError when the ODFI's creation date has no modifier left.
+        """
         existing = self.batch(plan.batch_id)
         if existing is not None:
             return existing
@@ -162,8 +185,9 @@ class PayoutsStore:
             effective_date=plan.effective_date,
             sec_code=plan.sec_code,
             created_at=created_at,
-            file_id_modifier=self._next_file_id_modifier(created_at),
+            file_id_modifier=self._next_file_id_modifier(created_at, odfi),
             payment_ids=tuple(payout.payment_id for payout in plan.payouts),
+            first_trace=self._trace_block(odfi, traces),
         )
         try:
             self._client.put_item(
@@ -239,18 +263,44 @@ class PayoutsStore:
         ).get("Item")
         return _stored_batch(item) if item else None
 
-    def _next_file_id_modifier(self, created_at: datetime) -> str:
+    def _next_file_id_modifier(self, created_at: datetime, odfi: str) -> str:
+        """The next modifier of the creation date the header carries (Eastern), per ODFI."""
+        local_date = created_at.astimezone(EASTERN).date()
+        key = f"filemod#{odfi}#{local_date:%Y%m%d}"
+        used = self._count(key, 1)
+        if used > len(FILE_ID_MODIFIERS):
+            raise FileIdsExhaustedError(f"{len(FILE_ID_MODIFIERS)} ACH files already created on {local_date}")
+        return FILE_ID_MODIFIERS[used - 1]
+
+    def files_left(self, created_at: datetime, odfi: str) -> int:
+        """File id modifiers still free on the creation date (Eastern) for this ODFI."""
+        local_date = created_at.astimezone(EASTERN).date()
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"filemod#{odfi}#{local_date:%Y%m%d}"}, "sk": {"S": "counter"}},
+            ConsistentRead=True,
+        ).get("Item")
+        used = int(item["used"]["N"]) if item else 0
+        return max(0, len(FILE_ID_MODIFIERS) - used)
+
+    def _trace_block(self, odfi: str, count: int) -> int:
+        """The first of ``count`` fresh sequence numbers of the ODFI (atomic: concurrent cuts never
+        share one); a block that would pass 9,999,999 is skipped for the next one."""
+        while True:
+            last = self._count(f"trace#{odfi}", count)
+            first = last - count + 1
+            if not trace_block_wraps(first, count):
+                return first
+
+    def _count(self, key: str, amount: int) -> int:
         response = self._client.update_item(
             TableName=self._table,
-            Key={"pk": {"S": f"filemod#{created_at:%Y%m%d}"}, "sk": {"S": "counter"}},
-            UpdateExpression="ADD used :one",
-            ExpressionAttributeValues={":one": {"N": "1"}},
+            Key={"pk": {"S": key}, "sk": {"S": "counter"}},
+            UpdateExpression="ADD used :amount",
+            ExpressionAttributeValues={":amount": {"N": str(amount)}},
             ReturnValues="UPDATED_NEW",
         )
-        used = int(response["Attributes"]["used"]["N"])
-        if used > len(FILE_ID_MODIFIERS):
-            raise RuntimeError(f"more than {len(FILE_ID_MODIFIERS)} ACH files on {created_at:%Y-%m-%d}")
-        return FILE_ID_MODIFIERS[used - 1]
+        return int(response["Attributes"]["used"]["N"])
 
     def _query_index(self, key: str) -> Iterator[dict[str, Any]]:
         request: dict[str, Any] = {
@@ -281,6 +331,7 @@ def _batch_item(batch: StoredBatch) -> dict[str, Any]:
         "created_at": {"S": batch.created_at.isoformat()},
         "file_id_modifier": {"S": batch.file_id_modifier},
         "payment_ids": {"L": [{"S": pid} for pid in batch.payment_ids]},
+        "first_trace": {"N": str(batch.first_trace)},
         "status": {"S": "open"},
     }
 
@@ -295,4 +346,5 @@ def _stored_batch(item: dict[str, Any]) -> StoredBatch:
         file_id_modifier=item["file_id_modifier"]["S"],
         payment_ids=tuple(value["S"] for value in item["payment_ids"]["L"]),
         excluded=frozenset(item.get("excluded", {}).get("SS", [])),
+        first_trace=int(item.get("first_trace", {}).get("N", "1")),
     )

@@ -1,0 +1,90 @@
+"""The payouts store's file identities: modifiers per ODFI and Eastern creation date, and trace
+numbers from one persisted sequence per ODFI."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import boto3
+import pytest
+
+from paypipe.adapters.payouts_store import FILE_ID_MODIFIERS, FileIdsExhaustedError, PayoutsStore
+from paypipe.domain.ach_batching import PlannedBatch
+from paypipe.domain.nacha import TRACE_SEQUENCE_SPAN, Payout, trace_block_wraps
+from tests.tables import create_table
+
+ODFI = "01100001"
+
+
+@pytest.fixture
+def store(aws):
+    dynamodb = boto3.client("dynamodb")
+    create_table(dynamodb, "payouts", gsi=True)
+    return PayoutsStore("payouts", dynamodb)
+
+
+def plan(batch_id: str, count: int = 1) -> PlannedBatch:
+    payouts = tuple(
+        Payout(f"{batch_id}-{i}", 100, "JANE DOE", "021000021", "12345", "checking", "individual")
+        for i in range(count)
+    )
+    return PlannedBatch(batch_id, "standard", date(2026, 11, 3), "PPD", payouts)
+
+
+def test_modifiers_count_per_eastern_creation_date_not_per_utc_day(store):
+    evening = datetime(2026, 11, 2, 23, 30, tzinfo=UTC)  # 18:30 in New York, Monday
+    after_midnight_utc = datetime(2026, 11, 3, 1, 30, tzinfo=UTC)  # 20:30 in New York, still Monday
+    next_morning = datetime(2026, 11, 3, 14, 0, tzinfo=UTC)  # Tuesday in New York
+
+    first = store.open_batch(plan("b1"), evening, odfi=ODFI, traces=1)
+    second = store.open_batch(plan("b2"), after_midnight_utc, odfi=ODFI, traces=1)
+    tuesday = store.open_batch(plan("b3"), next_morning, odfi=ODFI, traces=1)
+    other_odfi = store.open_batch(plan("b4"), evening, odfi="02100002", traces=1)
+
+    assert (first.file_id_modifier, second.file_id_modifier, tuesday.file_id_modifier) == ("A", "B", "A")
+    assert other_odfi.file_id_modifier == "A"
+
+
+def test_the_37th_file_of_a_date_is_refused_not_given_a_reused_modifier(store):
+    at = datetime(2026, 11, 2, 20, tzinfo=UTC)
+    modifiers = [store.open_batch(plan(f"b{i}"), at, odfi=ODFI, traces=1).file_id_modifier for i in range(36)]
+    assert modifiers == list(FILE_ID_MODIFIERS)
+    assert store.files_left(at, ODFI) == 0
+    with pytest.raises(FileIdsExhaustedError):
+        store.open_batch(plan("b36"), at, odfi=ODFI, traces=1)
+    assert store.batch("b36") is None
+    assert store.open_batch(plan("b37"), at + timedelta(days=1), odfi=ODFI, traces=1).file_id_modifier == "A"
+
+
+def test_trace_blocks_never_overlap_across_files_and_days(store):
+    at = datetime(2026, 11, 2, 20, tzinfo=UTC)
+    blocks = []
+    for day in range(3):
+        for index, size in enumerate((3, 1, 2500)):
+            batch = store.open_batch(
+                plan(f"d{day}-{index}", size), at + timedelta(days=day), odfi=ODFI, traces=size
+            )
+            blocks.append(range(batch.first_trace, batch.first_trace + size))
+    numbers = [n for block in blocks for n in block]
+    assert len(numbers) == len(set(numbers)) == 3 * (3 + 1 + 2500)
+    assert blocks[0].start == 1
+    # A reopened batch keeps its block (a cut finishing it after a crash writes the same file).
+    assert store.open_batch(plan("d0-0", 3), at, odfi=ODFI, traces=3).first_trace == 1
+
+
+def test_a_block_that_would_pass_the_seven_digit_sequence_starts_the_next_cycle(store):
+    store._count(f"trace#{ODFI}", TRACE_SEQUENCE_SPAN - 2)  # two numbers left in this cycle
+    batch = store.open_batch(plan("wrap", 5), datetime(2026, 11, 2, 20, tzinfo=UTC), odfi=ODFI, traces=5)
+    assert not trace_block_wraps(batch.first_trace, 5)
+    assert batch.first_trace > TRACE_SEQUENCE_SPAN  # in the next cycle: its trace numbers start over
+
+
+def test_two_cuts_allocating_at_once_never_share_a_trace_number(aws):
+    dynamodb = boto3.client("dynamodb")
+    create_table(dynamodb, "shared", gsi=True)
+    first, second = PayoutsStore("shared", dynamodb), PayoutsStore("shared", dynamodb)
+    at = datetime(2026, 11, 2, 20, tzinfo=UTC)
+    blocks = [
+        (store.open_batch(plan(f"c{index}", 4), at, odfi=ODFI, traces=4).first_trace, 4)
+        for index, store in enumerate([first, second] * 5)
+    ]
+    numbers = [start + offset for start, count in blocks for offset in range(count)]
+    assert len(numbers) == len(set(numbers)) == 40
