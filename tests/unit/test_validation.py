@@ -166,13 +166,20 @@ def test_card_number_rejections(number: str, expected: list[RejectReason]) -> No
         ({"routing_number": "320000007"}, []),
         ({"routing_number": "610000005"}, []),
         ({"routing_number": "720000005"}, []),
-        ({"routing_number": "800000006"}, []),
+        (
+            {"routing_number": "800000006"},
+            [RejectReason.ROUTING_NUMBER_PREFIX_INVALID],
+        ),  # traveller's cheques
         (
             {"routing_number": "900000001"},
             [RejectReason.ROUTING_NUMBER_INVALID, RejectReason.ROUTING_NUMBER_PREFIX_INVALID],
         ),
-        ({"account_number": "1"}, []),
+        ({"account_number": "1234"}, []),
         ({"account_number": "ABC123def456GHI78"}, []),
+        ({"account_number": "1"}, [RejectReason.ACCOUNT_NUMBER_IMPLAUSIBLE]),  # too short
+        ({"account_number": "000000"}, [RejectReason.ACCOUNT_NUMBER_IMPLAUSIBLE]),
+        ({"account_number": "99999999"}, [RejectReason.ACCOUNT_NUMBER_IMPLAUSIBLE]),
+        ({"account_number": "ABCDEFGH"}, [RejectReason.ACCOUNT_NUMBER_IMPLAUSIBLE]),  # no digits
         ({"account_number": ""}, [RejectReason.ACCOUNT_NUMBER_INVALID]),
         ({"account_number": "123456789012345678"}, [RejectReason.ACCOUNT_NUMBER_INVALID]),
         ({"account_number": "1234-5678"}, [RejectReason.ACCOUNT_NUMBER_INVALID]),
@@ -184,9 +191,35 @@ def test_field_rejections(changes: dict[str, object], expected: list[RejectReaso
     assert codes(dataclasses.replace(VALID, **changes)) == expected  # type: ignore[arg-type]
 
 
-def test_supported_currencies_are_configurable() -> None:
+def test_a_supported_currency_without_a_payout_rail_is_refused() -> None:
     facts = dataclasses.replace(VALID, currency="EUR")
-    assert codes(facts, supported_currencies=frozenset({"USD", "EUR"})) == []
+    assert codes(facts, supported_currencies=frozenset({"USD", "EUR"})) == [
+        RejectReason.CURRENCY_NO_PAYOUT_RAIL
+    ]
+    assert codes(dataclasses.replace(VALID, currency="JPY", amount_cents=500)) == [
+        RejectReason.CURRENCY_NOT_SUPPORTED
+    ]
+
+
+def test_the_amount_limit_is_the_lower_of_the_deployments_and_the_rails() -> None:
+    nacha_max = 9_999_999_999
+    at_limit = dataclasses.replace(VALID, amount_cents=nacha_max)
+    assert codes(at_limit, max_amount_cents=10**12) == []
+    assert codes(dataclasses.replace(VALID, amount_cents=nacha_max + 1), max_amount_cents=10**12) == [
+        RejectReason.AMOUNT_OVER_LIMIT
+    ]
+    assert codes(dataclasses.replace(VALID, amount_cents=LIMIT + 1)) == [RejectReason.AMOUNT_OVER_LIMIT]
+
+
+def test_the_odfi_itself_is_refused_as_a_payee_bank() -> None:
+    odfi = dataclasses.replace(VALID, routing_number="021000021")
+    assert codes(odfi, odfi_routing="021000021") == [RejectReason.ROUTING_NUMBER_IS_ODFI]
+    assert codes(odfi, odfi_routing="011000015") == []
+
+
+@pytest.mark.parametrize("name", ["12345", "... ---", "#1 & 2"])
+def test_a_payee_name_without_letters_is_refused(name: str) -> None:
+    assert codes(dataclasses.replace(VALID, payee_name=name)) == [RejectReason.PAYEE_NAME_NO_LETTERS]
 
 
 def test_all_rejections_reported_in_stable_order() -> None:
@@ -299,3 +332,11 @@ def test_unknown_currencies(code: str) -> None:
     assert not is_iso_currency(code)
     with pytest.raises(ValueError, match="not an ISO 4217"):
         minor_units(code)
+
+
+def test_the_validate_step_refuses_a_max_amount_no_nacha_entry_carries() -> None:
+    from paypipe.steps.validate import ValidateStep
+
+    ValidateStep(payments=None, max_amount_cents=9_999_999_999, supported_currencies=frozenset({"USD"}))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="exceeds what one NACHA entry carries"):
+        ValidateStep(payments=None, max_amount_cents=10**10, supported_currencies=frozenset({"USD"}))  # type: ignore[arg-type]

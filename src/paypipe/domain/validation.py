@@ -14,6 +14,7 @@ from stdnum.us import rtn
 from paypipe.domain.currencies import is_iso_currency
 from paypipe.domain.identifiers import ID_GRAMMAR, canonical_ip, is_valid_id
 from paypipe.domain.nacha import to_nacha_text
+from paypipe.domain.payout_rails import rail_for
 
 
 class RejectReason(StrEnum):
@@ -21,6 +22,7 @@ class RejectReason(StrEnum):
     AMOUNT_OVER_LIMIT = "AMOUNT_OVER_LIMIT"
     CURRENCY_UNKNOWN = "CURRENCY_UNKNOWN"
     CURRENCY_NOT_SUPPORTED = "CURRENCY_NOT_SUPPORTED"
+    CURRENCY_NO_PAYOUT_RAIL = "CURRENCY_NO_PAYOUT_RAIL"
     CARD_NUMBER_MALFORMED = "CARD_NUMBER_MALFORMED"
     CARD_LENGTH_INVALID = "CARD_LENGTH_INVALID"
     CARD_LUHN_FAILED = "CARD_LUHN_FAILED"
@@ -29,8 +31,11 @@ class RejectReason(StrEnum):
     CARD_EXPIRY_INVALID = "CARD_EXPIRY_INVALID"
     ROUTING_NUMBER_INVALID = "ROUTING_NUMBER_INVALID"
     ROUTING_NUMBER_PREFIX_INVALID = "ROUTING_NUMBER_PREFIX_INVALID"
+    ROUTING_NUMBER_IS_ODFI = "ROUTING_NUMBER_IS_ODFI"
     ACCOUNT_NUMBER_INVALID = "ACCOUNT_NUMBER_INVALID"
+    ACCOUNT_NUMBER_IMPLAUSIBLE = "ACCOUNT_NUMBER_IMPLAUSIBLE"
     PAYEE_NAME_UNREPRESENTABLE = "PAYEE_NAME_UNREPRESENTABLE"
+    PAYEE_NAME_NO_LETTERS = "PAYEE_NAME_NO_LETTERS"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     IDENTIFIER_INVALID = "IDENTIFIER_INVALID"
     TENANT_UNKNOWN = "TENANT_UNKNOWN"
@@ -89,12 +94,15 @@ CARD_LENGTHS: Final[dict[CardBrand, frozenset[int]]] = {
 # Cards are not issued with expiry dates further out than this.
 MAX_EXPIRY_YEARS_AHEAD: Final = 20
 
-# First two digits of a routing number: Federal Reserve districts 01-12, thrifts 21-32,
-# electronic 61-72, traveller's cheques 80. 00 (US government) is not a valid payee bank.
-_ROUTING_PREFIXES: Final = frozenset(f"{n:02d}" for n in (*range(1, 13), *range(21, 33), *range(61, 73), 80))
+# First two digits of a routing number that can receive an ACH credit: Federal Reserve districts
+# 01-12, thrifts 21-32, electronic transaction identifiers 61-72. Not 00 (US government) nor 80
+# (traveller's cheques, which no ACH entry can be posted to).
+_ROUTING_PREFIXES: Final = frozenset(f"{n:02d}" for n in (*range(1, 13), *range(21, 33), *range(61, 73)))
 
-# NACHA DFI account number field: up to 17 alphanumeric characters.
+# NACHA DFI account number field: up to 17 alphanumeric characters. US deposit accounts have at
+# least 4 characters, some digits, and are not one character repeated (0000, 1111...).
 _MAX_ACCOUNT_NUMBER_LENGTH: Final = 17
+_MIN_ACCOUNT_NUMBER_LENGTH: Final = 4
 
 # A request is ~1-2 KiB. Every later event carries its fields, JSON-escaped (non-ASCII grows up to
 # 6x), and EventBridge refuses events over 256 KiB: this bound keeps them all far below that.
@@ -143,11 +151,14 @@ class PaymentFacts:
     ip_address: str | None = None  # None: not checked
 
 
-def _amount_rejections(amount_cents: int, max_amount_cents: int) -> list[Rejection]:
+def _amount_rejections(amount_cents: int, currency: str, max_amount_cents: int) -> list[Rejection]:
+    """The amount in minor units, within the deployment's limit and the currency's payout rail."""
     if amount_cents <= 0:
         return [Rejection(RejectReason.AMOUNT_NOT_POSITIVE, "amount_cents", "amount must be positive")]
-    if amount_cents > max_amount_cents:
-        message = f"amount {amount_cents} exceeds the limit of {max_amount_cents}"
+    rail = rail_for(currency)
+    limit = min(max_amount_cents, rail.max_entry_minor) if rail else max_amount_cents
+    if amount_cents > limit:
+        message = f"amount {amount_cents} exceeds the limit of {limit} minor units of {currency}"
         return [Rejection(RejectReason.AMOUNT_OVER_LIMIT, "amount_cents", message)]
     return []
 
@@ -159,6 +170,9 @@ def _currency_rejections(currency: str, supported: frozenset[str]) -> list[Rejec
     if currency not in supported:
         message = f"currency {currency} is not supported"
         return [Rejection(RejectReason.CURRENCY_NOT_SUPPORTED, "currency", message)]
+    if rail_for(currency) is None:
+        message = f"no payout rail pays {currency} (ACH pays USD)"
+        return [Rejection(RejectReason.CURRENCY_NO_PAYOUT_RAIL, "currency", message)]
     return []
 
 
@@ -192,7 +206,7 @@ def _expiry_rejections(exp_month: int, exp_year: int, today: date) -> list[Rejec
     return []
 
 
-def _routing_number_rejections(routing_number: str) -> list[Rejection]:
+def _routing_number_rejections(routing_number: str, odfi_routing: str | None = None) -> list[Rejection]:
     field = "routing_number"
     if not (_is_ascii_digits(routing_number) and len(routing_number) == 9):
         return [Rejection(RejectReason.ROUTING_NUMBER_INVALID, field, "routing number must be 9 digits")]
@@ -201,8 +215,11 @@ def _routing_number_rejections(routing_number: str) -> list[Rejection]:
         message = "routing number check digit is wrong"
         rejections.append(Rejection(RejectReason.ROUTING_NUMBER_INVALID, field, message))
     if routing_number[:2] not in _ROUTING_PREFIXES:
-        message = f"routing number prefix {routing_number[:2]} is not a valid payee bank prefix"
+        message = f"routing number prefix {routing_number[:2]} cannot receive ACH credits"
         rejections.append(Rejection(RejectReason.ROUTING_NUMBER_PREFIX_INVALID, field, message))
+    if odfi_routing is not None and routing_number == odfi_routing:
+        message = "the payee bank is the originating bank itself; payouts there are not allowed"
+        rejections.append(Rejection(RejectReason.ROUTING_NUMBER_IS_ODFI, field, message))
     return rejections
 
 
@@ -212,10 +229,20 @@ def _account_number_rejections(account_number: str) -> list[Rejection]:
         and account_number.isascii()
         and account_number.isalnum()
     )
-    if valid:
+    if not valid:
+        message = f"account number must be 1-{_MAX_ACCOUNT_NUMBER_LENGTH} letters or digits"
+        return [Rejection(RejectReason.ACCOUNT_NUMBER_INVALID, "account_number", message)]
+    plausible = (
+        len(account_number) >= _MIN_ACCOUNT_NUMBER_LENGTH
+        and any(ch.isdigit() for ch in account_number)
+        and len(set(account_number.upper())) > 1
+    )
+    if plausible:
         return []
-    message = f"account number must be 1-{_MAX_ACCOUNT_NUMBER_LENGTH} letters or digits"
-    return [Rejection(RejectReason.ACCOUNT_NUMBER_INVALID, "account_number", message)]
+    message = (
+        f"account number must have {_MIN_ACCOUNT_NUMBER_LENGTH}+ characters with digits, not one repeated"
+    )
+    return [Rejection(RejectReason.ACCOUNT_NUMBER_IMPLAUSIBLE, "account_number", message)]
 
 
 def _payee_name_rejections(name: str | None) -> list[Rejection]:
@@ -226,11 +253,14 @@ def _payee_name_rejections(name: str | None) -> list[Rejection]:
         representable = bool(to_nacha_text(name))
     except ValueError:
         representable = False
-    if representable:
-        return []
-    # The message never quotes the name (personal data).
-    message = "payee name must be Latin letters, digits, spaces or &'(),-./# (accents are dropped)"
-    return [Rejection(RejectReason.PAYEE_NAME_UNREPRESENTABLE, "payee.name", message)]
+    # The messages never quote the name (personal data).
+    if not representable:
+        message = "payee name must be Latin letters, digits, spaces or &'(),-./# (accents are dropped)"
+        return [Rejection(RejectReason.PAYEE_NAME_UNREPRESENTABLE, "payee.name", message)]
+    if not any(ch.isalpha() for ch in to_nacha_text(name)[:22]):
+        message = "payee name must contain letters (within the 22 characters an ACH entry carries)"
+        return [Rejection(RejectReason.PAYEE_NAME_NO_LETTERS, "payee.name", message)]
+    return []
 
 
 def _size_rejections(request_bytes: int | None) -> list[Rejection]:
@@ -265,20 +295,22 @@ def validate_payment(
     max_amount_cents: int,
     supported_currencies: frozenset[str] = frozenset({"USD"}),
     allowed_tenants: frozenset[str] | None = None,
+    odfi_routing: str | None = None,
 ) -> list[Rejection]:
     """All rejections for a payment in a stable order (ids, amount, currency, card, expiry, bank,
     payee, size); [] = valid. ``today`` is the pipeline's date at receipt, never the client's;
-    ``allowed_tenants`` None accepts any tenant id that follows the id grammar.
+    ``allowed_tenants`` None accepts any tenant id that follows the id grammar; ``odfi_routing``
+    is the originating bank, refused as a payee bank (None: any).
 
     The caller adds DUPLICATE_PAYMENT_ID after checking its store.
     """
     return [
         *_identity_rejections(facts, allowed_tenants),
-        *_amount_rejections(facts.amount_cents, max_amount_cents),
+        *_amount_rejections(facts.amount_cents, facts.currency, max_amount_cents),
         *_currency_rejections(facts.currency, supported_currencies),
         *_card_number_rejections(facts.card_number),
         *_expiry_rejections(facts.exp_month, facts.exp_year, today),
-        *_routing_number_rejections(facts.routing_number),
+        *_routing_number_rejections(facts.routing_number, odfi_routing),
         *_account_number_rejections(facts.account_number),
         *_payee_name_rejections(facts.payee_name),
         *_size_rejections(facts.request_bytes),

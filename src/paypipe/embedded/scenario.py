@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from paypipe.events import models as ev
 
-VALID_ROUTING_NUMBERS = ("011000015", "021000021", "122105155", "026009593", "091000019", "011401533")
+VALID_ROUTING_NUMBERS = ("021000021", "122105155", "026009593", "091000019", "011401533")
 CARD_BINS = ("411111", "555555", "222300", "601111", "353011", "401288")
 
 
@@ -47,7 +47,7 @@ def payment_requested(
     pan: str,
     occurred_at: datetime,
     exp: tuple[int, int] = (12, 2030),
-    routing_number: str = "011000015",
+    routing_number: str = "021000021",
     billing_country: str = "US",
     ip_country: str = "US",
     ip_address: str = "198.51.100.7",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from datetime import datetime
 from paypipe.adapters.payments_store import Claim, PaymentsStore
 from paypipe.domain import validation
 from paypipe.domain.identifiers import canonical_ip
+from paypipe.domain.payout_rails import PAYOUT_RAILS
 from paypipe.events import models as ev
 from paypipe.redaction import redact
 from paypipe.runtime.aws import client, int_setting, setting
@@ -67,6 +69,14 @@ class ValidateStep:
     max_amount_cents: int
     supported_currencies: frozenset[str]
     allowed_tenants: frozenset[str] | None = None  # None: any id that follows the grammar
+    odfi_routing: str | None = None  # refused as a payee bank (None: any)
+
+    def __post_init__(self) -> None:
+        limit = max((rail.max_entry_minor for rail in PAYOUT_RAILS.values()), default=0)
+        if self.max_amount_cents > limit:
+            raise ValueError(
+                f"MAX_AMOUNT_CENTS {self.max_amount_cents} exceeds what one NACHA entry carries ({limit})"
+            )
 
     def on_requested(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.PaymentRequested)
@@ -79,6 +89,7 @@ class ValidateStep:
             max_amount_cents=self.max_amount_cents,
             supported_currencies=self.supported_currencies,
             allowed_tenants=self.allowed_tenants,
+            odfi_routing=self.odfi_routing,
         )
         if rejections:
             return [rejected(event, rejections, claim.received_at)]
@@ -168,6 +179,9 @@ def build() -> Consumer:
             code.strip().upper() for code in setting("SUPPORTED_CURRENCIES", "USD").split(",") if code.strip()
         ),
         allowed_tenants=tenants_setting(setting("ALLOWED_TENANTS", "default")),
+        odfi_routing=None
+        if setting("ACH_ALLOW_ODFI_PAYEE", "false") == "true"
+        else os.environ.get("ACH_ODFI_ROUTING") or None,
     )
     route = Route(step.on_requested, idempotent=False, on_invalid=step.on_invalid, on_refused=step.on_refused)
     return build_consumer(STEP, {"PaymentRequested": route})
