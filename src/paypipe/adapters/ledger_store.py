@@ -372,6 +372,17 @@ class LedgerStore:
         """Payment ids with an open dispute opened at or before the time, not yet signalled as aged."""
         return self._index_before(DISPUTE_INDEX_KEY, opened_before, limit)
 
+    def set_aside(self, payment_id: str, *, reason: str) -> None:
+        """Take a hold that cannot be read out of the indexes (the sweep goes on without it); the
+        item is kept as it is, marked with the reason, for an operator."""
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": _s(_payment_pk(payment_id)), "sk": _s(HOLD_SK)},
+            UpdateExpression="SET set_aside = :reason REMOVE gsi1pk, gsi1sk",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":reason": _s(reason)},
+        )
+
     def _index_before(self, key: str, moment: datetime, limit: int) -> list[str]:
         pages = self._client.get_paginator("query").paginate(
             TableName=self._table,

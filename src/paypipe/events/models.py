@@ -250,6 +250,19 @@ class PayoutNettedData(Payload):
     netted_cents: PositiveCents
 
 
+class ItemSetAsideData(Payload):
+    job: Literal["ach_cut", "release_sweep"]
+    reason: str = Field(description="Machine-readable reason code")
+    detail: str = Field(description="For humans; never card or account numbers")
+
+
+class AchFilesDeferredData(Payload):
+    creation_date: str = Field(description="The Eastern creation date whose 36 file id modifiers are used")
+    batches: int = Field(strict=True, ge=1)
+    payouts: int = Field(strict=True, ge=1)
+    reason: str
+
+
 class RefusalCode(StrEnum):
     DUPLICATE_PAYMENT_ID = "DUPLICATE_PAYMENT_ID"
     CLIENT_CLOCK_SKEW = "CLIENT_CLOCK_SKEW"
@@ -599,6 +612,24 @@ class PayoutNetted(Event):
     data: PayoutNettedData
 
 
+class ItemSetAside(Event):
+    """A batch job set one item aside (with its reason) and went on with the others."""
+
+    EVENT_TYPE: ClassVar[str] = "ItemSetAside"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"ach_batch", "release"})
+    event_type: Literal["ItemSetAside"]
+    data: ItemSetAsideData
+
+
+class AchFilesDeferred(Event):
+    """Planned files wait for the next creation date (no file id modifier left); ``payment_id``: the cut."""
+
+    EVENT_TYPE: ClassVar[str] = "AchFilesDeferred"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"ach_batch"})
+    event_type: Literal["AchFilesDeferred"]
+    data: AchFilesDeferredData
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.EVENT_TYPE: cls
     for cls in (
@@ -625,6 +656,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ClawbackResolved,
         DisputeAged,
         PayoutNetted,
+        ItemSetAside,
+        AchFilesDeferred,
     )
 }
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from paypipe.adapters.payouts_store import PayoutsStore, StoredBatch
+from paypipe.adapters.payouts_store import FILE_ID_MODIFIERS, FileIdsExhaustedError, PayoutsStore, StoredBatch
 from paypipe.domain import ledger, nacha
-from paypipe.domain.ach_batching import PendingPayout, plan_files
-from paypipe.domain.ach_calendar import submission_cutoffs
+from paypipe.domain.ach_batching import PendingPayout, PlannedBatch, plan_files
+from paypipe.domain.ach_calendar import EASTERN
 from paypipe.domain.ledger import Hold
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
@@ -59,6 +59,22 @@ def file_key(batch: StoredBatch) -> str:
     return f"ach/{batch.effective_date:%Y/%m/%d}/{batch.batch_id}.ach"
 
 
+@dataclass(frozen=True)
+class CutResult:
+    files: list[str]
+    set_aside: list[str]  # payment ids
+    deferred: int  # planned batches waiting for the next creation date
+    failed: list[str]  # batches that could not be finished (retried by the next cut)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "set_aside": self.set_aside,
+            "deferred": self.deferred,
+            "failed": self.failed,
+        }
+
+
 @dataclass
 class AchCutter:
     payouts: PayoutsStore
@@ -69,31 +85,96 @@ class AchCutter:
     originator: nacha.Originator
     events: EventPublisher
     max_entries_per_batch: int = 2500
-    same_day_cutoffs: tuple[time, ...] = submission_cutoffs(timedelta(minutes=15))
+    submission_lead: timedelta = timedelta(minutes=15)
 
-    def cut(self, now: datetime) -> list[str]:
-        """Finish open batches, then cut every due payout into files. Returns the S3 keys written."""
-        log = get_logger(step="ach_cut")
-        keys = [self._finish(batch) for batch in retry_throttled(self.payouts.open_batches)]
+    def cut(self, now: datetime) -> CutResult:
+        """Finish open batches, then cut every due payout into files.
+
+        One bad payout or batch never stops the others: a payout no file can carry is set aside
+        (``ItemSetAside``), a batch that fails stays open for the next cut, and files the ODFI's
+        creation date has no modifier left for wait for the next date (``AchFilesDeferred``).
+        The cut raises only at the end, after doing all it could, if a batch failed.
+        """
+        keys: list[str] = []
+        failed: list[str] = []
+        for batch in retry_throttled(self.payouts.open_batches):
+            self._try_finish(batch, keys, failed)
         released = self._recheck_blocked()
+        pending, set_aside = self._writable(retry_throttled(self.payouts.pending), now)
         plan = plan_files(
-            retry_throttled(self.payouts.pending),
+            pending,
             now,
             max_entries_per_batch=self.max_entries_per_batch,
-            same_day_deadlines=self.same_day_cutoffs,
+            max_same_day_batch_cents=nacha.SAME_DAY_LIMIT_CENTS if self.originator.offset_account else None,
+            submission_lead=self.submission_lead,
         )
-        for planned in plan:
-            batch = retry_throttled(partial(self.payouts.open_batch, planned, created_at=now))
-            keys.append(self._finish(batch))
-        written = [key for key in keys if key]
-        report = log.info if written or plan or released else log.debug
-        report("ach cut finished", files=len(written), planned=len(plan), unblocked=released)
-        return written
+        deferred = [planned for planned in plan if not self._open_and_finish(planned, now, keys, failed)]
+        if deferred:
+            self._publish([files_deferred(deferred, now)])
+        log = get_logger(step="ach_cut")
+        report = log.info if keys or plan or released or set_aside else log.debug
+        report(
+            "ach cut finished",
+            files=len(keys),
+            planned=len(plan),
+            unblocked=released,
+            set_aside=len(set_aside),
+            deferred=len(deferred),
+            failed=len(failed),
+        )
+        if failed:
+            raise RuntimeError(f"{len(failed)} ACH batches could not be finished; the next cut retries them")
+        return CutResult(keys, set_aside, len(deferred), failed)
+
+    def _open_and_finish(
+        self, planned: PlannedBatch, now: datetime, keys: list[str], failed: list[str]
+    ) -> bool:
+        """False when the batch must wait for the next creation date (no file id modifier left)."""
+        traces = nacha.traces_needed(planned.payouts, self.originator)
+        odfi = self.originator.odfi_routing
+        try:
+            batch = retry_throttled(partial(self.payouts.open_batch, planned, now, odfi=odfi, traces=traces))
+        except FileIdsExhaustedError:
+            return False
+        self._try_finish(batch, keys, failed)
+        return True
+
+    def _try_finish(self, batch: StoredBatch, keys: list[str], failed: list[str]) -> None:
+        try:
+            key = self._finish(batch)
+        except Exception:
+            get_logger(step="ach_cut").error(
+                "ach batch failed; it stays open", batch_id=batch.batch_id, exc_info=True
+            )
+            failed.append(batch.batch_id)
+            return
+        if key is not None:
+            keys.append(key)
+
+    def _writable(
+        self, pending: Sequence[PendingPayout], now: datetime
+    ) -> tuple[list[PendingPayout], list[str]]:
+        """The pending payouts a file can carry; the others are set aside with their reason."""
+        writable: list[PendingPayout] = []
+        events: list[ev.Event] = []
+        for item in pending:
+            problem = nacha.payout_problem(item.payout)
+            if problem is None:
+                writable.append(item)
+                continue
+            self.payouts.set_aside(item, "UNWRITABLE")
+            events.append(set_aside_event(item.payout.payment_id, "UNWRITABLE", problem, now))
+        self._publish(events)
+        return writable, [event.payment_id for event in events]
+
+    def _publish(self, events: Sequence[ev.Event]) -> None:
+        if events and not (result := self.events.publish(events)).ok:
+            raise RuntimeError(f"{len(result.failed)} ACH events not published; the next cut retries")
 
     def _finish(self, batch: StoredBatch) -> str | None:
         """Claim, write, upload and announce one batch; the file key, or None when nothing is paid."""
         self.payouts.assign(batch)  # retries each item itself
-        claims = self._claim(batch, self.payouts.payouts(batch.payment_ids))
+        claims, set_aside = self._claim(batch, self.payouts.payouts(batch.payment_ids))
         entries = [
             replace(payout, amount_cents=hold.paid_out_cents)
             for payout, hold in claims
@@ -104,17 +185,26 @@ class AchCutter:
         if entries:
             key = file_key(batch)
             ach_file = self._upload(batch, key, entries)
-        self._announce(batch, key, claims, ach_file)
+        self._announce(batch, key, claims, ach_file, set_aside)
         retry_throttled(lambda: self.payouts.close_batch(batch.batch_id, key))
         return key
 
-    def _claim(self, batch: StoredBatch, payouts: Sequence[nacha.Payout]) -> list[tuple[nacha.Payout, Hold]]:
-        """Claim each member's payout in the ledger; members it refuses are excluded and set aside."""
-        limit = nacha.SAME_DAY_LIMIT_CENTS if batch.kind == "same_day" else nacha.MAX_ENTRY_AMOUNT_CENTS
+    def _claim(
+        self, batch: StoredBatch, payouts: Sequence[nacha.Payout]
+    ) -> tuple[list[tuple[nacha.Payout, Hold]], list[ev.Event]]:
+        """Claim each member's payout in the ledger; members it refuses are excluded (durably,
+        before anything is written) and settled where the ledger says they belong.
+
+        What a claim pays back of a provider's clawback credit is bounded so that every entry and
+        the batch (its offset entry, when there is one) stay within their limits.
+        """
+        entry_limit, batch_limit = self._limits(batch)
+        headroom = batch_limit - sum(p.amount_cents for p in payouts if p.payment_id not in batch.excluded)
         claimed: list[tuple[nacha.Payout, Hold]] = []
+        events: list[ev.Event] = []
         for payout in payouts:
             if payout.payment_id in batch.excluded:
-                self._set_aside(payout)
+                events.extend(self._settle(payout, batch.created_at))
                 continue
             outcome = retry_throttled(
                 partial(
@@ -123,48 +213,54 @@ class AchCutter:
                     amount_cents=payout.amount_cents,
                     payout_ref=batch.batch_id,
                     at=batch.created_at,
-                    max_entry_cents=limit,
+                    max_entry_cents=min(entry_limit, payout.amount_cents + max(0, headroom)),
                 )
             )
             if isinstance(outcome, ledger.Rejected):  # never a reason to fail the cut for the others
-                get_logger(step="ach_cut").info(
-                    "payout set aside", payment_id=payout.payment_id, reason=outcome.reason.value
-                )
                 retry_throttled(partial(self.payouts.exclude, batch.batch_id, payout.payment_id))
-                self._set_aside(payout)
+                events.extend(self._settle(payout, batch.created_at))
                 continue
+            headroom -= outcome.hold.paid_out_cents - payout.amount_cents
             claimed.append((payout, outcome.hold))
-        return claimed
+        return claimed, events
 
-    def _set_aside(self, payout: nacha.Payout) -> None:
-        """Put a payout the batch excluded where the ledger says it belongs: blocked while a dispute
-        holds it back, pending again once it may be paid, cancelled when it never will be (no
-        hold, another amount than released, refunded, or paid already under another batch)."""
+    def _limits(self, batch: StoredBatch) -> tuple[int, int]:
+        """The largest entry and the largest batch total (an offset entry carries it) of a batch."""
+        same_day = batch.kind == "same_day"
+        entry = nacha.SAME_DAY_LIMIT_CENTS if same_day else nacha.MAX_ENTRY_AMOUNT_CENTS
+        if self.originator.offset_account is None:
+            return entry, nacha.MAX_TOTAL_CENTS
+        return entry, entry
+
+    def _settle(self, payout: nacha.Payout, at: datetime) -> list[ev.Event]:
+        """Put a payout the ledger would not pay now where it says the payout belongs: blocked while
+        a dispute holds it back, pending again once it may be paid, cancelled after a refund, or
+        set aside (with its event) when the ledger will never pay it as it stands."""
         hold = retry_throttled(partial(self.ledger.get_hold, payout.payment_id))
-        payable = (
-            hold is not None
-            and hold.released_cents == payout.amount_cents
-            and not hold.reversed_cents
-            and hold.payout_ref is None
-        )
-        if not payable:
+        if hold is not None and (hold.reversed_cents or hold.status is ledger.HoldStatus.REFUNDED):
             self.payouts.cancel(payout.payment_id)
-            return
-        assert hold is not None
+            return []
         pending = PendingPayout(payout, self.payouts.released_at(payout.payment_id))
+        problem = _unpayable(payout, hold)
+        if problem is not None:
+            reason, detail = problem
+            self.payouts.set_aside(pending, reason)
+            return [set_aside_event(payout.payment_id, reason, detail, at)]
+        assert hold is not None
         if hold.payout_blocked:
             self.payouts.block(pending)
         else:
             self.payouts.unblock(pending)
+        return []
 
     def _recheck_blocked(self) -> int:
-        """Payouts whose disputes ended go back to pending (or are cancelled); returns how many."""
+        """Payouts whose disputes ended go back to pending (or are settled); returns how many."""
         released = 0
         for pending in retry_throttled(self.payouts.blocked):
             hold = retry_throttled(partial(self.ledger.get_hold, pending.payout.payment_id))
             if hold is not None and hold.payout_blocked:
                 continue
-            self._set_aside(pending.payout)
+            self._publish(self._settle(pending.payout, pending.released_at))
             released += 1
         return released
 
@@ -176,6 +272,7 @@ class AchCutter:
             created_at=batch.created_at,
             file_id_modifier=batch.file_id_modifier,
             same_day=batch.kind == "same_day",
+            first_trace_sequence=batch.first_trace,
         )
         body = nacha.write(ach_file).encode("ascii")
         retry_throttled(
@@ -198,6 +295,7 @@ class AchCutter:
         key: str | None,
         claims: Sequence[tuple[nacha.Payout, Hold]],
         ach_file: nacha.AchFile | None,
+        set_aside: Sequence[ev.Event],
     ) -> None:
         window = "same_day" if batch.kind == "same_day" else "standard"
         filed = [
@@ -205,7 +303,10 @@ class AchCutter:
             for payout, hold in claims
             if hold.paid_out_cents
         ]
-        events: list[ev.Event] = [netted(batch, hold) for _, hold in claims if not hold.paid_out_cents]
+        events: list[ev.Event] = [
+            *set_aside,
+            *(netted(batch, hold) for _, hold in claims if not hold.paid_out_cents),
+        ]
         if key is not None and ach_file is not None:
             traces = nacha.payment_trace_numbers(filed, ach_file)
             events.extend(
@@ -228,9 +329,44 @@ class AchCutter:
                 if hold.paid_out_cents
             )
             events.append(batch_created(batch, key, ach_file, [p.payment_id for p in filed], self.bucket))
-        result = self.events.publish(events)
-        if not result.ok:
-            raise RuntimeError(f"{len(result.failed)} batch events not published; the next cut retries")
+        self._publish(events)
+
+
+def _unpayable(payout: nacha.Payout, hold: Hold | None) -> tuple[str, str] | None:
+    """Why the ledger will never pay this payout as it stands (reason code, detail), if it will not."""
+    if hold is None:
+        return "NO_HOLD", "the ledger holds no payment with this id"
+    if hold.payout_ref is not None:
+        return "ALREADY_PAID_OUT", f"the payment was paid out by {hold.payout_ref}"
+    if hold.released_cents != payout.amount_cents:
+        return "AMOUNT_MISMATCH", f"payout of {payout.amount_cents} cents, released {hold.released_cents}"
+    return None
+
+
+def set_aside_event(payment_id: str, reason: str, detail: str, at: datetime) -> ev.Event:
+    return ev.ItemSetAside.create(
+        payment_id=payment_id,
+        producer=STEP,
+        dedup_key=f"set-aside:ach_cut:{reason}",
+        occurred_at=at,
+        data=ev.ItemSetAsideData(job="ach_cut", reason=reason, detail=detail[:500]),
+    )
+
+
+def files_deferred(deferred: Sequence[PlannedBatch], now: datetime) -> ev.Event:
+    creation_date = now.astimezone(EASTERN).date()
+    return ev.AchFilesDeferred.create(
+        payment_id=f"achcut-{now.astimezone(UTC):%Y%m%dT%H%M%S}",
+        producer=STEP,
+        dedup_key=f"deferred:{now.isoformat()}",
+        occurred_at=now,
+        data=ev.AchFilesDeferredData(
+            creation_date=creation_date.isoformat(),
+            batches=len(deferred),
+            payouts=sum(len(planned.payouts) for planned in deferred),
+            reason=f"all {len(FILE_ID_MODIFIERS)} file id modifiers of {creation_date} are used",
+        ),
+    )
 
 
 def netted(batch: StoredBatch, hold: Hold) -> ev.Event:
@@ -301,11 +437,10 @@ def build_cut() -> LambdaHandler:
         originator=originator_from_env(),
         events=publisher(STEP),
         max_entries_per_batch=int_setting("ACH_MAX_ENTRIES_PER_BATCH", 2500),
-        same_day_cutoffs=submission_cutoffs(lead),
+        submission_lead=lead,
     )
 
     def handler(event: Mapping[str, Any], _context: Any) -> dict[str, Any]:
-        now = scheduled_time(event)
-        return {"files": cutter.cut(now)}
+        return cutter.cut(scheduled_time(event)).as_dict()
 
     return handler

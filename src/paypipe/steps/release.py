@@ -20,7 +20,7 @@ from typing import Any
 from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import ledger
 from paypipe.domain.identifiers import ID_GRAMMAR, is_valid_id
-from paypipe.domain.ledger import Applied, DisputePhase, Duplicate, Outcome
+from paypipe.domain.ledger import Applied, DisputePhase, Duplicate, Hold, Outcome
 from paypipe.events import models as ev
 from paypipe.runtime import metrics
 from paypipe.runtime.aws import client, int_setting, setting
@@ -347,7 +347,9 @@ class ReleaseSweep:
     The sweep only publishes ``HoldExpiryDue`` (resolving and announcing happen in the consumer,
     whose idempotency re-publishes the outcome if anything fails in between) and ``DisputeAged``
     (once per dispute: the ledger notes each one signalled after it is published). A hold stays in
-    the due index until it is resolved, so a failed sweep is caught up by the next.
+    the due index until it is resolved, so a failed sweep is caught up by the next. A hold the
+    sweep cannot read is set aside (out of the ledger's indexes, with an ``ItemSetAside``) so it
+    never stops the others.
     """
 
     ledger: LedgerPort
@@ -356,13 +358,14 @@ class ReleaseSweep:
     dispute_max_age: timedelta = timedelta(days=30)
 
     def sweep(self, as_of: datetime) -> dict[str, int]:
-        due = [
-            self._expiry(payment_id, as_of)
-            for payment_id in retry_throttled(lambda: self.ledger.due_holds(as_of, self.max_holds))
-        ]
-        expiries = [event for event in due if event is not None]
-        aged = self._aged(as_of)
-        result = self.events.publish([*expiries, *(event for event, _ in aged)])
+        expiries: list[ev.Event] = []
+        set_aside: list[ev.Event] = []
+        for payment_id in retry_throttled(lambda: self.ledger.due_holds(as_of, self.max_holds)):
+            hold = self._readable(payment_id, as_of, set_aside)
+            if hold is not None and hold.is_due(as_of):
+                expiries.append(self._expiry(hold))
+        aged = self._aged(as_of, set_aside)
+        result = self.events.publish([*expiries, *(event for event, _ in aged), *set_aside])
         if not result.ok:
             failed = len(result.failed)
             raise RuntimeError(f"{failed} sweep events not published; the next sweep retries")
@@ -372,25 +375,41 @@ class ReleaseSweep:
             )
         if aged:
             metrics.emit("DisputesPastAge", len(aged), step=STEP)
-        return {"expiries_published": len(expiries), "disputes_aged": len(aged)}
+        return {"expiries_published": len(expiries), "disputes_aged": len(aged), "set_aside": len(set_aside)}
 
-    def _expiry(self, payment_id: str, as_of: datetime) -> ev.Event | None:
-        hold = retry_throttled(partial(self.ledger.get_hold, payment_id))
-        if hold is None or not hold.is_due(as_of):
+    def _readable(self, payment_id: str, as_of: datetime, set_aside: list[ev.Event]) -> Hold | None:
+        """The hold, or None when there is none or it cannot be read (then it is set aside)."""
+        try:
+            return retry_throttled(partial(self.ledger.get_hold, payment_id))
+        except Exception as error:
+            get_logger(step=STEP).error("hold set aside by the sweep", payment_id=payment_id, exc_info=True)
+            detail = f"{type(error).__name__}: {error}"[:500]
+            retry_throttled(partial(self.ledger.set_aside, payment_id, reason="UNREADABLE_HOLD"))
+            set_aside.append(
+                ev.ItemSetAside.create(
+                    payment_id=payment_id,
+                    producer=STEP,
+                    dedup_key="set-aside:release_sweep:UNREADABLE_HOLD",
+                    occurred_at=as_of,
+                    data=ev.ItemSetAsideData(job="release_sweep", reason="UNREADABLE_HOLD", detail=detail),
+                )
+            )
             return None
+
+    def _expiry(self, hold: Hold) -> ev.Event:
         return ev.HoldExpiryDue.create(
-            payment_id=payment_id,
+            payment_id=hold.payment_id,
             producer=STEP,
             dedup_key=f"expiry:{hold.hold_until.isoformat()}",
             occurred_at=hold.hold_until,
             data=ev.HoldExpiryDueData(hold_until=hold.hold_until),
         )
 
-    def _aged(self, as_of: datetime) -> list[tuple[ev.Event, str]]:
+    def _aged(self, as_of: datetime, set_aside: list[ev.Event]) -> list[tuple[ev.Event, str]]:
         cutoff = as_of - self.dispute_max_age
         found: list[tuple[ev.Event, str]] = []
         for payment_id in retry_throttled(lambda: self.ledger.aged_disputes(cutoff, self.max_holds)):
-            hold = retry_throttled(partial(self.ledger.get_hold, payment_id))
+            hold = self._readable(payment_id, as_of, set_aside)
             for dispute in hold.open_disputes() if hold else ():
                 if dispute.aged_at is None and dispute.opened_at <= cutoff:
                     found.append(
