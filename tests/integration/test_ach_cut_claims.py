@@ -77,14 +77,21 @@ def test_payouts_the_ledger_refuses_are_set_aside_and_the_rest_are_filed():
             nacha.Payout(**{**template.__dict__, "payment_id": inflated, "amount_cents": 9_999_999}),
             pipeline.clock.now(),
         )
+        unwritable = nacha.Payout(
+            **{**template.__dict__, "payment_id": "bad-bank", "routing_number": "123456789"}
+        )
+        store.add_pending(unwritable, pipeline.clock.now())
 
-        pipeline.run_schedule("AchCutFunction", pipeline.clock.now() + timedelta(days=1))
+        result = pipeline.run_schedule("AchCutFunction", pipeline.clock.now() + timedelta(days=1))
         pipeline.drain()
 
         entries, _ = ach_file_entries(pipeline)
         paid = sorted(e.amount_cents for e in entries if e.is_credit)
         assert paid == sorted(store.payouts([pid])[0].amount_cents for pid in (good[0], good[2]))
-        assert status(pipeline, "never-held") == status(pipeline, inflated) == "cancelled"
+        assert {status(pipeline, pid) for pid in ("never-held", inflated, "bad-bank")} == {"set_aside"}
+        assert sorted(result["set_aside"]) == ["bad-bank"]  # before any claim; the others at the claim
+        reasons = {e.payment_id: e.data.reason for e in pipeline.observed() if isinstance(e, ev.ItemSetAside)}
+        assert reasons == {"bad-bank": "UNWRITABLE", "never-held": "NO_HOLD", inflated: "AMOUNT_MISMATCH"}
         assert store.pending() == [] and store.open_batches() == []
         assert ledger(pipeline).get_hold(inflated).payout_ref is None  # type: ignore[union-attr]
 
@@ -129,3 +136,44 @@ def test_a_payout_held_back_stays_out_of_its_batch_across_a_crash_and_is_paid_on
         assert len(credits) == 2
         batched = [e for e in pipeline.observed() if isinstance(e, ev.PayoutBatched)]
         assert sorted(e.payment_id for e in batched) == sorted([first, disputed])
+
+
+def test_a_hold_the_sweep_cannot_read_is_set_aside_and_the_others_still_expire():
+    with EmbeddedPipeline() as pipeline:
+        import random
+
+        rng = random.Random(3)
+        now = pipeline.clock.now()
+        requests = [
+            payment_requested(
+                f"s-{index}",
+                customer_id=f"sc-{index}",
+                amount_cents=7_000,
+                pan=card_number(rng),
+                occurred_at=now + timedelta(seconds=index),
+                ip_address=f"192.0.2.{index + 50}",
+            )
+            for index in range(3)
+        ]
+        assert pipeline.play(requests).ok
+        pipeline.drain()
+        table = pipeline.stack.outputs["LedgerTableName"]
+        pipeline.client("dynamodb").update_item(  # a hold item damaged by hand
+            TableName=table,
+            Key={"pk": {"S": "ledger#payment#s-0"}, "sk": {"S": "hold"}},
+            UpdateExpression="REMOVE amount_cents",
+        )
+        hold_days = int(pipeline.stack.parameters["HoldDays"])
+        result = pipeline.run_schedule("ReleaseSweepFunction", now + timedelta(days=hold_days + 1))
+        pipeline.drain()
+        assert result == {"expiries_published": 2, "disputes_aged": 0, "set_aside": 1}
+        released = sorted(e.payment_id for e in pipeline.observed() if isinstance(e, ev.FundsReleased))
+        assert released == ["s-1", "s-2"]
+        (aside,) = [e for e in pipeline.observed() if isinstance(e, ev.ItemSetAside)]
+        assert (aside.payment_id, aside.data.job, aside.data.reason) == (
+            "s-0",
+            "release_sweep",
+            "UNREADABLE_HOLD",
+        )
+        again = pipeline.run_schedule("ReleaseSweepFunction", now + timedelta(days=hold_days + 1, minutes=5))
+        assert again == {"expiries_published": 0, "disputes_aged": 0, "set_aside": 0}  # out of the index

@@ -164,7 +164,11 @@ def test_release_sweep_sample_auto_releases_the_sample_hold_once_expired():
         assert isinstance(held, ev.FundsHeld)
 
         seen = len(pipeline.observed())
-        assert invoke(pipeline, "ReleaseSweepFunction") == {"expiries_published": 1, "disputes_aged": 0}
+        assert invoke(pipeline, "ReleaseSweepFunction") == {
+            "expiries_published": 1,
+            "disputes_aged": 0,
+            "set_aside": 0,
+        }
         pipeline.drain()  # the release consumer resolves the expiry
         due, released = pipeline.observed()[seen:][:2]
         assert isinstance(due, ev.HoldExpiryDue)
@@ -173,5 +177,9 @@ def test_release_sweep_sample_auto_releases_the_sample_hold_once_expired():
         assert released.data.trigger is ev.ReleaseTrigger.HOLD_EXPIRED
         assert released.data.amount_cents == held.data.hold.amount_cents
 
-        assert invoke(pipeline, "ReleaseSweepFunction") == {"expiries_published": 0, "disputes_aged": 0}
+        assert invoke(pipeline, "ReleaseSweepFunction") == {
+            "expiries_published": 0,
+            "disputes_aged": 0,
+            "set_aside": 0,
+        }
         assert_nothing_parked(pipeline)

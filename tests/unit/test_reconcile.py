@@ -1,12 +1,13 @@
 """Reconciliation: a clean run passes, and every check catches exactly the violation injected."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from paypipe.domain import ledger
 from paypipe.embedded.pan_scan import find_leaks
-from paypipe.embedded.reconcile import AchEntry, Context, DlqRecord, Observed, reconcile
+from paypipe.embedded.reconcile import AchEntry, Context, DlqRecord, Observed, PayoutRow, reconcile
 from paypipe.events import models as ev
 
 AT = datetime(2026, 2, 2, tzinfo=UTC)
@@ -160,6 +161,7 @@ def test_payout_twice_lost_payment_and_mismatches_are_reported():
         "PAID_OUT_TWICE",
         "PAYMENT_LOST",
         "TERMINAL_ANNOUNCED_TWICE",
+        "TRACE_REUSED",
     ]
     text = "\n".join(map(str, result.violations))
     assert "p1: 2 distinct PayoutBatched events" in text and "ledger unbalanced in USD: 7" in text
@@ -363,6 +365,110 @@ def test_duplicate_requests_are_counted_apart_from_payments():
     )
     result = run([*events, duplicate], entries)
     assert result.ok and result.duplicate_requests == 1 and result.states == {"PayoutBatched": 1}
+
+
+ODFI = "011000015"
+MONDAY_10 = datetime(2026, 2, 2, 10, 0, tzinfo=ZoneInfo("America/New_York"))
+
+
+def entry(file_key="b1.ach", trace=TRACE, cents=500, *, file_id="2026-02-02/A", created=MONDAY_10, **changes):
+    fields = {
+        "odfi": ODFI,
+        "file_id": file_id,
+        "created_at": created,
+        "effective_date": date(2026, 2, 2),
+        "same_day": True,
+    }
+    return AchEntry(file_key, trace, cents, True, **{**fields, **changes})
+
+
+def test_file_entries_with_their_identities_reconcile():
+    events, _ = paid_payment()
+    assert run(events, [entry()]).ok
+
+
+def test_a_non_usd_payment_filed_by_ach_is_reported():
+    events = [held("p1"), released("p1"), batched("p1")]
+    events[1] = events[1].model_copy(update={"data": events[1].data.model_copy(update={"currency": "EUR"})})
+    assert codes(run(events, [entry()])) == ["ACH_NOT_USD"]
+
+
+def test_two_files_of_one_odfi_with_one_file_id_are_reported():
+    events = [
+        held("p1"),
+        released("p1"),
+        batched("p1"),
+        held("p2"),
+        released("p2"),
+        batched("p2", "b2", TRACE[:-1] + "2"),
+    ]
+    entries = [entry(), entry("b2.ach", TRACE[:-1] + "2")]
+    assert codes(run(events, entries, ["p1", "p2"])) == ["DUPLICATE_FILE_ID"]
+    other_date = [
+        entry(),
+        entry(
+            "b2.ach",
+            TRACE[:-1] + "2",
+            file_id="2026-02-03/A",
+            created=MONDAY_10 + timedelta(days=1),
+            effective_date=date(2026, 2, 3),
+        ),
+    ]
+    assert run(events, other_date, ["p1", "p2"]).ok
+
+
+def test_a_trace_number_used_in_two_files_is_reported():
+    events = [held("p1"), released("p1"), batched("p1"), held("p2"), released("p2"), batched("p2", "b2")]
+    entries = [entry(), entry("b2.ach", file_id="2026-02-02/B")]
+    assert codes(run(events, entries, ["p1", "p2"])) == ["TRACE_REUSED"]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"created_at": MONDAY_10.replace(hour=17)},  # same-day, after the last deadline
+        {"effective_date": date(2026, 2, 3)},  # same-day dated the next day
+        {
+            "same_day": False,
+            "effective_date": date(2026, 2, 2),
+            "created_at": MONDAY_10,
+        },  # standard for today
+    ],
+)
+def test_an_entry_the_fed_would_not_settle_on_its_date_is_reported(changes):
+    events, _ = paid_payment()
+    assert codes(run(events, [entry(**changes)])) == ["SETTLEMENT_DATE_INVALID"]
+
+
+def payout_row(status, released_at=AT, reason=""):
+    return PayoutRow("p1", 500, released_at, status, reason)
+
+
+def set_aside(pid="p1"):
+    data = ev.ItemSetAsideData(job="ach_cut", reason="UNWRITABLE", detail="d")
+    return ev.ItemSetAside.create(payment_id=pid, data=data, producer="ach_batch", dedup_key="s")
+
+
+def test_a_set_aside_payout_is_its_own_state_and_must_be_announced():
+    events = [held("p1"), released("p1")]
+    announced = run([*events, set_aside()], payouts=[payout_row("set_aside", reason="UNWRITABLE")])
+    assert announced.ok and announced.states == {"set_aside": 1}
+    silent = run(events, payouts=[payout_row("set_aside", reason="UNWRITABLE")])
+    assert "SET_ASIDE_UNANNOUNCED" in codes(silent)
+
+
+def test_a_payout_left_pending_past_its_deadline_is_reported():
+    # Released 09:00 New York on Monday 2026-02-02: the 10:30 same-day deadline.
+    released_at = datetime(2026, 2, 2, 14, 0, tzinfo=UTC)
+    events = [held("p1"), released("p1")]
+    before = run(
+        events, payouts=[payout_row("pending", released_at)], as_of=released_at + timedelta(minutes=80)
+    )
+    after = run(
+        events, payouts=[payout_row("pending", released_at)], as_of=released_at + timedelta(minutes=95)
+    )
+    assert "STALE_PAYOUT" not in codes(before)
+    assert "STALE_PAYOUT" in codes(after)
 
 
 def test_pan_scan_finds_card_numbers_but_not_structured_ids():

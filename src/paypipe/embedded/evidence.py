@@ -7,15 +7,17 @@ the pipeline clock at the end).
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from paypipe.adapters.ledger_store import LedgerStore
 from paypipe.domain import nacha
-from paypipe.embedded.reconcile import AchEntry, Context, DlqRecord
+from paypipe.domain.ach_calendar import EASTERN
+from paypipe.embedded.reconcile import AchEntry, Context, DlqRecord, PayoutRow
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.ops.dlq_aws import peek
 
@@ -31,9 +33,21 @@ class FileEntry:
     file_id: str  # the header's creation date and file id modifier, e.g. "2026-11-04/A"
     effective_date: str
     same_day: bool
+    odfi: str = ""  # the header's immediate destination
+    created_at: datetime | None = None  # the header's creation date and time (Eastern)
 
     def as_ach_entry(self) -> AchEntry:
-        return AchEntry(self.file_key, self.trace_number, self.amount_cents, self.is_credit)
+        return AchEntry(
+            self.file_key,
+            self.trace_number,
+            self.amount_cents,
+            self.is_credit,
+            odfi=self.odfi,
+            file_id=self.file_id,
+            created_at=self.created_at,
+            effective_date=date.fromisoformat(self.effective_date),
+            same_day=self.same_day,
+        )
 
     def as_report(self, payment_id: str | None) -> dict[str, Any]:
         return {
@@ -60,7 +74,9 @@ def dlq_records(pipeline: EmbeddedPipeline) -> list[DlqRecord]:
 
 def file_entries(text: str, key: str) -> list[FileEntry]:
     parsed = nacha.parse(text, strict=True)
-    file_id = f"{parsed.header.creation_date.isoformat()}/{parsed.header.file_id_modifier}"
+    header = parsed.header
+    file_id = f"{header.creation_date.isoformat()}/{header.file_id_modifier}"
+    created = datetime.combine(header.creation_date, header.creation_time or time(0), tzinfo=EASTERN)
     return [
         FileEntry(
             key,
@@ -70,10 +86,33 @@ def file_entries(text: str, key: str) -> list[FileEntry]:
             file_id,
             batch.header.effective_entry_date.isoformat(),
             batch.header.company_descriptive_date.startswith("SD"),
+            odfi=header.immediate_destination,
+            created_at=created,
         )
         for batch in parsed.batches
         for entry in batch.entries
     ]
+
+
+def payout_rows(pipeline: EmbeddedPipeline) -> list[PayoutRow]:
+    """Every payout the ACH batch step recorded, with its status (pending, assigned, blocked...)."""
+    dynamodb = pipeline.client("dynamodb")
+    rows: list[PayoutRow] = []
+    for page in dynamodb.get_paginator("scan").paginate(TableName=pipeline.stack.outputs["PayoutsTableName"]):
+        for item in page["Items"]:
+            if item["sk"]["S"] != "payout":
+                continue
+            payout = json.loads(item["payout"]["S"])
+            rows.append(
+                PayoutRow(
+                    payment_id=payout["payment_id"],
+                    amount_cents=int(payout["amount_cents"]),
+                    released_at=datetime.fromisoformat(item["released_at"]["S"]),
+                    status=item["status"]["S"],
+                    reason=item.get("reason", {}).get("S", ""),
+                )
+            )
+    return rows
 
 
 def ach_file_entries(
@@ -102,12 +141,15 @@ def ledger(pipeline: EmbeddedPipeline) -> LedgerStore:
 
 
 def run_context(pipeline: EmbeddedPipeline) -> Context:
-    """What reconciliation needs besides the evidence: final holds, the run's settings and end."""
+    """What reconciliation needs besides the evidence: final holds and payouts, the run's settings
+    and its end."""
     parameters = pipeline.stack.parameters
     return Context(
         holds=ledger(pipeline).holds(),
+        payouts=payout_rows(pipeline),
         external_event_ids=frozenset(pipeline.external_event_ids),
         as_of=pipeline.clock.now(),
         client_skew=timedelta(seconds=int(parameters["ClientClockSkewSeconds"])),
         dispute_max_age=timedelta(days=int(parameters["DisputeMaxAgeDays"])),
+        submission_lead=timedelta(minutes=int(parameters["AchSubmissionLeadMinutes"])),
     )

@@ -255,13 +255,14 @@ class Playback:
         dlq = dlq_records(pipeline)
         store = ledger(pipeline)
         observed = pipeline.observations()
+        context = run_context(pipeline)
         recon = reconcile(
             self.requested,
             observed,
             dlq,
             [entry.as_ach_entry() for entry in entries],
             store.verify_balanced(),
-            context=run_context(pipeline),
+            context=context,
         )
         for leak in leaks:
             recon.flag("PAN_LEAK", None, str(leak))
@@ -274,6 +275,11 @@ class Playback:
             **report(recon, observed_by_payment(pipeline), dlq, store, self.publish_failures),
             "ach_entries": [
                 entry.as_report(payouts.get((entry.file_key, entry.trace_number))) for entry in entries
+            ],
+            "payouts_set_aside": [
+                {"payment_id": row.payment_id, "reason": row.reason}
+                for row in context.payouts
+                if row.status == "set_aside"
             ],
         }
 

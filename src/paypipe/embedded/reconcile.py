@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from paypipe.domain.ach_calendar import next_window, settlement_problem
 from paypipe.domain.ledger import DisputePhase, Hold
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import client_timestamps
@@ -37,6 +38,22 @@ class AchEntry:
     trace_number: str
     amount_cents: int
     is_credit: bool
+    odfi: str = ""  # the file header's immediate destination
+    file_id: str = ""  # the header's creation date and file id modifier
+    created_at: datetime | None = None  # the header's creation date and time
+    effective_date: date | None = None  # the batch's effective entry date
+    same_day: bool = False
+
+
+@dataclass(frozen=True)
+class PayoutRow:
+    """A payout as the ACH batch step recorded it, and where it stands."""
+
+    payment_id: str
+    amount_cents: int
+    released_at: datetime
+    status: str  # pending, assigned, blocked, set_aside, cancelled
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,10 +80,12 @@ class Context:
     """What the checks need to know beyond the evidence itself."""
 
     holds: Sequence[Hold] = ()
+    payouts: Sequence[PayoutRow] = ()
     external_event_ids: frozenset[str] = frozenset()  # events published from outside the pipeline
     as_of: datetime | None = None  # end of the run on the pipeline clock
     client_skew: timedelta = timedelta(minutes=5)
     dispute_max_age: timedelta = timedelta(days=30)
+    submission_lead: timedelta = timedelta(minutes=15)
 
 
 @dataclass
@@ -105,7 +124,9 @@ def reconcile(
     events = [item.event for item in seen]
     result = Reconciliation(dlq_reasons=Counter(record.reason for record in dlq))
     _check_terminal_states(result, set(requested), events, dlq, context.holds)
-    _check_payouts(result, events, ach_entries)
+    _check_payouts(result, events, ach_entries, context.holds)
+    _check_files(result, events, ach_entries)
+    _check_payout_rows(result, events, context)
     for currency, total in sorted(ledger_totals.items()):
         if total != 0:
             result.flag("LEDGER_UNBALANCED", None, f"ledger unbalanced in {currency}: {total}")
@@ -136,6 +157,12 @@ def _check_terminal_states(
         if isinstance(e, ev.PaymentScored) and e.data.assessment.decision is ev.Decision.REVIEW
     }
     disputed = {hold.payment_id for hold in holds if hold.open_disputes() and not hold.payout_ref}
+    waiting = [
+        ("review", in_review),
+        ("set_aside", _set_aside(events)),
+        ("disputed", disputed),
+        ("dlq", parked),
+    ]
     refusals = [e for e in events if isinstance(e, ev.RequestRefused)]
     result.refused_requests = Counter(e.data.code.value for e in refusals)
     result.duplicate_requests = sum(1 for e in refusals if e.data.code is ev.RefusalCode.DUPLICATE_PAYMENT_ID)
@@ -148,37 +175,31 @@ def _check_terminal_states(
             if len(seen[event_type]) > 1:
                 count = len(seen[event_type])
                 result.flag("TERMINAL_ANNOUNCED_TWICE", payment_id, f"{count} distinct {event_type} events")
-        state = _state(payment_id, terminal_types, in_review, disputed, parked)
+        state = _state(payment_id, terminal_types, waiting)
         if state == "lost":
             result.flag("PAYMENT_LOST", payment_id, f"neither terminal nor in a DLQ (last: {sorted(seen)})")
         result.states[state] += 1
         result.payment_states[payment_id] = state
 
 
-def _state(
-    payment_id: str,
-    terminal_types: Sequence[str],
-    in_review: set[str],
-    disputed: set[str],
-    parked: set[str],
-) -> str:
-    """A payment's state at the end: its terminal event type, or review, disputed, dlq or lost."""
+def _set_aside(events: Sequence[ev.Event]) -> set[str]:
+    """Payments whose payout the ACH cut set aside (an operator must decide)."""
+    return {e.payment_id for e in events if isinstance(e, ev.ItemSetAside) and e.data.job == "ach_cut"}
+
+
+def _state(payment_id: str, terminal_types: Sequence[str], waiting: Sequence[tuple[str, set[str]]]) -> str:
+    """A payment's state at the end: its terminal event type, else the first state that waits for
+    it (review, set aside, disputed, dlq), else lost."""
     if terminal_types:
         return terminal_types[0]
-    if payment_id in in_review:
-        return "review"
-    if payment_id in disputed:
-        return "disputed"
-    if payment_id in parked:
-        return "dlq"
-    return "lost"
+    return next((state for state, payments in waiting if payment_id in payments), "lost")
 
 
 # -- payouts match releases ----------------------------------------------------------------------
 
 
 def _check_payouts(
-    result: Reconciliation, events: Sequence[ev.Event], ach_entries: Sequence[AchEntry]
+    result: Reconciliation, events: Sequence[ev.Event], ach_entries: Sequence[AchEntry], holds: Sequence[Hold]
 ) -> None:
     released = {e.payment_id: e.data.amount_cents for e in events if isinstance(e, ev.FundsReleased)}
     reversed_ = {e.payment_id for e in events if isinstance(e, ev.FundsRefunded) and e.data.after_release}
@@ -209,12 +230,67 @@ def _check_payouts(
         if payout.data.amount_cents != expected:
             message = f"entry pays {payout.data.amount_cents}, released less netted is {expected}"
             result.flag("PAYOUT_NOT_RELEASED_AMOUNT", payout.payment_id, message)
-    for payment_id in sorted(set(released) - set(paid) - reversed_):
-        result.flag("RELEASED_NOT_PAID", payment_id, "released but never paid out nor refunded")
+    waiting = {hold.payment_id for hold in holds if hold.payout_blocked} | _set_aside(events)
+    for payment_id in sorted(set(released) - set(paid) - reversed_ - waiting):
+        result.flag("RELEASED_NOT_PAID", payment_id, "released but never paid out, set aside nor refunded")
     filed = sum(released.get(pid, 0) for pid in paid if pid not in reversed_) - result.netted_cents
     if result.ach_credit_cents != filed:
         message = f"ACH credits {result.ach_credit_cents} != released {filed} cents (net of clawbacks)"
         result.flag("ACH_CREDITS_NOT_RELEASED", None, message)
+
+
+# -- files and the payouts behind them ----------------------------------------------------------
+
+
+def _check_files(result: Reconciliation, events: Sequence[ev.Event], ach_entries: Sequence[AchEntry]) -> None:
+    currencies = {e.payment_id: e.data.currency for e in events if isinstance(e, ev.FundsReleased)}
+    for payout in (e for e in events if isinstance(e, ev.PayoutBatched)):
+        currency = currencies.get(payout.payment_id)
+        if currency is not None and currency != "USD":
+            result.flag(
+                "ACH_NOT_USD", payout.payment_id, f"filed by ACH, which pays USD, for a {currency} payment"
+            )
+    files: dict[tuple[str, str], set[str]] = defaultdict(set)
+    traces: dict[tuple[str, str], set[str]] = defaultdict(set)
+    settlement: dict[tuple[str, date, bool], AchEntry] = {}
+    for entry in ach_entries:
+        if entry.file_id:
+            files[(entry.odfi, entry.file_id)].add(entry.file_key)
+        traces[(entry.odfi, entry.trace_number)].add(entry.file_key)
+        if entry.created_at is not None and entry.effective_date is not None:
+            settlement.setdefault((entry.file_key, entry.effective_date, entry.same_day), entry)
+    for (odfi, file_id), keys in sorted(files.items()):
+        if len(keys) > 1:
+            result.flag(
+                "DUPLICATE_FILE_ID", None, f"{len(keys)} files of ODFI {odfi} share file id {file_id}"
+            )
+    for (odfi, trace), keys in sorted(traces.items()):
+        if len(keys) > 1:
+            result.flag("TRACE_REUSED", None, f"trace number {trace} of ODFI {odfi} in {len(keys)} files")
+    for (key, effective, same_day), entry in sorted(settlement.items(), key=lambda item: item[0][0]):
+        assert entry.created_at is not None
+        problem = settlement_problem(entry.created_at, effective, same_day=same_day)
+        if problem is not None:
+            result.flag("SETTLEMENT_DATE_INVALID", None, f"{key}: {problem}")
+
+
+def _check_payout_rows(result: Reconciliation, events: Sequence[ev.Event], context: Context) -> None:
+    announced = _set_aside(events)
+    for row in context.payouts:
+        if row.status == "set_aside" and row.payment_id not in announced:
+            result.flag(
+                "SET_ASIDE_UNANNOUNCED", row.payment_id, f"set aside ({row.reason}) without ItemSetAside"
+            )
+        if row.status == "pending" and context.as_of is not None:
+            _check_stale(result, row, context.as_of, context.submission_lead)
+
+
+def _check_stale(result: Reconciliation, row: PayoutRow, as_of: datetime, lead: timedelta) -> None:
+    """A pending payout whose window's Fed deadline has passed was neither filed nor set aside."""
+    window = next_window(row.released_at, amount_cents=max(1, row.amount_cents), lead=lead)
+    if as_of >= window.deadline:
+        message = f"still pending after its {window.kind} deadline {window.deadline.isoformat()}"
+        result.flag("STALE_PAYOUT", row.payment_id, message)
 
 
 # -- disputes ------------------------------------------------------------------------------------
