@@ -271,11 +271,7 @@ def token_item(
     return {
         **token_key(token),
         "tenant": {"S": tenant},
-        "ciphertext": {"B": sealed.ciphertext},
-        "nonce": {"B": sealed.nonce},
-        "encrypted_data_key": {"B": data_key.encrypted},
-        "key_id": {"S": data_key.key_id},
-        "encryption_context": _string_map(card_context(tenant)),
+        **sealed_attributes(sealed, data_key, card_context(tenant)),
         "bin6": {"S": card.bin6},
         "last4": {"S": card.last4},
         "exp_month": {"N": str(card.exp_month)},
@@ -284,6 +280,59 @@ def token_item(
         "fingerprint": {"S": card.fingerprint_ref},
         "created_at": {"S": _iso(created_at)},
     }
+
+
+def sealed_attributes(sealed: Sealed, data_key: DataKey, context: Mapping[str, str]) -> Item:
+    """The attributes of an envelope-encrypted value: ciphertext, nonce, its data key and context."""
+    return {
+        "ciphertext": {"B": sealed.ciphertext},
+        "nonce": {"B": sealed.nonce},
+        "encrypted_data_key": {"B": data_key.encrypted},
+        "key_id": {"S": data_key.key_id},
+        "encryption_context": _string_map(context),
+    }
+
+
+def open_sealed(
+    item: Item,
+    *,
+    tenant: str,
+    context: Mapping[str, str],
+    associated_data: Mapping[str, str],
+    keys: KeyProvider,
+    cache: DataKeyCache,
+) -> bytes:
+    """The plaintext of a vault item, for its own tenant only, from an item that authenticates."""
+    stored_context = _read_string_map(item, "encryption_context")
+    if stored_context.get("tenant") != tenant or _read_string(item, "tenant") != tenant:
+        raise TenantMismatchError("token belongs to a different tenant")
+    if stored_context != dict(context):
+        raise VaultIntegrityError("vault item has an unexpected encryption context")
+    data_key = cache.decryption_key(
+        _read_bytes(item, "encrypted_data_key"), _read_string(item, "key_id"), context, keys
+    )
+    try:
+        sealed = Sealed(nonce=_read_bytes(item, "nonce"), ciphertext=_read_bytes(item, "ciphertext"))
+        return decrypt(sealed, data_key, associated_data)
+    except (DecryptionError, ValueError):
+        raise VaultIntegrityError("stored vault data failed authentication") from None
+
+
+def put_new_items(ddb: DynamoDBClient, table: str, *items: Item) -> bool:
+    """Write items atomically, each only if it does not exist yet; False when any already did."""
+    condition = "attribute_not_exists(pk)"
+    try:
+        ddb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": table, "Item": item, "ConditionExpression": condition}}
+                for item in items
+            ]
+        )
+    except ClientError as error:
+        if _error_code(error) == "TransactionCanceledException":
+            return False
+        raise
+    return True
 
 
 def fingerprint_item(*, fingerprint: str, tenant: str, token: str, created_at: datetime) -> Item:
@@ -448,19 +497,17 @@ class CardVault:
         )
         if item is None:
             raise UnknownTokenError("unknown token")
-        context = card_context(tenant)
-        stored_context = _read_string_map(item, "encryption_context")
-        if stored_context.get("tenant") != tenant or _read_string(item, "tenant") != tenant:
-            raise TenantMismatchError("token belongs to a different tenant")
-        if stored_context != context:
-            raise VaultIntegrityError("token item has an unexpected encryption context")
-        data_key = self._cache.decryption_key(
-            _read_bytes(item, "encrypted_data_key"), _read_string(item, "key_id"), context, self._keys
+        plaintext = open_sealed(
+            item,
+            tenant=tenant,
+            context=card_context(tenant),
+            associated_data=sealing_context(tenant, token),
+            keys=self._keys,
+            cache=self._cache,
         )
         try:
-            sealed = Sealed(nonce=_read_bytes(item, "nonce"), ciphertext=_read_bytes(item, "ciphertext"))
-            return decrypt(sealed, data_key, sealing_context(tenant, token)).decode("ascii")
-        except (DecryptionError, ValueError):
+            return plaintext.decode("ascii")
+        except ValueError:
             raise VaultIntegrityError("stored card data failed authentication") from None
 
     # --- DynamoDB operations ----------------------------------------------------------------
@@ -474,19 +521,7 @@ class CardVault:
 
     def _put_new_card(self, card_item: Item, link_item: Item) -> bool:
         """Write token and fingerprint items atomically; False if either already exists."""
-        condition = "attribute_not_exists(pk)"
-        try:
-            self._ddb.transact_write_items(
-                TransactItems=[
-                    {"Put": {"TableName": self._table, "Item": card_item, "ConditionExpression": condition}},
-                    {"Put": {"TableName": self._table, "Item": link_item, "ConditionExpression": condition}},
-                ]
-            )
-        except ClientError as error:
-            if _error_code(error) == "TransactionCanceledException":
-                return False
-            raise
-        return True
+        return put_new_items(self._ddb, self._table, card_item, link_item)
 
     def _refresh_expiry(self, token: str, tenant: str, exp_month: int, exp_year: int) -> None:
         """Record a later expiry (a reissued card); earlier or equal expiries are ignored."""
@@ -514,27 +549,44 @@ class CardVault:
             return self._fingerprint_key
 
     def _load_or_create_fingerprint_key(self) -> bytes:
-        """Decrypt the vault's fingerprint key, creating it race-safely if it does not exist."""
-        context = {"purpose": FINGERPRINT_KEY_PURPOSE}
-        item = self._ddb.get_item(TableName=self._table, Key=meta_key(), ConsistentRead=True).get("Item")
-        if item is None:
-            generated = self._keys.generate_data_key(context)
-            try:
-                self._ddb.put_item(
-                    TableName=self._table,
-                    Item=meta_item(generated, context, self._clock()),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-            except ClientError as error:
-                if _error_code(error) != "ConditionalCheckFailedException":
-                    raise
-            else:
-                return generated.plaintext
-            item = self._ddb.get_item(TableName=self._table, Key=meta_key(), ConsistentRead=True).get("Item")
-            if item is None:
-                raise VaultIntegrityError("fingerprint key item vanished after a conflicting write")
-        if _read_string_map(item, "encryption_context") != context:
-            raise VaultIntegrityError("fingerprint key item has an unexpected encryption context")
-        return self._keys.decrypt_data_key(
-            _read_bytes(item, "encrypted_key"), _read_string(item, "key_id"), context
+        return load_or_create_key(
+            self._ddb,
+            self._table,
+            meta_key(),
+            purpose=FINGERPRINT_KEY_PURPOSE,
+            keys=self._keys,
+            clock=self._clock,
         )
+
+
+def load_or_create_key(
+    ddb: DynamoDBClient,
+    table: str,
+    key: Item,
+    *,
+    purpose: str,
+    keys: KeyProvider,
+    clock: Callable[[], datetime],
+) -> bytes:
+    """Decrypt a vault's keyed-hash key stored at ``key``, creating it race-safely if it does not exist."""
+    context = {"purpose": purpose}
+    item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+    if item is None:
+        generated = keys.generate_data_key(context)
+        try:
+            ddb.put_item(
+                TableName=table,
+                Item={**meta_item(generated, context, clock()), **key},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if _error_code(error) != "ConditionalCheckFailedException":
+                raise
+        else:
+            return generated.plaintext
+        item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+        if item is None:
+            raise VaultIntegrityError("key item vanished after a conflicting write")
+    if _read_string_map(item, "encryption_context") != context:
+        raise VaultIntegrityError("key item has an unexpected encryption context")
+    return keys.decrypt_data_key(_read_bytes(item, "encrypted_key"), _read_string(item, "key_id"), context)
