@@ -1,12 +1,12 @@
 """The ACH cut claims every payout in the ledger before it writes a file: refused payouts are set
 aside (durably, even across a crash) and never stop the others."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from paypipe.adapters.payouts_store import PayoutsStore
-from paypipe.domain import nacha
 from paypipe.embedded.evidence import ach_file_entries, ledger
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.scenario import card_number, payment_requested
@@ -66,7 +66,7 @@ def test_payouts_the_ledger_refuses_are_set_aside_and_the_rest_are_filed():
         good = released(pipeline, 3)
         store = payouts(pipeline)
         template = store.payouts([good[0]])[0]
-        forged = nacha.Payout(**{**template.__dict__, "payment_id": "never-held"})
+        forged = replace(template, payment_id="never-held")
         inflated = good[1]
         store.add_pending(forged, pipeline.clock.now())
         pipeline.client("dynamodb").delete_item(
@@ -74,13 +74,15 @@ def test_payouts_the_ledger_refuses_are_set_aside_and_the_rest_are_filed():
             Key={"pk": {"S": f"payout#{inflated}"}, "sk": {"S": "payout"}},
         )
         store.add_pending(
-            nacha.Payout(**{**template.__dict__, "payment_id": inflated, "amount_cents": 9_999_999}),
-            pipeline.clock.now(),
+            replace(template, payment_id=inflated, amount_cents=9_999_999), pipeline.clock.now()
         )
-        unwritable = nacha.Payout(
-            **{**template.__dict__, "payment_id": "bad-bank", "routing_number": "123456789"}
-        )
+        unwritable = replace(template, payment_id="bad-bank", routing_number="123456789")
         store.add_pending(unwritable, pipeline.clock.now())
+        # A token the vault never issued, and one of another tenant: no file can carry either.
+        store.add_pending(
+            replace(template, payment_id="no-account", account_token="acct_unknown"), pipeline.clock.now()
+        )
+        store.add_pending(replace(template, payment_id="other-tenant", tenant_id="t2"), pipeline.clock.now())
 
         result = pipeline.run_schedule("AchCutFunction", pipeline.clock.now() + timedelta(days=1))
         pipeline.drain()
@@ -88,10 +90,18 @@ def test_payouts_the_ledger_refuses_are_set_aside_and_the_rest_are_filed():
         entries, _ = ach_file_entries(pipeline)
         paid = sorted(e.amount_cents for e in entries if e.is_credit)
         assert paid == sorted(store.payouts([pid])[0].amount_cents for pid in (good[0], good[2]))
-        assert {status(pipeline, pid) for pid in ("never-held", inflated, "bad-bank")} == {"set_aside"}
-        assert sorted(result["set_aside"]) == ["bad-bank"]  # before any claim; the others at the claim
+        refused = ("never-held", inflated, "bad-bank", "no-account", "other-tenant")
+        assert {status(pipeline, pid) for pid in refused} == {"set_aside"}
+        # before any claim; the others at the claim
+        assert sorted(result["set_aside"]) == ["bad-bank", "no-account", "other-tenant"]
         reasons = {e.payment_id: e.data.reason for e in pipeline.observed() if isinstance(e, ev.ItemSetAside)}
-        assert reasons == {"bad-bank": "UNWRITABLE", "never-held": "NO_HOLD", inflated: "AMOUNT_MISMATCH"}
+        assert reasons == {
+            "bad-bank": "UNWRITABLE",
+            "no-account": "ACCOUNT_UNAVAILABLE",
+            "other-tenant": "ACCOUNT_UNAVAILABLE",
+            "never-held": "NO_HOLD",
+            inflated: "AMOUNT_MISMATCH",
+        }
         assert store.pending() == [] and store.open_batches() == []
         assert ledger(pipeline).get_hold(inflated).payout_ref is None  # type: ignore[union-attr]
 

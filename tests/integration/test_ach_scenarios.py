@@ -94,7 +94,7 @@ def test_a_poison_payout_is_set_aside_and_the_good_ones_are_filed_on_time(tmp_pa
     forged = {
         "event_id": "poison-release",
         "event_type": "FundsReleased",
-        "schema_version": "1.0",
+        "schema_version": "2.0",
         "payment_id": "poison",
         "correlation_id": "poison",
         "occurred_at": iso(ny(2026, 11, 2, 9, 40)),
@@ -106,8 +106,10 @@ def test_a_poison_payout_is_set_aside_and_the_good_ones_are_filed_on_time(tmp_pa
             "provider_id": "prov-x",
             "payee": {
                 "name": "Jo",
-                "routing_number": "123456789",  # no bank has it: no file can carry the entry
-                "account_number": "12345",
+                "routing_number": "123456789",  # no bank has it
+                "account_token": "acct_poison",  # nor the vault: no file can carry the entry
+                "account_last4": "2345",
+                "account_fingerprint": "afp_poison",
                 "account_type": "checking",
                 "payee_type": "individual",
             },
@@ -118,7 +120,7 @@ def test_a_poison_payout_is_set_aside_and_the_good_ones_are_filed_on_time(tmp_pa
     script.publish(ny(2026, 11, 2, 9, 40), "FundsReleased", forged, source="paypipe.release")
     report = script.play(tmp_path, ny(2026, 11, 2, 12))
     report.assert_clean()
-    assert report.raw["payouts_set_aside"] == [{"payment_id": "poison", "reason": "UNWRITABLE"}]
+    assert report.raw["payouts_set_aside"] == [{"payment_id": "poison", "reason": "ACCOUNT_UNAVAILABLE"}]
     for payment_id in good:
         (entry,) = report.entries(payment_id)
         assert (entry["same_day"], entry["effective_date"]) == (True, "2026-11-02")  # the 10:15 cut

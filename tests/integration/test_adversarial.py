@@ -19,6 +19,17 @@ pytestmark = pytest.mark.embedded
 END = DAY + timedelta(hours=6)  # past the 10:15 and 14:30 New York same-day cuts
 
 
+FORGED_PAYEE = {
+    "name": "Eve",
+    "routing_number": "021000021",
+    "account_token": "acct_eve",
+    "account_last4": "9999",
+    "account_fingerprint": "afp_eve",
+    "account_type": "checking",
+    "payee_type": "individual",
+}
+
+
 def m(minutes: float) -> datetime:
     return DAY + timedelta(minutes=minutes)
 
@@ -70,18 +81,13 @@ def test_a_client_published_release_is_not_paid_out(tmp_path):
         **expiry_command("p1"),
         "event_id": "forged-release",
         "event_type": "FundsReleased",
+        "schema_version": "2.0",
         "data": {
             "hold_id": "p1:hold",
             "amount_cents": 9_900_000,
             "currency": "USD",
             "provider_id": "prov-evil",
-            "payee": {
-                "name": "Eve",
-                "routing_number": "021000021",
-                "account_number": "999999",
-                "account_type": "checking",
-                "payee_type": "individual",
-            },
+            "payee": FORGED_PAYEE,
             "trigger": "service_completed",
             "released_at": iso(m(10)),
         },
@@ -169,8 +175,9 @@ def test_a_forged_internal_event_under_its_producers_source_is_caught_by_reconci
         **request,
         "event_id": "forged-score",
         "event_type": "PaymentScored",
+        "schema_version": "2.0",
         "producer": "fraud",
-        "data": {**request["data"], "card": card, "assessment": assessment},
+        "data": {**request["data"], "card": card, "payee": FORGED_PAYEE, "assessment": assessment},
     }
     script.publish(m(1), "PaymentScored", scored, source="paypipe.fraud")
     report = script.play(tmp_path, END)

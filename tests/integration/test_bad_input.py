@@ -292,7 +292,13 @@ def test_a_mixed_batch_processes_the_good_records(harness):
     ],
 )
 def test_every_consumer_parks_what_it_cannot_read(harness, function, step, route_type):
-    wrong_data = {"event_type": route_type, "schema_version": "1.0", "event_id": "e1", "data": {"x": "'; --"}}
+    major = ev.EVENT_TYPES[route_type].MAJOR
+    wrong_data = {
+        "event_type": route_type,
+        "schema_version": f"{major}.0",
+        "event_id": "e1",
+        "data": {"x": "'; --"},
+    }
     bodies = [
         "\x00\x01 not json",
         bus_body(request_detail()),  # a type this step does not consume
@@ -302,6 +308,25 @@ def test_every_consumer_parks_what_it_cannot_read(harness, function, step, route
     assert harness.invoke(function, bodies) == {"batchItemFailures": []}
     reasons = [p["error_reason"] for p in harness.parked(step)]
     assert reasons == ["MalformedJson", "NoRoute", "SchemaViolation", "UnknownEvent"]
+    assert harness.published() == []
+
+
+@pytest.mark.parametrize(
+    "function, step, route_type",
+    [
+        ("TokenizeFunction", "Tokenize", "PaymentValidated"),
+        ("FraudFunction", "Fraud", "PaymentTokenized"),
+        ("EscrowHoldFunction", "EscrowHold", "PaymentScored"),
+        ("AchBatchFunction", "AchBatch", "FundsReleased"),
+    ],
+)
+def test_a_retired_v1_event_is_parked_as_retired_and_nothing_acts_on_it(harness, function, step, route_type):
+    """v1 of these types carried the payee account number (and PaymentValidated the CVV)."""
+    v1 = {"event_type": route_type, "schema_version": "1.4", "event_id": "e1", "payment_id": "p1", "data": {}}
+    assert harness.invoke(function, [bus_body(v1, route_type)]) == {"batchItemFailures": []}
+    (parked,) = harness.parked(step)
+    assert parked["error_reason"] == "UnknownEvent"
+    assert "retired (major 2 only)" in parked["error_message"]
     assert harness.published() == []
 
 

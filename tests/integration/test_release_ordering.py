@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from paypipe.adapters.ledger_store import LedgerStore
 from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import ledger
-from paypipe.embedded.scenario import payment_requested
+from paypipe.embedded.samples import sample_chain
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import Receipt
 from paypipe.steps.release import ReleaseStep
@@ -39,6 +39,7 @@ def resolve(step, event, receipt, refused):
     return out
 
 
+PAYEE = sample_chain().held.data.payee  # as tokenize leaves it: by vault token
 TRIGGERS = st.lists(
     st.sampled_from(["completed", "opened", "resolved_refund", "resolved_release", "sweep"]),
     min_size=1,
@@ -55,10 +56,7 @@ def test_exactly_one_resolution_whatever_the_order(aws, triggers, minutes):
     payment_id = f"p{number}"
     store = LedgerStore(f"ledger{number}", dynamodb)
     payments = PaymentsStore(f"payments{number}", dynamodb)
-    request = payment_requested(
-        payment_id, customer_id="c1", amount_cents=5000, pan="4111111111111111", occurred_at=HELD_AT
-    )
-    payments.save_payee(payment_id, request.data.payee)
+    payments.save_payee(payment_id, PAYEE)
     held = store.place_hold(ledger.HoldRequest(payment_id, "c1", "prov-1", 5000, "USD", HOLD_UNTIL, HELD_AT))
     assert isinstance(held, ledger.Applied)
     step = ReleaseStep(store, payments)

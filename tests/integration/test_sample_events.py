@@ -10,15 +10,18 @@ from typing import Any
 
 import pytest
 
+from paypipe.adapters.account_vault import AccountVault
 from paypipe.adapters.payouts_store import PayoutsStore
 from paypipe.adapters.vault import CardVault, DataKeyCache, KmsKeyProvider
 from paypipe.domain import nacha
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.samples import (
     PAYMENT_ID,
+    SAMPLE_ACCOUNT_TOKEN,
     SAMPLE_PAN,
     SAMPLE_TOKEN,
     TENANT_ID,
+    sample_account_token_bytes,
     sample_chain,
     sample_token_bytes,
 )
@@ -51,11 +54,14 @@ def sample_event(logical_id: str) -> ev.Event:
 
 def without_time(event: ev.Event) -> dict[str, Any]:
     """The event minus ``occurred_at``, which a step stamps with the time it runs, and minus the
-    card fingerprint, which each vault computes with its own key."""
+    card and account fingerprints, which each vault computes with its own key."""
     detail = ev.to_detail(event) | {"occurred_at": None}
     card = detail["data"].get("card")
     if isinstance(card, dict) and "fingerprint" in card:
         card["fingerprint"] = None
+    payee = detail["data"].get("payee")
+    if isinstance(payee, dict) and "account_fingerprint" in payee:
+        payee["account_fingerprint"] = None
     return detail
 
 
@@ -70,8 +76,9 @@ def invoke_sqs(pipeline: EmbeddedPipeline, logical_id: str) -> list[ev.Event]:
     return pipeline.observed()[seen:]
 
 
-def seed_vault_with_sample_card(pipeline: EmbeddedPipeline) -> None:
-    """A vault that already holds the sample card under the sample token (as if tokenized before)."""
+def seed_vaults_with_sample_card_and_account(pipeline: EmbeddedPipeline) -> None:
+    """Vaults that already hold the sample card and payee account under the sample tokens (as if
+    tokenized before)."""
     env = pipeline.functions["DetokenizeFunction"].spec.environment
     draws = iter([sample_token_bytes()])
     vault = CardVault(
@@ -82,6 +89,17 @@ def seed_vault_with_sample_card(pipeline: EmbeddedPipeline) -> None:
         random_bytes=lambda size: next(draws, None) or secrets.token_bytes(size),
     )
     assert vault.tokenize(SAMPLE_PAN, 12, 2030, tenant=TENANT_ID).token == SAMPLE_TOKEN
+    payee = sample_chain().validated.data.payee
+    account_draws = iter([sample_account_token_bytes()])
+    accounts = AccountVault(
+        env["VAULT_TABLE"],
+        pipeline.session.client("dynamodb"),
+        KmsKeyProvider(pipeline.session.client("kms"), env["VAULT_KEY_ID"]),
+        DataKeyCache(),
+        random_bytes=lambda size: next(account_draws, None) or secrets.token_bytes(size),
+    )
+    token = accounts.tokenize(payee.routing_number, payee.account_number, tenant=TENANT_ID).token
+    assert token == SAMPLE_ACCOUNT_TOKEN
 
 
 def assert_nothing_parked(pipeline: EmbeddedPipeline) -> None:
@@ -120,7 +138,7 @@ def test_there_is_a_sample_for_every_function_and_each_sqs_sample_matches_its_ru
 
 def test_samples_take_one_payment_from_request_to_an_ach_file():
     with EmbeddedPipeline() as pipeline:
-        seed_vault_with_sample_card(pipeline)
+        seed_vaults_with_sample_card_and_account(pipeline)
 
         # Each step publishes exactly the event the next step's sample holds.
         for logical_id, next_id in itertools.pairwise(SQS_FUNCTIONS[:4]):

@@ -340,3 +340,28 @@ def test_the_validate_step_refuses_a_max_amount_no_nacha_entry_carries() -> None
     ValidateStep(payments=None, max_amount_cents=9_999_999_999, supported_currencies=frozenset({"USD"}))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="exceeds what one NACHA entry carries"):
         ValidateStep(payments=None, max_amount_cents=10**10, supported_currencies=frozenset({"USD"}))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("card_number", "cvv", "valid"),
+    [
+        ("4111111111111111", None, True),  # none sent: nothing to check
+        ("4111111111111111", "123", True),
+        ("4111111111111111", "1234", False),
+        ("4111111111111111", "12", False),
+        ("4111111111111111", "12a", False),
+        ("4111111111111111", "١٢٣", False),  # digits, but not ASCII ones
+        ("378282246310005", "1234", True),  # American Express: four
+        ("378282246310005", "123", False),
+    ],
+)
+def test_the_cvv_is_checked_for_format_by_brand(card_number: str, cvv: str | None, valid: bool) -> None:
+    facts = dataclasses.replace(VALID, card_number=card_number, cvv=cvv)
+    assert codes(facts) == ([] if valid else [RejectReason.CVV_INVALID])
+
+
+def test_a_cvv_rejection_never_quotes_the_value() -> None:
+    (rejection,) = validate_payment(
+        dataclasses.replace(VALID, cvv="9876"), today=TODAY, max_amount_cents=LIMIT
+    )
+    assert rejection.field == "card.cvv" and "9876" not in rejection.message

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from paypipe.events.models import PayeeBankAccount
+from paypipe.events.models import PayeeRef
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class PaymentsStore:
             received_at=datetime.fromisoformat(received) if received else received_at,
         )
 
-    def save_payee(self, payment_id: str, payee: PayeeBankAccount) -> None:
+    def save_payee(self, payment_id: str, payee: PayeeRef) -> None:
         self._client.put_item(
             TableName=self._table,
             Item={
@@ -70,7 +70,7 @@ class PaymentsStore:
             },
         )
 
-    def payee(self, payment_id: str) -> PayeeBankAccount | None:
+    def payee(self, payment_id: str) -> PayeeRef | None:
         item = self._client.get_item(
             TableName=self._table,
             Key={"pk": {"S": f"payment#{payment_id}"}, "sk": {"S": "payee"}},
@@ -78,4 +78,4 @@ class PaymentsStore:
         ).get("Item")
         if not item:
             return None
-        return PayeeBankAccount.model_validate(json.loads(item["payee"]["S"]))
+        return PayeeRef.model_validate(json.loads(item["payee"]["S"]))

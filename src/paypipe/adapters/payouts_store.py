@@ -1,7 +1,7 @@
 """Released payouts waiting for an ACH file, and the batches cut from them (DynamoDB).
 
 Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
-- ``payout#<payment id>`` / ``payout``: the payout, its release time and status
+- ``payout#<payment id>`` / ``payout``: the payout (its payee account by vault token), release time and status
   (``pending`` -> ``assigned``; ``blocked`` while a dispute holds it back, ``cancelled`` once
   the release was refunded); while pending it sits in gsi1 under ``payout#pending``, while
   blocked under ``payout#blocked``.
@@ -25,9 +25,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from paypipe.domain.ach_batching import PendingPayout, PlannedBatch
+from paypipe.domain.ach_batching import PayoutRecord, PendingPayout, PlannedBatch
 from paypipe.domain.ach_calendar import EASTERN
-from paypipe.domain.nacha import Payout, trace_block_wraps
+from paypipe.domain.nacha import trace_block_wraps
 from paypipe.runtime.retry import retry_throttled
 
 PENDING_INDEX_KEY = "payout#pending"
@@ -63,7 +63,7 @@ class PayoutsStore:
         self._table = table_name
         self._client = client
 
-    def add_pending(self, payout: Payout, released_at: datetime) -> bool:
+    def add_pending(self, payout: PayoutRecord, released_at: datetime) -> bool:
         """Record a released payout once; False when it was already recorded."""
         try:
             self._client.put_item(
@@ -151,8 +151,8 @@ class PayoutsStore:
         )["Item"]
         return datetime.fromisoformat(item["released_at"]["S"])
 
-    def payouts(self, payment_ids: Sequence[str]) -> list[Payout]:
-        found: dict[str, Payout] = {}
+    def payouts(self, payment_ids: Sequence[str]) -> list[PayoutRecord]:
+        found: dict[str, PayoutRecord] = {}
         for start in range(0, len(payment_ids), 100):
             keys = [
                 {"pk": {"S": f"payout#{pid}"}, "sk": {"S": "payout"}}
@@ -317,8 +317,8 @@ class PayoutsStore:
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
-def _payout(item: dict[str, Any]) -> Payout:
-    return Payout(**json.loads(item["payout"]["S"]))
+def _payout(item: dict[str, Any]) -> PayoutRecord:
+    return PayoutRecord(**json.loads(item["payout"]["S"]))
 
 
 def _batch_item(batch: StoredBatch) -> dict[str, Any]:

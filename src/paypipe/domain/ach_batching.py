@@ -19,14 +19,41 @@ from paypipe.domain.ach_calendar import (
     WindowKind,
     next_window,
 )
-from paypipe.domain.nacha import MAX_ENTRY_AMOUNT_CENTS, Payout, SecCode
+from paypipe.domain.nacha import MAX_ENTRY_AMOUNT_CENTS, AccountType, Payable, PayeeType, Payout, SecCode
 
 _SEC_BY_PAYEE: dict[str, SecCode] = {"individual": "PPD", "business": "CCD"}
 
 
 @dataclass(frozen=True)
+class PayoutRecord:
+    """A released payout as it waits for a file: the payee account by its vault token, never its number."""
+
+    payment_id: str
+    amount_cents: int
+    payee_name: str
+    routing_number: str
+    account_token: str
+    account_last4: str
+    account_type: AccountType
+    payee_type: PayeeType
+    tenant_id: str = "default"
+
+    def with_account(self, account_number: str) -> Payout:
+        """The payout a file is written from, once the ACH cut detokenized the account (in memory)."""
+        return Payout(
+            self.payment_id,
+            self.amount_cents,
+            self.payee_name,
+            self.routing_number,
+            account_number,
+            self.account_type,
+            self.payee_type,
+        )
+
+
+@dataclass(frozen=True)
 class PendingPayout:
-    payout: Payout
+    payout: Payable
     released_at: datetime  # tz-aware
 
 
@@ -36,7 +63,7 @@ class PlannedBatch:
     kind: WindowKind
     effective_date: date
     sec_code: SecCode
-    payouts: tuple[Payout, ...]  # ordered by release time, then payment id
+    payouts: tuple[Payable, ...]  # ordered by release time, then payment id
 
     @property
     def same_day(self) -> bool:
@@ -86,7 +113,7 @@ def window_at(
 
 
 def batch_id(
-    kind: WindowKind, effective_date: date, sec_code: SecCode, payouts: Sequence[Payout], cut_at: datetime
+    kind: WindowKind, effective_date: date, sec_code: SecCode, payouts: Sequence[Payable], cut_at: datetime
 ) -> str:
     """Unique per cut: a payout set aside in one cut and planned again later gets a new batch."""
     lines = [cut_at.astimezone(EASTERN).isoformat(), kind, effective_date.isoformat(), sec_code]
@@ -94,9 +121,9 @@ def batch_id(
     return "achb_" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]
 
 
-def _chunks(payouts: Sequence[Payout], max_entries: int, max_total_cents: int) -> list[list[Payout]]:
-    chunks: list[list[Payout]] = []
-    current: list[Payout] = []
+def _chunks(payouts: Sequence[Payable], max_entries: int, max_total_cents: int) -> list[list[Payable]]:
+    chunks: list[list[Payable]] = []
+    current: list[Payable] = []
     total = 0
     for payout in payouts:
         if current and (len(current) == max_entries or total + payout.amount_cents > max_total_cents):

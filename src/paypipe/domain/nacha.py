@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
-from typing import Final, Literal, NoReturn
+from typing import Final, Literal, NoReturn, Protocol
 from zoneinfo import ZoneInfo
 
 from stdnum.us import rtn
@@ -482,10 +482,23 @@ def trace_block_wraps(first: int, count: int) -> bool:
     return (first - 1) % TRACE_SEQUENCE_SPAN + count > TRACE_SEQUENCE_SPAN
 
 
-def traces_needed(payouts: Sequence[Payout], originator: Originator) -> int:
+class Payable(Protocol):
+    """What planning a file needs of a payout (a ``Payout``, or a stored one before detokenizing)."""
+
+    @property
+    def payment_id(self) -> str: ...
+
+    @property
+    def amount_cents(self) -> int: ...
+
+    @property
+    def payee_type(self) -> str: ...
+
+
+def traces_needed(payouts: Sequence[Payable], originator: Originator) -> int:
     """How many trace numbers a file of these payouts uses: one per entry, offsets included."""
-    offsets = len(_group_by_sec(payouts)) if originator.offset_account is not None else 0
-    return len(payouts) + offsets
+    batches = {_SEC_BY_PAYEE.get(payout.payee_type) for payout in payouts}  # type: ignore[call-overload]
+    return len(payouts) + (len(batches) if originator.offset_account is not None else 0)
 
 
 def payout_problem(payout: Payout, *, same_day: bool = False) -> str | None:

@@ -29,6 +29,7 @@ class RejectReason(StrEnum):
     CARD_BRAND_UNKNOWN = "CARD_BRAND_UNKNOWN"
     CARD_EXPIRED = "CARD_EXPIRED"
     CARD_EXPIRY_INVALID = "CARD_EXPIRY_INVALID"
+    CVV_INVALID = "CVV_INVALID"
     ROUTING_NUMBER_INVALID = "ROUTING_NUMBER_INVALID"
     ROUTING_NUMBER_PREFIX_INVALID = "ROUTING_NUMBER_PREFIX_INVALID"
     ROUTING_NUMBER_IS_ODFI = "ROUTING_NUMBER_IS_ODFI"
@@ -149,6 +150,7 @@ class PaymentFacts:
     ids: Mapping[str, str] = field(default_factory=dict)  # field -> client-chosen id, checked by grammar
     tenant_id: str | None = None  # None: not checked
     ip_address: str | None = None  # None: not checked
+    cvv: str | None = None  # None: the client sent none (checked for format only, then dropped)
 
 
 def _amount_rejections(amount_cents: int, currency: str, max_amount_cents: int) -> list[Rejection]:
@@ -190,6 +192,19 @@ def _card_number_rejections(number: str) -> list[Rejection]:
     if not luhn.is_valid(number):
         rejections.append(Rejection(RejectReason.CARD_LUHN_FAILED, field, "card number check digit is wrong"))
     return rejections
+
+
+def _cvv_rejections(cvv: str | None, card_number: str) -> list[Rejection]:
+    """The verification value's format: 3 digits (4 on American Express cards). Its value is never
+    checked, stored or published here: only an issuer can verify it."""
+    if cvv is None:
+        return []
+    digits = 4 if card_brand(card_number) is CardBrand.AMEX else 3
+    if _is_ascii_digits(cvv) and len(cvv) == digits:
+        return []
+    return [
+        Rejection(RejectReason.CVV_INVALID, "card.cvv", f"card verification value must be {digits} digits")
+    ]
 
 
 def _expiry_rejections(exp_month: int, exp_year: int, today: date) -> list[Rejection]:
@@ -297,7 +312,7 @@ def validate_payment(
     allowed_tenants: frozenset[str] | None = None,
     odfi_routing: str | None = None,
 ) -> list[Rejection]:
-    """All rejections for a payment in a stable order (ids, amount, currency, card, expiry, bank,
+    """All rejections for a payment in a stable order (ids, amount, currency, card, CVV, expiry, bank,
     payee, size); [] = valid. ``today`` is the pipeline's date at receipt, never the client's;
     ``allowed_tenants`` None accepts any tenant id that follows the id grammar; ``odfi_routing``
     is the originating bank, refused as a payee bank (None: any).
@@ -309,6 +324,7 @@ def validate_payment(
         *_amount_rejections(facts.amount_cents, facts.currency, max_amount_cents),
         *_currency_rejections(facts.currency, supported_currencies),
         *_card_number_rejections(facts.card_number),
+        *_cvv_rejections(facts.cvv, facts.card_number),
         *_expiry_rejections(facts.exp_month, facts.exp_year, today),
         *_routing_number_rejections(facts.routing_number, odfi_routing),
         *_account_number_rejections(facts.account_number),

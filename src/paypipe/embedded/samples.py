@@ -42,6 +42,10 @@ SAMPLE_TOKEN = "tok_samplecardtokenforsamlocalinvoke"  # noqa: S105 - a vault to
 SAMPLE_FINGERPRINT = (
     "fp_" + base64.b32encode(hashlib.sha256(b"sample card").digest()).decode().rstrip("=").lower()
 )
+SAMPLE_ACCOUNT_TOKEN = "acct_samplepayeeaccountforsamlocalrun"  # noqa: S105 - a vault token, not a secret
+SAMPLE_ACCOUNT_FINGERPRINT = (
+    "afp_" + base64.b32encode(hashlib.sha256(b"sample account").digest()).decode().rstrip("=").lower()
+)
 REQUESTED_AT = datetime(2026, 11, 2, 14, 0, tzinfo=UTC)  # a Monday, 09:00 New York
 COMPLETED_AT = datetime(2026, 11, 4, 16, 0, tzinfo=UTC)  # 11:00 New York: next same-day window 14:45
 ACH_CUT_AT = datetime(2026, 11, 4, 20, 0, tzinfo=UTC)  # after that window closed, so the payout is due
@@ -53,6 +57,11 @@ def sample_token_bytes() -> bytes:
     return base64.b32decode(SAMPLE_TOKEN.removeprefix("tok_").upper())
 
 
+def sample_account_token_bytes() -> bytes:
+    """The random bytes the account vault turns into SAMPLE_ACCOUNT_TOKEN."""
+    return base64.b32decode(SAMPLE_ACCOUNT_TOKEN.removeprefix("acct_").upper())
+
+
 @dataclass(frozen=True)
 class SampleChain:
     requested: ev.PaymentRequested
@@ -62,6 +71,9 @@ class SampleChain:
     held: ev.FundsHeld
     completed: ev.ServiceCompleted
     released: ev.FundsReleased
+
+
+_STEP = timedelta(seconds=1)
 
 
 def sample_chain(hold_days: int | None = None) -> SampleChain:
@@ -76,83 +88,10 @@ def sample_chain(hold_days: int | None = None) -> SampleChain:
         occurred_at=REQUESTED_AT,
         provider_id="prov-sample",
     )
-    step = timedelta(seconds=1)
-    # Validate decides at its receipt time: the sample record's SentTimestamp, the request's time.
-    validated = ev.PaymentValidated.create(
-        payment_id=PAYMENT_ID,
-        data=ev.PaymentValidatedData.model_validate(
-            {**requested.data.model_dump(), "received_at": REQUESTED_AT}
-        ),
-        producer="validate",
-        cause=requested,
-        occurred_at=REQUESTED_AT,
-    )
-    card = validated.data.card
-    brand = card_brand(SAMPLE_PAN)
-    tokenized = ev.PaymentTokenized.create(
-        payment_id=PAYMENT_ID,
-        data=ev.PaymentTokenizedData.model_validate(
-            {
-                **validated.data.model_dump(exclude={"card"}),
-                "card": ev.CardRef(
-                    token=SAMPLE_TOKEN,
-                    fingerprint=SAMPLE_FINGERPRINT,
-                    bin6=SAMPLE_PAN[:6],
-                    last4=SAMPLE_PAN[-4:],
-                    brand=brand.value if brand else "UNKNOWN",
-                    exp_month=card.exp_month,
-                    exp_year=card.exp_year,
-                    issuing_country=card.issuing_country,
-                ),
-            }
-        ),
-        producer="tokenize",
-        cause=validated,
-        occurred_at=REQUESTED_AT + 2 * step,
-    )
-    # Scored as the fraud step scores a first payment (no history) with the shipped rules.
-    txn = transaction_of(tokenized)
-    result = fraud.evaluate(fraud.compute_features(txn, [], txn.occurred_at), fraud.load_ruleset())
-    if result.decision is not fraud.Decision.APPROVE:
-        raise ValueError(f"the sample payment must be approved, the rules say {result.decision}")
-    scored = ev.PaymentScored.create(
-        payment_id=PAYMENT_ID,
-        data=ev.PaymentScoredData.model_validate(
-            {
-                **tokenized.data.model_dump(),
-                "assessment": ev.FraudAssessment(
-                    score=result.score,
-                    decision=ev.Decision.APPROVE,
-                    reasons=list(result.reasons),
-                    rule_version=result.rule_version,
-                ),
-            }
-        ),
-        producer="fraud",
-        cause=tokenized,
-        occurred_at=REQUESTED_AT + 3 * step,
-    )
-    data = scored.data
-    hold_id = ledger.hold_transfer_id(PAYMENT_ID)
-    held = ev.FundsHeld.create(
-        payment_id=PAYMENT_ID,
-        data=ev.FundsHeldData(
-            hold=ev.HoldRef(
-                hold_id=hold_id,
-                amount_cents=data.amount_cents,
-                currency=data.currency,
-                held_at=scored.occurred_at,
-                hold_until=scored.occurred_at + timedelta(days=hold_days),
-            ),
-            customer_id=data.customer.id,
-            provider_id=data.provider_id,
-            payee=data.payee,
-        ),
-        producer="escrow_hold",
-        cause=scored,
-        dedup_key="hold",
-        occurred_at=REQUESTED_AT + 4 * step,
-    )
+    validated = _validated(requested)
+    tokenized = _tokenized(validated)
+    scored = _scored(tokenized)
+    held = _held(scored, hold_days)
     completed = ev.ServiceCompleted.create(
         payment_id=PAYMENT_ID,
         data=ev.ServiceCompletedData(completed_at=COMPLETED_AT),
@@ -160,12 +99,106 @@ def sample_chain(hold_days: int | None = None) -> SampleChain:
         cause=held,
         occurred_at=COMPLETED_AT,
     )
-    released = ev.FundsReleased.create(
+    return SampleChain(requested, validated, tokenized, scored, held, completed, _released(held, completed))
+
+
+def _validated(requested: ev.PaymentRequested) -> ev.PaymentValidated:
+    """Validate decides at its receipt time (the sample record's SentTimestamp) and drops the CVV."""
+    data = requested.data.model_dump()
+    del data["card"]["cvv"]
+    return ev.PaymentValidated.create(
+        payment_id=PAYMENT_ID,
+        data=ev.PaymentValidatedData.model_validate({**data, "received_at": REQUESTED_AT}),
+        producer="validate",
+        cause=requested,
+        occurred_at=REQUESTED_AT,
+    )
+
+
+def _tokenized(validated: ev.PaymentValidated) -> ev.PaymentTokenized:
+    card, payee = validated.data.card, validated.data.payee
+    brand = card_brand(SAMPLE_PAN)
+    account = payee.account_number
+    card_ref = ev.CardRef(
+        token=SAMPLE_TOKEN,
+        fingerprint=SAMPLE_FINGERPRINT,
+        bin6=SAMPLE_PAN[:6],
+        last4=SAMPLE_PAN[-4:],
+        brand=brand.value if brand else "UNKNOWN",
+        exp_month=card.exp_month,
+        exp_year=card.exp_year,
+        issuing_country=card.issuing_country,
+    )
+    payee_ref = ev.PayeeRef(
+        name=payee.name,
+        routing_number=payee.routing_number,
+        account_token=SAMPLE_ACCOUNT_TOKEN,
+        account_last4=account[-4:],
+        account_fingerprint=SAMPLE_ACCOUNT_FINGERPRINT,
+        account_type=payee.account_type,
+        payee_type=payee.payee_type,
+        tenant_id=TENANT_ID,
+    )
+    fields = validated.data.model_dump(exclude={"card", "payee"})
+    return ev.PaymentTokenized.create(
+        payment_id=PAYMENT_ID,
+        data=ev.PaymentTokenizedData.model_validate({**fields, "card": card_ref, "payee": payee_ref}),
+        producer="tokenize",
+        cause=validated,
+        occurred_at=REQUESTED_AT + 2 * _STEP,
+    )
+
+
+def _scored(tokenized: ev.PaymentTokenized) -> ev.PaymentScored:
+    """Scored as the fraud step scores a first payment (no history) with the shipped rules."""
+    txn = transaction_of(tokenized)
+    result = fraud.evaluate(fraud.compute_features(txn, [], txn.occurred_at), fraud.load_ruleset())
+    if result.decision is not fraud.Decision.APPROVE:
+        raise ValueError(f"the sample payment must be approved, the rules say {result.decision}")
+    assessment = ev.FraudAssessment(
+        score=result.score,
+        decision=ev.Decision.APPROVE,
+        reasons=list(result.reasons),
+        rule_version=result.rule_version,
+    )
+    return ev.PaymentScored.create(
+        payment_id=PAYMENT_ID,
+        data=ev.PaymentScoredData.model_validate({**tokenized.data.model_dump(), "assessment": assessment}),
+        producer="fraud",
+        cause=tokenized,
+        occurred_at=REQUESTED_AT + 3 * _STEP,
+    )
+
+
+def _held(scored: ev.PaymentScored, hold_days: int) -> ev.FundsHeld:
+    data = scored.data
+    hold = ev.HoldRef(
+        hold_id=ledger.hold_transfer_id(PAYMENT_ID),
+        amount_cents=data.amount_cents,
+        currency=data.currency,
+        held_at=scored.occurred_at,
+        hold_until=scored.occurred_at + timedelta(days=hold_days),
+    )
+    return ev.FundsHeld.create(
+        payment_id=PAYMENT_ID,
+        data=ev.FundsHeldData(
+            hold=hold, customer_id=data.customer.id, provider_id=data.provider_id, payee=data.payee
+        ),
+        producer="escrow_hold",
+        cause=scored,
+        dedup_key="hold",
+        occurred_at=REQUESTED_AT + 4 * _STEP,
+    )
+
+
+def _released(held: ev.FundsHeld, completed: ev.ServiceCompleted) -> ev.FundsReleased:
+    data = held.data
+    return ev.FundsReleased.create(
         payment_id=PAYMENT_ID,
         data=ev.FundsReleasedData(
-            hold_id=hold_id,
-            amount_cents=data.amount_cents,
-            currency=data.currency,
+            hold_id=data.hold.hold_id,
+            amount_cents=data.hold.amount_cents,
+            currency=data.hold.currency,
             provider_id=data.provider_id,
             payee=data.payee,
             trigger=ev.ReleaseTrigger.SERVICE_COMPLETED,
@@ -176,7 +209,6 @@ def sample_chain(hold_days: int | None = None) -> SampleChain:
         dedup_key="resolution",
         occurred_at=COMPLETED_AT,
     )
-    return SampleChain(requested, validated, tokenized, scored, held, completed, released)
 
 
 def _iso(moment: datetime) -> str:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import SecretStr
 
+from paypipe.domain.validation import CardBrand, card_brand
 from paypipe.events import models as ev
 
 VALID_ROUTING_NUMBERS = ("021000021", "122105155", "026009593", "091000019", "011401533")
@@ -54,7 +55,11 @@ def payment_requested(
     currency: str = "USD",
     payee_type: ev.PayeeType = ev.PayeeType.INDIVIDUAL,
     provider_id: str = "prov-1",
+    cvv: str | None = None,  # None: three digits (four on American Express)
+    account_number: str | None = None,  # None: one per provider
 ) -> ev.PaymentRequested:
+    if cvv is None:
+        cvv = "1234" if card_brand(pan) is CardBrand.AMEX else "123"
     data = ev.PaymentRequestedData(
         customer=ev.Customer(id=customer_id, billing_country=billing_country),
         provider_id=provider_id,
@@ -64,13 +69,13 @@ def payment_requested(
             number=SecretStr(pan),
             exp_month=exp[0],
             exp_year=exp[1],
-            cvv=SecretStr("123"),
+            cvv=SecretStr(cvv),
             holder_name="Ana Díaz",
         ),
         payee=ev.PayeeBankAccount(
             name="José Müller Services" if payee_type is ev.PayeeType.BUSINESS else "Jordan Lee",
             routing_number=routing_number,
-            account_number=f"{zlib.crc32(provider_id.encode()) % 10**10:010d}",
+            account_number=account_number or f"{zlib.crc32(provider_id.encode()) % 10**10:010d}",
             account_type=ev.AccountType.CHECKING,
             payee_type=payee_type,
         ),

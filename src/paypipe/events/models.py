@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from paypipe.runtime import clock
 
-SCHEMA_MAJOR = 1
+SCHEMA_MAJOR = 1  # the major of event types that never changed incompatibly (each type has its MAJOR)
 EVENT_SOURCE_PREFIX = "paypipe"
 CLIENT_PRODUCER = "client"
 CLIENT_SOURCE = f"{EVENT_SOURCE_PREFIX}.{CLIENT_PRODUCER}"
@@ -27,6 +27,7 @@ CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 SchemaVersion = Annotated[str, StringConstraints(pattern=r"^1\.\d+$")]
+SchemaVersion2 = Annotated[str, StringConstraints(pattern=r"^2\.\d+$")]
 
 _EVENT_ID_NAMESPACE = uuid.UUID("7c0e6c52-4d0e-4b7e-9a55-0c2f5f5d8a11")
 
@@ -44,12 +45,22 @@ class Customer(Payload):
 
 
 class CardInput(Payload):
-    """Raw card data; exists only in PaymentRequested and PaymentValidated."""
+    """Raw card data as the client sends it; exists only in PaymentRequested."""
 
     number: SecretStr = Field(description="Primary account number (never logged)")
     exp_month: int = Field(strict=True)
     exp_year: int = Field(strict=True)
     cvv: SecretStr | None = Field(default=None, description="Card verification value; never stored")
+    holder_name: str = Field(min_length=1, max_length=128)
+    issuing_country: CountryCode | None = None
+
+
+class CardData(Payload):
+    """The card on its way to the vault (PaymentValidated): no verification value travels on."""
+
+    number: SecretStr = Field(description="Primary account number (never logged)")
+    exp_month: int = Field(strict=True)
+    exp_year: int = Field(strict=True)
     holder_name: str = Field(min_length=1, max_length=128)
     issuing_country: CountryCode | None = None
 
@@ -82,11 +93,28 @@ class PayeeType(StrEnum):
 
 
 class PayeeBankAccount(Payload):
+    """The payee's bank account as the client sends it (PaymentRequested, PaymentValidated)."""
+
     name: str = Field(min_length=1, max_length=128)
     routing_number: str = Field(description="ABA routing number")
     account_number: str = Field(description="DFI account number")
     account_type: AccountType
     payee_type: PayeeType
+
+
+class PayeeRef(Payload):
+    """What may travel after tokenization: the account's vault token and last four, never its number."""
+
+    name: str = Field(min_length=1, max_length=128)
+    routing_number: str = Field(description="ABA routing number")
+    account_token: str = Field(pattern=r"^acct_[A-Za-z0-9]+$", description="The account vault's token")
+    account_last4: str = Field(pattern=r"^[A-Za-z0-9]{1,4}$")
+    account_fingerprint: str = Field(
+        pattern=r"^afp_[a-z2-7]+$", description="The vault's keyed fingerprint of routing and account number"
+    )
+    account_type: AccountType
+    payee_type: PayeeType
+    tenant_id: Identifier = Field(default="default", description="The tenant whose vault holds the account")
 
 
 class Device(Payload):
@@ -112,7 +140,7 @@ class PaymentRequestedData(PaymentDetails):
 
 
 class PaymentValidatedData(PaymentDetails):
-    card: CardInput
+    card: CardData
     amount_cents: PositiveCents
     received_at: datetime | None = Field(
         default=None, description="Pipeline clock when the request was received (never the client's)"
@@ -132,6 +160,7 @@ class PaymentRejectedData(Payload):
 
 class PaymentTokenizedData(PaymentDetails):
     card: CardRef
+    payee: PayeeRef  # type: ignore[assignment]
     amount_cents: PositiveCents
     received_at: datetime | None = Field(
         default=None, description="Pipeline clock when the request was received (never the client's)"
@@ -171,7 +200,7 @@ class FundsHeldData(Payload):
     hold: HoldRef
     customer_id: Identifier
     provider_id: Identifier
-    payee: PayeeBankAccount
+    payee: PayeeRef
 
 
 class ServiceCompletedData(Payload):
@@ -204,7 +233,7 @@ class FundsReleasedData(Payload):
     amount_cents: PositiveCents
     currency: CurrencyCode
     provider_id: Identifier
-    payee: PayeeBankAccount
+    payee: PayeeRef
     trigger: ReleaseTrigger
     released_at: datetime
 
@@ -350,6 +379,10 @@ class Event(BaseModel):
 
     EVENT_TYPE: ClassVar[str] = ""
     PRODUCERS: ClassVar[frozenset[str]] = frozenset()  # who may publish it (source paypipe.<producer>)
+    MAJOR: ClassVar[int] = SCHEMA_MAJOR  # the contract's major version; earlier majors are refused
+    # Carries a card number, CVV or payee account number in clear: never archived, and held only
+    # by queues that keep messages as long as redelivery needs.
+    CARDHOLDER_DATA: ClassVar[bool] = False
 
     event_id: str = Field(min_length=1, max_length=64)
     event_type: str
@@ -410,16 +443,21 @@ class PaymentRequested(Event):
 
     EVENT_TYPE: ClassVar[str] = "PaymentRequested"
     PRODUCERS: ClassVar[frozenset[str]] = frozenset({CLIENT_PRODUCER})
+    CARDHOLDER_DATA: ClassVar[bool] = True
     event_type: Literal["PaymentRequested"]
     data: PaymentRequestedData
 
 
 class PaymentValidated(Event):
-    """The request passed validation; the only event besides PaymentRequested with a PAN."""
+    """The request passed validation; the only event besides PaymentRequested with a PAN (v2: and
+    the account number; no CVV, which validate checks and drops)."""
 
     EVENT_TYPE: ClassVar[str] = "PaymentValidated"
     PRODUCERS: ClassVar[frozenset[str]] = frozenset({"validate"})
+    MAJOR: ClassVar[int] = 2
+    CARDHOLDER_DATA: ClassVar[bool] = True
     event_type: Literal["PaymentValidated"]
+    schema_version: SchemaVersion2 = "2.0"
     data: PaymentValidatedData
 
 
@@ -433,11 +471,13 @@ class PaymentRejected(Event):
 
 
 class PaymentTokenized(Event):
-    """The card is in the vault; only the token, BIN and last four travel on."""
+    """The card and the payee's account are in the vaults; only tokens and last fours travel on."""
 
     EVENT_TYPE: ClassVar[str] = "PaymentTokenized"
     PRODUCERS: ClassVar[frozenset[str]] = frozenset({"tokenize"})
+    MAJOR: ClassVar[int] = 2
     event_type: Literal["PaymentTokenized"]
+    schema_version: SchemaVersion2 = "2.0"
     data: PaymentTokenizedData
 
 
@@ -446,7 +486,9 @@ class PaymentScored(Event):
 
     EVENT_TYPE: ClassVar[str] = "PaymentScored"
     PRODUCERS: ClassVar[frozenset[str]] = frozenset({"fraud"})
+    MAJOR: ClassVar[int] = 2
     event_type: Literal["PaymentScored"]
+    schema_version: SchemaVersion2 = "2.0"
     data: PaymentScoredData
 
 
@@ -464,7 +506,9 @@ class FundsHeld(Event):
 
     EVENT_TYPE: ClassVar[str] = "FundsHeld"
     PRODUCERS: ClassVar[frozenset[str]] = frozenset({"escrow_hold"})
+    MAJOR: ClassVar[int] = 2
     event_type: Literal["FundsHeld"]
+    schema_version: SchemaVersion2 = "2.0"
     data: FundsHeldData
 
 
@@ -518,7 +562,9 @@ class FundsReleased(Event):
 
     EVENT_TYPE: ClassVar[str] = "FundsReleased"
     PRODUCERS: ClassVar[frozenset[str]] = frozenset({"release"})
+    MAJOR: ClassVar[int] = 2
     event_type: Literal["FundsReleased"]
+    schema_version: SchemaVersion2 = "2.0"
     data: FundsReleasedData
 
 
@@ -670,6 +716,8 @@ CLIENT_EVENT_TYPES = frozenset(
     name for name, model in EVENT_TYPES.items() if CLIENT_PRODUCER in model.PRODUCERS
 )
 
+CARDHOLDER_DATA_EVENT_TYPES = frozenset(name for name, model in EVENT_TYPES.items() if model.CARDHOLDER_DATA)
+
 
 def source_of(producer: str) -> str:
     return f"{EVENT_SOURCE_PREFIX}.{producer}"
@@ -701,9 +749,11 @@ def model_for(event_type: str, schema_version: str) -> type[Event]:
     except KeyError:
         raise UnknownEventError(f"unknown event type {event_type!r}") from None
     major = schema_version.split(".", 1)[0]
-    if major != str(SCHEMA_MAJOR):
+    if major != str(model.MAJOR):
+        retired = major.isdigit() and int(major) < model.MAJOR
         raise UnknownEventError(
-            f"{event_type} schema version {schema_version!r} is not supported (major {SCHEMA_MAJOR} only)"
+            f"{event_type} schema version {schema_version!r} is "
+            f"{'retired' if retired else 'not supported'} (major {model.MAJOR} only)"
         )
     return model
 
@@ -725,7 +775,8 @@ def to_detail(event: Event) -> dict[str, Any]:
     raw: dict[str, Any] = event.model_dump(mode="json")
     data = event.data
     card = getattr(data, "card", None)
-    if isinstance(card, CardInput):
+    if isinstance(card, CardInput | CardData):
         raw["data"]["card"]["number"] = card.number.get_secret_value()
+    if isinstance(card, CardInput):
         raw["data"]["card"]["cvv"] = card.cvv.get_secret_value() if card.cvv else None
     return raw

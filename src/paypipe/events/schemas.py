@@ -11,13 +11,13 @@ from paypipe.events.models import EVENT_TYPES, SCHEMA_MAJOR, Event, source_of
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def schema_for(model: type[Event], major: int = SCHEMA_MAJOR) -> dict[str, Any]:
+def schema_for(model: type[Event]) -> dict[str, Any]:
     schema = model.model_json_schema()
     return {
         "$schema": SCHEMA_DIALECT,
-        "$id": f"urn:paypipe:event:{model.EVENT_TYPE}:v{major}",
+        "$id": f"urn:paypipe:event:{model.EVENT_TYPE}:v{model.MAJOR}",
         "x-event-type": model.EVENT_TYPE,
-        "x-schema-major": major,
+        "x-schema-major": model.MAJOR,
         # Who may publish it: the envelope's producer and the EventBridge source it must come from.
         "x-producers": sorted(model.PRODUCERS),
         "x-sources": sorted(source_of(producer) for producer in model.PRODUCERS),
@@ -34,5 +34,22 @@ def render(schema: dict[str, Any]) -> str:
 
 
 def generated_schemas(root: Path) -> dict[Path, str]:
-    """Every schema file the models define, keyed by its path under ``root``."""
-    return {schema_path(root, name): render(schema_for(model)) for name, model in sorted(EVENT_TYPES.items())}
+    """Every schema file the models define (each type's current major), keyed by its path under ``root``.
+
+    A retired major's file stays as it was published: consumers refuse it, and the compatibility
+    gate keeps it from changing.
+    """
+    return {
+        schema_path(root, name, model.MAJOR): render(schema_for(model))
+        for name, model in sorted(EVENT_TYPES.items())
+    }
+
+
+def retired_schema_paths(root: Path) -> set[Path]:
+    """The committed files of majors earlier than their type's current one."""
+    return {
+        path
+        for name, model in EVENT_TYPES.items()
+        for path in (root / name).glob("v*.json")
+        if int(path.stem.removeprefix("v")) < model.MAJOR
+    }

@@ -40,6 +40,7 @@ from pydantic import ValidationError
 from paypipe.events.models import (
     CLIENT_PRODUCER,
     EVENT_TYPES,
+    CardData,
     CardInput,
     Event,
     UnknownEventError,
@@ -162,7 +163,7 @@ def content_fingerprint(event: Event) -> str:
     only its BIN and last four take part."""
     view = event.data.model_dump(mode="json")
     card = getattr(event.data, "card", None)
-    if isinstance(card, CardInput):
+    if isinstance(card, CardInput | CardData):
         pan = card.number.get_secret_value()
         view["card"]["number"] = f"{pan[:6]}..{pan[-4:]}"
     payload = json.dumps(view, sort_keys=True, separators=(",", ":"))

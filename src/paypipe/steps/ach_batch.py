@@ -8,6 +8,9 @@ file content is a pure function of the stored batch and the ledger's claims, and
 deterministic ids. Every open batch is finished first on the next run. A claim nets what the
 provider owes on clawbacks: the entry pays the rest, and a payout netted in full has no entry
 (``PayoutNetted``). The cut function runs with reserved concurrency 1, so one cut at a time plans.
+
+Stored payouts carry the payee account by its vault token; the cut alone detokenizes, in memory,
+to write a file, and sets aside a payout whose account the vault cannot give back.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from paypipe.adapters.payouts_store import FILE_ID_MODIFIERS, FileIdsExhaustedError, PayoutsStore, StoredBatch
+from paypipe.adapters.vault import VaultError
 from paypipe.domain import ledger, nacha
-from paypipe.domain.ach_batching import PendingPayout, PlannedBatch, plan_files
+from paypipe.domain.ach_batching import PayoutRecord, PendingPayout, PlannedBatch, plan_files
 from paypipe.domain.ach_calendar import EASTERN
 from paypipe.domain.ledger import Hold
+from paypipe.domain.nacha import Payable
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, Receipt, Route
@@ -31,8 +36,13 @@ from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
 from paypipe.runtime.retry import retry_throttled
 from paypipe.steps.common import LedgerPort, ledger_from_env, scheduled_time
+from paypipe.steps.tokenize import account_vault_from_env
 
 STEP = "ach_batch"
+
+
+class AccountPort(Protocol):
+    def detokenize(self, token: str, *, tenant: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -42,14 +52,17 @@ class CollectStep:
     def on_released(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.FundsReleased)
         data = event.data
-        payout = nacha.Payout(
+        payee = data.payee
+        payout = PayoutRecord(
             payment_id=event.payment_id,
             amount_cents=data.amount_cents,
-            payee_name=data.payee.name,
-            routing_number=data.payee.routing_number,
-            account_number=data.payee.account_number,
-            account_type=data.payee.account_type.value,
-            payee_type=data.payee.payee_type.value,
+            payee_name=payee.name,
+            routing_number=payee.routing_number,
+            account_token=payee.account_token,
+            account_last4=payee.account_last4,
+            account_type=payee.account_type.value,
+            payee_type=payee.payee_type.value,
+            tenant_id=payee.tenant_id,
         )
         self.payouts.add_pending(payout, data.released_at)
         return []
@@ -84,6 +97,7 @@ class AchCutter:
     kms_key_id: str
     originator: nacha.Originator
     events: EventPublisher
+    accounts: AccountPort
     max_entries_per_batch: int = 2500
     submission_lead: timedelta = timedelta(minutes=15)
 
@@ -158,14 +172,32 @@ class AchCutter:
         writable: list[PendingPayout] = []
         events: list[ev.Event] = []
         for item in pending:
-            problem = nacha.payout_problem(item.payout)
+            problem = self._problem(item.payout)
             if problem is None:
                 writable.append(item)
                 continue
-            self.payouts.set_aside(item, "UNWRITABLE")
-            events.append(set_aside_event(item.payout.payment_id, "UNWRITABLE", problem, now))
+            reason, detail = problem
+            self.payouts.set_aside(item, reason)
+            events.append(set_aside_event(item.payout.payment_id, reason, detail, now))
         self._publish(events)
         return writable, [event.payment_id for event in events]
+
+    def _problem(self, payout: Payable) -> tuple[str, str] | None:
+        """Why no file could carry this payout (reason code, detail), if none could."""
+        try:
+            resolved = self._resolve(payout)
+        except VaultError as error:
+            return "ACCOUNT_UNAVAILABLE", f"the account vault refused the payee account: {error}"
+        problem = nacha.payout_problem(resolved)
+        return None if problem is None else ("UNWRITABLE", problem)
+
+    def _resolve(self, payout: Payable) -> nacha.Payout:
+        """The payout with its payee account detokenized (in memory only)."""
+        if isinstance(payout, nacha.Payout):
+            return payout
+        assert isinstance(payout, PayoutRecord)
+        account = self.accounts.detokenize(payout.account_token, tenant=payout.tenant_id)
+        return payout.with_account(account)
 
     def _publish(self, events: Sequence[ev.Event]) -> None:
         if events and not (result := self.events.publish(events)).ok:
@@ -176,7 +208,7 @@ class AchCutter:
         self.payouts.assign(batch)  # retries each item itself
         claims, set_aside = self._claim(batch, self.payouts.payouts(batch.payment_ids))
         entries = [
-            replace(payout, amount_cents=hold.paid_out_cents)
+            replace(self._resolve(payout), amount_cents=hold.paid_out_cents)
             for payout, hold in claims
             if hold.paid_out_cents
         ]
@@ -185,13 +217,13 @@ class AchCutter:
         if entries:
             key = file_key(batch)
             ach_file = self._upload(batch, key, entries)
-        self._announce(batch, key, claims, ach_file, set_aside)
+        self._announce(batch, key, claims, (entries, ach_file), set_aside)
         retry_throttled(lambda: self.payouts.close_batch(batch.batch_id, key))
         return key
 
     def _claim(
-        self, batch: StoredBatch, payouts: Sequence[nacha.Payout]
-    ) -> tuple[list[tuple[nacha.Payout, Hold]], list[ev.Event]]:
+        self, batch: StoredBatch, payouts: Sequence[Payable]
+    ) -> tuple[list[tuple[Payable, Hold]], list[ev.Event]]:
         """Claim each member's payout in the ledger; members it refuses are excluded (durably,
         before anything is written) and settled where the ledger says they belong.
 
@@ -200,7 +232,7 @@ class AchCutter:
         """
         entry_limit, batch_limit = self._limits(batch)
         headroom = batch_limit - sum(p.amount_cents for p in payouts if p.payment_id not in batch.excluded)
-        claimed: list[tuple[nacha.Payout, Hold]] = []
+        claimed: list[tuple[Payable, Hold]] = []
         events: list[ev.Event] = []
         for payout in payouts:
             if payout.payment_id in batch.excluded:
@@ -232,7 +264,7 @@ class AchCutter:
             return entry, nacha.MAX_TOTAL_CENTS
         return entry, entry
 
-    def _settle(self, payout: nacha.Payout, at: datetime) -> list[ev.Event]:
+    def _settle(self, payout: Payable, at: datetime) -> list[ev.Event]:
         """Put a payout the ledger would not pay now where it says the payout belongs: blocked while
         a dispute holds it back, pending again once it may be paid, cancelled after a refund, or
         set aside (with its event) when the ledger will never pay it as it stands."""
@@ -293,16 +325,12 @@ class AchCutter:
         self,
         batch: StoredBatch,
         key: str | None,
-        claims: Sequence[tuple[nacha.Payout, Hold]],
-        ach_file: nacha.AchFile | None,
+        claims: Sequence[tuple[Payable, Hold]],
+        written: tuple[Sequence[nacha.Payout], nacha.AchFile | None],
         set_aside: Sequence[ev.Event],
     ) -> None:
         window = "same_day" if batch.kind == "same_day" else "standard"
-        filed = [
-            replace(payout, amount_cents=hold.paid_out_cents)
-            for payout, hold in claims
-            if hold.paid_out_cents
-        ]
+        filed, ach_file = written
         events: list[ev.Event] = [
             *set_aside,
             *(netted(batch, hold) for _, hold in claims if not hold.paid_out_cents),
@@ -332,7 +360,7 @@ class AchCutter:
         self._publish(events)
 
 
-def _unpayable(payout: nacha.Payout, hold: Hold | None) -> tuple[str, str] | None:
+def _unpayable(payout: Payable, hold: Hold | None) -> tuple[str, str] | None:
     """Why the ledger will never pay this payout as it stands (reason code, detail), if it will not."""
     if hold is None:
         return "NO_HOLD", "the ledger holds no payment with this id"
@@ -436,6 +464,7 @@ def build_cut() -> LambdaHandler:
         kms_key_id=setting("ACH_KMS_KEY_ID"),
         originator=originator_from_env(),
         events=publisher(STEP),
+        accounts=account_vault_from_env(),
         max_entries_per_batch=int_setting("ACH_MAX_ENTRIES_PER_BATCH", 2500),
         submission_lead=lead,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +17,6 @@ from paypipe.runtime.entry import build_consumer
 STEP = "fraud"
 
 
-def payee_fingerprint(routing_number: str, account_number: str) -> str:
-    return hashlib.sha256(f"{routing_number}:{account_number.upper()}".encode()).hexdigest()[:32]
-
-
 def transaction_of(event: ev.PaymentTokenized) -> fraud.Transaction:
     """The payment as velocity sees it: identities the client cannot vary at will, at receipt time.
 
@@ -34,7 +29,7 @@ def transaction_of(event: ev.PaymentTokenized) -> fraud.Transaction:
         payment_id=event.payment_id,
         customer_id=f"{data.tenant_id}/{data.customer.id}",
         card_id=data.card.fingerprint or data.card.token,
-        payee_account_fingerprint=payee_fingerprint(data.payee.routing_number, data.payee.account_number),
+        payee_account_fingerprint=data.payee.account_fingerprint,
         ip_address=ip_velocity_key(canonical_ip(data.device.ip_address)),
         amount_cents=data.amount_cents,
         currency=data.currency,

@@ -1,4 +1,5 @@
-"""tokenize: PaymentValidated -> PaymentTokenized. No card number leaves this step."""
+"""tokenize: PaymentValidated -> PaymentTokenized. No card number and no payee account number
+leaves this step: both go into their vaults, and only tokens and last fours travel on."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from paypipe.adapters.account_vault import AccountVault
 from paypipe.adapters.vault import CardVault, DataKeyCache, KmsKeyProvider
 from paypipe.domain.validation import card_brand
 from paypipe.events import models as ev
@@ -19,6 +21,7 @@ STEP = "tokenize"
 @dataclass(frozen=True)
 class TokenizeStep:
     vault: CardVault
+    accounts: AccountVault
 
     def on_validated(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.PaymentValidated)
@@ -36,22 +39,42 @@ class TokenizeStep:
             exp_year=tokenized.exp_year,
             issuing_country=data.card.issuing_country,
         )
-        fields = data.model_dump(exclude={"card"})
-        out = ev.PaymentTokenizedData.model_validate({**fields, "card": card})
+        payee = data.payee
+        account = self.accounts.tokenize(payee.routing_number, payee.account_number, tenant=data.tenant_id)
+        payee_ref = ev.PayeeRef(
+            name=payee.name,
+            routing_number=payee.routing_number,
+            account_token=account.token,
+            account_last4=account.last4,
+            account_fingerprint=account.fingerprint,
+            account_type=payee.account_type,
+            payee_type=payee.payee_type,
+            tenant_id=data.tenant_id,
+        )
+        fields = data.model_dump(exclude={"card", "payee"})
+        out = ev.PaymentTokenizedData.model_validate({**fields, "card": card, "payee": payee_ref})
         return [ev.PaymentTokenized.create(payment_id=event.payment_id, data=out, producer=STEP, cause=event)]
 
 
-def vault_from_env() -> CardVault:
-    cache = DataKeyCache(
+def _key_cache() -> DataKeyCache:
+    return DataKeyCache(
         max_age_seconds=int_setting("VAULT_DATA_KEY_MAX_AGE_SECONDS", 300),
         max_messages_per_key=int_setting("VAULT_DATA_KEY_MAX_MESSAGES", 1000),
     )
+
+
+def vault_from_env() -> CardVault:
     provider = KmsKeyProvider(client("kms"), setting("VAULT_KEY_ID"))
-    return CardVault(setting("VAULT_TABLE"), client("dynamodb"), provider, cache)
+    return CardVault(setting("VAULT_TABLE"), client("dynamodb"), provider, _key_cache())
+
+
+def account_vault_from_env() -> AccountVault:
+    provider = KmsKeyProvider(client("kms"), setting("VAULT_KEY_ID"))
+    return AccountVault(setting("VAULT_TABLE"), client("dynamodb"), provider, _key_cache())
 
 
 def build() -> Consumer:
-    step = TokenizeStep(vault_from_env())
+    step = TokenizeStep(vault_from_env(), account_vault_from_env())
     return build_consumer(STEP, {"PaymentValidated": Route(step.on_validated)})
 
 

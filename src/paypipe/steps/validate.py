@@ -47,6 +47,7 @@ def facts_of(event: ev.PaymentRequested) -> validation.PaymentFacts:
         card_number=data.card.number.get_secret_value(),
         exp_month=data.card.exp_month,
         exp_year=data.card.exp_year,
+        cvv=data.card.cvv.get_secret_value() if data.card.cvv else None,
         routing_number=data.payee.routing_number,
         account_number=data.payee.account_number,
         payee_name=data.payee.name,
@@ -94,6 +95,7 @@ class ValidateStep:
         if rejections:
             return [rejected(event, rejections, claim.received_at)]
         data = event.data.model_dump()
+        del data["card"]["cvv"]  # checked for format above; never published, never stored
         data["device"]["ip_address"] = canonical_ip(event.data.device.ip_address)
         validated = ev.PaymentValidatedData.model_validate({**data, "received_at": claim.received_at})
         return [
