@@ -176,3 +176,35 @@ def test_malformed_message_is_parked_at_once(stack_outputs: dict[str, str], run_
     message = wait_parked(stack_outputs["ValidateDLQUrl"], marker)
     assert attribute(message, "error_reason") == "MalformedJson"
     assert attribute(message, "receive_count") == "1"
+
+
+def test_the_deployed_archive_keeps_no_cardholder_data_and_bus_and_archive_use_the_storage_key(
+    stack_outputs: dict[str, str],
+) -> None:
+    """What the stack deployed, as CloudFormation holds it; and, where the provider creates the
+    archive (LocalStack 4.14's community provider accepts AWS::Events::Archive without creating
+    one, and keeps no key on the bus), what the service reports."""
+    deployed = aws("cloudformation").get_template(StackName=STACK, TemplateStage="Processed")["TemplateBody"]
+    resources = json.loads(deployed)["Resources"] if isinstance(deployed, str) else deployed["Resources"]
+    storage_key = {"Fn::GetAtt": ["StorageKey", "Arn"]}
+    archive = resources["EventArchive"]["Properties"]
+    assert archive["KmsKeyIdentifier"] == storage_key
+    assert resources["EventBus"]["Properties"]["KmsKeyIdentifier"] == storage_key
+    assert_archive_pattern(archive["EventPattern"])
+
+    physical = function_name("EventArchive")
+    if physical != "unknown":
+        described = aws("events").describe_archive(ArchiveName=physical)
+        assert_archive_pattern(json.loads(described["EventPattern"]))
+        key_arn = aws("kms").describe_key(KeyId=function_name("StorageKey"))["KeyMetadata"]["Arn"]
+        assert described["KmsKeyIdentifier"] == key_arn
+        bus = aws("events").describe_event_bus(Name=stack_outputs["EventBusName"])
+        assert bus["KmsKeyIdentifier"] == key_arn
+
+
+def assert_archive_pattern(pattern: dict[str, Any]) -> None:
+    internal, client_branch = pattern["$or"]
+    assert internal["detail-type"] == [{"anything-but": sorted(ev.CARDHOLDER_DATA_EVENT_TYPES)}]
+    assert ev.CLIENT_SOURCE not in internal["source"]
+    assert client_branch["source"] == [ev.CLIENT_SOURCE]
+    assert set(client_branch["detail-type"]) == ev.CLIENT_EVENT_TYPES - ev.CARDHOLDER_DATA_EVENT_TYPES

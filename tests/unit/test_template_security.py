@@ -6,6 +6,7 @@ policy templates it expands) are checked here.
 
 import copy
 import importlib
+import json
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -188,3 +189,126 @@ def test_client_publishers_may_put_only_client_events_as_the_client(expanded):
     assert condition["events:source"] == ev.CLIENT_SOURCE
     assert sorted(condition["events:detail-type"]) == sorted(ev.CLIENT_EVENT_TYPES)
     assert expanded["Outputs"]["ClientPublisherPolicyArn"]["Value"] == {"Ref": "ClientPublisherPolicy"}
+
+
+# -- data at rest --------------------------------------------------------------------------------
+
+
+def archive_matches(pattern: dict[str, Any], detail_type: str, source: str) -> bool:
+    from moto.events.models import EventPattern
+
+    event = {"source": source, "detail-type": detail_type, "detail": {}}
+    return bool(EventPattern.load(json.dumps(pattern)).matches_event(event))
+
+
+def test_the_archive_keeps_no_cardholder_data_type_nor_a_clients_event_under_an_internal_type(expanded):
+    from paypipe.events import models as ev
+
+    (archive,) = resources(expanded, "AWS::Events::Archive").values()
+    pattern = archive["Properties"]["EventPattern"]
+    internal = sorted(
+        {p for model in ev.EVENT_TYPES.values() for p in model.PRODUCERS} - {ev.CLIENT_PRODUCER}
+    )
+    sources = [ev.source_of(producer) for producer in [*internal, ev.CLIENT_PRODUCER]] + ["elsewhere"]
+    for detail_type, model in ev.EVENT_TYPES.items():
+        for source in sources:
+            expected = (
+                not model.CARDHOLDER_DATA
+                and source.startswith(f"{ev.EVENT_SOURCE_PREFIX}.")
+                and (source != ev.CLIENT_SOURCE or detail_type in ev.CLIENT_EVENT_TYPES)
+            )
+            assert archive_matches(pattern, detail_type, source) is expected, (detail_type, source)
+    assert {"PaymentRequested", "PaymentValidated"} == ev.CARDHOLDER_DATA_EVENT_TYPES
+
+
+def test_the_bus_and_its_archive_are_encrypted_with_the_storage_key_for_this_bus_only(expanded):
+    key_arn = {"Fn::GetAtt": ["StorageKey", "Arn"]}
+    (bus,) = resources(expanded, "AWS::Events::EventBus").values()
+    (archive,) = resources(expanded, "AWS::Events::Archive").values()
+    assert bus["Properties"]["KmsKeyIdentifier"] == key_arn
+    assert archive["Properties"]["KmsKeyIdentifier"] == key_arn
+    assert archive["Properties"]["SourceArn"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
+    policy = resources(expanded, "AWS::KMS::Key")["StorageKey"]["Properties"]["KeyPolicy"]
+    by_events = [s for s in policy["Statement"] if s["Principal"] == {"Service": "events.amazonaws.com"}]
+    assert {action for s in by_events for action in as_list(s["Action"])} == {
+        "kms:DescribeKey",
+        "kms:GenerateDataKey",
+        "kms:Decrypt",
+        "kms:ReEncryptFrom",
+        "kms:ReEncryptTo",
+    }
+    bus_arn = {
+        "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/"
+        + bus["Properties"]["Name"]["Fn::Sub"]
+    }
+    for statement in by_events:
+        if as_list(statement["Action"]) != ["kms:DescribeKey"]:
+            condition = statement["Condition"]["StringEquals"]
+            assert condition["kms:EncryptionContext:aws:events:event-bus:arn"] == bus_arn
+            assert condition["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def vault_decrypt_statements(expanded: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for role, statement in role_statements(expanded):
+        if "kms:Decrypt" in as_list(statement["Action"]) and {"Fn::GetAtt": ["VaultKey", "Arn"]} in as_list(
+            statement["Resource"]
+        ):
+            found.setdefault(role, []).append(statement)
+    return found
+
+
+def test_only_tokenize_detokenize_and_the_ach_cut_decrypt_with_the_vault_key_each_for_its_purpose(expanded):
+    from paypipe.adapters.account_vault import ACCOUNT_FINGERPRINT_PURPOSE, ACCOUNT_PURPOSE
+    from paypipe.adapters.vault import CARD_VAULT_PURPOSE, FINGERPRINT_KEY_PURPOSE
+
+    decrypting = vault_decrypt_statements(expanded)
+    assert set(decrypting) == {"TokenizeFunctionRole", "DetokenizeFunctionRole", "AchCutFunctionRole"}
+
+    def purposes(role: str) -> set[str]:
+        (statement,) = decrypting[role]
+        return set(as_list(statement["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"]))
+
+    assert purposes("DetokenizeFunctionRole") == {CARD_VAULT_PURPOSE}
+    assert purposes("AchCutFunctionRole") == {ACCOUNT_PURPOSE}
+    assert purposes("TokenizeFunctionRole") == {
+        CARD_VAULT_PURPOSE,
+        FINGERPRINT_KEY_PURPOSE,
+        ACCOUNT_PURPOSE,
+        ACCOUNT_FINGERPRINT_PURPOSE,
+    }
+    key_policy = resources(expanded, "AWS::KMS::Key")["VaultKey"]["Properties"]["KeyPolicy"]
+    assert [s["Sid"] for s in key_policy["Statement"]] == ["AccountAdministers"]  # IAM decides the rest
+
+
+def test_the_queues_that_can_hold_cardholder_data_keep_it_only_as_long_as_redelivery_needs(sam_template):
+    from paypipe.events import models as ev
+
+    template_resources = sam_template["Resources"]
+    holding: set[str] = set()
+    for rule in resources(sam_template, "AWS::Events::Rule").values():
+        pattern = rule["Properties"].get("EventPattern") or {}
+        types = {t for branch in pattern_branches(pattern) for t in branch.get("detail-type", [])}
+        if types & ev.CARDHOLDER_DATA_EVENT_TYPES:
+            for target in rule["Properties"]["Targets"]:
+                queue = target["Arn"]["Fn::GetAtt"][0]
+                redrive = template_resources[queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]
+                holding |= {
+                    queue,
+                    target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0],
+                    redrive["Fn::GetAtt"][0],
+                }
+    assert holding == {
+        f"{step}{kind}" for step in ("Validate", "Tokenize") for kind in ("Queue", "DLQ", "RuleDLQ")
+    }
+    retention = {"Ref": "CardDataRetentionSeconds"}
+    for name, queue in resources(sam_template, "AWS::SQS::Queue").items():
+        assert (queue["Properties"]["MessageRetentionPeriod"] == retention) is (name in holding), name
+    parameter = sam_template["Parameters"]["CardDataRetentionSeconds"]
+    assert parameter["Default"] <= 86_400 and parameter["MaxValue"] <= 4 * 86_400
+    ages = {
+        alarm["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for alarm in resources(sam_template, "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+    }
+    assert ages == {"ValidateQueue", "TokenizeQueue"}  # the queues SQS drops from, unparked
