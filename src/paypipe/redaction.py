@@ -13,6 +13,9 @@ __all__ = ["SENSITIVE_KEYS", "redact", "redact_json_text", "redact_pan"]
 SENSITIVE_KEYS = frozenset(
     {"number", "pan", "card_number", "cvv", "account_number", "ciphertext", "plaintext"}
 )
+# Masked in parked messages too: a message body keeps its other fields for diagnosis and replay.
+PARKED_SENSITIVE_KEYS = frozenset({"cvv", "account_number"})
+REDACTED = "[REDACTED]"
 MAX_DEPTH = 12
 
 
@@ -28,7 +31,7 @@ def redact(value: Any, depth: int = 0) -> Any:
         return redact_pan(value)
     if isinstance(value, Mapping):
         return {
-            key: "[REDACTED]" if str(key).lower() in SENSITIVE_KEYS else redact(item, depth + 1)
+            key: REDACTED if str(key).lower() in SENSITIVE_KEYS else redact(item, depth + 1)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple | set | frozenset):
@@ -46,29 +49,36 @@ def _redact_number(value: int | float) -> int | float | str:
 
 
 def redact_json_text(text: str) -> str:
-    """``text`` with every card number masked, and still valid JSON if it was JSON.
+    """``text`` with every card number, CVV and account number masked, still valid JSON if it was.
 
-    Text without a card number is returned unchanged (byte for byte). In a JSON document card
-    numbers are masked value by value, so one hidden in a number (``"schema_version": 4111...``)
-    does not leave broken JSON behind; other text is masked as text.
+    Text with none of them is returned unchanged (byte for byte). In a JSON document card numbers
+    are masked value by value, so one hidden in a number (``"schema_version": 4111...``) does not
+    leave broken JSON behind, and CVV and account number fields are masked by key; other text is
+    masked as text (card numbers only: it has no keys).
     """
-    if redact_pan(text) == text:
+    if redact_pan(text) == text and not any(f'"{key}"' in text.lower() for key in PARKED_SENSITIVE_KEYS):
         return text
     try:
         document = json.loads(text)
-        return json.dumps(_redact_pans(document), ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(_redact_for_parking(document), ensure_ascii=False, separators=(",", ":"))
     except (ValueError, RecursionError):
         return redact_pan(text)
 
 
-def _redact_pans(value: Any) -> Any:
-    """Card numbers only (sensitive keys stay as they are): what a parked message keeps."""
+def _redact_for_parking(value: Any) -> Any:
+    """Card numbers, CVVs and account numbers masked, every other field kept: what a parked message
+    keeps. A null CVV stays null (there was none)."""
     if isinstance(value, str):
         return redact_pan(value)
     if isinstance(value, dict):
-        return {redact_pan(key): _redact_pans(item) for key, item in value.items()}
+        return {
+            redact_pan(key): REDACTED
+            if str(key).lower() in PARKED_SENSITIVE_KEYS and item is not None
+            else _redact_for_parking(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [_redact_pans(item) for item in value]
+        return [_redact_for_parking(item) for item in value]
     if isinstance(value, bool) or value is None:
         return value
     return _redact_number(value)

@@ -49,5 +49,5 @@ def test_faulty_run_reconciles_and_leaks_no_card_number(tmp_path, monkeypatch):
     assert recon.payments == 60 and sum(recon.states.values()) == 60
     assert recon.states["PayoutBatched"] > 30
     assert recon.ach_credit_cents == recon.released_cents > 0
-    assert report.pan_leaks == []
+    assert report.stored_data_leaks == []
     assert os.path.getsize(tmp_path / "steps.jsonl") > 0  # the scan did read the logs

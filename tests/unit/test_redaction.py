@@ -34,3 +34,28 @@ def test_redact_masks_card_numbers_in_numbers_but_keeps_other_numbers():
         "c": 12.5,
         "d": True,
     }
+
+
+def test_parked_bodies_mask_cvvs_and_account_numbers_by_key_and_keep_the_rest():
+    text = json.dumps(
+        {
+            "detail": {
+                "data": {
+                    "card": {"number": "4111111111111111", "cvv": "123", "exp_month": 12},
+                    "payee": {"account_number": "0205030969", "routing_number": "021000021"},
+                    "CVV": 123,
+                    "none": {"cvv": None},
+                }
+            }
+        }
+    )
+    data = json.loads(redact_json_text(text))["detail"]["data"]
+    assert data["card"] == {"number": "[PAN]", "cvv": "[REDACTED]", "exp_month": 12}
+    assert data["payee"] == {"account_number": "[REDACTED]", "routing_number": "021000021"}
+    assert data["CVV"] == "[REDACTED]" and data["none"] == {"cvv": None}
+
+
+def test_a_body_with_an_account_number_but_no_card_number_is_still_masked():
+    text = '{"data": {"payee": {"account_number": "0205030969"}}}'
+    assert "0205030969" not in redact_json_text(text)
+    assert json.loads(redact_json_text(text))["data"]["payee"]["account_number"] == "[REDACTED]"

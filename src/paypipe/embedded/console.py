@@ -111,7 +111,7 @@ def run_with_console(payments: int, *, seed: int, out_dir: Path, faults: FaultPl
             progress.update(task_id, total=done, completed=done)
     print_summary(console, report)
     console.print(f"step logs: {log_file}")
-    return 0 if report.reconciliation.ok and not report.pan_leaks else 1
+    return 0 if report.ok else 1
 
 
 def print_summary(console: Console, report: RunReport) -> None:
@@ -135,12 +135,18 @@ def print_summary(console: Console, report: RunReport) -> None:
     for path in report.ach_files:
         console.print(f"ACH file: {path}")
     console.print(f"DLQ messages by reason: {dict(recon.dlq_reasons) or 'none'}")
-    if report.pan_leaks:
-        console.print(f"[red]{len(report.pan_leaks)} card numbers found outside the vault:")
-        for leak in report.pan_leaks[:20]:
+    if report.stored_data_leaks:
+        console.print(
+            f"[red]{len(report.stored_data_leaks)} card numbers, CVVs or account numbers "
+            "found outside the vaults:"
+        )
+        for leak in report.stored_data_leaks[:20]:
             console.print(f"  {leak}")
     else:
-        console.print("PAN scan: no card number in logs, events after tokenize, DLQs, tables or S3")
+        console.print(
+            "stored-data scan: no card number, CVV or account number in logs, events past the step "
+            "that removed it, the archive, DLQs, tables or S3 (NACHA files aside)"
+        )
     if recon.ok:
         console.print(
             "[green]reconciled:[/] every payment in one terminal state or a DLQ, no payout twice, "

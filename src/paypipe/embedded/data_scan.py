@@ -1,11 +1,22 @@
-"""PAN leak scan: after a run, look for card numbers everywhere the pipeline leaves data.
+"""Stored-data scan: after a run, look for card numbers, CVVs and payee account numbers everywhere
+the pipeline leaves data.
 
-Two detectors: any card number the run is known to have used (digits compared with spaces and
-dashes removed), and any stand-alone digit run shaped like a card number: a known brand's IIN, a
-valid length for that brand, and a Luhn check digit. Stand-alone means not glued to further
-digits, so fixed-width NACHA records (routing + account + amount) do not count; the brand shape
-keeps trace numbers and epoch milliseconds out, and hex digests (32+ hex characters, at least
-one a letter) are skipped by this detector, though not by the known-number one.
+Card numbers: any the run is known to have used (digits compared with spaces and dashes removed),
+and any stand-alone digit run shaped like one: a known brand's IIN, a valid length for that brand,
+and a Luhn check digit. Stand-alone means not glued to further digits, so fixed-width NACHA records
+(routing + account + amount) do not count; the brand shape keeps trace numbers and epoch
+milliseconds out, and hex digests (32+ hex characters, one a letter) are skipped by this detector,
+though not by the known-number one.
+
+CVVs: a verification value is three or four digits, so it is looked for where it would be written:
+under a key named for it (``cvv``, ``cvc``, ``csc``, ``card_verification...``) with digits as value.
+
+Account numbers: any the run is known to have used (of at least six characters, so that a short
+one cannot match an unrelated number), as a stand-alone run of letters and digits, and any value
+under an ``account_number`` key that is not masked.
+
+Each source says what may be in it: the request carries all three; its validated form carries
+the card number and account (no CVV); a NACHA file carries account numbers (and nothing else).
 """
 
 from __future__ import annotations
@@ -13,27 +24,99 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Flag, auto
 from typing import Any
 
 from paypipe.domain.tokenization import luhn_valid
 from paypipe.domain.validation import CARD_LENGTHS, card_brand
+from paypipe.events.models import Event, to_detail
 from paypipe.ops.dlq_aws import peek
 
 _STANDALONE_RUN = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
 _HEX_DIGEST = re.compile(r"(?<![0-9A-Za-z])(?=[0-9a-f]*[a-f])[0-9a-f]{32,}(?![0-9A-Za-z])")
-PAN_CARRYING_EVENTS = frozenset({"PaymentRequested", "PaymentValidated"})
+_QUOTES = r"""[\\"']*"""  # a key and its value may be quoted, and escaped inside a JSON string
+_CVV_FIELD = re.compile(
+    rf"(?<![A-Za-z0-9])(?:cvv2?|cvc2?|csc|card_?verification(?:_?value)?)"
+    rf"{_QUOTES}\s*[:=]\s*{_QUOTES}([0-9]{{3,4}})(?![0-9])",
+    re.IGNORECASE,
+)
+_ACCOUNT_FIELD = re.compile(
+    rf"(?<![A-Za-z0-9])account_?number{_QUOTES}\s*[:=]\s*{_QUOTES}([0-9A-Za-z]{{1,17}})(?![0-9A-Za-z])"
+)
+MIN_SCANNED_ACCOUNT_LENGTH = 6
+NACHA_KEY_PREFIX = "ach/"
+
+
+class Kind(Flag):
+    PAN = auto()
+    CVV = auto()
+    ACCOUNT = auto()
+    ALL = PAN | CVV | ACCOUNT
+    NONE = 0
+
+
+# What each event type may carry in clear; every other type carries none of it.
+ALLOWED_IN_EVENT: Mapping[str, Kind] = {
+    "PaymentRequested": Kind.ALL,
+    "PaymentValidated": Kind.PAN | Kind.ACCOUNT,
+}
 
 
 @dataclass(frozen=True)
 class Leak:
     where: str
-    kind: str  # "known card number" or "Luhn-valid digit run"
-    masked: str  # BIN + last four only
+    kind: str  # "known card number", "card-shaped digit run", "CVV", "known account number", ...
+    masked: str  # BIN and last four, or last four only
 
     def __str__(self) -> str:
         return f"{self.where}: {self.kind} {self.masked}"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """The sensitive values a run's requests carried."""
+
+    pans: frozenset[str] = frozenset()
+    cvvs: frozenset[str] = frozenset()
+    accounts: frozenset[str] = frozenset()
+    account_pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, requests: Iterable[Mapping[str, Any]]) -> Secrets:
+        """From PaymentRequested details (as published); malformed ones add what they hold."""
+        pans: set[str] = set()
+        cvvs: set[str] = set()
+        accounts: set[str] = set()
+        for detail in requests:
+            data = detail.get("data") if isinstance(detail, Mapping) else None
+            if not isinstance(data, Mapping):
+                continue
+            card, payee = data.get("card"), data.get("payee")
+            if isinstance(card, Mapping):
+                _add_text(pans, card.get("number"))
+                _add_text(cvvs, card.get("cvv"))
+            if isinstance(payee, Mapping):
+                _add_text(accounts, payee.get("account_number"))
+        return cls.build(pans, cvvs, accounts)
+
+    @classmethod
+    def build(cls, pans: Iterable[str], cvvs: Iterable[str], accounts: Iterable[str]) -> Secrets:
+        scanned = sorted(
+            {a.strip().upper() for a in accounts if len(a.strip()) >= MIN_SCANNED_ACCOUNT_LENGTH}
+        )
+        pattern = (
+            re.compile(rf"(?<![0-9A-Z])(?:{'|'.join(map(re.escape, scanned))})(?![0-9A-Z])", re.IGNORECASE)
+            if scanned
+            else None
+        )
+        return cls(frozenset(pans), frozenset(cvvs), frozenset(scanned), pattern)
+
+
+def _add_text(into: set[str], value: Any) -> None:
+    if isinstance(value, str) and value:
+        into.add(value)
 
 
 def _card_shaped(digits: str) -> bool:
@@ -45,7 +128,7 @@ def _mask(digits: str) -> str:
     return f"{digits[:6]}...{digits[-4:]}"
 
 
-def find_leaks(where: str, text: str, known_pans: frozenset[str]) -> list[Leak]:
+def _card_leaks(where: str, text: str, pans: frozenset[str]) -> list[Leak]:
     shaped_text = _HEX_DIGEST.sub(" ", text)  # digests (md5, sha-256) hold digit runs by chance
     leaks = [
         Leak(where, "card-shaped digit run", _mask(run))
@@ -53,39 +136,81 @@ def find_leaks(where: str, text: str, known_pans: frozenset[str]) -> list[Leak]:
         if _card_shaped(run)
     ]
     compact = re.sub(r"[\s-]", "", text)
-    leaks.extend(Leak(where, "known card number", _mask(pan)) for pan in known_pans if pan in compact)
+    leaks.extend(Leak(where, "known card number", _mask(pan)) for pan in pans if pan in compact)
     return leaks
 
 
-def scan(sources: Iterable[tuple[str, str]], known_pans: Iterable[str]) -> list[Leak]:
-    known = frozenset(known_pans)
-    return [leak for where, text in sources for leak in find_leaks(where, text, known)]
+def _account_leaks(where: str, text: str, secrets: Secrets) -> list[Leak]:
+    leaks = [
+        Leak(where, "account number field", f"...{value[-4:]}") for value in _ACCOUNT_FIELD.findall(text)
+    ]
+    if secrets.account_pattern is not None:
+        found = {match.upper() for match in secrets.account_pattern.findall(text)}
+        leaks.extend(Leak(where, "known account number", f"...{account[-4:]}") for account in sorted(found))
+    return leaks
 
 
-def pipeline_sources(pipeline: Any, log_text: str) -> Iterator[tuple[str, str]]:
-    """Logs, events after tokenize, DLQ bodies, every DynamoDB item but vault ciphertext, S3 objects."""
+def find_leaks(where: str, text: str, secrets: Secrets, allowed: Kind = Kind.NONE) -> list[Leak]:
+    """Every sensitive value in ``text`` that ``allowed`` does not admit there."""
+    leaks: list[Leak] = []
+    if Kind.PAN not in allowed:
+        leaks.extend(_card_leaks(where, text, secrets.pans))
+    if Kind.CVV not in allowed:
+        leaks.extend(Leak(where, "CVV", "***") for _ in _CVV_FIELD.findall(text))
+    if Kind.ACCOUNT not in allowed:
+        leaks.extend(_account_leaks(where, text, secrets))
+    return leaks
+
+
+def scan(sources: Iterable[tuple[str, str, Kind]], secrets: Secrets) -> list[Leak]:
+    return [leak for where, text, allowed in sources for leak in find_leaks(where, text, secrets, allowed)]
+
+
+def pipeline_sources(pipeline: Any, log_text: str) -> Iterator[tuple[str, str, Kind]]:
+    """Logs, events (what each type may carry allowed), the archive, DLQ bodies, every DynamoDB
+    item but vault ciphertext, and S3 objects (NACHA files may carry account numbers)."""
     for number, line in enumerate(log_text.splitlines(), 1):
-        yield f"log line {number}", line
+        yield f"log line {number}", line, Kind.NONE
     for event in pipeline.observed():
-        if event.event_type not in PAN_CARRYING_EVENTS:
-            yield f"event {event.event_type} {event.event_id}", event.model_dump_json()
+        allowed = ALLOWED_IN_EVENT.get(event.event_type, Kind.NONE)
+        yield f"event {event.event_type} {event.event_id}", _event_text(event), allowed
+    for archived in pipeline.archived():
+        detail_type = archived.get("detail-type")
+        yield f"archive {detail_type} {archived.get('id')}", json.dumps(archived, default=str), Kind.NONE
     sqs = pipeline.client("sqs")
     for name, url in pipeline.stack.outputs.items():
         if name.endswith("DLQUrl"):
             for message in peek(sqs, url, limit=sys.maxsize, wait_seconds=0):
-                yield f"DLQ {name} message {message.message_id}", message.body
-    dynamodb = pipeline.client("dynamodb")
+                yield f"DLQ {name} message {message.message_id}", message.body, Kind.NONE
+    yield from _table_sources(pipeline.client("dynamodb"))
+    yield from _object_sources(pipeline.client("s3"), pipeline.stack.outputs.get("AchBucketName"))
+
+
+def _event_text(event: Event) -> str:
+    """The event as published (secrets revealed), so the scan sees what the bus carried."""
+    return json.dumps(to_detail(event), default=str)
+
+
+def _table_sources(dynamodb: Any) -> Iterator[tuple[str, str, Kind]]:
     for table in dynamodb.list_tables()["TableNames"]:
         for page in dynamodb.get_paginator("scan").paginate(TableName=table):
             for item in page["Items"]:
                 readable = {key: value for key, value in item.items() if _scannable(value)}
-                yield f"DynamoDB {table}", json.dumps(readable)
-    s3 = pipeline.client("s3")
+                yield f"DynamoDB {table}", json.dumps(readable), Kind.NONE
+
+
+def _object_sources(s3: Any, ach_bucket: str | None) -> Iterator[tuple[str, str, Kind]]:
     for bucket in s3.list_buckets()["Buckets"]:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"]):
+        name = bucket["Name"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
             for item in page.get("Contents", []):
-                body = s3.get_object(Bucket=bucket["Name"], Key=item["Key"])["Body"].read()
-                yield f"S3 {bucket['Name']}/{item['Key']}", body.decode("utf-8", "replace")
+                body = s3.get_object(Bucket=name, Key=item["Key"])["Body"].read()
+                nacha = name == ach_bucket and item["Key"].startswith(NACHA_KEY_PREFIX)
+                yield (
+                    f"S3 {name}/{item['Key']}",
+                    body.decode("utf-8", "replace"),
+                    (Kind.ACCOUNT if nacha else Kind.NONE),
+                )
 
 
 def _scannable(value: dict[str, Any]) -> bool:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from paypipe.embedded.data_scan import Secrets, pipeline_sources, scan
 from paypipe.embedded.evidence import ach_file_entries, dlq_records, ledger, run_context
 from paypipe.embedded.faults import FaultPlan
-from paypipe.embedded.pan_scan import pipeline_sources, scan
 from paypipe.embedded.reconcile import Reconciliation, reconcile
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.scenario import build_scenario
@@ -34,7 +34,12 @@ class RunReport:
     ach_files: list[Path] = field(default_factory=list)
     events_seen: int = 0
     injected: Counter[str] = field(default_factory=Counter)
-    pan_leaks: list[str] = field(default_factory=list)
+    stored_data_leaks: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Reconciled, and no card number, CVV or account number found outside the vaults."""
+        return self.reconciliation.ok and not self.stored_data_leaks
 
 
 def run_demo(
@@ -85,7 +90,7 @@ def run_demo(
             pipeline_sources(
                 pipeline, Path(log_file).read_text() if log_file and Path(log_file).exists() else ""
             ),
-            (request.data.card.number.get_secret_value() for request in scenario.requests),
+            Secrets.of(ev.to_detail(request) for request in scenario.requests),
         )
         entries, files = ach_file_entries(pipeline, out_dir)
         report = RunReport(
@@ -102,7 +107,7 @@ def run_demo(
             ach_files=files,
             events_seen=len(observed),
             injected=Counter(faults.injected) if faults else Counter(),
-            pan_leaks=[str(leak) for leak in leaks],
+            stored_data_leaks=[str(leak) for leak in leaks],
         )
     return report
 

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 from aws_croniter import AwsCroniter
 
 from paypipe.adapters.ledger_store import LedgerStore
+from paypipe.embedded.data_scan import Secrets, pipeline_sources, scan
 from paypipe.embedded.evidence import ach_file_entries, dlq_records, ledger, run_context
-from paypipe.embedded.pan_scan import pipeline_sources, scan
 from paypipe.embedded.reconcile import DlqRecord, Reconciliation, reconcile
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.template import TemplateError, load_template, parameter_values
@@ -208,7 +208,7 @@ class Playback:
     scenario: Scenario
     out_dir: Path | None = None  # where the ACH files are copied
     requested: set[str] = field(default_factory=set)
-    known_pans: set[str] = field(default_factory=set)
+    requests: list[Mapping[str, Any]] = field(default_factory=list)  # PaymentRequested details
     publish_failures: list[dict[str, Any]] = field(default_factory=list)
 
     def run(self, pipeline: EmbeddedPipeline) -> dict[str, Any]:
@@ -245,12 +245,10 @@ class Playback:
             pipeline.external_event_ids.add(detail["event_id"])
         if detail_type == "PaymentRequested" and isinstance(detail.get("payment_id"), str):
             self.requested.add(detail["payment_id"])
-            number = (detail.get("data") or {}).get("card", {}).get("number")
-            if isinstance(number, str):
-                self.known_pans.add(number)
+            self.requests.append(detail)
 
     def _report(self, pipeline: EmbeddedPipeline) -> dict[str, Any]:
-        leaks = scan(pipeline_sources(pipeline, _log_text()), self.known_pans)
+        leaks = scan(pipeline_sources(pipeline, _log_text()), Secrets.of(self.requests))
         entries, _ = ach_file_entries(pipeline, self.out_dir)
         dlq = dlq_records(pipeline)
         store = ledger(pipeline)
@@ -265,7 +263,7 @@ class Playback:
             context=context,
         )
         for leak in leaks:
-            recon.flag("PAN_LEAK", None, str(leak))
+            recon.flag("SENSITIVE_DATA_STORED", None, str(leak))
         payouts = {
             (e.data.file_key, e.data.trace_number): e.payment_id
             for e in (item.event for item in observed)

@@ -26,11 +26,12 @@ from typing import Any
 
 import boto3
 from moto import mock_aws
+from moto.events.models import events_backends
 
 from paypipe.embedded.faults import FaultPlan
 from paypipe.embedded.moto_patches import faster_transactions, pipeline_clock
 from paypipe.embedded.reconcile import Observed
-from paypipe.embedded.template import REGION, FunctionSpec, Stack, provision_stack
+from paypipe.embedded.template import ACCOUNT_ID, REGION, FunctionSpec, Stack, provision_stack
 from paypipe.events.models import CLIENT_PRODUCER, EVENT_TYPES, Event, parse_detail
 from paypipe.runtime import clock as pipeline_time
 from paypipe.runtime.aws import wrap_clients
@@ -349,6 +350,12 @@ class EmbeddedPipeline:
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
             )
         return list(self._observed)
+
+    def archived(self) -> list[dict[str, Any]]:
+        """Every event the stack's archives hold, as EventBridge delivered it to them."""
+        backend = events_backends[ACCOUNT_ID][REGION]
+        names = {ids["ArchiveName"] for ids in self.stack.physical.values() if "ArchiveName" in ids}
+        return [dict(event) for name in sorted(names) for event in backend.archives[name].events]
 
     # -- driving ------------------------------------------------------------------------------
 

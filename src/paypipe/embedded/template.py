@@ -229,6 +229,18 @@ class Provisioner:
         arn = self._session.client("events").create_event_bus(Name=props["Name"])["EventBusArn"]
         return {"Ref": props["Name"], "Arn": arn, "Name": props["Name"]}
 
+    def _aws_events_archive(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
+        """A moto archive: it keeps what its event pattern admits, as EventBridge's would."""
+        name = self._name(logical_id)[:48]
+        pattern = props.get("EventPattern")
+        arn = self._session.client("events").create_archive(
+            ArchiveName=name,
+            EventSourceArn=props["SourceArn"],
+            **({"EventPattern": json.dumps(pattern)} if pattern is not None else {}),
+            RetentionDays=int(props.get("RetentionDays", 0)),
+        )["ArchiveArn"]
+        return {"Ref": name, "Arn": arn, "ArchiveName": name}
+
     def _aws_sqs_queue(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
         sqs = self._session.client("sqs")
         attributes: dict[str, str] = {
