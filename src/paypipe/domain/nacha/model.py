@@ -1,0 +1,174 @@
+"""NACHA ACH file value types and the format's fixed values.
+
+Amounts are integer cents. Text fields are stored without their right padding, so
+`parse(write(f)) == f`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, time
+from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+from stdnum.us import rtn
+
+EASTERN: Final = ZoneInfo("America/New_York")
+
+RECORD_LENGTH: Final = 94
+BLOCKING_FACTOR: Final = 10
+PADDING_RECORD: Final = "9" * RECORD_LENGTH
+SAME_DAY_LIMIT_CENTS: Final = 100_000_000
+
+SERVICE_CLASS_MIXED: Final = 200
+SERVICE_CLASS_CREDITS: Final = 220
+SERVICE_CLASS_DEBITS: Final = 225
+CREDIT_CODE_DIGITS: Final = frozenset("234")
+DEBIT_CODE_DIGITS: Final = frozenset("789")
+
+AccountType = Literal["checking", "savings"]
+PayeeType = Literal["individual", "business"]
+SecCode = Literal["PPD", "CCD"]
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    immediate_destination: str  # routing number, without the leading blank
+    immediate_origin: str
+    creation_date: date
+    creation_time: time | None
+    file_id_modifier: str
+    immediate_destination_name: str
+    immediate_origin_name: str
+    reference_code: str = ""
+
+
+@dataclass(frozen=True)
+class BatchHeader:
+    service_class_code: int
+    company_name: str
+    company_discretionary_data: str
+    company_id: str
+    sec_code: str
+    company_entry_description: str
+    company_descriptive_date: str
+    effective_entry_date: date
+    settlement_date: str  # Julian day, filled in by the ACH operator; usually blank
+    originator_status_code: str
+    odfi_routing: str  # 8 digits
+    batch_number: int
+
+
+@dataclass(frozen=True)
+class Addenda:
+    payment_related_information: str
+    addenda_sequence_number: int
+    entry_detail_sequence_number: int
+    addenda_type_code: str = "05"
+
+
+@dataclass(frozen=True)
+class EntryDetail:
+    transaction_code: int
+    rdfi_routing: str  # 8 digits
+    check_digit: str
+    dfi_account_number: str
+    amount_cents: int
+    individual_id_number: str
+    individual_name: str  # receiving company name for CCD
+    discretionary_data: str
+    addenda_indicator: int
+    trace_number: str  # 15 digits
+    addenda: Addenda | None = None
+
+    @property
+    def is_credit(self) -> bool:
+        return str(self.transaction_code)[-1] in CREDIT_CODE_DIGITS
+
+    @property
+    def is_debit(self) -> bool:
+        return str(self.transaction_code)[-1] in DEBIT_CODE_DIGITS
+
+
+@dataclass(frozen=True)
+class BatchControl:
+    service_class_code: int
+    entry_addenda_count: int
+    entry_hash: int
+    total_debit_cents: int
+    total_credit_cents: int
+    company_id: str
+    message_authentication_code: str
+    odfi_routing: str
+    batch_number: int
+
+
+@dataclass(frozen=True)
+class FileControl:
+    batch_count: int
+    block_count: int
+    entry_addenda_count: int
+    entry_hash: int
+    total_debit_cents: int
+    total_credit_cents: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    header: BatchHeader
+    entries: tuple[EntryDetail, ...]
+    control: BatchControl
+
+
+@dataclass(frozen=True)
+class AchFile:
+    header: FileHeader
+    batches: tuple[Batch, ...]
+    control: FileControl
+
+
+@dataclass(frozen=True)
+class Payout:
+    payment_id: str
+    amount_cents: int
+    payee_name: str
+    routing_number: str
+    account_number: str
+    account_type: AccountType
+    payee_type: PayeeType
+
+
+@dataclass(frozen=True)
+class OffsetAccount:
+    """The originator's settlement account, debited by one offset entry per batch."""
+
+    routing_number: str
+    account_number: str
+    account_type: AccountType
+
+
+@dataclass(frozen=True)
+class Originator:
+    immediate_destination: str  # 9-digit routing number of the receiving point (ODFI or operator)
+    immediate_destination_name: str
+    immediate_origin: str  # 10 characters (e.g. "1" + EIN) or a 9-digit routing number
+    immediate_origin_name: str
+    company_name: str
+    company_id: str  # up to 10 characters
+    odfi_routing: str  # first 8 digits of the ODFI routing number
+    company_entry_description: str
+    offset_account: OffsetAccount | None = None
+
+
+def routing_check_digit(first_eight: str) -> str:
+    """ABA check digit for the first 8 digits of a routing number (python-stdnum's, as validate uses)."""
+    return str(rtn.calc_check_digit(first_eight))
+
+
+def is_valid_routing_number(routing: str) -> bool:
+    return (
+        len(routing) == 9
+        and routing.isascii()
+        and routing.isdigit()
+        and routing_check_digit(routing[:8]) == routing[8]
+    )
