@@ -1,3 +1,4 @@
+import dataclasses
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -9,10 +10,14 @@ from hypothesis import strategies as st
 
 from paypipe.domain.nacha import (
     EASTERN,
+    LAYOUTS,
     PADDING_RECORD,
+    RECORD_NAMES,
     TRACE_SEQUENCE_SPAN,
     AccountType,
     AchFile,
+    Addenda,
+    NachaFieldError,
     NachaParseError,
     OffsetAccount,
     Originator,
@@ -29,6 +34,18 @@ from paypipe.domain.nacha import (
     trace_number,
     traces_needed,
     write,
+)
+from paypipe.domain.nacha.layouts import (
+    ADDENDA,
+    ADDENDA_LAYOUTS,
+    BATCH_CONTROL,
+    BATCH_HEADER,
+    ENTRY_DETAIL,
+    FILE_CONTROL,
+    FILE_HEADER,
+    Field,
+    Kind,
+    Layout,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nacha"
@@ -592,3 +609,112 @@ def test_payout_problem_names_what_no_file_could_carry() -> None:
         payout_problem(payout("p1", amount_cents=100_000_001), same_day=True) or ""
     )
     assert "routing number" in (payout_problem(replace(payout("p1"), routing_number="123456789")) or "")
+
+
+# --- Record layouts ----------------------------------------------------------------------------
+
+ALL_LAYOUTS = [*LAYOUTS, *ADDENDA_LAYOUTS.values()]
+
+
+@pytest.mark.parametrize("layout", ALL_LAYOUTS, ids=lambda layout: layout.name)
+def test_each_layout_covers_94_characters_without_gaps_or_overlaps(layout: Layout[object]) -> None:
+    positions = [position for f in layout.fields for position in range(f.start, f.start + f.width)]
+    assert positions == list(range(1, 95))
+
+
+@pytest.mark.parametrize("layout", ALL_LAYOUTS, ids=lambda layout: layout.name)
+def test_each_layout_carries_exactly_its_models_record_fields(layout: Layout[object]) -> None:
+    assert layout.fields[0].kind is Kind.CONSTANT and layout.fields[0].start == 1
+    carried = [f.attr for f in layout.fields if f.attr is not None]
+    model_fields = {f.name for f in dataclasses.fields(layout.model)} - {"addenda"}  # type: ignore[arg-type]
+    assert len(carried) == len(set(carried))
+    assert set(carried) == model_fields
+    assert all(f.attr is None for f in layout.fields if f.kind is Kind.BLANK)
+
+
+def test_record_names_come_from_the_layouts() -> None:
+    assert RECORD_NAMES == {
+        "1": "file header",
+        "5": "batch header",
+        "6": "entry detail",
+        "7": "addenda",
+        "8": "batch control",
+        "9": "file control",
+    }
+
+
+def _digit_fields(layout: Layout[object]) -> list[Field]:
+    return [f for f in layout.fields if f.kind in (Kind.NUMERIC, Kind.DIGITS, Kind.DATE, Kind.TIME)]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "index", "layout", "field"),
+    [
+        (fixture, index, layout, field)
+        for fixture, index, layout in [
+            ("ppd_credits_no_offset.ach", 0, FILE_HEADER),
+            ("ppd_credits_no_offset.ach", 1, BATCH_HEADER),
+            ("ppd_credits_no_offset.ach", 2, ENTRY_DETAIL),
+            ("ccd_addenda.ach", 3, ADDENDA),
+            ("ppd_credits_no_offset.ach", 5, BATCH_CONTROL),
+            ("ppd_credits_no_offset.ach", 6, FILE_CONTROL),
+        ]
+        for field in _digit_fields(layout)
+    ],
+    ids=lambda value: value.name if isinstance(value, Field) else None,
+)
+def test_a_letter_in_a_digit_field_names_its_line_record_and_field(
+    fixture: str, index: int, layout: Layout[object], field: Field
+) -> None:
+    text = edit(read_fixture(fixture).split("\n"), index, field.start, "X")
+    with pytest.raises(NachaParseError) as error:
+        parse(text)
+    assert (error.value.line, error.value.record_type, error.value.field) == (
+        index + 1,
+        layout.name,
+        field.name,
+    )
+    assert error.value.message.startswith(f"expected {field.width} digits")
+
+
+def test_an_addenda_type_without_a_layout_is_rejected() -> None:
+    lines = read_fixture("ccd_addenda.ach").split("\n")
+    assert parse_error(edit(lines, 3, 2, "98")) == (4, "addenda", "addenda type code")
+
+
+def one_entry_file() -> AchFile:
+    return build_file([payout()], ORIGINATOR, effective_date=EFFECTIVE, created_at=CREATED)
+
+
+def write_error(file: AchFile) -> tuple[int, str, str, str]:
+    with pytest.raises(NachaFieldError) as error:
+        write(file)
+    return error.value.line, error.value.record_type, error.value.field, error.value.message
+
+
+def test_writer_errors_name_the_line_record_and_field() -> None:
+    file = one_entry_file()
+    (batch,) = file.batches
+    (entry,) = batch.entries
+    long_name = replace(batch, header=replace(batch.header, company_name="X" * 17))
+    assert write_error(replace(file, batches=(long_name,))) == (
+        2, "batch header", "company name", f"{'X' * 17!r} is longer than 16 characters"
+    )  # fmt: skip
+    too_much = replace(batch, entries=(replace(entry, amount_cents=10**10),))
+    assert write_error(replace(file, batches=(too_much,))) == (
+        3, "entry detail", "amount", "10000000000 does not fit 10 digits"
+    )  # fmt: skip
+    short_trace = replace(batch, entries=(replace(entry, trace_number="0910000100001"),))
+    assert write_error(replace(file, batches=(short_trace,)))[:3] == (3, "entry detail", "trace number")
+    assert write_error(replace(file, control=replace(file.control, batch_count=-1)))[:3] == (
+        5, "file control", "batch count"
+    )  # fmt: skip
+
+
+def test_writer_rejects_an_addenda_type_without_a_layout() -> None:
+    file = one_entry_file()
+    (batch,) = file.batches
+    (entry,) = batch.entries
+    addenda = Addenda("RMR*IV*1", 1, 1, addenda_type_code="99")
+    with_addenda = replace(batch, entries=(replace(entry, addenda_indicator=1, addenda=addenda),))
+    assert write_error(replace(file, batches=(with_addenda,)))[:3] == (4, "addenda", "addenda type code")
