@@ -65,6 +65,8 @@ class Field:
 
 @dataclass(frozen=True)
 class Layout[T]:
+    """One record type's fields in position order, the first its record type code."""
+
     name: str
     model: Callable[..., T]
     fields: tuple[Field, ...]
