@@ -3,7 +3,7 @@ import sys
 
 from paypipe.embedded.template import load_template
 from paypipe.events import models as ev
-from paypipe.stack.generate import ROOT, SHARED_PATH, TEMPLATE_PATH, event_pattern, template_text
+from paypipe.stack.generate import ROOT, SHARED_PATH, TEMPLATE_PATH, event_pattern, logical, template_text
 from paypipe.stack.steps import FUNCTIONS
 
 
@@ -32,7 +32,7 @@ def test_every_table_entry_is_one_function_and_every_step_one_rule():
     resources = load_template()["Resources"]
     functions = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
     rules = {name for name, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
-    stems = ["".join(part.capitalize() for part in f.name.split("_")) for f in FUNCTIONS]
+    stems = [logical(f.name) for f in FUNCTIONS]
     assert functions == {f"{stem}Function" for stem in stems}
     assert rules == {f"{stem}Rule" for stem, f in zip(stems, FUNCTIONS, strict=True) if f.consumes}
 
