@@ -229,20 +229,24 @@ def _replay(aws: Aws, stack: StackDlqs, args: argparse.Namespace, plan: Plan, co
     if args.max_messages:
         total = min(total, args.max_messages)
     verb = "planning" if args.dry_run else "replaying"
+    progress = Progress(
+        TextColumn(f"{verb} {dlq.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=args.json,
+    )
+    task = progress.add_task(verb, total=total or None)
+
+    def advance(_record: dict[str, Any]) -> None:
+        progress.start()  # on the first message moved: input the replay refuses draws no bar
+        progress.advance(task)
+
     try:
-        with Progress(
-            TextColumn(f"{verb} {dlq.name}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            disable=args.json,
-        ) as progress:
-            task = progress.add_task(verb, total=total or None)
-            report = replayer.replay(
-                stack, dlq, plan.options, progress=lambda _record: progress.advance(task)
-            )
+        report = replayer.replay(stack, dlq, plan.options, progress=advance)
     finally:
+        progress.stop()
         for sink in sinks:
             sink.close()
     _print_report(report, args, console)
