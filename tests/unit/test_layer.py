@@ -1,16 +1,15 @@
 """The shared Lambda layer holds what the functions import and nothing of the operator tools."""
 
 import ast
-import json
-import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
 import pytest
 
+from tests.handler_probe import SERVICES, import_handlers
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVICES = REPO_ROOT / "services"
 
 
 def builder():
@@ -30,27 +29,6 @@ def layer(tmp_path_factory):
     return target
 
 
-# Each handler imported from the layer and its own CodeUri only, third-party packages from this
-# interpreter's site-packages (``-S``: not the editable install of src/); prints the paypipe
-# modules imported and the fraud rule sets found.
-PROBE = """
-import importlib.util, json, sys
-layer, services, site_packages = sys.argv[1:4]
-sys.path[:] = [layer, *(path for path in sys.path if path)]
-sys.path.append(site_packages)
-for app in sorted(__import__("pathlib").Path(services).glob("*/app.py")):
-    spec = importlib.util.spec_from_file_location(f"{app.parent.name}_app", app)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(1, str(app.parent))
-    spec.loader.exec_module(module)
-    sys.path.remove(str(app.parent))
-    assert [name for name in vars(module) if name.endswith("handler")], app
-from paypipe.domain import fraud
-modules = {n: m.__file__ for n, m in sys.modules.items() if n.split(".")[0] == "paypipe"}
-print(json.dumps({"modules": modules, "rules": fraud.available_versions()}))
-"""
-
-
 def test_the_layer_has_no_operator_tools_embedded_runner_or_cost_data(layer):
     shipped = {path.relative_to(layer).as_posix() for path in layer.rglob("*") if path.is_file()}
     for absent in ("paypipe/embedded/", "paypipe/ops/", "paypipe/data/cost/"):
@@ -61,16 +39,7 @@ def test_the_layer_has_no_operator_tools_embedded_runner_or_cost_data(layer):
 
 
 def test_every_handler_imports_from_the_layer_alone(layer):
-    site_packages = sysconfig.get_paths()["purelib"]
-    result = subprocess.run(
-        [sys.executable, "-S", "-c", PROBE, str(layer), str(SERVICES), site_packages],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=layer,
-    )
-    assert result.returncode == 0, result.stderr
-    probe = json.loads(result.stdout)
+    probe = import_handlers(sys.executable, layer, sysconfig.get_paths()["purelib"])
     assert probe["rules"], "no fraud rule set in the layer"
     imported = probe["modules"]
     assert "paypipe.steps.validate" in imported and "paypipe.runtime.entry" in imported
