@@ -2,7 +2,8 @@
 
 0 done; 1 the command's own "not clean" result (messages left in a DLQ, a run that did not
 reconcile); 2 bad usage or input, nothing done; 3 AWS or the environment (region, credentials,
-endpoint, stack, a refused AWS call, a missing optional dependency); 4 an unexpected error.
+endpoint, stack, a refused AWS call, a missing optional dependency); 4 an unexpected error; 130
+interrupted (Ctrl-C).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -185,20 +185,24 @@ class JsonlAudit:
     """Appends one JSON line per record, flushed and synced before the message is deleted."""
 
     def __init__(self, path: Path) -> None:
+        # Opened at once, so an unwritable path fails before anything moves; removed again on
+        # close when no record was written to a file this run created.
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file: IO[str] | None = None  # opened on the first record: no record, no file
+        self._created = not path.exists()
+        self._written = False
+        self._file = path.open("a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
         self._file.write(json.dumps(record, sort_keys=True) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
+        self._written = True
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._file.close()
+        if self._created and not self._written:
+            self.path.unlink(missing_ok=True)
 
 
 class S3Audit:

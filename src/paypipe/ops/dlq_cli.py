@@ -223,8 +223,6 @@ def _show(aws: Aws, stack: StackDlqs, args: argparse.Namespace, console: Console
 
 def _replay(aws: Aws, stack: StackDlqs, args: argparse.Namespace, plan: Plan, console: Console) -> int:
     dlq = resolve_queue(stack, args.queue)
-    sinks = _audit_sinks(aws, args, plan)
-    replayer = Replayer(sqs=aws.client("sqs"), events=aws.client("events"), audit=sinks)
     total = depth(aws.client("sqs"), dlq.url).visible
     if args.max_messages:
         total = min(total, args.max_messages)
@@ -243,6 +241,8 @@ def _replay(aws: Aws, stack: StackDlqs, args: argparse.Namespace, plan: Plan, co
         progress.start()  # on the first message moved: input the replay refuses draws no bar
         progress.advance(task)
 
+    sinks = _audit_sinks(aws, args, plan)
+    replayer = Replayer(sqs=aws.client("sqs"), events=aws.client("events"), audit=sinks)
     try:
         report = replayer.replay(stack, dlq, plan.options, progress=advance)
     finally:
