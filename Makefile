@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PAYMENTS ?= 50
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit bench lint typecheck template-lint sam-validate security schemas schema-compat clean faults
+.PHONY: run test unit bench lint typecheck template template-lint sam-validate security schemas schema-compat clean faults
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $$(scripts/find_python.sh) -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src services scripts tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy bench
+
+## Write infra/sam/template.yaml from infra/sam/shared.yaml and src/paypipe/stack/steps.py.
+template: $(STAMP)
+	$(PY) scripts/gen_template.py
 
 template-lint: $(STAMP)
 	$(VENV)/bin/cfn-lint infra/sam/template.yaml

@@ -181,12 +181,23 @@ def usage_profile(
     run: LifecycleRun, idle: Mapping[str, Invocation], idle_units: Mapping[str, tuple[float, float]]
 ) -> dict[str, Any]:
     """Per-payment usage and fixed monthly usage, in the shape ``paypipe.cost`` reads."""
-    n = run.payments
     memory = function_memory_mb()
+    lambdas, sqs_by_aws, queues = _lambda_usage(run, idle, memory)
+    return {
+        "meta": _usage_meta(run),
+        "per_payment": _per_payment_usage(run, lambdas, sqs_by_aws),
+        "fixed_monthly": _fixed_monthly_usage(idle, idle_units, memory, queues),
+    }
+
+
+def _lambda_usage(
+    run: LifecycleRun, idle: Mapping[str, Invocation], memory: Mapping[str, int]
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Per-payment usage of each function, SQS requests made by AWS itself, and the consumer queues."""
+    n = run.payments
     per_function: dict[str, list[Invocation]] = defaultdict(list)
     for invocation in run.meter.invocations:
         per_function[invocation.function].append(invocation)
-    calls = run.meter.calls
     lambdas = []
     sqs_by_aws = 0
     queues = 0
@@ -212,11 +223,17 @@ def usage_profile(
                 "aws_calls": max(aws_calls, 0.0) / n,
             }
         )
+    return lambdas, sqs_by_aws, queues
+
+
+def _per_payment_usage(run: LifecycleRun, lambdas: list[dict[str, Any]], sqs_by_aws: int) -> dict[str, Any]:
+    n = run.payments
+    calls = run.meter.calls
     kms = sum(count for (_, service, _), count in calls.items() if service == "kms")
     s3_puts = sum(c for (_, svc, op), c in calls.items() if svc == "s3" and op in ("PutObject", "CopyObject"))
     s3_gets = sum(c for (_, svc, op), c in calls.items() if svc == "s3" and op in ("GetObject", "HeadObject"))
     sqs_by_functions = sum(c for (_, svc, _), c in calls.items() if svc == "sqs")
-    per_payment = {
+    return {
         "lambdas": lambdas,
         "sqs_requests": (sqs_by_aws + sqs_by_functions) / n,
         "eventbridge_events": (sum(run.meter.eventbridge_entries.values()) + run.client_entries) / n,
@@ -227,7 +244,15 @@ def usage_profile(
         "s3_gets": s3_gets / n,
         "log_bytes": (run.log_bytes + CLOUDWATCH_EVENT_OVERHEAD * run.log_events) / n,
     }
-    fixed = {
+
+
+def _fixed_monthly_usage(
+    idle: Mapping[str, Invocation],
+    idle_units: Mapping[str, tuple[float, float]],
+    memory: Mapping[str, int],
+    queues: int,
+) -> dict[str, Any]:
+    return {
         "lambdas": [
             {
                 "function": function,
@@ -243,25 +268,25 @@ def usage_profile(
         "dynamodb_rru": sum(schedule_per_month(f) * idle_units[f][0] for f in idle),
         "dynamodb_wru": sum(schedule_per_month(f) * idle_units[f][1] for f in idle),
     }
+
+
+def _usage_meta(run: LifecycleRun) -> dict[str, Any]:
+    n = run.payments
     batch_sizes = [i.records for i in run.meter.invocations if i.records]
     return {
-        "meta": {
-            "measured": datetime.now(UTC).strftime("%Y-%m-%d"),
-            "how": (
-                f"make bench: embedded run of {n} payments (the paypipe run scenario), every AWS call of "
-                "the functions counted per service and operation; DynamoDB units from measured item sizes"
-            ),
-            "mean_records_per_sqs_invocation": round(statistics.mean(batch_sizes), 2),
-            "assumption": (
-                f"idle SQS polling: {IDLE_POLLERS_PER_QUEUE} pollers per consumer queue, "
-                f"{IDLE_RECEIVES_PER_POLLER_MINUTE} long-poll receives per minute each"
-            ),
-            "calls_per_payment": {
-                f"{svc}:{op}": round(c / n, 4) for (svc, op), c in sorted(run.meter.calls_by().items())
-            },
+        "measured": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "how": (
+            f"make bench: embedded run of {n} payments (the paypipe run scenario), every AWS call of "
+            "the functions counted per service and operation; DynamoDB units from measured item sizes"
+        ),
+        "mean_records_per_sqs_invocation": round(statistics.mean(batch_sizes), 2),
+        "assumption": (
+            f"idle SQS polling: {IDLE_POLLERS_PER_QUEUE} pollers per consumer queue, "
+            f"{IDLE_RECEIVES_PER_POLLER_MINUTE} long-poll receives per minute each"
+        ),
+        "calls_per_payment": {
+            f"{svc}:{op}": round(c / n, 4) for (svc, op), c in sorted(run.meter.calls_by().items())
         },
-        "per_payment": per_payment,
-        "fixed_monthly": fixed,
     }
 
 

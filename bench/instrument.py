@@ -173,13 +173,31 @@ class Meter:
 
     @contextmanager
     def installed(self) -> Iterator[Meter]:
-        meter = self
         targets: tuple[tuple[type, str], ...] = (
             (BaseClient, "_make_api_call"),
             (BotocoreStubber, "__call__"),
             (EmbeddedFunction, "invoke"),
         )
         original_call, original_stub, original_invoke = (cls.__dict__[name] for cls, name in targets)
+        patches = (
+            self._counting_api_call(original_call),
+            self._timing_stub(original_stub),
+            self._attributing_invoke(original_invoke),
+        )
+        for (cls, name), patch in zip(targets, patches, strict=True):
+            setattr(cls, name, patch)
+        try:
+            yield self
+        finally:
+            for (cls, name), original in zip(
+                targets, (original_call, original_stub, original_invoke), strict=True
+            ):
+                setattr(cls, name, original)
+            self._probe = None
+
+    def _counting_api_call(self, original_call: Any) -> Callable[..., Any]:
+        """``BaseClient._make_api_call`` counting and timing the calls made inside an invocation."""
+        meter = self
 
         def make_api_call(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
             service = client.meta.service_model.service_name
@@ -201,6 +219,12 @@ class Meter:
             finally:
                 meter.api_cpu_ns += time.process_time_ns() - start - (meter._excluded_cpu_ns - excluded)
 
+        return make_api_call
+
+    def _timing_stub(self, original_stub: Any) -> Callable[..., Any]:
+        """``BotocoreStubber.__call__`` timing moto's in-process answers."""
+        meter = self
+
         def stub(stubber: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
             if meter._probing:
                 return original_stub(stubber, event_name, request, **kwargs)
@@ -210,6 +234,12 @@ class Meter:
             finally:
                 meter.moto_cpu_ns += time.process_time_ns() - cpu
                 meter.moto_wall_ns += time.perf_counter_ns() - wall
+
+        return stub
+
+    def _attributing_invoke(self, original_invoke: Any) -> Callable[..., Any]:
+        """``EmbeddedFunction.invoke`` recording an ``Invocation`` with what the other patches measured."""
+        meter = self
 
         def invoke(function: EmbeddedFunction, event: Mapping[str, Any]) -> Any:
             meter.active = function.spec.logical_id
@@ -236,16 +266,7 @@ class Meter:
                     )
                 )
 
-        for (cls, name), patch in zip(targets, (make_api_call, stub, invoke), strict=True):
-            setattr(cls, name, patch)
-        try:
-            yield self
-        finally:
-            for (cls, name), original in zip(
-                targets, (original_call, original_stub, original_invoke), strict=True
-            ):
-                setattr(cls, name, original)
-            self._probe = None
+        return invoke
 
 
 def item_size(item: Mapping[str, Any]) -> int:

@@ -242,7 +242,6 @@ def kms_section(quiet: embedded.QuietFigures) -> str:
 
 def cost_section(profile: dict[str, object], life: embedded.LifecycleRun) -> str:
     prices = cost.load_prices()
-    model = cost.profile_from_dict(profile)
     per_payment = profile["per_payment"]
     assert isinstance(per_payment, dict)
     meta = profile["meta"]
@@ -278,17 +277,8 @@ def cost_section(profile: dict[str, object], life: embedded.LifecycleRun) -> str
         + f", Lambda invocations {sum(f['invocations'] for f in per_payment['lambdas']):.3g} "
         f"({meta['mean_records_per_sqs_invocation']} records per SQS batch on average in this run).",
         "",
-        "| payments/month | avg amount | pipeline $/payment | pipeline $ per $100 "
-        "| card 2.9% + 30c per $100 | ratio |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        *_projection_table(cost.profile_from_dict(profile), prices),
     ]
-    for volume in (10_000, 100_000, 1_000_000, 10_000_000):
-        for amount in (20.0, 100.0):
-            p = cost.project(model, prices, volume, amount)
-            lines.append(
-                f"| {volume:,} | ${amount:,.0f} | {p.per_payment_usd:.6f} | {p.per_100_usd:.6f} | "
-                f"{p.card_per_100_usd:.2f} | {p.per_100_usd / p.card_per_100_usd:.4%} |"
-            )
     calls = meta["calls_per_payment"]
     assert isinstance(calls, dict)
     lines += [
@@ -303,6 +293,23 @@ def cost_section(profile: dict[str, object], life: embedded.LifecycleRun) -> str
         "",
     ]
     return "\n".join(lines)
+
+
+def _projection_table(model: cost.Profile, prices: cost.Prices) -> list[str]:
+    """Pipeline cost against card fees at a few volumes and average amounts."""
+    lines = [
+        "| payments/month | avg amount | pipeline $/payment | pipeline $ per $100 "
+        "| card 2.9% + 30c per $100 | ratio |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for volume in (10_000, 100_000, 1_000_000, 10_000_000):
+        for amount in (20.0, 100.0):
+            p = cost.project(model, prices, volume, amount)
+            lines.append(
+                f"| {volume:,} | ${amount:,.0f} | {p.per_payment_usd:.6f} | {p.per_100_usd:.6f} | "
+                f"{p.card_per_100_usd:.2f} | {p.per_100_usd / p.card_per_100_usd:.4%} |"
+            )
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Package infra/sam/template.yaml and deploy it to LocalStack through CloudFormation.
 
-What ``sam build`` + ``sam package`` + ``sam deploy`` do, offline: the shared layer (src/ plus
-src/requirements.txt installed for this interpreter) and one zip per function CodeUri go to an
-artifacts bucket; CodeUri/ContentUri are pointed at them; the stack is created or updated with
-the SAM transform. Prints the stack outputs as JSON (also written to .localstack/outputs-<stack>.json).
+What ``sam build`` + ``sam package`` + ``sam deploy`` do, offline: the shared layer (what
+src/build_layer.py puts in it, src/requirements.txt installed for this interpreter) and one zip
+per function CodeUri go to an artifacts bucket; CodeUri/ContentUri are pointed at them; the stack
+is created or updated with the SAM transform. Prints the stack outputs as JSON (also written to
+.localstack/outputs-<stack>.json).
 
     python scripts/localstack_deploy.py [--stack NAME] [--param Key=Value ...]
 """
@@ -12,16 +13,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import io
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import zipfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -78,27 +80,31 @@ def zip_tree(root: Path, prefix: str = "") -> bytes:
     return buffer.getvalue()
 
 
-def build_layer(src: Path) -> Path:
-    """src/ as a Lambda layer: the paypipe package and its requirements under python/."""
-    requirements = src / "requirements.txt"
+def layer_builder() -> ModuleType:
+    """src/build_layer.py, which ``sam build`` runs for the layer too."""
+    spec = importlib.util.spec_from_file_location("build_layer", REPO_ROOT / "src" / "build_layer.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_layer() -> Path:
+    """The shared layer as src/build_layer.py makes it, for this interpreter (LocalStack runs the
+    functions with it); the installed requirements are cached by content and Python version."""
+    builder = layer_builder()
     python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    deps_key = hashlib.sha256(requirements.read_bytes() + python_version.encode()).hexdigest()[:16]
+    deps_key = hashlib.sha256(builder.REQUIREMENTS.read_bytes() + python_version.encode()).hexdigest()[:16]
     deps_dir = BUILD_DIR / f"layer-deps-{deps_key}"
     if not deps_dir.exists():
         staging = deps_dir.with_suffix(".tmp")
         shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--no-warn-conflicts", "--only-binary=:all:", "--platform", "manylinux2014_x86_64",
-             "--implementation", "cp", "--python-version", python_version,
-             "--target", str(staging), "-r", str(requirements)],
-            check=True,
-        )  # fmt: skip
+        builder.install_requirements(staging, python_version)
         staging.rename(deps_dir)
     layer_dir = BUILD_DIR / "layer" / "python"
     shutil.rmtree(layer_dir.parent, ignore_errors=True)
     shutil.copytree(deps_dir, layer_dir)
-    shutil.copytree(src / "paypipe", layer_dir / "paypipe", ignore=shutil.ignore_patterns("__pycache__"))
+    builder.copy_library(layer_dir)
     return layer_dir.parent
 
 
@@ -117,7 +123,7 @@ def package_template(s3: Any) -> str:
         source = (TEMPLATE.parent / match["path"]).resolve()
         cache_key = (match["key"], str(source))
         if cache_key not in uploaded:
-            root = build_layer(source) if match["key"] == "ContentUri" else source
+            root = build_layer() if match["key"] == "ContentUri" else source
             uploaded[cache_key] = upload(s3, zip_tree(root), source.name)
         return f"{match['indent']}{match['key']}: {uploaded[cache_key]}"
 

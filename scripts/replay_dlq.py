@@ -7,7 +7,7 @@ scripts/replay_dlq.py replay FraudDLQ --stack paypipe-dev --dry-run
 
 import sys
 
-from paypipe.ops.dlq_cli import main
+from paypipe.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["dlq", *sys.argv[1:]]))

@@ -182,13 +182,6 @@ def load_profile() -> Profile:
 # -- command ------------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--volume", type=int, required=True, help="payments per month")
-    parser.add_argument(
-        "--avg-amount", type=float, default=100.0, help="average payment in dollars (default 100)"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     prices = load_prices()
     profile = load_profile()

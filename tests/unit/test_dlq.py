@@ -27,7 +27,7 @@ from paypipe.ops.dlq import (
     requeue_attributes,
     resolve_queue,
 )
-from paypipe.ops.dlq_aws import RateLimiter
+from paypipe.ops.dlq_aws import JsonlAudit, RateLimiter
 
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 PAN = "4111111111111111"
@@ -215,3 +215,19 @@ def test_rate_limiter_spaces_calls():
     assert slept == [0.25, 0.25]
     with pytest.raises(DlqError):
         RateLimiter(0)
+
+
+def test_an_audit_file_without_records_is_not_left_behind(tmp_path):
+    unused = JsonlAudit(tmp_path / "runs" / "unused.jsonl")
+    unused.close()
+    assert not (tmp_path / "runs" / "unused.jsonl").exists()
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text('{"action": "replayed"}\n')
+    JsonlAudit(earlier).close()
+    assert earlier.read_text() == '{"action": "replayed"}\n'
+    used = JsonlAudit(tmp_path / "used.jsonl")
+    used.write({"action": "replayed", "message_id": "m-1"})
+    used.close()
+    assert (tmp_path / "used.jsonl").read_text() == '{"action": "replayed", "message_id": "m-1"}\n'
+    with pytest.raises(OSError):
+        JsonlAudit(tmp_path / "used.jsonl" / "under-a-file.jsonl")

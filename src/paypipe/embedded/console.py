@@ -30,25 +30,6 @@ STATE_NAMES = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--payments", type=int, default=50, help="PaymentRequested events to publish")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the sample traffic and the faults")
-    parser.add_argument("--out", type=Path, default=Path("out"), help="where ACH files and logs are written")
-    parser.add_argument(
-        "--faults",
-        action="store_true",
-        help="inject duplicates, reordering, crashes, PutEvents partial failures, KMS/DynamoDB throttling",
-    )
-    parser.add_argument(
-        "--scenario",
-        type=Path,
-        help="play this JSON-lines traffic file instead of the sample traffic (see README: scenarios)",
-    )
-    parser.add_argument(
-        "--report", type=Path, help="with --scenario: where the JSON report goes (default: OUT/report.json)"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     if args.scenario is not None:
         return run_scenario(

@@ -19,7 +19,7 @@ from paypipe.embedded.evidence import ach_file_entries, dlq_records, ledger, run
 from paypipe.embedded.faults import FaultPlan
 from paypipe.embedded.reconcile import Reconciliation, reconcile
 from paypipe.embedded.runtime import EmbeddedPipeline
-from paypipe.embedded.scenario import build_scenario
+from paypipe.embedded.scenario import Scenario, build_scenario
 from paypipe.events import models as ev
 
 Progress = Callable[[str, int, int], None]
@@ -56,60 +56,77 @@ def run_demo(
     scenario = build_scenario(payments, seed=seed, now=now, run_id=f"run{now:%H%M%S}")
     rng = random.Random(seed)
     with EmbeddedPipeline(overrides=overrides, faults=faults, start=now) as pipeline:
-        hold_days = int(pipeline.stack.parameters["HoldDays"])
-
-        notify("publish PaymentRequested", 0, payments)
-        for start in range(0, payments, 50):
-            chunk = scenario.requests[start : start + 50]
-            if not pipeline.play(chunk).ok:  # each request at its own time on the pipeline clock
-                raise RuntimeError("requests could not be published")
-            notify("publish PaymentRequested", start + len(chunk), payments)
-        _drain(pipeline, "validate -> tokenize -> fraud -> escrow hold", notify)
-
-        held = {e.payment_id: e for e in pipeline.observed() if isinstance(e, ev.FundsHeld)}
-        opened, resolved = _follow_ups(list(held.values()), rng, pipeline.clock.now())
-        notify("service completions and disputes", 0, len(opened) + len(resolved))
-        # Disputes are opened before they are resolved, as in life: publish in two waves.
-        for wave in (opened, resolved):
-            if wave and not pipeline.publish(wave).ok:
-                raise RuntimeError("follow-up events could not be published")
-            _drain(pipeline, "release", notify)
-
-        for run in range(SCHEDULE_RUNS_AFTER_EXPIRY):
-            notify(f"fast-forward {hold_days + 1} days: sweep and ACH cut", run, SCHEDULE_RUNS_AFTER_EXPIRY)
-            pipeline.run_scheduled(now + timedelta(days=hold_days + 1, minutes=5 * run))
-            _drain(pipeline, "release sweep -> ACH batch", notify)
-        for run in range(SCHEDULE_RUNS_AFTER_EXPIRY):
-            notify("ACH cut after the next window", run, SCHEDULE_RUNS_AFTER_EXPIRY)
-            pipeline.run_scheduled(now + timedelta(days=hold_days + 3, minutes=5 * run))
-            _drain(pipeline, "ACH cut", notify)
-
-        observed = pipeline.observed()
-        log_file = os.environ.get("LOG_FILE")
-        leaks = scan(
-            pipeline_sources(
-                pipeline, Path(log_file).read_text() if log_file and Path(log_file).exists() else ""
-            ),
-            Secrets.of(ev.to_detail(request) for request in scenario.requests),
-        )
-        entries, files = ach_file_entries(pipeline, out_dir)
-        report = RunReport(
-            payments=payments,
-            intents=scenario.mix(),
-            reconciliation=reconcile(
-                (request.payment_id for request in scenario.requests),
-                pipeline.observations(),
-                dlq_records(pipeline),
-                [entry.as_ach_entry() for entry in entries],
-                ledger(pipeline).verify_balanced(),
-                context=run_context(pipeline),
-            ),
-            ach_files=files,
-            events_seen=len(observed),
-            injected=Counter(faults.injected) if faults else Counter(),
-            stored_data_leaks=[str(leak) for leak in leaks],
-        )
+        _publish_requests(pipeline, scenario, notify)
+        _complete_and_dispute(pipeline, rng, notify)
+        _run_schedules(pipeline, now, notify)
+        report = _report(pipeline, scenario, out_dir, faults)
     return report
+
+
+def _publish_requests(pipeline: EmbeddedPipeline, scenario: Scenario, notify: Progress) -> None:
+    payments = len(scenario.requests)
+    notify("publish PaymentRequested", 0, payments)
+    for start in range(0, payments, 50):
+        chunk = scenario.requests[start : start + 50]
+        if not pipeline.play(chunk).ok:  # each request at its own time on the pipeline clock
+            raise RuntimeError("requests could not be published")
+        notify("publish PaymentRequested", start + len(chunk), payments)
+    _drain(pipeline, "validate -> tokenize -> fraud -> escrow hold", notify)
+
+
+def _complete_and_dispute(pipeline: EmbeddedPipeline, rng: random.Random, notify: Progress) -> None:
+    held = {e.payment_id: e for e in pipeline.observed() if isinstance(e, ev.FundsHeld)}
+    opened, resolved = _follow_ups(list(held.values()), rng, pipeline.clock.now())
+    notify("service completions and disputes", 0, len(opened) + len(resolved))
+    # Disputes are opened before they are resolved, as in life: publish in two waves.
+    for wave in (opened, resolved):
+        if wave and not pipeline.publish(wave).ok:
+            raise RuntimeError("follow-up events could not be published")
+        _drain(pipeline, "release", notify)
+
+
+def _run_schedules(pipeline: EmbeddedPipeline, now: datetime, notify: Progress) -> None:
+    """Fast-forward past hold expiry (sweep and ACH cut), then past the next ACH window."""
+    hold_days = int(pipeline.stack.parameters["HoldDays"])
+    for run in range(SCHEDULE_RUNS_AFTER_EXPIRY):
+        notify(f"fast-forward {hold_days + 1} days: sweep and ACH cut", run, SCHEDULE_RUNS_AFTER_EXPIRY)
+        pipeline.run_scheduled(now + timedelta(days=hold_days + 1, minutes=5 * run))
+        _drain(pipeline, "release sweep -> ACH batch", notify)
+    for run in range(SCHEDULE_RUNS_AFTER_EXPIRY):
+        notify("ACH cut after the next window", run, SCHEDULE_RUNS_AFTER_EXPIRY)
+        pipeline.run_scheduled(now + timedelta(days=hold_days + 3, minutes=5 * run))
+        _drain(pipeline, "ACH cut", notify)
+
+
+def _report(
+    pipeline: EmbeddedPipeline, scenario: Scenario, out_dir: Path, faults: FaultPlan | None
+) -> RunReport:
+    """Reconcile what the pipeline left behind and scan it for stored card and account data."""
+    observed = pipeline.observed()
+    log_file = os.environ.get("LOG_FILE")
+    leaks = scan(
+        pipeline_sources(
+            pipeline, Path(log_file).read_text() if log_file and Path(log_file).exists() else ""
+        ),
+        Secrets.of(ev.to_detail(request) for request in scenario.requests),
+    )
+    entries, files = ach_file_entries(pipeline, out_dir)
+    return RunReport(
+        payments=len(scenario.requests),
+        intents=scenario.mix(),
+        reconciliation=reconcile(
+            (request.payment_id for request in scenario.requests),
+            pipeline.observations(),
+            dlq_records(pipeline),
+            [entry.as_ach_entry() for entry in entries],
+            ledger(pipeline).verify_balanced(),
+            context=run_context(pipeline),
+        ),
+        ach_files=files,
+        events_seen=len(observed),
+        injected=Counter(faults.injected) if faults else Counter(),
+        stored_data_leaks=[str(leak) for leak in leaks],
+    )
 
 
 def _follow_ups(held: list[ev.FundsHeld], rng: random.Random, now: datetime) -> tuple[list[ev.Event], ...]:

@@ -45,10 +45,20 @@ def _key_of(backend: Any, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
     return key
 
 
+Operation = tuple[str, dict[str, Any], dict[str, Any]]  # (type, request, key)
+
+
 def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+    ops = _parsed_operations(self, transact_items)
+    _check_conditions(self, ops)
+    _apply_all_or_none(self, ops)
+
+
+def _parsed_operations(backend: Any, transact_items: list[dict[str, Any]]) -> list[Operation]:
+    """The transaction's operations, refused as DynamoDB refuses them (size, shape, one per item)."""
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
-    ops: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    ops: list[Operation] = []
     seen: set[tuple[str, str]] = set()
     for item in transact_items:
         if len(item) > 1:
@@ -56,16 +66,20 @@ def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Non
         op_type, op = next(iter(item.items()))
         if op_type not in OPERATIONS:
             raise ValueError("Unsupported transaction operation")
-        key = _key_of(self, op_type, op)
+        key = _key_of(backend, op_type, op)
         identity = (str(op["TableName"]), str(dict(sorted(key.items()))))
         if identity in seen:
             raise MultipleTransactionsException()
         seen.add(identity)
         ops.append((op_type, op, key))
+    return ops
 
+
+def _check_conditions(backend: Any, ops: list[Operation]) -> None:
+    """Cancel the transaction, with a reason per operation, if any condition fails."""
     errors: list[tuple[str | None, str | None, Any]] = []
     for _op_type, op, key in ops:
-        current = self.get_item(op["TableName"], key)
+        current = backend.get_item(op["TableName"], key)
         expression = op.get("ConditionExpression")
         if expression is not None:
             condition = get_filter_expression(
@@ -81,39 +95,44 @@ def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Non
     if any(code is not None for code, _, _ in errors):
         raise TransactionCanceledException(errors)
 
+
+def _apply_all_or_none(backend: Any, ops: list[Operation]) -> None:
+    """Apply every write; on a failure restore each item written so far."""
     snapshots: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
     try:
         for op_type, op, key in ops:
             table_name = op["TableName"]
-            current = self.get_item(table_name, key)
+            current = backend.get_item(table_name, key)
             snapshots.append((table_name, key, current.to_json()["Attributes"] if current else None))
-            names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
-            if op_type == "Put":
-                self.put_item(
-                    table_name,
-                    op["Item"],
-                    expression_attribute_names=names,
-                    expression_attribute_values=values,
-                )
-            elif op_type == "Delete":
-                self.delete_item(
-                    table_name, key, expression_attribute_names=names, expression_attribute_values=values
-                )
-            elif op_type == "Update":
-                self.update_item(
-                    table_name,
-                    key,
-                    update_expression=op["UpdateExpression"],
-                    expression_attribute_names=names,
-                    expression_attribute_values=values,
-                )
+            _apply(backend, op_type, op, key)
     except Exception:
         for table_name, key, attributes in reversed(snapshots):
             if attributes is None:
-                self.delete_item(table_name, key)
+                backend.delete_item(table_name, key)
             else:
-                self.put_item(table_name, attributes)
+                backend.put_item(table_name, attributes)
         raise
+
+
+def _apply(backend: Any, op_type: str, op: dict[str, Any], key: dict[str, Any]) -> None:
+    table_name = op["TableName"]
+    names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+    if op_type == "Put":
+        backend.put_item(
+            table_name, op["Item"], expression_attribute_names=names, expression_attribute_values=values
+        )
+    elif op_type == "Delete":
+        backend.delete_item(
+            table_name, key, expression_attribute_names=names, expression_attribute_values=values
+        )
+    elif op_type == "Update":
+        backend.update_item(
+            table_name,
+            key,
+            update_expression=op["UpdateExpression"],
+            expression_attribute_names=names,
+            expression_attribute_values=values,
+        )
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from paypipe.errors import CommandError, EnvironmentProblem
 from paypipe.events.models import EVENT_TYPES, UnknownEventError, parse_detail
 from paypipe.redaction import redact, redact_pan
 from paypipe.runtime.clock import RECEIVED_AT_ATTRIBUTE
@@ -26,7 +27,6 @@ REPLAY_COUNT = "replay_count"
 # Rule-target DLQs are re-published with PutEvents, which carries no message attributes: the
 # replay count travels as an entry of the event's ``resources`` instead.
 REPLAY_MARKER = "paypipe:replay-count:"
-DEFAULT_MAX_REPLAYS = 3
 
 # Skip reasons, as reported and counted.
 FILTERED = "filtered"
@@ -35,8 +35,12 @@ MALFORMED = "malformed body"
 MISMATCH = "source queue mismatch"
 
 
-class DlqError(Exception):
+class DlqError(CommandError):
     """Invalid operator input or stack state; raised before anything is moved."""
+
+
+class DlqStackError(DlqError, EnvironmentProblem):
+    """The stack is not there, or not as the tool needs it."""
 
 
 @dataclass(frozen=True)

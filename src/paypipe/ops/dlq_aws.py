@@ -21,11 +21,12 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from paypipe.ops import DEFAULT_MAX_REPLAYS
 from paypipe.ops.dlq import (
-    DEFAULT_MAX_REPLAYS,
     Dlq,
     DlqError,
     DlqMessage,
+    DlqStackError,
     Filters,
     StackDlqs,
     audit_record,
@@ -52,13 +53,13 @@ def discover(
             described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
         except ClientError as error:
             if source == "outputs" or "does not exist" not in str(error):
-                raise DlqError(f"cannot read stack {stack} from CloudFormation: {error}") from None
+                raise DlqStackError(f"cannot read stack {stack} from CloudFormation: {error}") from None
         else:
             found = dlqs_from_outputs(stack, described.get("Outputs", []))
             if found.dlqs:
                 return found
             if source == "outputs":
-                raise DlqError(f"stack {stack} has no <Name>DLQUrl outputs")
+                raise DlqStackError(f"stack {stack} has no <Name>DLQUrl outputs; try --discover tags")
     dlqs = []
     for url in _queue_urls(sqs):
         tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
@@ -69,7 +70,10 @@ def discover(
         if dlq is not None:
             dlqs.append(dlq)
     if not dlqs:
-        raise DlqError(f"no DLQs found for stack {stack} (no outputs, no queue tagged paypipe:stack={stack})")
+        raise DlqStackError(
+            f"no DLQs found for stack {stack} (no outputs, no queue tagged paypipe:stack={stack}); "
+            "check --stack, --region and the account"
+        )
     rule_dlqs = {queue_arn(sqs, dlq.url) for dlq in dlqs if dlq.kind == "rule-target"}
     bus = _bus_dead_lettering_into(events, rule_dlqs) if events is not None and rule_dlqs else None
     return StackDlqs(stack, tuple(sorted(dlqs, key=lambda d: d.name)), bus, "tags")
@@ -181,17 +185,24 @@ class JsonlAudit:
     """Appends one JSON line per record, flushed and synced before the message is deleted."""
 
     def __init__(self, path: Path) -> None:
+        # Opened at once, so an unwritable path fails before anything moves; removed again on
+        # close when no record was written to a file this run created.
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._created = not path.exists()
+        self._written = False
         self._file = path.open("a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record, sort_keys=True) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
+        self._written = True
 
     def close(self) -> None:
         self._file.close()
+        if self._created and not self._written:
+            self.path.unlink(missing_ok=True)
 
 
 class S3Audit:
@@ -254,6 +265,17 @@ class ReplayOptions:
     wait_seconds: int = 1
 
 
+def check_options(options: ReplayOptions) -> None:
+    """Raises DlqError for options no replay can run with (checked before any AWS call)."""
+    if options.max_messages is not None and options.max_messages < 1:
+        raise DlqError("--max must be at least 1")
+    if options.max_replays < 1:
+        raise DlqError("--max-replays must be at least 1")
+    combined = options.filters.active or options.max_messages or options.rate or options.dry_run
+    if options.server_side and combined:
+        raise DlqError("--server-side cannot be combined with filters, --max, --rate or --dry-run")
+
+
 @dataclass
 class ReplayReport:
     dlq: Dlq
@@ -305,10 +327,7 @@ class Replayer:
     ) -> ReplayReport:
         """Move ``dlq``'s messages back: a consumer DLQ to its source queue, a rule-target DLQ to
         the bus. Raises DlqError (having moved nothing) on invalid input."""
-        if options.max_messages is not None and options.max_messages < 1:
-            raise DlqError("--max must be at least 1")
-        if options.max_replays < 1:
-            raise DlqError("--max-replays must be at least 1")
+        check_options(options)
         limiter = self._limiter_factory(options.rate)
         if dlq.kind == "consumer":
             if not dlq.source_queue_url:
@@ -326,18 +345,16 @@ class Replayer:
             )
         report = ReplayReport(dlq, destination, "dry-run" if options.dry_run else "per-message")
         if options.server_side:
-            if self._move_task(dlq, options, report):
+            if self._move_task(dlq, report):
                 return report
             report.mode = "per-message"
         self._per_message(_Run(dlq, options, report, expected_arn, limiter, progress))
         return report
 
-    def _move_task(self, dlq: Dlq, options: ReplayOptions, report: ReplayReport) -> bool:
+    def _move_task(self, dlq: Dlq, report: ReplayReport) -> bool:
         """SQS StartMessageMoveTask for a whole consumer DLQ. False when the endpoint lacks it."""
         if dlq.kind != "consumer":
             raise DlqError("--server-side moves only consumer DLQs (rule-target DLQs go to the bus)")
-        if options.filters.active or options.max_messages or options.rate or options.dry_run:
-            raise DlqError("--server-side cannot be combined with filters, --max, --rate or --dry-run")
         source_arn = queue_arn(self._sqs, dlq.url)
         try:
             task = self._sqs.start_message_move_task(
@@ -347,7 +364,7 @@ class Replayer:
             supported = False
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") not in UNSUPPORTED_CODES:
-                raise DlqError(f"StartMessageMoveTask failed: {error}") from None
+                raise DlqStackError(f"StartMessageMoveTask failed: {error}") from None
             supported = False
         else:
             supported = True

@@ -1,15 +1,16 @@
 """``paypipe dlq list|show|replay``: inspect and replay a stack's dead-letter queues.
 
-Exit status: 0 done; 1 some messages need attention (errors, malformed, capped or mismatched
-messages left in the DLQ); 2 invalid input, nothing moved.
+Arguments are defined in :mod:`paypipe.cli`. Exit status: 0 done; 1 some messages need attention
+(errors, malformed, capped or mismatched messages left in the DLQ); 2 invalid input and 3 AWS or
+the environment (region, credentials, endpoint, stack), in both cases with nothing moved.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
+import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from paypipe.errors import EnvironmentProblem
 from paypipe.ops.dlq import (
-    DEFAULT_MAX_REPLAYS,
     DlqError,
+    StackDlqs,
     build_filters,
     group_messages,
     oldest_age,
@@ -36,84 +38,97 @@ from paypipe.ops.dlq_aws import (
     ReplayOptions,
     ReplayReport,
     S3Audit,
+    check_options,
     depth,
     discover,
     peek,
 )
+from paypipe.runtime.aws import CLIENT_CONFIG
 
-DEFAULT_AUDIT_FILE = "paypipe-dlq-audit.jsonl"
+NO_REGION = "no AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION)"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--stack", required=True, help="stack name (CloudFormation, or the paypipe:stack tag)"
-    )
-    common.add_argument(
-        "--discover",
-        choices=["auto", "outputs", "tags"],
-        default="auto",
-        help="find DLQs from stack outputs, queue tags, or outputs when the stack exists (default)",
-    )
-    common.add_argument("--region", help="AWS region (default: the environment's)")
-    common.add_argument("--profile", help="AWS profile")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(dest="dlq_command", required=True)
-    sub.add_parser("list", parents=[common], help="every DLQ of the stack with depth and oldest message")
+def region(args: argparse.Namespace) -> str | None:
+    """``--region``, else ``AWS_REGION``, else ``AWS_DEFAULT_REGION`` (None: the profile decides)."""
+    return args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
 
-    show = sub.add_parser("show", parents=[common], help="peek at messages (redacted), grouped by reason")
-    show.add_argument("queue", help="DLQ: logical name (FraudDLQ), queue name, URL or kind:step")
-    show.add_argument("--limit", type=int, default=50, help="messages to peek at (default 50)")
-    show.add_argument("--bodies", action="store_true", help="print each redacted event body")
-    show.add_argument("--visibility", type=int, default=30, help="seconds peeked messages stay hidden")
 
-    replay = sub.add_parser("replay", parents=[common], help="move messages back to their source")
-    replay.add_argument("queue", help="DLQ: logical name (FraudDLQ), queue name, URL or kind:step")
-    replay.add_argument("--dry-run", action="store_true", help="show what would move; move nothing")
-    replay.add_argument(
-        "--detail-type", action="append", default=[], help="only this event type (repeatable)"
+@dataclass
+class Aws:
+    """The session and one client per service, all with the project's timeouts and retries."""
+
+    session: Any
+    endpoint_url: str | None
+    _clients: dict[str, Any] = field(default_factory=dict, init=False)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Aws:
+        session = boto3.session.Session(region_name=region(args), profile_name=args.profile)
+        if not session.region_name:
+            raise EnvironmentProblem(NO_REGION)
+        return cls(session, args.endpoint_url or None)
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session.client(
+                service, config=CLIENT_CONFIG, endpoint_url=self.endpoint_url
+            )
+        return self._clients[service]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A replay's options and audit target, checked before any AWS call."""
+
+    options: ReplayOptions
+    audit_s3: tuple[str, str] | None  # bucket, prefix
+    started: datetime
+
+
+def plan_replay(args: argparse.Namespace, started: datetime) -> Plan:
+    filters = build_filters(
+        detail_types=args.detail_type,
+        reasons=args.reason,
+        payment_ids=args.payment_id,
+        since=args.since,
+        until=args.until,
+        now=started,
     )
-    replay.add_argument("--reason", action="append", default=[], help="only this error reason (repeatable)")
-    replay.add_argument("--payment-id", action="append", default=[], help="only this payment (repeatable)")
-    replay.add_argument("--since", help="parked at or after: ISO 8601 or a duration ago (2h, 30m, 7d)")
-    replay.add_argument("--until", help="parked at or before: ISO 8601 or a duration ago")
-    replay.add_argument("--max", type=int, dest="max_messages", help="move at most this many messages")
-    replay.add_argument("--rate", type=float, help="at most this many messages per second")
-    replay.add_argument(
-        "--max-replays",
-        type=int,
-        default=DEFAULT_MAX_REPLAYS,
-        help=f"refuse messages already replayed this many times (default {DEFAULT_MAX_REPLAYS})",
+    options = ReplayOptions(
+        filters=filters,
+        max_messages=args.max_messages,
+        rate=args.rate,
+        max_replays=args.max_replays,
+        dry_run=args.dry_run,
+        event_bus=args.event_bus,
+        server_side=args.server_side,
     )
-    replay.add_argument("--event-bus", help="bus for rule-target DLQs (default: the stack's EventBusName)")
-    replay.add_argument(
-        "--server-side",
-        action="store_true",
-        help="whole consumer DLQ via SQS StartMessageMoveTask (no replay counter, one audit record)",
-    )
-    replay.add_argument("--audit-file", default=DEFAULT_AUDIT_FILE, help="JSON lines audit file (appended)")
-    replay.add_argument("--audit-s3", help="also write the audit to s3://bucket/prefix/<run>.jsonl")
+    check_options(options)
+    audit_s3 = None
+    if args.audit_s3:
+        bucket, _, prefix = args.audit_s3.removeprefix("s3://").partition("/")
+        if not args.audit_s3.startswith("s3://") or not bucket:
+            raise DlqError(f"bad --audit-s3 {args.audit_s3!r}: use s3://bucket/prefix")
+        audit_s3 = (bucket, prefix or "dlq-audit")
+    return Plan(options, audit_s3, started)
 
 
 def run(args: argparse.Namespace) -> int:
+    plan = plan_replay(args, datetime.now(UTC)) if args.dlq_command == "replay" else None
+    aws = Aws.from_args(args)
+    stack = discover(
+        args.stack,
+        sqs=aws.client("sqs"),
+        cloudformation=aws.client("cloudformation"),
+        events=aws.client("events"),
+        source=args.discover,
+    )
     console = Console(stderr=False)
-    try:
-        session = boto3.session.Session(region_name=args.region, profile_name=args.profile)
-        stack = discover(
-            args.stack,
-            sqs=session.client("sqs"),
-            cloudformation=session.client("cloudformation"),
-            events=session.client("events"),
-            source=args.discover,
-        )
-        if args.dlq_command == "list":
-            return _list(session, stack, args, console)
-        if args.dlq_command == "show":
-            return _show(session, stack, args, console)
-        return _replay(session, stack, args, console)
-    except DlqError as error:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(error))}\nNothing was moved.")
-        return 2
+    if plan is not None:
+        return _replay(aws, stack, args, plan, console)
+    if args.dlq_command == "show":
+        return _show(aws, stack, args, console)
+    return _list(aws, stack, args, console)
 
 
 def _age(delta: timedelta | None) -> str:
@@ -129,10 +144,10 @@ def _age(delta: timedelta | None) -> str:
     return f"{seconds}s"
 
 
-def _list(session: Any, stack: Any, args: argparse.Namespace, console: Console) -> int:
-    sqs = session.client("sqs")
+def _list(aws: Aws, stack: StackDlqs, args: argparse.Namespace, console: Console) -> int:
+    sqs = aws.client("sqs")
     now = datetime.now(UTC)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for dlq in stack.dlqs:
         counts = depth(sqs, dlq.url)
         sample = peek(sqs, dlq.url, limit=100, visibility_seconds=10) if counts.visible else []
@@ -171,12 +186,10 @@ def _list(session: Any, stack: Any, args: argparse.Namespace, console: Console) 
     return 0
 
 
-def _show(session: Any, stack: Any, args: argparse.Namespace, console: Console) -> int:
+def _show(aws: Aws, stack: StackDlqs, args: argparse.Namespace, console: Console) -> int:
     dlq = resolve_queue(stack, args.queue)
-    if args.limit < 1 or args.visibility < 1:
-        raise DlqError("--limit and --visibility must be at least 1")
     messages = peek(
-        session.client("sqs"), dlq.url, limit=args.limit, visibility_seconds=args.visibility, wait_seconds=1
+        aws.client("sqs"), dlq.url, limit=args.limit, visibility_seconds=args.visibility, wait_seconds=1
     )
     groups = group_messages(messages)
     if args.json:
@@ -208,44 +221,32 @@ def _show(session: Any, stack: Any, args: argparse.Namespace, console: Console) 
     return 0
 
 
-def _replay(session: Any, stack: Any, args: argparse.Namespace, console: Console) -> int:
+def _replay(aws: Aws, stack: StackDlqs, args: argparse.Namespace, plan: Plan, console: Console) -> int:
     dlq = resolve_queue(stack, args.queue)
-    started = datetime.now(UTC)
-    filters = build_filters(
-        detail_types=args.detail_type,
-        reasons=args.reason,
-        payment_ids=args.payment_id,
-        since=args.since,
-        until=args.until,
-        now=started,
-    )
-    options = ReplayOptions(
-        filters=filters,
-        max_messages=args.max_messages,
-        rate=args.rate,
-        max_replays=args.max_replays,
-        dry_run=args.dry_run,
-        event_bus=args.event_bus,
-        server_side=args.server_side,
-    )
-    sinks = _audit_sinks(session, args, started)
-    replayer = Replayer(sqs=session.client("sqs"), events=session.client("events"), audit=sinks)
-    total = depth(session.client("sqs"), dlq.url).visible
+    total = depth(aws.client("sqs"), dlq.url).visible
     if args.max_messages:
         total = min(total, args.max_messages)
     verb = "planning" if args.dry_run else "replaying"
+    progress = Progress(
+        TextColumn(f"{verb} {dlq.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=args.json,
+    )
+    task = progress.add_task(verb, total=total or None)
+
+    def advance(_record: dict[str, Any]) -> None:
+        progress.start()  # on the first message moved: input the replay refuses draws no bar
+        progress.advance(task)
+
+    sinks = _audit_sinks(aws, args, plan)
+    replayer = Replayer(sqs=aws.client("sqs"), events=aws.client("events"), audit=sinks)
     try:
-        with Progress(
-            TextColumn(f"{verb} {dlq.name}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            disable=args.json,
-        ) as progress:
-            task = progress.add_task(verb, total=total or None)
-            report = replayer.replay(stack, dlq, options, progress=lambda _record: progress.advance(task))
+        report = replayer.replay(stack, dlq, plan.options, progress=advance)
     finally:
+        progress.stop()
         for sink in sinks:
             sink.close()
     _print_report(report, args, console)
@@ -253,15 +254,13 @@ def _replay(session: Any, stack: Any, args: argparse.Namespace, console: Console
     return 1 if attention else 0
 
 
-def _audit_sinks(session: Any, args: argparse.Namespace, started: datetime) -> list[AuditSink]:
+def _audit_sinks(aws: Aws, args: argparse.Namespace, plan: Plan) -> list[AuditSink]:
     if args.dry_run:
         return []
     sinks: list[AuditSink] = []
-    if args.audit_s3:
-        bucket, _, prefix = args.audit_s3.removeprefix("s3://").partition("/")
-        if not args.audit_s3.startswith("s3://") or not bucket:
-            raise DlqError(f"bad --audit-s3 {args.audit_s3!r}: use s3://bucket/prefix")
-        sinks.append(S3Audit(session.client("s3"), bucket, prefix or "dlq-audit", started))
+    if plan.audit_s3:
+        bucket, prefix = plan.audit_s3
+        sinks.append(S3Audit(aws.client("s3"), bucket, prefix, plan.started))
     if args.audit_file:
         sinks.append(JsonlAudit(Path(args.audit_file)))
     return sinks
@@ -299,13 +298,3 @@ def _print_report(report: ReplayReport, args: argparse.Namespace, console: Conso
         console.print(f"[yellow]left in DLQ:[/yellow] {escape(line)}")
     for line in report.errors:
         console.print(f"[red]error:[/red] {escape(line)}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="replay_dlq", description="Inspect and replay paypipe DLQs")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The stack's tables and functions, each stated once: how it is wired into infra/sam/template.yaml.
+
+A function that ``consumes`` event types is a pipeline step: it gets an SQS queue filled by an
+EventBridge rule (sources from the event contract), a consumer DLQ and a rule DLQ. One with a
+``schedule`` runs on an EventBridge schedule; one with neither is only invoked. See
+``paypipe.stack.generate`` for everything an entry produces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from paypipe.adapters.account_vault import ACCOUNT_FINGERPRINT_PURPOSE, ACCOUNT_PURPOSE
+from paypipe.adapters.vault import CARD_VAULT_PURPOSE, FINGERPRINT_KEY_PURPOSE
+from paypipe.stack.cfn import getatt, ref, sub
+
+
+@dataclass(frozen=True)
+class Table:
+    keys: tuple[str, ...] = ("pk", "sk")  # hash key, then range key
+    ttl: str | None = None  # the expiry attribute
+    retain: bool = False  # kept when the stack goes (money and card data)
+    index: bool = False  # gsi1 on gsi1pk/gsi1sk
+
+
+TABLES = {
+    "Idempotency": Table(keys=("id",), ttl="expiration"),
+    "Payments": Table(ttl="expires_at"),
+    "Vault": Table(retain=True),
+    "Velocity": Table(ttl="expires_at"),
+    "Ledger": Table(retain=True, index=True),
+    "Payouts": Table(retain=True, index=True),
+}
+
+
+@dataclass(frozen=True)
+class Vault:
+    """The vault table and key: decrypt (or, when ``encrypts``, envelope-encrypt) under these purposes."""
+
+    sid: str
+    purposes: tuple[str, ...]
+    encrypts: bool = False
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str  # its service name; its logical ids are the CamelCase (escrow_hold -> EscrowHoldQueue)
+    code: str  # services/<code>/, and the step whose source (paypipe.<code>) it publishes under
+    consumes: tuple[str, ...] = ()  # event types its queue receives
+    detail: dict[str, Any] | None = None  # what the rule also requires of the event detail
+    schedule: tuple[str, str] | None = None  # (event name, schedule parameter)
+    handler: str = "handler"
+    description: str | None = None  # default: "paypipe <name> step"
+    tables: dict[str, str] = field(default_factory=dict)  # table -> Crud | Read; sets <TABLE>_TABLE
+    vault: Vault | None = None
+    parameters: tuple[str, ...] = ()  # template parameters passed as UPPER_SNAKE variables
+    environment: dict[str, Any] = field(default_factory=dict)
+    statements: tuple[dict[str, Any], ...] = ()  # further IAM statements
+    properties: dict[str, Any] = field(default_factory=dict)  # further function properties
+    publishes: bool = True
+
+
+FUNCTIONS = (
+    Function(
+        "validate",
+        "validate",
+        consumes=("PaymentRequested",),
+        tables={"Payments": "Crud"},
+        parameters=(
+            "MaxAmountCents",
+            "SupportedCurrencies",
+            "AllowedTenants",
+            "AchOdfiRouting",
+            "AchAllowOdfiPayee",
+        ),
+    ),
+    Function(
+        "tokenize",
+        "tokenize",
+        consumes=("PaymentValidated",),
+        vault=Vault(
+            "VaultEnvelopeEncryption",
+            (CARD_VAULT_PURPOSE, FINGERPRINT_KEY_PURPOSE, ACCOUNT_PURPOSE, ACCOUNT_FINGERPRINT_PURPOSE),
+            encrypts=True,
+        ),
+        environment={"VAULT_DATA_KEY_MAX_AGE_SECONDS": 300, "VAULT_DATA_KEY_MAX_MESSAGES": 1000},
+    ),
+    Function(
+        "fraud",
+        "fraud",
+        consumes=("PaymentTokenized",),
+        tables={"Velocity": "Crud"},
+        parameters=("FraudRulesVersion", "FraudReviewAt", "FraudDeclineAt"),
+    ),
+    Function(
+        "escrow_hold",
+        "escrow_hold",
+        consumes=("PaymentScored",),
+        detail={"data": {"assessment": {"decision": ["approve"]}}},
+        tables={"Ledger": "Crud", "Payments": "Crud"},
+        parameters=("HoldDays",),
+    ),
+    Function(
+        "release",
+        "release",
+        consumes=("ServiceCompleted", "DisputeOpened", "DisputeResolved", "HoldExpiryDue"),
+        tables={"Ledger": "Crud", "Payments": "Read"},
+        parameters=("DisputeWindowDays",),
+    ),
+    Function("ach_batch", "ach_batch", consumes=("FundsReleased",), tables={"Payouts": "Crud"}),
+    Function(
+        "release_sweep",
+        "release",
+        schedule=("Sweep", "SweepSchedule"),
+        handler="sweep_handler",
+        description="paypipe release sweep - publishes HoldExpiryDue for holds past their hold-until time",
+        tables={"Ledger": "Crud"},
+        parameters=("DisputeMaxAgeDays",),
+    ),
+    Function(
+        "ach_cut",
+        "ach_batch",
+        schedule=("Cut", "AchCutSchedule"),
+        handler="cut_handler",
+        description="paypipe ACH cut - writes due payouts to NACHA files in S3 at ACH windows",
+        tables={"Payouts": "Crud", "Ledger": "Crud"},
+        # Detokenizes payee accounts (in memory, to write the file): never card data keys.
+        vault=Vault("DecryptPayeeAccounts", (ACCOUNT_PURPOSE,)),
+        parameters=(
+            "AchMaxEntriesPerBatch",
+            "AchOdfiRouting",
+            "AchCompanyId",
+            "AchCompanyName",
+            "AchSubmissionLeadMinutes",
+        ),
+        environment={"ACH_BUCKET": ref("AchBucket"), "ACH_KMS_KEY_ID": getatt("StorageKey.Arn")},
+        statements=(
+            {"Sid": "WriteAchFiles", "Action": "s3:PutObject", "Resource": sub("${AchBucket.Arn}/*")},
+            {
+                "Sid": "EncryptAchFiles",
+                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                "Resource": getatt("StorageKey.Arn"),
+            },
+        ),
+        properties={"Timeout": 300, "MemorySize": 1024},
+    ),
+    Function(
+        "detokenize",
+        "tokenize",
+        handler="detokenize_handler",
+        description="paypipe detokenize - returns a PAN for a token to authorised callers only",
+        vault=Vault("VaultDecrypt", (CARD_VAULT_PURPOSE,)),
+        publishes=False,
+    ),
+)

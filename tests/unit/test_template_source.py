@@ -1,0 +1,53 @@
+import subprocess
+import sys
+
+from paypipe.embedded.template import load_template
+from paypipe.events import models as ev
+from paypipe.stack.generate import ROOT, SHARED_PATH, TEMPLATE_PATH, event_pattern, logical, template_text
+from paypipe.stack.steps import FUNCTIONS
+
+
+def test_the_committed_template_is_what_its_sources_generate():
+    assert TEMPLATE_PATH.read_text() == template_text(SHARED_PATH.read_text()), "run scripts/gen_template.py"
+
+
+def test_check_mode_fails_on_drift_and_leaves_the_file_alone(tmp_path):
+    script = ROOT / "scripts" / "gen_template.py"
+    copy = tmp_path / "template.yaml"
+
+    def check() -> int:
+        return subprocess.run([sys.executable, script, "--check", "--template", copy], check=False).returncode
+
+    copy.write_text(TEMPLATE_PATH.read_text())
+    assert check() == 0
+    drifted = copy.read_text().replace("paypipe release step", "paypipe release stage")
+    copy.write_text(drifted)
+    assert check() == 1
+    assert copy.read_text() == drifted
+    assert subprocess.run([sys.executable, script, "--template", copy], check=False).returncode == 0
+    assert check() == 0
+
+
+def test_every_table_entry_is_one_function_and_every_step_one_rule():
+    resources = load_template()["Resources"]
+    functions = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    rules = {name for name, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+    stems = [logical(f.name) for f in FUNCTIONS]
+    assert functions == {f"{stem}Function" for stem in stems}
+    assert rules == {f"{stem}Rule" for stem, f in zip(stems, FUNCTIONS, strict=True) if f.consumes}
+
+
+def test_a_type_from_several_sources_gets_one_branch_per_source_set():
+    pattern = event_pattern(("ServiceCompleted", "HoldExpiryDue", "DisputeOpened"))
+    assert pattern == {
+        "$or": [
+            {"source": [ev.CLIENT_SOURCE], "detail-type": ["ServiceCompleted", "DisputeOpened"]},
+            {"source": ["paypipe.release"], "detail-type": ["HoldExpiryDue"]},
+        ]
+    }
+    shared = event_pattern(("RequestRefused",), {"data": {"code": ["X"]}})
+    assert shared == {
+        "source": ["paypipe.release", "paypipe.validate"],
+        "detail-type": ["RequestRefused"],
+        "detail": {"data": {"code": ["X"]}},
+    }
