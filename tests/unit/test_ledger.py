@@ -1,3 +1,5 @@
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,10 +17,12 @@ from paypipe.domain.ledger import (
     DisputeOutcome,
     DisputePhase,
     Duplicate,
+    Hold,
     HoldRequest,
     HoldStatus,
     LedgerState,
     Outcome,
+    PayoutReturn,
     Posting,
     Rejected,
     Rejection,
@@ -34,6 +38,7 @@ from paypipe.domain.ledger import (
     refund,
     release,
     resolve_dispute,
+    return_payout,
 )
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -531,6 +536,122 @@ def test_only_card_clearing_and_clawbacks_may_go_negative() -> None:
     ] == [AccountKind.CLAWBACK, AccountKind.CARD_CLEARING]
 
 
+# --- payout returns -------------------------------------------------------------------------------
+
+TRACE_1 = "011000010000001"
+TRACE_2 = "011000010000002"
+
+
+def returned(
+    payment_id: str = "pay-1", trace: str = TRACE_1, code: str = "R03", **changes: Any
+) -> PayoutReturn:
+    return replace(PayoutReturn(payment_id, code, trace, T0 + timedelta(days=2)), **changes)
+
+
+def test_a_returned_payout_is_reversed_once_and_paid_out_again_under_a_new_id() -> None:
+    state = paid_out(LedgerState(), "pay-1")
+
+    back = applied(return_payout(state, returned()))
+
+    (reversal,) = back.transfers
+    assert reversal.transfer_id == f"pay-1:payout-return:{TRACE_1}"
+    assert reversal.kind is TransferKind.PAYOUT_RETURN and reversal.reference == "pay-1:payout"
+    assert balances(back.state) == {CLEARING: -10_000, PROVIDER: 10_000}
+    assert back.hold.payout_ref is None and back.hold.paid_out_cents == 0
+    (record,) = back.hold.returned_payouts
+    assert (record.attempt, record.payout_ref, record.return_code, record.paid_out_cents) == (
+        1,
+        "ach-pay-1",
+        "R03",
+        10_000,
+    )
+    assert return_payout(back.state, returned()) == Duplicate(back.hold, back.transfers)
+    rejected(return_payout(back.state, returned(code="R02")), Rejection.IDEMPOTENCY_CONFLICT)
+    rejected(return_payout(back.state, returned(trace=TRACE_2)), Rejection.ALREADY_RETURNED)
+
+    again = applied(record_payout(back.state, "pay-1", amount_cents=10_000, payout_ref="ach-2", at=T0))
+    assert [t.transfer_id for t in again.transfers] == ["pay-1:payout:2"]
+    assert again.hold.payout_attempt == 2 and again.state.balance(SETTLEMENT) == 10_000
+    second = applied(return_payout(again.state, returned(trace=TRACE_2, code="R01")))
+    assert second.transfers[0].reference == "pay-1:payout:2"
+    assert [r.attempt for r in second.hold.returned_payouts] == [1, 2]
+
+
+def test_a_redelivered_claim_of_a_returned_payout_is_a_duplicate_not_a_second_payout() -> None:
+    back = applied(return_payout(paid_out(LedgerState(), "pay-1"), returned())).state
+    first = back.transfers["pay-1:payout"]
+
+    again = record_payout(back, "pay-1", amount_cents=10_000, payout_ref="ach-pay-1", at=T0)
+
+    assert again == Duplicate(back.holds["pay-1"], (first,))
+    repaid = applied(record_payout(back, "pay-1", amount_cents=10_000, payout_ref="ach-2", at=T0)).state
+    assert isinstance(
+        record_payout(repaid, "pay-1", amount_cents=10_000, payout_ref="ach-pay-1", at=T0), Duplicate
+    )
+    rejected(
+        record_payout(repaid, "pay-1", amount_cents=10_000, payout_ref="ach-3", at=T0),
+        Rejection.ALREADY_PAID_OUT,
+    )
+
+
+def test_a_return_is_refused_without_an_entry_outstanding() -> None:
+    rejected(return_payout(LedgerState(), returned()), Rejection.NOT_FOUND)
+    released = applied(release(held(), "pay-1", resolution_id="done", at=T0)).state
+    rejected(return_payout(released, returned()), Rejection.NOT_PAID_OUT)
+    owing = applied(open_dispute(paid_out(LedgerState(), "pay-0"), "pay-0", dispute_id="d", at=T0)).state
+    netted = paid_out(owing, "pay-1", amount_cents=6_000)  # netted entirely: no ACH entry
+    assert netted.holds["pay-1"].paid_out_cents == 0
+    rejected(return_payout(netted, returned()), Rejection.NOT_PAID_OUT)
+
+
+@pytest.mark.parametrize("change", [{"code": "R00"}, {"code": "R86"}, {"code": "C01"}, {"trace": "12345"}])
+def test_a_return_needs_a_return_code_and_a_trace_number(change: dict[str, str]) -> None:
+    rejected(return_payout(paid_out(LedgerState(), "pay-1"), returned(**change)), Rejection.INVALID_REQUEST)
+
+
+def test_a_return_restores_what_the_payout_netted_against_the_clawback() -> None:
+    owing = applied(open_dispute(paid_out(LedgerState(), "pay-0"), "pay-0", dispute_id="d", at=T0)).state
+    state = paid_out(owing, "pay-1", amount_cents=14_000)  # nets the 10,000 owed, files 4,000
+    assert state.balance(CLAWBACK) == 0
+
+    back = applied(return_payout(state, returned()))
+
+    assert back.state.balance(CLAWBACK) == -10_000 and back.state.balance(PROVIDER) == 14_000
+    assert back.state.balance(SETTLEMENT) == 10_000  # pay-0's entry only
+    again = applied(record_payout(back.state, "pay-1", amount_cents=14_000, payout_ref="ach-2", at=T0))
+    assert (again.hold.paid_out_cents, again.hold.netted_cents) == (4_000, 10_000)
+
+
+def test_a_dispute_after_a_return_holds_the_new_payout_back_and_a_refund_reverses_the_release() -> None:
+    back = applied(return_payout(paid_out(LedgerState(), "pay-1"), returned())).state
+
+    disputed = applied(open_dispute(back, "pay-1", dispute_id="dsp-1", at=T0 + timedelta(days=3)))
+
+    assert disputed.hold.dispute("dsp-1").phase is DisputePhase.PAYOUT  # type: ignore[union-attr]
+    assert disputed.transfers == ()
+    rejected(
+        record_payout(disputed.state, "pay-1", amount_cents=10_000, payout_ref="ach-2", at=T0),
+        Rejection.DISPUTED,
+    )
+    lost = applied(resolve_dispute(disputed.state, "pay-1", dispute_id="dsp-1", outcome=REFUND, at=T0))
+    assert balances(lost.state) == {CLEARING: -10_000, CUSTOMER: 10_000}
+
+
+def test_a_return_during_a_clawback_leaves_the_receivable_for_the_new_payout_to_net() -> None:
+    state = applied(open_dispute(paid_out(LedgerState(), "pay-1"), "pay-1", dispute_id="dsp-1", at=T0)).state
+    back = applied(return_payout(state, returned())).state
+
+    joined = applied(open_dispute(back, "pay-1", dispute_id="dsp-2", at=T0 + timedelta(days=3)))
+    assert joined.hold.dispute("dsp-2").phase is DisputePhase.CLAWBACK  # type: ignore[union-attr]
+    assert joined.transfers == ()
+    state = applied(resolve_dispute(joined.state, "pay-1", dispute_id="dsp-1", outcome=REFUND, at=T0)).state
+    state = applied(resolve_dispute(state, "pay-1", dispute_id="dsp-2", outcome=REFUND, at=T0)).state
+    repaid = applied(record_payout(state, "pay-1", amount_cents=10_000, payout_ref="ach-2", at=T0))
+
+    assert (repaid.hold.paid_out_cents, repaid.hold.netted_cents) == (0, 10_000)
+    assert balances(repaid.state) == {CLEARING: -10_000, CUSTOMER: 10_000}
+
+
 # --- stateful property test -----------------------------------------------------------------------
 
 PAYMENT_IDS = ("p1", "p2", "p3", "p4")
@@ -539,7 +660,9 @@ PROVIDERS = ("v1", "v2")
 CURRENCIES = ("USD", "EUR")
 RESOLUTION_IDS = ("r1", "r2")
 DISPUTE_IDS = ("d1", "d2")
-PAYOUT_REFS = ("ach1", "ach2")
+PAYOUT_REFS = ("ach1", "ach2", "ach3")
+TRACES = ("000000000000001", "000000000000002", "000000000000003")
+RETURN_CODES = ("R01", "R03")
 
 type Command = tuple[str, dict[str, object]]
 
@@ -563,6 +686,10 @@ def _run(state: LedgerState, command: Command) -> Outcome:
             return expire(state, **args)  # type: ignore[arg-type]
         case "record_payout":
             return record_payout(state, **args)  # type: ignore[arg-type]
+        case "return_payout":
+            command = args["command"]
+            assert isinstance(command, PayoutReturn)
+            return return_payout(state, command)
     raise AssertionError(name)
 
 
@@ -575,7 +702,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.now = T0
         self.sent: list[tuple[Command, bool]] = []  # command, whether it applied
         self.first_resolution: dict[str, tuple[HoldStatus, str | None, int]] = {}
-        self.payout_refs: dict[str, str] = {}
+        self.payout_refs: dict[str, tuple[str, ...]] = {}  # per payment, the reference of each attempt
 
     def _send(self, command: Command) -> Outcome:
         before = self.state
@@ -590,6 +717,15 @@ class LedgerMachine(RuleBasedStateMachine):
     def _payment(self, data: st.DataObject) -> str:
         known = sorted(self.state.holds) or list(PAYMENT_IDS)
         return data.draw(st.sampled_from(known) | st.sampled_from(PAYMENT_IDS))
+
+    def _payment_where(self, data: st.DataObject, wanted: Callable[[Hold], bool]) -> str:
+        """Mostly a payment the rule can act on, so payouts, returns and re-payouts happen often."""
+        matching = sorted(pid for pid, hold in self.state.holds.items() if wanted(hold))
+        return (
+            data.draw(st.sampled_from(matching))
+            if matching and data.draw(st.booleans())
+            else self._payment(data)
+        )
 
     def _jittered(self, data: st.DataObject) -> datetime:
         return self.now + timedelta(hours=data.draw(st.integers(-48, 48)))
@@ -648,7 +784,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(ref=st.sampled_from(PAYOUT_REFS), exact=st.booleans(), data=st.data())
     def payout(self, ref: str, exact: bool, data: st.DataObject) -> None:
-        payment_id = self._payment(data)
+        payment_id = self._payment_where(data, lambda h: h.released_cents > 0 and h.payout_ref is None)
         hold = self.state.holds.get(payment_id)
         amount = hold.released_cents if hold is not None and exact else 5_000
         blocked = hold is not None and (hold.payout_blocked or hold.reversed_cents > 0)
@@ -658,6 +794,16 @@ class LedgerMachine(RuleBasedStateMachine):
             assert not isinstance(outcome, Applied), (
                 "paid out while a dispute held it back, or after a refund"
             )
+
+    @rule(trace=st.sampled_from(TRACES), code=st.sampled_from(RETURN_CODES), data=st.data())
+    def return_payout(self, trace: str, code: str, data: st.DataObject) -> None:
+        payment_id = self._payment_where(data, lambda h: h.payout_ref is not None)
+        hold = self.state.holds.get(payment_id)
+        fresh = hold is not None and trace not in {r.trace_number for r in hold.returned_payouts}
+        returnable = fresh and hold is not None and hold.payout_ref is not None and hold.paid_out_cents > 0
+        command = PayoutReturn(payment_id, code, trace, self._jittered(data))
+        outcome = self._send(("return_payout", {"command": command}))
+        assert isinstance(outcome, Applied) == returnable, (hold, command, outcome)
 
     @rule(hours=st.integers(1, 72))
     def advance_time(self, hours: int) -> None:
@@ -719,22 +865,41 @@ class LedgerMachine(RuleBasedStateMachine):
             credited = sum(
                 p.amount_cents
                 for t in transfers
+                if t.kind is not TransferKind.PAYOUT_RETURN
                 for p in t.postings
                 if p.account == provider and p.side is Side.CREDIT
             )
             assert credited == hold.released_cents <= hold.amount_cents
-            payouts = [t for t in transfers if t.kind is TransferKind.PAYOUT]
-            assert len(payouts) <= 1
+            undone = {t.reference for t in transfers if t.kind is TransferKind.PAYOUT_RETURN}
+            payouts = [t for t in transfers if t.kind is TransferKind.PAYOUT and t.transfer_id not in undone]
+            assert len(payouts) <= 1, "two payouts outstanding"
             settlement = AccountId.settlement(hold.currency)
             paid = sum(p.amount_cents for t in payouts for p in t.postings if p.account == settlement)
             expected = hold.released_cents - hold.netted_cents if hold.payout_ref is not None else 0
             assert paid == hold.paid_out_cents == expected
             assert not (payouts and hold.reversed_cents), "a payment both paid out and reversed"
-            if hold.payout_ref is not None:
-                assert self.payout_refs.setdefault(payment_id, hold.payout_ref) == hold.payout_ref
+            refs = (*(r.payout_ref for r in hold.returned_payouts), *filter(None, [hold.payout_ref]))
+            known = self.payout_refs.setdefault(payment_id, refs)
+            assert refs[: len(known)] == known, "an attempt changed its reference"
+            self.payout_refs[payment_id] = refs
         for currency in CURRENCIES:
             paid = sum(h.paid_out_cents for h in self.state.holds.values() if h.currency == currency)
             assert self.state.balance(AccountId.settlement(currency)) == paid
+
+    @invariant()
+    def each_return_mirrors_the_payout_it_undoes_once(self) -> None:
+        returns = [t for t in self.state.transfers.values() if t.kind is TransferKind.PAYOUT_RETURN]
+        undone = Counter(t.reference for t in returns)
+        assert all(count == 1 for count in undone.values()), undone
+        for transfer in returns:
+            payout = self.state.transfers[str(transfer.reference)]
+            assert payout.kind is TransferKind.PAYOUT and payout.payment_id == transfer.payment_id
+            flipped = {(p.account, -p.signed_cents) for p in payout.postings}
+            assert {(p.account, p.signed_cents) for p in transfer.postings} == flipped
+        for hold in self.state.holds.values():
+            assert [r.attempt for r in hold.returned_payouts] == list(
+                range(1, len(hold.returned_payouts) + 1)
+            )
 
     @invariant()
     def only_a_dispute_resolution_resolves_a_frozen_hold(self) -> None:
@@ -762,6 +927,8 @@ class LedgerMachine(RuleBasedStateMachine):
             assert hold.last_change >= hold.held_at
             assert hold.resolved_at is None or hold.resolved_at >= hold.held_at
             assert hold.paid_out_at is None or hold.paid_out_at >= (hold.resolved_at or hold.held_at)
+            for payout in hold.returned_payouts:
+                assert hold.last_change >= payout.returned_at >= payout.paid_out_at
             for dispute in hold.disputes:
                 assert dispute.opened_at >= hold.held_at
                 assert dispute.closed_at is None or dispute.closed_at >= dispute.opened_at

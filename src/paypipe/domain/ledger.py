@@ -16,7 +16,21 @@ A hold moves card clearing -> escrow and then resolves exactly once: release (es
 customer) or expiry release (escrow -> provider, once ``hold_until`` has passed and
 the hold is not frozen). Commands on an unfrozen hold dated at or after
 ``hold_until`` are refused as expired, so the outcome does not depend on when the
-expiry sweep runs. A payout moves provider -> settlement once per payment.
+expiry sweep runs. A payout moves provider -> settlement (less what it nets against the
+provider's clawback, see ``record_payout``); a payment has at most one payout outstanding.
+
+The receiving bank may return a payout's ACH credit (``return_payout``, reason codes
+R01-R85). The return undoes that payout with its mirror image (settlement -> provider, and
+what it netted back to clawback), so the provider is owed the released share again and the
+payment may be paid out once more under a new reference. Payout transfers are numbered by
+attempt: ``<payment>:payout`` for the first, ``<payment>:payout:<n>`` after ``n - 1``
+returns; a return is ``<payment>:payout-return:<trace number>``, its reference the payout it
+undoes. The ledger does not know trace numbers (a payout is claimed before its file is
+built; its reference is the batch), so it takes a return to be of the outstanding payout:
+the caller matches the trace to the payout's entry first. A trace already returned is a
+``Duplicate`` (another return code: ``IDEMPOTENCY_CONFLICT``); a return is refused when
+nothing was filed (``NOT_PAID_OUT``: no payout, or one netted entirely, which has no entry)
+or the last payout was already returned and not yet paid out again (``ALREADY_RETURNED``).
 
 Disputes (``open_dispute`` / ``resolve_dispute``) act by the phase the payment was in
 when one opened:
@@ -29,6 +43,10 @@ when one opened:
 - ``clawback``: after the payout was filed. The released amount becomes a receivable
   from the provider (clawback -> disputes); when the last such dispute ends it goes to
   the customer (refund) or the receivable is cancelled (release).
+After a returned payout the money is back at the provider, so a dispute opened then is in
+the ``payout`` phase again (it holds the new payout back; a refund reverses the release),
+unless a clawback episode is still open: the dispute joins it, and the new payout nets the
+clawback's receivable, so the customer is refunded once and the provider not paid twice.
 A dispute id is opened once and resolved once; resolving an unknown dispute, or one
 already resolved with another outcome, is refused.
 
@@ -56,6 +74,8 @@ EXPIRY_RESOLUTION_ID = "hold-expiry"
 DISPUTE_RESOLUTION_PREFIX = "dispute:"
 
 _CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
+_RETURN_CODE_PATTERN = re.compile(r"R(0[1-9]|[1-7][0-9]|8[0-5])")
+_TRACE_NUMBER_PATTERN = re.compile(r"[0-9]{15}")
 
 
 class AccountKind(StrEnum):
@@ -176,6 +196,7 @@ class TransferKind(StrEnum):
     CLAWBACK = "clawback"
     CLAWBACK_REFUND = "clawback_refund"
     CLAWBACK_CANCEL = "clawback_cancel"
+    PAYOUT_RETURN = "payout_return"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,8 +231,13 @@ def resolution_transfer_id(payment_id: str) -> str:
     return f"{payment_id}:resolution"
 
 
-def payout_transfer_id(payment_id: str) -> str:
-    return f"{payment_id}:payout"
+def payout_transfer_id(payment_id: str, attempt: int = 1) -> str:
+    """The id of a payment's ``attempt``-th payout (the first keeps the id it always had)."""
+    return f"{payment_id}:payout" if attempt == 1 else f"{payment_id}:payout:{attempt}"
+
+
+def payout_return_transfer_id(payment_id: str, trace_number: str) -> str:
+    return f"{payment_id}:payout-return:{trace_number}"
 
 
 def reversal_transfer_id(payment_id: str) -> str:
@@ -272,6 +298,30 @@ class Dispute:
 
 
 @dataclass(frozen=True, slots=True)
+class ReturnedPayout:
+    """A payout whose ACH entry the receiving bank returned, as it stood when it was filed."""
+
+    attempt: int
+    payout_ref: str
+    trace_number: str
+    return_code: str
+    paid_out_cents: int
+    netted_cents: int
+    paid_out_at: datetime
+    returned_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutReturn:
+    """The receiving bank returned a payout's ACH credit (return reason code R01-R85)."""
+
+    payment_id: str
+    return_code: str
+    original_trace_number: str  # the trace number of the returned entry
+    returned_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class HoldRequest:
     payment_id: str
     customer_id: str
@@ -301,10 +351,16 @@ class Hold:
     refunded_cents: int = 0
     reversed_cents: int = 0  # a released amount given back to the customer before any payout
     reversed_at: datetime | None = None
-    payout_ref: str | None = None
+    payout_ref: str | None = None  # the outstanding payout (None: none, or it was returned)
     paid_out_cents: int = 0  # the ACH entry: released - netted
     netted_cents: int = 0  # kept at payout to settle the provider's clawback (negative: paid back)
     paid_out_at: datetime | None = None
+    returned_payouts: tuple[ReturnedPayout, ...] = ()  # oldest first
+
+    @property
+    def payout_attempt(self) -> int:
+        """The number of the outstanding payout, or of the last one returned (0: never paid out)."""
+        return len(self.returned_payouts) + (self.payout_ref is not None)
 
     @property
     def is_resolved(self) -> bool:
@@ -363,6 +419,8 @@ class Rejection(StrEnum):
     DISPUTE_ALREADY_RESOLVED = "DISPUTE_ALREADY_RESOLVED"
     DISPUTE_WINDOW_CLOSED = "DISPUTE_WINDOW_CLOSED"
     ALREADY_PAID_OUT = "ALREADY_PAID_OUT"
+    NOT_PAID_OUT = "NOT_PAID_OUT"
+    ALREADY_RETURNED = "ALREADY_RETURNED"
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
 
 
@@ -681,7 +739,7 @@ def dispute_phase(hold: Hold, at: datetime) -> DisputePhase:
     """The phase a dispute opened at ``at`` belongs to (see the module docstring)."""
     if hold.status is HoldStatus.FROZEN or (hold.status is HoldStatus.HELD and at < hold.hold_until):
         return DisputePhase.ESCROW
-    if hold.payout_ref is None:
+    if hold.payout_ref is None and not hold.open_disputes(DisputePhase.CLAWBACK):
         return DisputePhase.PAYOUT
     return DisputePhase.CLAWBACK
 
@@ -901,7 +959,8 @@ def _netting(state: LedgerState, hold: Hold, max_entry_cents: int) -> int:
     return -min(-owed, max(0, max_entry_cents - hold.released_cents))
 
 
-def _payout_transfer(hold: Hold, netted: int, payout_ref: str, at: datetime) -> Transfer:
+def _payout_postings(hold: Hold, netted: int) -> tuple[Posting, ...]:
+    """A payout's postings: provider -> settlement (the entry) and clawback (what is netted)."""
     entry = hold.released_cents - netted
     postings = [Posting(AccountId.provider(hold.provider_id, hold.currency), Side.DEBIT, hold.released_cents)]
     if entry:
@@ -909,15 +968,41 @@ def _payout_transfer(hold: Hold, netted: int, payout_ref: str, at: datetime) -> 
     if netted:
         side = Side.CREDIT if netted > 0 else Side.DEBIT
         postings.append(Posting(AccountId.clawback(hold.provider_id, hold.currency), side, abs(netted)))
+    return tuple(postings)
+
+
+def _payout_transfer(hold: Hold, netted: int, payout_ref: str, at: datetime) -> Transfer:
     return Transfer(
-        transfer_id=payout_transfer_id(hold.payment_id),
+        transfer_id=payout_transfer_id(hold.payment_id, hold.payout_attempt + 1),
         kind=TransferKind.PAYOUT,
         payment_id=hold.payment_id,
         currency=hold.currency,
-        postings=tuple(postings),
+        postings=_payout_postings(hold, netted),
         at=at,
         reference=payout_ref,
     )
+
+
+def _settled_payout(
+    state: LedgerState, hold: Hold, payout_ref: str, amount_cents: int
+) -> Duplicate | Rejected | None:
+    """The answer for a payout already recorded (outstanding or returned), or None."""
+    attempt = next((r.attempt for r in hold.returned_payouts if r.payout_ref == payout_ref), None)
+    if hold.payout_ref == payout_ref:
+        attempt = hold.payout_attempt
+    elif hold.payout_ref is not None and attempt is None:
+        return Rejected(
+            Rejection.ALREADY_PAID_OUT,
+            f"payment {hold.payment_id} was already paid out by {hold.payout_ref}",
+        )
+    if attempt is None:
+        return None
+    if hold.released_cents != amount_cents:
+        return Rejected(
+            Rejection.IDEMPOTENCY_CONFLICT,
+            f"payout {payout_ref} of payment {hold.payment_id} was of {hold.released_cents} cents",
+        )
+    return Duplicate(hold, _existing(state, payout_transfer_id(hold.payment_id, attempt)))
 
 
 def record_payout(
@@ -933,7 +1018,8 @@ def record_payout(
 
     The entry pays the share less what the provider owes on clawbacks (``Hold.netted_cents``),
     or plus what is owed back to them, up to ``max_entry_cents`` (default: the share itself).
-    A payout held back by a dispute, or of a payment refunded, is refused.
+    A payout held back by a dispute, or of a payment refunded, is refused. After a return the
+    payment is paid out again under a new reference (a returned reference is a ``Duplicate``).
     """
     _require_aware("at", at)
     if not payout_ref:
@@ -941,17 +1027,8 @@ def record_payout(
     hold = state.holds.get(payment_id)
     if hold is None:
         return _not_found(payment_id)
-    if hold.payout_ref is not None:
-        if hold.payout_ref != payout_ref:
-            return Rejected(
-                Rejection.ALREADY_PAID_OUT, f"payment {payment_id} was already paid out by {hold.payout_ref}"
-            )
-        if hold.released_cents != amount_cents:
-            return Rejected(
-                Rejection.IDEMPOTENCY_CONFLICT,
-                f"payout {payout_ref} of payment {payment_id} was of {hold.released_cents} cents",
-            )
-        return Duplicate(hold, _existing(state, payout_transfer_id(payment_id)))
+    if (settled := _settled_payout(state, hold, payout_ref, amount_cents)) is not None:
+        return settled
     if (refused := _payout_refusal(hold, payout_ref, amount_cents)) is not None:
         return refused
     at = _effective(hold, at)
@@ -967,3 +1044,98 @@ def record_payout(
         at,
     )
     return _commit(state, paid, (_payout_transfer(hold, netted, payout_ref, at),))
+
+
+# --- payout returns ------------------------------------------------------------------------------
+
+
+def _return_problem(command: PayoutReturn) -> Rejected | None:
+    if not _RETURN_CODE_PATTERN.fullmatch(command.return_code):
+        return Rejected(
+            Rejection.INVALID_REQUEST, f"return code must be R01-R85, got {command.return_code!r}"
+        )
+    if not _TRACE_NUMBER_PATTERN.fullmatch(command.original_trace_number):
+        return Rejected(
+            Rejection.INVALID_REQUEST,
+            f"trace number must be 15 digits, got {command.original_trace_number!r}",
+        )
+    return None
+
+
+def _settled_return(state: LedgerState, hold: Hold, command: PayoutReturn) -> Duplicate | Rejected | None:
+    """The answer for a return already booked under this trace number, or None."""
+    trace = command.original_trace_number
+    known = next((r for r in hold.returned_payouts if r.trace_number == trace), None)
+    if known is None:
+        return None
+    if known.return_code != command.return_code:
+        return Rejected(
+            Rejection.IDEMPOTENCY_CONFLICT,
+            f"entry {trace} of payment {hold.payment_id} was returned as {known.return_code}",
+        )
+    return Duplicate(hold, _existing(state, payout_return_transfer_id(hold.payment_id, trace)))
+
+
+def _unreturnable(hold: Hold) -> Rejected | None:
+    if hold.payout_ref is None and hold.returned_payouts:
+        last = hold.returned_payouts[-1]
+        return Rejected(
+            Rejection.ALREADY_RETURNED,
+            f"payout {last.attempt} of payment {hold.payment_id} was returned (entry {last.trace_number}) "
+            "and not paid out again",
+        )
+    if hold.payout_ref is None or not hold.paid_out_cents:
+        return Rejected(Rejection.NOT_PAID_OUT, f"payment {hold.payment_id} has no ACH entry outstanding")
+    return None
+
+
+def return_payout(state: LedgerState, command: PayoutReturn) -> Outcome:
+    """Reverse the outstanding payout whose ACH entry came back: the provider is owed it again.
+
+    The whole payout is undone (settlement -> provider, and what it netted back to the
+    clawback account), so paying the payment out again nets against the clawback as it then is.
+    """
+    _require_aware("returned_at", command.returned_at)
+    if (problem := _return_problem(command)) is not None:
+        return problem
+    hold = state.holds.get(command.payment_id)
+    if hold is None:
+        return _not_found(command.payment_id)
+    if (settled := _settled_return(state, hold, command)) is not None:
+        return settled
+    if (refused := _unreturnable(hold)) is not None:
+        return refused
+    assert hold.payout_ref is not None
+    at = _effective(hold, command.returned_at)
+    record = ReturnedPayout(
+        attempt=hold.payout_attempt,
+        payout_ref=hold.payout_ref,
+        trace_number=command.original_trace_number,
+        return_code=command.return_code,
+        paid_out_cents=hold.paid_out_cents,
+        netted_cents=hold.netted_cents,
+        paid_out_at=hold.paid_out_at or at,
+        returned_at=at,
+    )
+    mirrored = tuple(
+        replace(p, side=Side.CREDIT if p.side is Side.DEBIT else Side.DEBIT)
+        for p in _payout_postings(hold, hold.netted_cents)
+    )
+    transfer = Transfer(
+        transfer_id=payout_return_transfer_id(hold.payment_id, command.original_trace_number),
+        kind=TransferKind.PAYOUT_RETURN,
+        payment_id=hold.payment_id,
+        currency=hold.currency,
+        postings=mirrored,
+        at=at,
+        reference=payout_transfer_id(hold.payment_id, record.attempt),
+    )
+    reopened = replace(
+        hold,
+        payout_ref=None,
+        paid_out_cents=0,
+        netted_cents=0,
+        paid_out_at=None,
+        returned_payouts=(*hold.returned_payouts, record),
+    )
+    return _commit(state, _changed(reopened, at), (transfer,))
