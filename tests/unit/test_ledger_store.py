@@ -16,6 +16,7 @@ from paypipe.domain.ledger import (
     HoldRequest,
     HoldStatus,
     Outcome,
+    PayoutReturn,
     Rejected,
     Rejection,
     TransferKind,
@@ -222,6 +223,70 @@ def test_payout_moves_the_release_to_settlement_once(store: LedgerStore) -> None
     assert balances(store) == {CLEARING: -10_000, CUSTOMER: 4_000, SETTLEMENT: 6_000}
 
 
+TRACE_1 = "011000010000001"
+TRACE_2 = "011000010000002"
+
+
+def payout_return(trace: str = TRACE_1, code: str = "R03", days: int = 3) -> PayoutReturn:
+    return PayoutReturn("pay-1", code, trace, T0 + timedelta(days=days))
+
+
+def paid_out(store: LedgerStore, amount_cents: int = 10_000) -> None:
+    store.place_hold(hold_request(amount_cents=amount_cents))
+    store.release("pay-1", resolution_id="done", at=T0)
+    applied(store.record_payout("pay-1", amount_cents=amount_cents, payout_ref="ach-1", at=T0))
+
+
+def test_a_returned_payout_is_reversed_once_and_the_payment_paid_out_again(store: LedgerStore) -> None:
+    paid_out(store)
+
+    back = applied(store.return_payout(payout_return()))
+
+    assert store.get_hold("pay-1") == back.hold
+    assert store.return_payout(payout_return()) == Duplicate(back.hold, back.transfers)
+    rejected(store.return_payout(payout_return(code="R01")), Rejection.IDEMPOTENCY_CONFLICT)
+    rejected(store.return_payout(payout_return(TRACE_2)), Rejection.ALREADY_RETURNED)
+    assert balances(store) == {CLEARING: -10_000, PROVIDER: 10_000}
+
+    again = applied(
+        store.record_payout("pay-1", amount_cents=10_000, payout_ref="ach-2", at=T0 + timedelta(days=4))
+    )
+    applied(store.return_payout(payout_return(TRACE_2, "R01", days=5)))
+
+    hold = store.get_hold("pay-1")
+    assert hold is not None
+    assert [(r.attempt, r.payout_ref, r.trace_number) for r in hold.returned_payouts] == [
+        (1, "ach-1", TRACE_1),
+        (2, "ach-2", TRACE_2),
+    ]
+    assert [t.transfer_id for t in store.all_transfers() if t.payment_id == "pay-1"][-3:] == [
+        "pay-1:payout-return:" + TRACE_1,
+        again.transfers[0].transfer_id,
+        "pay-1:payout-return:" + TRACE_2,
+    ]
+    assert balances(store) == {CLEARING: -10_000, PROVIDER: 10_000}
+
+
+def test_a_return_racing_its_duplicate_reverses_the_payout_once(client: Any, store: LedgerStore) -> None:
+    paid_out(store)
+    racing = racing_store(RacingClient(client, lambda: store.return_payout(payout_return())))
+
+    outcome = racing.return_payout(payout_return())
+
+    assert isinstance(outcome, Duplicate)
+    assert balances(store) == {CLEARING: -10_000, PROVIDER: 10_000}
+
+
+def test_two_returns_racing_for_one_payout_reverse_it_once(client: Any, store: LedgerStore) -> None:
+    paid_out(store)
+    racing = racing_store(RacingClient(client, lambda: store.return_payout(payout_return(TRACE_2))))
+
+    rejected(racing.return_payout(payout_return()), Rejection.ALREADY_RETURNED)
+
+    assert balances(store) == {CLEARING: -10_000, PROVIDER: 10_000}
+    assert [t.kind for t in store.transfers("pay-1")].count(TransferKind.PAYOUT_RETURN) == 1
+
+
 def _deliver_all(store: LedgerStore) -> None:
     store.place_hold(hold_request("pay-1", 1_000))
     store.place_hold(hold_request("pay-2", 2_000))
@@ -232,6 +297,8 @@ def _deliver_all(store: LedgerStore) -> None:
     store.open_dispute("pay-3", dispute_id="dsp-3", at=T0)
     store.resolve_dispute("pay-3", dispute_id="dsp-3", outcome=DisputeOutcome.REFUND, at=T0)
     store.record_payout("pay-1", amount_cents=1_000, payout_ref="ach-1", at=T0)
+    store.return_payout(payout_return())
+    store.record_payout("pay-1", amount_cents=1_000, payout_ref="ach-2", at=T0)
     store.release_due(HOLD_UNTIL, limit=10)
 
 

@@ -1,7 +1,7 @@
 """Escrow ledger persisted in DynamoDB; every decision is made by ``paypipe.domain.ledger``.
 
 Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
-- ``ledger#payment#<payment id>`` / ``hold``: the hold, its disputes and its optimistic
+- ``ledger#payment#<payment id>`` / ``hold``: the hold, its disputes, returned payouts and its optimistic
   ``version``; while HELD it sits in gsi1 under ``ledger#hold#due`` sorted by
   ``<hold_until>#<payment id>``, otherwise while a dispute is open under ``ledger#dispute#open``
   sorted by ``<oldest open dispute not yet signalled as aged>#<payment id>``.
@@ -40,7 +40,9 @@ from paypipe.domain.ledger import (
     HoldStatus,
     LedgerState,
     Outcome,
+    PayoutReturn,
     Posting,
+    ReturnedPayout,
     Side,
     Transfer,
     TransferKind,
@@ -117,6 +119,7 @@ def _hold_item(hold: Hold) -> "Item":
         "status": _s(hold.status),
         "version": _n(hold.version),
         "disputes": {"L": [{"M": _dispute_item(d)} for d in hold.disputes]},
+        "returned_payouts": {"L": [{"M": _returned_payout_item(r)} for r in hold.returned_payouts]},
         "released_cents": _n(hold.released_cents),
         "refunded_cents": _n(hold.refunded_cents),
         "reversed_cents": _n(hold.reversed_cents),
@@ -159,6 +162,32 @@ def _dispute_item(dispute: Dispute) -> "Item":
     if dispute.outcome is not None:
         item["outcome"] = _s(dispute.outcome)
     return item
+
+
+def _returned_payout_item(returned: ReturnedPayout) -> "Item":
+    return {
+        "attempt": _n(returned.attempt),
+        "payout_ref": _s(returned.payout_ref),
+        "trace_number": _s(returned.trace_number),
+        "return_code": _s(returned.return_code),
+        "paid_out_cents": _n(returned.paid_out_cents),
+        "netted_cents": _n(returned.netted_cents),
+        "paid_out_at": _s(_time(returned.paid_out_at)),
+        "returned_at": _s(_time(returned.returned_at)),
+    }
+
+
+def _parse_returned_payout(item: "Item") -> ReturnedPayout:
+    return ReturnedPayout(
+        attempt=int(item["attempt"]["N"]),
+        payout_ref=item["payout_ref"]["S"],
+        trace_number=item["trace_number"]["S"],
+        return_code=item["return_code"]["S"],
+        paid_out_cents=int(item["paid_out_cents"]["N"]),
+        netted_cents=int(item["netted_cents"]["N"]),
+        paid_out_at=_parse_time(item["paid_out_at"]["S"]),
+        returned_at=_parse_time(item["returned_at"]["S"]),
+    )
 
 
 def _parse_dispute(item: "Item") -> Dispute:
@@ -218,6 +247,9 @@ def _parse_hold(item: "Item") -> Hold:
         paid_out_cents=int(item["paid_out_cents"]["N"]),
         netted_cents=_optional_int(item, "netted_cents"),
         paid_out_at=_optional_time(item, "paid_out_at"),
+        returned_payouts=tuple(
+            _parse_returned_payout(entry["M"]) for entry in item.get("returned_payouts", {"L": []})["L"]
+        ),
     )
 
 
@@ -358,6 +390,9 @@ class LedgerStore:
             ),
         )
 
+    def return_payout(self, command: PayoutReturn) -> Outcome:
+        return self._execute(command.payment_id, lambda state: ledger.return_payout(state, command))
+
     def release_due(self, as_of: datetime, limit: int) -> list[Outcome]:
         """The expiry sweep: release up to ``limit`` due holds, oldest first."""
         return [self.expire(payment_id, as_of=as_of) for payment_id in self.due_holds(as_of, limit)]
@@ -434,15 +469,24 @@ class LedgerStore:
 
     def holds(self) -> list[Hold]:
         """Every hold (a full Scan, for reconciliation)."""
-        found: list[Hold] = []
-        for page in self._client.get_paginator("scan").paginate(
-            TableName=self._table,
-            ConsistentRead=True,
-            FilterExpression="sk = :hold",
-            ExpressionAttributeValues={":hold": _s(HOLD_SK)},
-        ):
-            found.extend(_parse_hold(item) for item in page.get("Items", []))
-        return found
+        return [_parse_hold(item) for item in self._scan("sk = :hold", {":hold": _s(HOLD_SK)})]
+
+    def all_transfers(self) -> list[Transfer]:
+        """Every payment's journal entries (a full Scan, for reconciliation)."""
+        items = self._scan("begins_with(sk, :transfer)", {":transfer": _s(TRANSFER_SK_PREFIX)})
+        return sorted((_parse_transfer(item) for item in items), key=lambda t: (t.at, t.transfer_id))
+
+    def _scan(self, condition: str, values: "Item") -> list["Item"]:
+        return [
+            item
+            for page in self._client.get_paginator("scan").paginate(
+                TableName=self._table,
+                ConsistentRead=True,
+                FilterExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+            for item in page.get("Items", [])
+        ]
 
     # --- plumbing ---------------------------------------------------------------------------------
 
