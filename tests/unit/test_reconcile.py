@@ -1,5 +1,6 @@
 """Reconciliation: a clean run passes, and every check catches exactly the violation injected."""
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -470,3 +471,59 @@ def test_a_payout_left_pending_past_its_deadline_is_reported():
     )
     assert "STALE_PAYOUT" not in codes(before)
     assert "STALE_PAYOUT" in codes(after)
+
+
+def applied_state(outcome):
+    assert isinstance(outcome, ledger.Applied), outcome
+    return outcome.state
+
+
+def returned_and_repaid():
+    """The journal of p1 paid out, returned (R03) and paid out again: payout, return, payout."""
+    request = ledger.HoldRequest("p1", "c", "p", 500, "USD", AT + timedelta(days=7), AT)
+    state = applied_state(ledger.place_hold(ledger.LedgerState(), request))
+    state = applied_state(ledger.release(state, "p1", resolution_id="done", at=AT))
+    state = applied_state(ledger.record_payout(state, "p1", amount_cents=500, payout_ref="b0", at=AT))
+    back = ledger.PayoutReturn("p1", "R03", "011000010000000", AT + timedelta(hours=2))
+    state = applied_state(ledger.return_payout(state, back))
+    again = AT + timedelta(hours=3)
+    state = applied_state(ledger.record_payout(state, "p1", amount_cents=500, payout_ref="b1", at=again))
+    journal = sorted(state.transfers.values(), key=lambda t: t.at)
+    return [t for t in journal if t.kind in {ledger.TransferKind.PAYOUT, ledger.TransferKind.PAYOUT_RETURN}]
+
+
+def test_a_returned_and_repaid_payout_reconciles():
+    events, entries = paid_payment()
+    assert run(events, entries, transfers=returned_and_repaid()).ok
+
+
+def test_a_payment_with_two_payouts_outstanding_is_reported():
+    first, back, second = returned_and_repaid()
+    events, entries = paid_payment()
+    late = replace(back, at=second.at + timedelta(hours=1))
+    assert codes(run(events, entries, transfers=[first, second])) == ["PAYOUTS_OUTSTANDING_AT_ONCE"]
+    assert codes(run(events, entries, transfers=[first, late, second])) == ["PAYOUTS_OUTSTANDING_AT_ONCE"]
+
+
+def test_a_return_that_undoes_no_outstanding_payout_is_reported():
+    first, back, second = returned_and_repaid()
+    events, entries = paid_payment()
+    twice = replace(back, transfer_id="p1:payout-return:011000010000009")
+    unknown = replace(back, reference="p1:payout:7")
+    other = replace(back, payment_id="p2", reference=first.transfer_id)
+    for planted in (twice, unknown, other):
+        result = run(events, entries, transfers=[first, back, second, planted])
+        assert codes(result) == ["RETURN_WITHOUT_PAYOUT"], planted
+
+
+def test_a_return_of_another_amount_than_its_payout_is_reported():
+    first, back, second = returned_and_repaid()
+    events, entries = paid_payment()
+    short = replace(
+        back,
+        postings=(
+            ledger.Posting(ledger.AccountId.settlement("USD"), ledger.Side.DEBIT, 400),
+            ledger.Posting(ledger.AccountId.provider("p", "USD"), ledger.Side.CREDIT, 400),
+        ),
+    )
+    assert codes(run(events, entries, transfers=[first, short, second])) == ["RETURN_AMOUNT_MISMATCH"]

@@ -141,11 +141,13 @@ def ledger(pipeline: EmbeddedPipeline) -> LedgerStore:
 
 
 def run_context(pipeline: EmbeddedPipeline) -> Context:
-    """What reconciliation needs besides the evidence: final holds and payouts, the run's settings
-    and its end."""
+    """What reconciliation needs besides the evidence: final holds, journal and payouts, the run's
+    settings and its end."""
     parameters = pipeline.stack.parameters
+    store = ledger(pipeline)
     return Context(
-        holds=ledger(pipeline).holds(),
+        holds=store.holds(),
+        transfers=store.all_transfers(),
         payouts=payout_rows(pipeline),
         external_event_ids=frozenset(pipeline.external_event_ids),
         as_of=pipeline.clock.now(),

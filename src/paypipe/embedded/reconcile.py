@@ -2,7 +2,7 @@
 
 Inputs are the events seen on the bus (with the source EventBridge stamped and the time the
 bus delivered them), the DLQ contents, the entries of every ACH file in S3, the ledger's
-per-currency totals and its final holds; the checks are pure. Each check has a code (the
+per-currency totals, its final holds and its journal; the checks are pure. Each check has a code (the
 ``Violation.code``) and a test that injects exactly its violation.
 """
 
@@ -12,9 +12,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 
 from paypipe.domain.ach_calendar import next_window, settlement_problem
-from paypipe.domain.ledger import DisputePhase, Hold
+from paypipe.domain.ledger import DisputePhase, Hold, Transfer, TransferKind, balance_deltas
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import client_timestamps
 
@@ -80,6 +81,7 @@ class Context:
     """What the checks need to know beyond the evidence itself."""
 
     holds: Sequence[Hold] = ()
+    transfers: Sequence[Transfer] = ()  # the ledger's journal
     payouts: Sequence[PayoutRow] = ()
     external_event_ids: frozenset[str] = frozenset()  # events published from outside the pipeline
     as_of: datetime | None = None  # end of the run on the pipeline clock
@@ -125,6 +127,7 @@ def reconcile(
     result = Reconciliation(dlq_reasons=Counter(record.reason for record in dlq))
     _check_terminal_states(result, set(requested), events, dlq, context.holds)
     _check_payouts(result, events, ach_entries, context.holds)
+    _check_payout_returns(result, context.transfers)
     _check_files(result, events, ach_entries)
     _check_payout_rows(result, events, context)
     for currency, total in sorted(ledger_totals.items()):
@@ -237,6 +240,44 @@ def _check_payouts(
     if result.ach_credit_cents != filed:
         message = f"ACH credits {result.ach_credit_cents} != released {filed} cents (net of clawbacks)"
         result.flag("ACH_CREDITS_NOT_RELEASED", None, message)
+
+
+def _check_payout_returns(result: Reconciliation, transfers: Sequence[Transfer]) -> None:
+    """In the journal, each return undoes one payout of its payment with its mirror image, and a
+    payment's next payout comes only once the one before was returned."""
+    payouts = {t.transfer_id: t for t in transfers if t.kind is TransferKind.PAYOUT}
+    returns: dict[str, Transfer] = {}
+    for back in (t for t in transfers if t.kind is TransferKind.PAYOUT_RETURN):
+        payout = payouts.get(back.reference or "")
+        if payout is None or (payout.payment_id, payout.transfer_id in returns) != (back.payment_id, False):
+            message = f"{back.transfer_id} returns {back.reference}, not an outstanding payout of the payment"
+            result.flag("RETURN_WITHOUT_PAYOUT", back.payment_id, message)
+            continue
+        returns[payout.transfer_id] = back
+        undone = {account: -cents for account, cents in balance_deltas([payout]).items()}
+        if balance_deltas([back]) != undone:
+            message = f"{back.transfer_id} does not move back what {payout.transfer_id} paid"
+            result.flag("RETURN_AMOUNT_MISMATCH", back.payment_id, message)
+    by_payment: dict[str, list[Transfer]] = defaultdict(list)
+    for payout in payouts.values():
+        by_payment[payout.payment_id].append(payout)
+    for payment_id, attempts in sorted(by_payment.items()):
+        _check_one_payout_outstanding(result, payment_id, attempts, returns)
+
+
+def _check_one_payout_outstanding(
+    result: Reconciliation, payment_id: str, attempts: list[Transfer], returns: Mapping[str, Transfer]
+) -> None:
+    def order(payout: Transfer) -> tuple[datetime, bool, datetime]:
+        back = returns.get(payout.transfer_id)
+        return payout.at, back is None, back.at if back is not None else payout.at
+
+    attempts = sorted(attempts, key=order)
+    for earlier, later in pairwise(attempts):
+        back = returns.get(earlier.transfer_id)
+        if back is None or back.at > later.at:
+            message = f"{later.transfer_id} while {earlier.transfer_id} was outstanding"
+            result.flag("PAYOUTS_OUTSTANDING_AT_ONCE", payment_id, message)
 
 
 # -- files and the payouts behind them ----------------------------------------------------------
