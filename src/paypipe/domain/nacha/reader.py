@@ -45,8 +45,9 @@ from paypipe.domain.nacha.totals import batch_control, file_control
 
 _PRINTABLE = frozenset(chr(code) for code in range(0x20, 0x7F))
 _NO_DATE = frozenset((" " * 6, "0" * 6))
-# SEC codes whose entries may carry more than one addenda record (strict mode).
-_SEVERAL_ADDENDA = frozenset(ENTRY_LAYOUTS)
+# SEC codes whose entries may carry more than one addenda record in strict mode: CTX counts up to
+# 9,999 in the entry (IAT's are addenda types without a layout here).
+_SEVERAL_ADDENDA = frozenset({"CTX"})
 
 
 @dataclass(frozen=True)
