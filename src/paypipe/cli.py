@@ -156,6 +156,22 @@ def replay_arguments(replay: argparse.ArgumentParser) -> None:
     replay.add_argument("--audit-s3", help="also write the audit to s3://bucket/prefix/<run>.jsonl")
 
 
+def ach_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="ach_command", required=True)
+    show = sub.add_parser(
+        "show",
+        parents=[debug_flag()],
+        formatter_class=HelpFormatter,
+        help="entries, returns and notifications of change of a NACHA file, decoded",
+    )
+    show.add_argument("file", type=Path, help="the NACHA file (as a bank or ACH software wrote it)")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--unmasked", action="store_true", help="show whole account numbers, not the last four")
+    show.add_argument(
+        "--strict", action="store_true", help="also refuse what the rules forbid but bank software writes"
+    )
+
+
 @dataclass(frozen=True)
 class Command:
     module: str  # defines ``run(args) -> int``, imported when the command runs
@@ -175,6 +191,12 @@ COMMANDS: dict[str, Command] = {
         "paypipe.ops.dlq_cli",
         "list, inspect and replay the stack's dead-letter queues",
         dlq_arguments,
+        "pip install paypipe",
+    ),
+    "ach": Command(
+        "paypipe.ops.ach_show",
+        "read a NACHA file: entries, returns and notifications of change",
+        ach_arguments,
         "pip install paypipe",
     ),
     "cost": Command(

@@ -23,6 +23,7 @@ from paypipe.domain.nacha import (
     Originator,
     PayeeType,
     Payout,
+    RawAddenda,
     build_file,
     is_valid_routing_number,
     parse,
@@ -37,10 +38,11 @@ from paypipe.domain.nacha import (
 )
 from paypipe.domain.nacha.layouts import (
     ADDENDA,
-    ADDENDA_LAYOUTS,
+    ADDENDA_RECORDS,
     BATCH_CONTROL,
     BATCH_HEADER,
     ENTRY_DETAIL,
+    ENTRY_LAYOUTS,
     FILE_CONTROL,
     FILE_HEADER,
     Field,
@@ -381,9 +383,10 @@ def test_fixture_with_addenda() -> None:
     file = parse(read_fixture("ccd_addenda.ach"))
     (batch,) = file.batches
     (entry,) = batch.entries
-    assert entry.addenda is not None
-    assert entry.addenda.payment_related_information == "RMR*IV*778899**45000.00\\"
-    assert entry.addenda.entry_detail_sequence_number == 11
+    (addenda,) = entry.addenda
+    assert isinstance(addenda, Addenda)
+    assert addenda.payment_related_information == "RMR*IV*778899**45000.00\\"
+    assert addenda.entry_detail_sequence_number == 11
     assert batch.control.entry_addenda_count == 2
     assert batch.header.settlement_date == "216"
     assert file.header.creation_time is None
@@ -473,7 +476,7 @@ def test_rejects_descending_trace_numbers() -> None:
 def test_rejects_bad_dates_and_codes() -> None:
     assert parse_error(edit(good_lines(), 1, 70, "251332")) == (2, "batch header", "effective entry date")
     assert parse_error(edit(good_lines(), 1, 2, "210")) == (2, "batch header", "service class code")
-    assert parse_error(edit(good_lines(), 2, 2, "21")) == (3, "entry detail", "transaction code")
+    assert parse_error(edit(good_lines(), 2, 2, "20")) == (3, "entry detail", "transaction code")
     assert parse_error(edit(good_lines(), 0, 35, "095")) == (1, "file header", "record size")
     assert parse_error(edit(good_lines(), 0, 30, "2460")) == (1, "file header", "file creation time")
 
@@ -487,10 +490,11 @@ def test_rejects_debit_in_credit_only_batch() -> None:
     assert parse_error("\n".join(lines)) == (2, "batch header", "service class code")
 
 
-def test_rejects_lower_case_in_strict_mode_only() -> None:
+def test_lower_case_text_is_kept_in_strict_mode_and_upper_cased_in_lenient_mode() -> None:
     text = edit(good_lines(), 2, 55, "alice")
-    assert parse_error(text) == (3, "entry detail", "individual name")
+    assert parse(text).batches[0].entries[0].individual_name == "alice SMITH"
     assert parse(text, strict=False).batches[0].entries[0].individual_name == "ALICE SMITH"
+    assert parse_error(edit(good_lines(), 1, 51, "ppd")) == (2, "batch header", "SEC code")
 
 
 def test_trailing_spaces_accepted_in_lenient_mode_only() -> None:
@@ -613,7 +617,7 @@ def test_payout_problem_names_what_no_file_could_carry() -> None:
 
 # --- Record layouts ----------------------------------------------------------------------------
 
-ALL_LAYOUTS = [*LAYOUTS, *ADDENDA_LAYOUTS.values()]
+ALL_LAYOUTS = [*LAYOUTS, *ENTRY_LAYOUTS.values(), *ADDENDA_RECORDS]
 
 
 @pytest.mark.parametrize("layout", ALL_LAYOUTS, ids=lambda layout: layout.name)
@@ -679,7 +683,10 @@ def test_a_letter_in_a_digit_field_names_its_line_record_and_field(
 
 def test_an_addenda_type_without_a_layout_is_rejected() -> None:
     lines = read_fixture("ccd_addenda.ach").split("\n")
-    assert parse_error(edit(lines, 3, 2, "98")) == (4, "addenda", "addenda type code")
+    text = edit(lines, 3, 2, "02")
+    assert parse_error(text) == (4, "addenda", "addenda type code")
+    (entry,) = parse(text, strict=False).batches[0].entries
+    assert entry.addenda == (RawAddenda("02", lines[3][3:].rstrip()),)
 
 
 def one_entry_file() -> AchFile:
@@ -716,5 +723,5 @@ def test_writer_rejects_an_addenda_type_without_a_layout() -> None:
     (batch,) = file.batches
     (entry,) = batch.entries
     addenda = Addenda("RMR*IV*1", 1, 1, addenda_type_code="99")
-    with_addenda = replace(batch, entries=(replace(entry, addenda_indicator=1, addenda=addenda),))
+    with_addenda = replace(batch, entries=(replace(entry, addenda_indicator=1, addenda=(addenda,)),))
     assert write_error(replace(file, batches=(with_addenda,)))[:3] == (4, "addenda", "addenda type code")

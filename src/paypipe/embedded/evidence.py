@@ -84,7 +84,7 @@ def file_entries(text: str, key: str) -> list[FileEntry]:
             entry.amount_cents,
             entry.is_credit,
             file_id,
-            batch.header.effective_entry_date.isoformat(),
+            str(batch.header.effective_entry_date),  # always set in the files the pipeline writes
             batch.header.company_descriptive_date.startswith("SD"),
             odfi=header.immediate_destination,
             created_at=created,

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
+from paypipe.domain.nacha.ach_codes import (
+    ReturnKind,
+    change_codes,
+    return_codes,
+)
 from paypipe.domain.nacha.model import (
     CREDIT_CODE_DIGITS,
     DEBIT_CODE_DIGITS,
@@ -21,9 +26,16 @@ from paypipe.domain.nacha.model import (
     Addenda,
     BatchControl,
     BatchHeader,
+    ContestedDishonoredReturn,
+    CtxEntryDetail,
+    DishonoredReturn,
+    EntryCorrection,
     EntryDetail,
+    EntryReturn,
     FileControl,
     FileHeader,
+    RawAddenda,
+    RefusedCorrection,
 )
 
 
@@ -33,6 +45,7 @@ class Kind(Enum):
     ALPHANUMERIC = "alphanumeric"  # str; blank-filled, left-justified, kept without the right padding
     ROUTING = "routing"  # blank + 9-digit routing number, or a 10-character id; kept without the blank
     DATE = "date"  # YYMMDD
+    DATE_OR_BLANK = "date or blank"  # YYMMDD, or blanks (zeros when read) for none
     TIME = "time"  # HHMM, or blanks for none
     CONSTANT = "constant"  # always `literal`
     BLANK = "blank"  # reserved: blanks when written, not read
@@ -94,7 +107,14 @@ class NachaParseError(NachaFieldError):
     """A file the reader rejects."""
 
 
-_TRANSACTION_CODE = rf"[2345][{''.join(sorted(CREDIT_CODE_DIGITS | DEBIT_CODE_DIGITS))}]"
+_TRANSACTION_CODE = rf"[2345][{''.join(sorted(CREDIT_CODE_DIGITS | DEBIT_CODE_DIGITS))}]"  # 21, 26: returns
+_JULIAN_DAY = check(r" {3}|\d{3}", "blank or a 3-digit Julian day")
+
+
+def _one_of(codes: tuple[str, ...]) -> Check:
+    return check("|".join(codes), f"one of {codes[0]}-{codes[-1]}", strict_only=True)
+
+
 _SERVICE_CLASSES = tuple(
     f"{code:03d}" for code in (SERVICE_CLASS_MIXED, SERVICE_CLASS_CREDITS, SERVICE_CLASS_DEBITS)
 )
@@ -129,9 +149,9 @@ BATCH_HEADER: Final = Layout("batch header", BatchHeader, (
     Field("SEC code", 51, 3, Kind.ALPHANUMERIC, "sec_code", checks=(check("[A-Z]{3}", "3 letters"),)),
     Field("company entry description", 54, 10, Kind.ALPHANUMERIC, "company_entry_description"),
     Field("company descriptive date", 64, 6, Kind.ALPHANUMERIC, "company_descriptive_date"),
-    Field("effective entry date", 70, 6, Kind.DATE, "effective_entry_date"),
+    Field("effective entry date", 70, 6, Kind.DATE_OR_BLANK, "effective_entry_date"),
     Field("settlement date", 76, 3, Kind.ALPHANUMERIC, "settlement_date",
-          checks=(check(r" {3}|\d{3}", "blank or a 3-digit Julian day"),)),
+          checks=(_JULIAN_DAY,)),
     Field("originator status code", 79, 1, Kind.ALPHANUMERIC, "originator_status_code",
           checks=(check("[012]", "0, 1 or 2", strict_only=True),)),
     Field("ODFI routing", 80, 8, Kind.DIGITS, "odfi_routing"),
@@ -159,6 +179,105 @@ ADDENDA: Final = Layout("addenda", Addenda, (
     Field("payment related information", 4, 80, Kind.ALPHANUMERIC, "payment_related_information"),
     Field("addenda sequence number", 84, 4, Kind.NUMERIC, "addenda_sequence_number"),
     Field("entry detail sequence number", 88, 7, Kind.NUMERIC, "entry_detail_sequence_number"),
+))
+
+# Like the entry detail, but positions 55-58 count the addenda and 59-74 name the receiving company.
+CTX_ENTRY_DETAIL: Final = Layout("entry detail", CtxEntryDetail, (
+    *ENTRY_DETAIL.fields[:7],
+    Field("number of addenda records", 55, 4, Kind.NUMERIC, "addenda_count"),
+    Field("receiving company name", 59, 16, Kind.ALPHANUMERIC, "individual_name"),
+    Field("reserved", 75, 2, Kind.BLANK),
+    *ENTRY_DETAIL.fields[8:],
+))
+
+_RECORD_TYPE_7 = Field("record type code", 1, 1, Kind.CONSTANT, literal="7")
+_ORIGINAL_TRACE = Field("original entry trace number", 7, 15, Kind.DIGITS, "original_trace_number")
+_ORIGINAL_RDFI = Field("original receiving DFI identification", 28, 8, Kind.DIGITS, "original_rdfi")
+_TRACE = Field("trace number", 80, 15, Kind.DIGITS, "trace_number")
+_RETURN_CODES = return_codes(ReturnKind.RETURN)
+_CHANGE_CODES = change_codes(refused=False)
+
+RETURN_ADDENDA: Final = Layout("return addenda", EntryReturn, (
+    _RECORD_TYPE_7,
+    Field("addenda type code", 2, 2, Kind.CONSTANT, literal="99"),
+    Field("return reason code", 4, 3, Kind.ALPHANUMERIC, "code", checks=(_one_of(_RETURN_CODES),)),
+    _ORIGINAL_TRACE,
+    Field("date of death", 22, 6, Kind.DATE_OR_BLANK, "date_of_death"),
+    _ORIGINAL_RDFI,
+    Field("addenda information", 36, 44, Kind.ALPHANUMERIC, "information"),
+    _TRACE,
+))
+
+_DISHONORED_TAIL = (
+    Field("return trace number", 39, 15, Kind.DIGITS, "return_trace_number"),
+    Field("return settlement date", 54, 3, Kind.ALPHANUMERIC, "return_settlement_date",
+          checks=(_JULIAN_DAY,)),
+    Field("return reason code", 57, 2, Kind.DIGITS, "return_reason_code"),
+)
+
+DISHONORED_RETURN_ADDENDA: Final = Layout("dishonored return addenda", DishonoredReturn, (
+    _RECORD_TYPE_7,
+    Field("addenda type code", 2, 2, Kind.CONSTANT, literal="99"),
+    Field("dishonored return reason code", 4, 3, Kind.ALPHANUMERIC, "code"),
+    _ORIGINAL_TRACE,
+    Field("reserved", 22, 6, Kind.BLANK),
+    _ORIGINAL_RDFI,
+    Field("reserved", 36, 3, Kind.BLANK),
+    *_DISHONORED_TAIL,
+    Field("addenda information", 59, 21, Kind.ALPHANUMERIC, "information"),
+    _TRACE,
+))
+
+CONTESTED_DISHONORED_RETURN_ADDENDA: Final = Layout(
+    "contested dishonored return addenda", ContestedDishonoredReturn, (
+    _RECORD_TYPE_7,
+    Field("addenda type code", 2, 2, Kind.CONSTANT, literal="99"),
+    Field("contested dishonored return reason code", 4, 3, Kind.ALPHANUMERIC, "code"),
+    _ORIGINAL_TRACE,
+    Field("date original entry returned", 22, 6, Kind.DATE_OR_BLANK, "date_original_returned"),
+    _ORIGINAL_RDFI,
+    Field("original settlement date", 36, 3, Kind.ALPHANUMERIC, "original_settlement_date",
+          checks=(_JULIAN_DAY,)),
+    *_DISHONORED_TAIL,
+    Field("dishonored return trace number", 59, 15, Kind.DIGITS, "dishonored_return_trace_number"),
+    Field("dishonored return settlement date", 74, 3, Kind.ALPHANUMERIC,
+          "dishonored_return_settlement_date", checks=(_JULIAN_DAY,)),
+    Field("dishonored return reason code", 77, 2, Kind.DIGITS, "dishonored_return_reason_code"),
+    Field("reserved", 79, 1, Kind.BLANK),
+    _TRACE,
+))
+
+CORRECTION_ADDENDA: Final = Layout("notification of change addenda", EntryCorrection, (
+    _RECORD_TYPE_7,
+    Field("addenda type code", 2, 2, Kind.CONSTANT, literal="98"),
+    Field("change code", 4, 3, Kind.ALPHANUMERIC, "code", checks=(_one_of(_CHANGE_CODES),)),
+    _ORIGINAL_TRACE,
+    Field("reserved", 22, 6, Kind.BLANK),
+    _ORIGINAL_RDFI,
+    Field("corrected data", 36, 29, Kind.ALPHANUMERIC, "corrected_data"),
+    Field("reserved", 65, 15, Kind.BLANK),
+    _TRACE,
+))
+
+REFUSED_CORRECTION_ADDENDA: Final = Layout("refused notification of change addenda", RefusedCorrection, (
+    _RECORD_TYPE_7,
+    Field("addenda type code", 2, 2, Kind.CONSTANT, literal="98"),
+    Field("refused COR code", 4, 3, Kind.ALPHANUMERIC, "code"),
+    _ORIGINAL_TRACE,
+    Field("reserved", 22, 6, Kind.BLANK),
+    _ORIGINAL_RDFI,
+    Field("corrected data", 36, 29, Kind.ALPHANUMERIC, "corrected_data"),
+    Field("change code", 65, 3, Kind.ALPHANUMERIC, "change_code", checks=(_one_of(_CHANGE_CODES),)),
+    Field("trace sequence number", 68, 7, Kind.DIGITS, "trace_sequence_number"),
+    Field("reserved", 75, 5, Kind.BLANK),
+    _TRACE,
+))
+
+# What the lenient reader keeps of an addenda type it has no layout for.
+RAW_ADDENDA: Final = Layout("addenda", RawAddenda, (
+    _RECORD_TYPE_7,
+    Field("addenda type code", 2, 2, Kind.ALPHANUMERIC, "addenda_type_code"),
+    Field("addenda text", 4, 91, Kind.ALPHANUMERIC, "text"),
 ))
 
 BATCH_CONTROL: Final = Layout("batch control", BatchControl, (
@@ -189,8 +308,23 @@ FILE_CONTROL: Final = Layout("file control", FileControl, (
 
 LAYOUTS: Final = (FILE_HEADER, BATCH_HEADER, ENTRY_DETAIL, ADDENDA, BATCH_CONTROL, FILE_CONTROL)
 RECORD_NAMES: Final = {layout.type_code: layout.name for layout in LAYOUTS}
-# Addenda records by their addenda type code.
-ADDENDA_LAYOUTS: Final = {layout.field("addenda_type_code").literal: layout for layout in (ADDENDA,)}
+# Entry detail records by SEC code, when not ENTRY_DETAIL.
+ENTRY_LAYOUTS: Final = {"CTX": CTX_ENTRY_DETAIL}
+# Addenda records by their addenda type code, then by the reason code that picks a variant.
+ADDENDA_LAYOUTS: Final = {"05": ADDENDA, "98": CORRECTION_ADDENDA, "99": RETURN_ADDENDA}
+ADDENDA_VARIANTS: Final = {
+    **{("99", code): DISHONORED_RETURN_ADDENDA for code in return_codes(ReturnKind.DISHONORED)},
+    **{("99", code): CONTESTED_DISHONORED_RETURN_ADDENDA for code in return_codes(ReturnKind.CONTESTED)},
+    **{("98", code): REFUSED_CORRECTION_ADDENDA for code in change_codes(refused=True)},
+}
+ADDENDA_RECORDS: Final = (*ADDENDA_LAYOUTS.values(), *dict.fromkeys(ADDENDA_VARIANTS.values()), RAW_ADDENDA)
+
+
+def addenda_layout(record: str) -> Layout[object] | None:
+    """An addenda record's layout, by its addenda type code and, for 98 and 99, its reason code."""
+    type_code = record[1:3]
+    return ADDENDA_VARIANTS.get((type_code, record[3:6])) or ADDENDA_LAYOUTS.get(type_code)
+
 
 MAX_ENTRY_AMOUNT_CENTS: Final[int] = 10 ** ENTRY_DETAIL.field("amount_cents").width - 1
 MAX_TOTAL_CENTS: Final[int] = 10 ** FILE_CONTROL.field("total_credit_cents").width - 1

@@ -23,8 +23,9 @@ SAME_DAY_LIMIT_CENTS: Final = 100_000_000
 SERVICE_CLASS_MIXED: Final = 200
 SERVICE_CLASS_CREDITS: Final = 220
 SERVICE_CLASS_DEBITS: Final = 225
-CREDIT_CODE_DIGITS: Final = frozenset("234")
-DEBIT_CODE_DIGITS: Final = frozenset("789")
+# A transaction code's last digit: 1 and 6 are returns and NOCs (zero-amount CORs) of credits and debits.
+CREDIT_CODE_DIGITS: Final = frozenset("1234")
+DEBIT_CODE_DIGITS: Final = frozenset("6789")
 
 AccountType = Literal["checking", "savings"]
 PayeeType = Literal["individual", "business"]
@@ -52,7 +53,7 @@ class BatchHeader:
     sec_code: str
     company_entry_description: str
     company_descriptive_date: str
-    effective_entry_date: date
+    effective_entry_date: date | None  # None: blank or zeros, as in returns from the ACH operator
     settlement_date: str  # Julian day, filled in by the ACH operator; usually blank
     originator_status_code: str
     odfi_routing: str  # 8 digits
@@ -68,6 +69,87 @@ class Addenda:
 
 
 @dataclass(frozen=True)
+class EntryReturn:
+    """Addenda 99: the RDFI or ACH operator returns the entry."""
+
+    code: str  # return reason code, R01-R85
+    original_trace_number: str
+    date_of_death: date | None
+    original_rdfi: str  # 8 digits
+    information: str
+    trace_number: str
+
+
+@dataclass(frozen=True)
+class DishonoredReturn:
+    """Addenda 99, R61, R62, R67-R70: the ODFI refuses a return."""
+
+    code: str
+    original_trace_number: str
+    original_rdfi: str
+    return_trace_number: str
+    return_settlement_date: str  # Julian day
+    return_reason_code: str  # two digits: the R code of the return dishonored
+    information: str
+    trace_number: str
+
+
+@dataclass(frozen=True)
+class ContestedDishonoredReturn:
+    """Addenda 99, R71-R77: the RDFI contests a dishonored return."""
+
+    code: str
+    original_trace_number: str
+    date_original_returned: date | None
+    original_rdfi: str
+    original_settlement_date: str
+    return_trace_number: str
+    return_settlement_date: str
+    return_reason_code: str
+    dishonored_return_trace_number: str
+    dishonored_return_settlement_date: str
+    dishonored_return_reason_code: str
+    trace_number: str
+
+
+@dataclass(frozen=True)
+class EntryCorrection:
+    """Addenda 98: a notification of change (COR entry) with the corrected data."""
+
+    code: str  # change code, C01-C14
+    original_trace_number: str
+    original_rdfi: str
+    corrected_data: str
+    trace_number: str
+
+
+@dataclass(frozen=True)
+class RefusedCorrection:
+    """Addenda 98, C61-C69: the ODFI refuses a notification of change."""
+
+    code: str  # refused COR code
+    original_trace_number: str
+    original_rdfi: str
+    corrected_data: str
+    change_code: str  # of the notification refused
+    trace_sequence_number: str  # last 7 digits of that notification's trace number
+    trace_number: str
+
+
+@dataclass(frozen=True)
+class RawAddenda:
+    """An addenda type without a layout here (POS 02, IAT 10-18), kept by the lenient reader."""
+
+    addenda_type_code: str
+    text: str  # positions 4-94
+
+
+Return = EntryReturn | DishonoredReturn | ContestedDishonoredReturn
+Correction = EntryCorrection | RefusedCorrection
+AddendaRecord = Addenda | Return | Correction | RawAddenda
+
+
+@dataclass(frozen=True)
 class EntryDetail:
     transaction_code: int
     rdfi_routing: str  # 8 digits
@@ -75,11 +157,11 @@ class EntryDetail:
     dfi_account_number: str
     amount_cents: int
     individual_id_number: str
-    individual_name: str  # receiving company name for CCD
+    individual_name: str  # receiving company name for CCD and CTX
     discretionary_data: str
     addenda_indicator: int
     trace_number: str  # 15 digits
-    addenda: Addenda | None = None
+    addenda: tuple[AddendaRecord, ...] = ()
 
     @property
     def is_credit(self) -> bool:
@@ -88,6 +170,21 @@ class EntryDetail:
     @property
     def is_debit(self) -> bool:
         return str(self.transaction_code)[-1] in DEBIT_CODE_DIGITS
+
+    @property
+    def entry_return(self) -> Return | None:
+        return next((a for a in self.addenda if isinstance(a, Return)), None)
+
+    @property
+    def correction(self) -> Correction | None:
+        return next((a for a in self.addenda if isinstance(a, Correction)), None)
+
+
+@dataclass(frozen=True)
+class CtxEntryDetail(EntryDetail):
+    """A CTX entry: it states how many addenda follow (up to 9,999)."""
+
+    addenda_count: int = 0
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, time
@@ -11,17 +10,20 @@ from typing import Any, NoReturn
 
 from paypipe.domain.nacha.layouts import (
     ADDENDA,
-    ADDENDA_LAYOUTS,
+    ADDENDA_RECORDS,
     BATCH_CONTROL,
     BATCH_HEADER,
     ENTRY_DETAIL,
+    ENTRY_LAYOUTS,
     FILE_CONTROL,
     FILE_HEADER,
+    RAW_ADDENDA,
     RECORD_NAMES,
     Field,
     Kind,
     Layout,
     NachaParseError,
+    addenda_layout,
 )
 from paypipe.domain.nacha.model import (
     BLOCKING_FACTOR,
@@ -31,23 +33,32 @@ from paypipe.domain.nacha.model import (
     SERVICE_CLASS_DEBITS,
     AchFile,
     Addenda,
+    AddendaRecord,
     Batch,
+    BatchHeader,
+    CtxEntryDetail,
     EntryDetail,
+    RawAddenda,
     routing_check_digit,
 )
 from paypipe.domain.nacha.totals import batch_control, file_control
 
-_PRINTABLE = frozenset(chr(code) for code in range(0x20, 0x7F)) - frozenset(string.ascii_lowercase)
+_PRINTABLE = frozenset(chr(code) for code in range(0x20, 0x7F))
+_NO_DATE = frozenset((" " * 6, "0" * 6))
+# SEC codes whose entries may carry more than one addenda record in strict mode: CTX counts up to
+# 9,999 in the entry (IAT's are addenda types without a layout here).
+_SEVERAL_ADDENDA = frozenset({"CTX"})
 
 
 @dataclass(frozen=True)
 class _Record:
     text: str
     line: int
+    layout_name: str = ""  # once a layout is chosen: errors name it
 
     @property
     def name(self) -> str:
-        return RECORD_NAMES.get(self.text[:1], "unknown record")
+        return self.layout_name or RECORD_NAMES.get(self.text[:1], "unknown record")
 
     def fail(self, field: str, message: str) -> NoReturn:
         raise NachaParseError(self.line, self.name, field, message)
@@ -88,6 +99,10 @@ def _date(record: _Record, field: Field, raw: str) -> date:
         record.fail(field.name, f"expected a YYMMDD date, got {raw!r}")
 
 
+def _date_or_blank(record: _Record, field: Field, raw: str) -> date | None:
+    return None if raw in _NO_DATE else _date(record, field, raw)
+
+
 def _time(record: _Record, field: Field, raw: str) -> time | None:
     if not raw.strip():
         return None
@@ -104,6 +119,7 @@ _PARSERS: dict[Kind, Callable[[_Record, Field, str], Any]] = {
     Kind.ALPHANUMERIC: _text,
     Kind.ROUTING: _routing,
     Kind.DATE: _date,
+    Kind.DATE_OR_BLANK: _date_or_blank,
     Kind.TIME: _time,
     Kind.CONSTANT: lambda record, field, raw: raw,
 }
@@ -152,6 +168,8 @@ class _RecordReader[T]:
 
     def read(self, record: _Record, strict: bool) -> T:
         text, mode = record.text, 0 if strict else 1
+        if record.name != self.layout.name:
+            record = replace(record, layout_name=self.layout.name)
         for field, begin, end, allowed in self.constants[mode]:
             if text[begin:end] not in allowed:
                 record.fail(
@@ -169,8 +187,11 @@ class _RecordReader[T]:
 _FILE_HEADER = _RecordReader(FILE_HEADER)
 _BATCH_HEADER = _RecordReader(BATCH_HEADER)
 _ENTRY_DETAIL = _RecordReader(ENTRY_DETAIL)
-_ADDENDA = {code: _RecordReader(layout) for code, layout in ADDENDA_LAYOUTS.items()}
+_ENTRY_BY_SEC = {sec: _RecordReader(layout) for sec, layout in ENTRY_LAYOUTS.items()}
+# By layout name (unique but for the raw record's, which is looked up only when no layout fits).
+_ADDENDA = {layout.name: _RecordReader(layout) for layout in ADDENDA_RECORDS if layout is not RAW_ADDENDA}
 _ADDENDA_FALLBACK = _RecordReader(ADDENDA)  # its type code check names what an unknown type lacks
+_RAW_ADDENDA = _RecordReader(RAW_ADDENDA)
 _BATCH_CONTROL = _RecordReader(BATCH_CONTROL)
 _FILE_CONTROL = _RecordReader(FILE_CONTROL)
 
@@ -265,9 +286,9 @@ def _check_batch(header_record: _Record, control_record: _Record, batch: Batch, 
 
 
 def _read_entry(
-    record: _Record, strict: bool, odfi_routing: str, previous: EntryDetail | None
+    record: _Record, header: BatchHeader, strict: bool, previous: EntryDetail | None
 ) -> EntryDetail:
-    entry = _ENTRY_DETAIL.read(record, strict)
+    entry = _ENTRY_BY_SEC.get(header.sec_code, _ENTRY_DETAIL).read(record, strict)
     if not strict:
         return entry
     expected_check_digit = routing_check_digit(entry.rdfi_routing)
@@ -276,9 +297,10 @@ def _read_entry(
             "check digit",
             f"expected {expected_check_digit} for RDFI {entry.rdfi_routing}, got {entry.check_digit}",
         )
-    if entry.trace_number[:8] != odfi_routing:
+    if entry.trace_number[:8] != header.odfi_routing:
         record.fail(
-            "trace number", f"expected to start with ODFI routing {odfi_routing}, got {entry.trace_number}"
+            "trace number",
+            f"expected to start with ODFI routing {header.odfi_routing}, got {entry.trace_number}",
         )
     if previous is not None and entry.trace_number <= previous.trace_number:
         record.fail(
@@ -288,11 +310,28 @@ def _read_entry(
     return entry
 
 
-def _read_addenda(record: _Record, entry: EntryDetail, strict: bool) -> Addenda:
-    addenda = _ADDENDA.get(record.text[1:3], _ADDENDA_FALLBACK).read(record, strict)
-    if strict and addenda.addenda_sequence_number != 1:
-        record.fail("addenda sequence number", f"expected 0001, got {addenda.addenda_sequence_number:04d}")
-    if strict and addenda.entry_detail_sequence_number != int(entry.trace_number[8:]):
+def _read_addenda(record: _Record, entry: EntryDetail, position: int, strict: bool) -> AddendaRecord:
+    """The `position`th addenda record (from 1) of `entry`; strict mode checks its sequence or trace."""
+    layout = addenda_layout(record.text)
+    if layout is None:
+        reader: _RecordReader[Any] = _ADDENDA_FALLBACK if strict else _RAW_ADDENDA
+    else:
+        reader = _ADDENDA[layout.name]
+    addenda: AddendaRecord = reader.read(record, strict)
+    record = replace(record, layout_name=reader.layout.name)
+    if not strict or isinstance(addenda, RawAddenda):
+        return addenda
+    if not isinstance(addenda, Addenda):
+        if addenda.trace_number != entry.trace_number:
+            record.fail(
+                "trace number", f"expected {entry.trace_number} (the entry's), got {addenda.trace_number}"
+            )
+        return addenda
+    if addenda.addenda_sequence_number != position:
+        record.fail(
+            "addenda sequence number", f"expected {position:04d}, got {addenda.addenda_sequence_number:04d}"
+        )
+    if addenda.entry_detail_sequence_number != int(entry.trace_number[8:]):
         record.fail(
             "entry detail sequence number",
             f"expected {entry.trace_number[8:]} (from trace number), "
@@ -301,21 +340,38 @@ def _read_addenda(record: _Record, entry: EntryDetail, strict: bool) -> Addenda:
     return addenda
 
 
+def _with_addenda(
+    cursor: _Cursor, entry_record: _Record, entry: EntryDetail, sec_code: str, strict: bool
+) -> EntryDetail:
+    """The entry with the addenda records that follow it, as many as there are."""
+    if entry.addenda_indicator == 0:
+        if cursor.peek_type() == ADDENDA.type_code:
+            cursor.records[cursor.index].fail(
+                "record type", "addenda record after an entry whose addenda indicator is 0"
+            )
+        return entry
+    addenda = [_read_addenda(cursor.take(ADDENDA), entry, 1, strict)]
+    while cursor.peek_type() == ADDENDA.type_code:
+        record = cursor.take(ADDENDA)
+        if strict and sec_code not in _SEVERAL_ADDENDA:
+            record.fail("record type", f"a {sec_code} entry carries at most one addenda record")
+        addenda.append(_read_addenda(record, entry, len(addenda) + 1, strict))
+    if isinstance(entry, CtxEntryDetail) and entry.addenda_count != len(addenda):
+        entry_record.fail(
+            "number of addenda records",
+            f"expected {len(addenda):04d} (the addenda records that follow), got {entry.addenda_count:04d}",
+        )
+    return replace(entry, addenda=tuple(addenda))
+
+
 def _parse_batch(cursor: _Cursor, strict: bool) -> Batch:
     header_record = cursor.take(BATCH_HEADER)
     header = _BATCH_HEADER.read(header_record, strict)
     entries: list[EntryDetail] = []
     while cursor.peek_type() == ENTRY_DETAIL.type_code:
-        entry = _read_entry(
-            cursor.take(ENTRY_DETAIL), strict, header.odfi_routing, entries[-1] if entries else None
-        )
-        if entry.addenda_indicator == 1:
-            entry = replace(entry, addenda=_read_addenda(cursor.take(ADDENDA), entry, strict))
-        elif cursor.peek_type() == ADDENDA.type_code:
-            cursor.records[cursor.index].fail(
-                "record type", "addenda record after an entry whose addenda indicator is 0"
-            )
-        entries.append(entry)
+        record = cursor.take(ENTRY_DETAIL)
+        entry = _read_entry(record, header, strict, entries[-1] if entries else None)
+        entries.append(_with_addenda(cursor, record, entry, header.sec_code, strict))
     control_record = cursor.take(BATCH_CONTROL)
     batch = Batch(header, tuple(entries), _BATCH_CONTROL.read(control_record, strict))
     _check_batch(header_record, control_record, batch, strict)
@@ -361,10 +417,13 @@ def _check_padding(records: list[_Record], file: AchFile, record_count: int, str
 def parse(text: str, *, strict: bool = True) -> AchFile:
     """Parse an ACH file, checking record order, field formats and every control total.
 
-    Strict mode also requires exact 94-character "\\n"-terminated records, blocking with
-    all-9 padding records, ascending trace numbers and batch numbers, and valid RDFI check
-    digits. Lenient mode accepts CRLF or CR endings, trailing whitespace, short records,
-    lower case (upper-cased), records without line breaks and missing padding; it never
+    Returns (addenda 99), notifications of change (addenda 98), their dishonored, contested and
+    refused kinds, and several addenda per entry are read into the model. Strict mode also
+    requires exact 94-character "\\n"-terminated records, blocking with all-9 padding records,
+    ascending trace numbers and batch numbers, valid RDFI check digits, known reason and change
+    codes, and at most one addenda per entry but for CTX. Lenient mode accepts CRLF or CR
+    endings, trailing whitespace, short records, lower case (upper-cased), records without line
+    breaks, missing padding and addenda types without a layout (kept as `RawAddenda`); it never
     fixes totals. Raises NachaParseError.
     """
     records = _split_records(text, strict)

@@ -23,7 +23,7 @@ def entry_hash(entries: Sequence[EntryDetail]) -> int:
 def batch_control(header: BatchHeader, entries: Sequence[EntryDetail]) -> BatchControl:
     return BatchControl(
         service_class_code=header.service_class_code,
-        entry_addenda_count=sum(1 if entry.addenda is None else 2 for entry in entries),
+        entry_addenda_count=sum(1 + len(entry.addenda) for entry in entries),
         entry_hash=entry_hash(entries),
         total_debit_cents=sum(entry.amount_cents for entry in entries if entry.is_debit),
         total_credit_cents=sum(entry.amount_cents for entry in entries if entry.is_credit),

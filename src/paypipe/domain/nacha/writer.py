@@ -6,11 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from paypipe.domain.nacha.layouts import (
-    ADDENDA,
-    ADDENDA_LAYOUTS,
+    ADDENDA_RECORDS,
     BATCH_CONTROL,
     BATCH_HEADER,
     ENTRY_DETAIL,
+    ENTRY_LAYOUTS,
     FILE_CONTROL,
     FILE_HEADER,
     Field,
@@ -59,6 +59,7 @@ _FORMATS: dict[Kind, Callable[[Field, Any], str]] = {
     Kind.ALPHANUMERIC: lambda field, value: _fitting(field, value).ljust(field.width),
     Kind.ROUTING: lambda field, value: _fitting(field, value).rjust(field.width),
     Kind.DATE: lambda field, value: f"{value:%y%m%d}",
+    Kind.DATE_OR_BLANK: lambda field, value: " " * field.width if value is None else f"{value:%y%m%d}",
     Kind.TIME: lambda field, value: " " * field.width if value is None else f"{value:%H%M}",
     Kind.CONSTANT: _constant,
     Kind.BLANK: lambda field, value: " " * field.width,
@@ -86,9 +87,13 @@ class _RecordWriter[T]:
 
 _FILE_HEADER = _RecordWriter(FILE_HEADER)
 _BATCH_HEADER = _RecordWriter(BATCH_HEADER)
-_ENTRY_DETAIL = _RecordWriter(ENTRY_DETAIL)
-_ADDENDA = {code: _RecordWriter(layout) for code, layout in ADDENDA_LAYOUTS.items()}
-_ADDENDA_FALLBACK = _RecordWriter(ADDENDA)  # its type code check names what an unknown type lacks
+# Entries and addenda by their model: each model has one layout.
+_ENTRY_DETAIL: dict[Callable[..., Any], _RecordWriter[Any]] = {
+    layout.model: _RecordWriter(layout) for layout in (ENTRY_DETAIL, *ENTRY_LAYOUTS.values())
+}
+_ADDENDA: dict[Callable[..., Any], _RecordWriter[Any]] = {
+    layout.model: _RecordWriter(layout) for layout in ADDENDA_RECORDS
+}
 _BATCH_CONTROL = _RecordWriter(BATCH_CONTROL)
 _FILE_CONTROL = _RecordWriter(FILE_CONTROL)
 
@@ -102,10 +107,10 @@ def write(file: AchFile) -> str:
     for batch in file.batches:
         records.append(_BATCH_HEADER.write(batch.header, len(records) + 1))
         for entry in batch.entries:
-            records.append(_ENTRY_DETAIL.write(entry, len(records) + 1))
-            if entry.addenda is not None:
-                writer = _ADDENDA.get(entry.addenda.addenda_type_code, _ADDENDA_FALLBACK)
-                records.append(writer.write(entry.addenda, len(records) + 1))
+            records.append(_ENTRY_DETAIL[type(entry)].write(entry, len(records) + 1))
+            records.extend(
+                _ADDENDA[type(addenda)].write(addenda, len(records) + 1) for addenda in entry.addenda
+            )
         records.append(_BATCH_CONTROL.write(batch.control, len(records) + 1))
     records.append(_FILE_CONTROL.write(file.control, len(records) + 1))
     records.extend([PADDING_RECORD] * (-len(records) % BLOCKING_FACTOR))
