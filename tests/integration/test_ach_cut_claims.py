@@ -1,11 +1,14 @@
 """The ACH cut claims every payout in the ledger before it writes a file: refused payouts are set
 aside (durably, even across a crash) and never stop the others."""
 
+from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 
+from paypipe.adapters.account_vault import AccountVault
 from paypipe.adapters.payouts_store import PayoutsStore
 from paypipe.embedded.evidence import ach_file_entries, ledger
 from paypipe.embedded.runtime import EmbeddedPipeline
@@ -15,8 +18,9 @@ from paypipe.events import models as ev
 pytestmark = pytest.mark.embedded
 
 
-def released(pipeline: EmbeddedPipeline, count: int) -> list[str]:
-    """``count`` payments held and released (their payouts pending), at the pipeline's clock."""
+def released(pipeline: EmbeddedPipeline, count: int, *, own_accounts: bool = False) -> list[str]:
+    """``count`` payments held and released (their payouts pending), at the pipeline's clock;
+    ``own_accounts``: each payee with an account of its own."""
     import random
 
     rng = random.Random(count)
@@ -29,6 +33,7 @@ def released(pipeline: EmbeddedPipeline, count: int) -> list[str]:
             pan=card_number(rng),
             occurred_at=now + timedelta(seconds=index),
             ip_address=f"192.0.2.{index + 1}",
+            **({"account_number": f"98765{index:04d}"} if own_accounts else {}),
         )
         for index in range(count)
     ]
@@ -187,3 +192,39 @@ def test_a_hold_the_sweep_cannot_read_is_set_aside_and_the_others_still_expire()
         )
         again = pipeline.run_schedule("ReleaseSweepFunction", now + timedelta(days=hold_days + 1, minutes=5))
         assert again == {"expiries_published": 0, "disputes_aged": 0, "set_aside": 0}  # out of the index
+
+
+def _throttled() -> ClientError:
+    error = {"Code": "ProvisionedThroughputExceededException", "Message": "injected"}
+    return ClientError({"Error": error}, "GetItem")
+
+
+def test_a_payee_account_the_vault_throttles_waits_for_the_next_cut_and_the_others_are_filed(monkeypatch):
+    with EmbeddedPipeline() as pipeline:
+        good = released(pipeline, 4, own_accounts=True)
+        stuck = good[0]
+        stuck_token = payouts(pipeline).payouts([stuck])[0].account_token
+        calls: Counter[str] = Counter()
+        original = AccountVault.detokenize
+
+        def throttling(self, token, *, tenant):
+            calls[token] += 1
+            if token == stuck_token or calls[token] == 1:  # every account once; one account always
+                raise _throttled()
+            return original(self, token, tenant=tenant)
+
+        monkeypatch.setattr(AccountVault, "detokenize", throttling)
+        monkeypatch.setattr("paypipe.runtime.retry.wait_random_exponential", lambda **_: lambda _: 0)
+        first = pipeline.run_schedule("AchCutFunction", pipeline.clock.now() + timedelta(days=1))
+        pipeline.drain()
+        assert isinstance(first, dict), first  # the cut finished
+        filed = {e.payment_id for e in pipeline.observed() if isinstance(e, ev.PayoutBatched)}
+        assert filed == set(good) - {stuck}
+        assert status(pipeline, stuck) == "pending"
+        assert not [e for e in pipeline.observed() if isinstance(e, ev.ItemSetAside)]
+
+        monkeypatch.setattr(AccountVault, "detokenize", original)
+        pipeline.run_schedule("AchCutFunction", pipeline.clock.now() + timedelta(days=2))
+        pipeline.drain()
+        credits = [e for e in ach_file_entries(pipeline)[0] if e.is_credit]
+        assert len(credits) == len(good)

@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
+from botocore.exceptions import ClientError
+
 from paypipe.adapters.payouts_store import FILE_ID_MODIFIERS, FileIdsExhaustedError, PayoutsStore, StoredBatch
 from paypipe.adapters.vault import VaultError
 from paypipe.domain import ledger, nacha
@@ -34,7 +36,7 @@ from paypipe.runtime.consumer import Consumer, Receipt, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
-from paypipe.runtime.retry import retry_throttled
+from paypipe.runtime.retry import is_throttling, retry_throttled
 from paypipe.steps.common import LedgerPort, ledger_from_env, scheduled_time
 from paypipe.steps.tokenize import account_vault_from_env
 
@@ -172,7 +174,16 @@ class AchCutter:
         writable: list[PendingPayout] = []
         events: list[ev.Event] = []
         for item in pending:
-            problem = self._problem(item.payout)
+            try:
+                problem = self._problem(item.payout)
+            except ClientError as error:
+                if not is_throttling(error):
+                    raise
+                # Still throttled after its retries: this payout waits for the next cut, the rest go on.
+                get_logger(step="ach_cut").warning(
+                    "payout waits for the next cut", payment_id=item.payout.payment_id, error="throttled"
+                )
+                continue
             if problem is None:
                 writable.append(item)
                 continue
@@ -196,7 +207,9 @@ class AchCutter:
         if isinstance(payout, nacha.Payout):
             return payout
         assert isinstance(payout, PayoutRecord)
-        account = self.accounts.detokenize(payout.account_token, tenant=payout.tenant_id)
+        account = retry_throttled(
+            partial(self.accounts.detokenize, payout.account_token, tenant=payout.tenant_id)
+        )
         return payout.with_account(account)
 
     def _publish(self, events: Sequence[ev.Event]) -> None:
