@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from paypipe.stack.generate import ROOT, SHARED_PATH, TEMPLATE_PATH, template_text
+from paypipe.embedded.template import REPO_ROOT, TEMPLATE_PATH
+from paypipe.stack.generate import SHARED_PATH, template_text
 
 
 def main() -> int:
@@ -26,7 +27,7 @@ def main() -> int:
         print(f"{path} differs from its sources; run scripts/gen_template.py", file=sys.stderr)
         return 1
     path.write_text(text)
-    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    print(f"wrote {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}")
     return 0
 
 

@@ -1,9 +1,9 @@
 import subprocess
 import sys
 
-from paypipe.embedded.template import load_template
+from paypipe.embedded.template import REPO_ROOT, TEMPLATE_PATH, load_template
 from paypipe.events import models as ev
-from paypipe.stack.generate import ROOT, SHARED_PATH, TEMPLATE_PATH, event_pattern, logical, template_text
+from paypipe.stack.generate import SHARED_PATH, event_pattern, logical, template_text
 from paypipe.stack.steps import FUNCTIONS
 
 
@@ -12,7 +12,7 @@ def test_the_committed_template_is_what_its_sources_generate():
 
 
 def test_check_mode_fails_on_drift_and_leaves_the_file_alone(tmp_path):
-    script = ROOT / "scripts" / "gen_template.py"
+    script = REPO_ROOT / "scripts" / "gen_template.py"
     copy = tmp_path / "template.yaml"
 
     def check() -> int:
