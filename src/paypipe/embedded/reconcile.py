@@ -249,7 +249,7 @@ def _check_payout_returns(result: Reconciliation, transfers: Sequence[Transfer])
     returns: dict[str, Transfer] = {}
     for back in (t for t in transfers if t.kind is TransferKind.PAYOUT_RETURN):
         payout = payouts.get(back.reference or "")
-        if payout is None or (payout.payment_id, payout.transfer_id in returns) != (back.payment_id, False):
+        if payout is None or payout.payment_id != back.payment_id or payout.transfer_id in returns:
             message = f"{back.transfer_id} returns {back.reference}, not an outstanding payout of the payment"
             result.flag("RETURN_WITHOUT_PAYOUT", back.payment_id, message)
             continue
