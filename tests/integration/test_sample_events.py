@@ -119,7 +119,7 @@ def test_there_is_a_sample_for_every_function_and_each_sqs_sample_matches_its_ru
     with EmbeddedPipeline() as pipeline:
         events, sqs = pipeline.session.client("events"), pipeline.session.client("sqs")
         sqs_functions = {lid for lid, spec in pipeline.stack.functions.items() if spec.sqs_sources}
-        assert sqs_functions == set(SQS_FUNCTIONS)
+        assert sqs_functions == {*SQS_FUNCTIONS, "AchReturnsFunction"}
         for logical_id in SQS_FUNCTIONS:
             (record,) = sample(logical_id)["Records"]
             body = json.loads(record["body"])
@@ -134,6 +134,18 @@ def test_there_is_a_sample_for_every_function_and_each_sqs_sample_matches_its_ru
             queue_url = pipeline.stack.queue_url_for_arn(queue_arn)
             delivered = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
             assert [json.loads(m["Body"])["detail"] for m in delivered] == [body["detail"]], logical_id
+
+        # The bank-file sample is S3's notification: on the default bus, for the stack's bucket.
+        (record,) = sample("AchReturnsFunction")["Records"]
+        body = json.loads(record["body"])
+        body["detail"]["bucket"]["name"] = pipeline.stack.ref("AchBucket")
+        entry = {"Source": "aws.s3", "DetailType": body["detail-type"], "Detail": json.dumps(body["detail"])}
+        assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+        queue_arn = pipeline.stack.functions["AchReturnsFunction"].sqs_sources[0].queue_arn
+        delivered = sqs.receive_message(QueueUrl=pipeline.stack.queue_url_for_arn(queue_arn)).get(
+            "Messages", []
+        )
+        assert [json.loads(m["Body"])["detail"] for m in delivered] == [body["detail"]]
 
 
 def test_samples_take_one_payment_from_request_to_an_ach_file():

@@ -604,6 +604,18 @@ def test_a_return_is_refused_without_an_entry_outstanding() -> None:
     rejected(return_payout(netted, returned()), Rejection.NOT_PAID_OUT)
 
 
+def test_a_return_of_an_entry_of_a_payout_no_longer_outstanding_is_refused() -> None:
+    back = applied(return_payout(paid_out(LedgerState(), "pay-1"), returned(payout_ref="ach-pay-1"))).state
+    repaid = applied(record_payout(back, "pay-1", amount_cents=10_000, payout_ref="ach-2", at=T0)).state
+
+    late = return_payout(repaid, returned(trace=TRACE_2, payout_ref="ach-pay-1"))
+
+    rejected(late, Rejection.NOT_PAID_OUT)
+    assert "ach-2" in late.message  # type: ignore[union-attr]
+    second = applied(return_payout(repaid, returned(trace=TRACE_2, payout_ref="ach-2")))
+    assert second.hold.payout_ref is None and len(second.hold.returned_payouts) == 2
+
+
 @pytest.mark.parametrize("change", [{"code": "R00"}, {"code": "R86"}, {"code": "C01"}, {"trace": "12345"}])
 def test_a_return_needs_a_return_code_and_a_trace_number(change: dict[str, str]) -> None:
     rejected(return_payout(paid_out(LedgerState(), "pay-1"), returned(**change)), Rejection.INVALID_REQUEST)

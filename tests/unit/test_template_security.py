@@ -99,7 +99,7 @@ def test_each_function_puts_only_events_of_its_own_source(sam_template, expanded
             assert statement["Condition"] == {"StringEquals": {"events:source": f"paypipe.{step}"}}, name
             assert statement["Resource"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
         publishers += bool(put_events)
-    assert publishers == 8  # every function but detokenize publishes
+    assert publishers == 9  # every function but detokenize publishes
 
 
 def test_queue_policies_admit_only_their_rules(expanded):
@@ -171,6 +171,11 @@ def test_every_rule_routes_each_event_type_only_from_the_sources_its_contract_al
             continue  # a schedule
         for branch in pattern_branches(pattern):
             assert branch.get("source") and branch.get("detail-type"), (name, branch)
+            if branch["source"] == ["aws.s3"]:  # S3 itself, on the default bus (returns consumer)
+                assert "EventBusName" not in rule["Properties"] and branch["detail-type"] == [
+                    "Object Created"
+                ]
+                continue
             for detail_type in branch["detail-type"]:
                 allowed = {ev.source_of(producer) for producer in ev.EVENT_TYPES[detail_type].PRODUCERS}
                 assert set(branch["source"]) <= allowed, (name, detail_type, branch["source"])
@@ -258,12 +263,19 @@ def vault_decrypt_statements(expanded: dict[str, Any]) -> dict[str, list[dict[st
     return found
 
 
-def test_only_tokenize_detokenize_and_the_ach_cut_decrypt_with_the_vault_key_each_for_its_purpose(expanded):
+def test_only_tokenize_detokenize_the_ach_cut_and_returns_decrypt_with_the_vault_key_each_for_its_purpose(
+    expanded,
+):
     from paypipe.adapters.account_vault import ACCOUNT_FINGERPRINT_PURPOSE, ACCOUNT_PURPOSE
     from paypipe.adapters.vault import CARD_VAULT_PURPOSE, FINGERPRINT_KEY_PURPOSE
 
     decrypting = vault_decrypt_statements(expanded)
-    assert set(decrypting) == {"TokenizeFunctionRole", "DetokenizeFunctionRole", "AchCutFunctionRole"}
+    assert set(decrypting) == {
+        "TokenizeFunctionRole",
+        "DetokenizeFunctionRole",
+        "AchCutFunctionRole",
+        "AchReturnsFunctionRole",
+    }
 
     def purposes(role: str) -> set[str]:
         (statement,) = decrypting[role]
@@ -271,6 +283,8 @@ def test_only_tokenize_detokenize_and_the_ach_cut_decrypt_with_the_vault_key_eac
 
     assert purposes("DetokenizeFunctionRole") == {CARD_VAULT_PURPOSE}
     assert purposes("AchCutFunctionRole") == {ACCOUNT_PURPOSE}
+    # A notification of change's corrected account is vaulted: account purposes, never card ones.
+    assert purposes("AchReturnsFunctionRole") == {ACCOUNT_PURPOSE, ACCOUNT_FINGERPRINT_PURPOSE}
     assert purposes("TokenizeFunctionRole") == {
         CARD_VAULT_PURPOSE,
         FINGERPRINT_KEY_PURPOSE,

@@ -34,7 +34,27 @@ def test_every_table_entry_is_one_function_and_every_step_one_rule():
     rules = {name for name, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
     stems = [logical(f.name) for f in FUNCTIONS]
     assert functions == {f"{stem}Function" for stem in stems}
-    assert rules == {f"{stem}Rule" for stem, f in zip(stems, FUNCTIONS, strict=True) if f.consumes}
+    assert rules == {f"{stem}Rule" for stem, f in zip(stems, FUNCTIONS, strict=True) if f.queued}
+
+
+def test_an_object_consumer_rule_takes_only_s3_notifications_of_its_bucket_and_prefix_from_the_default_bus():
+    resources = load_template()["Resources"]
+    rule = resources["AchReturnsRule"]["Properties"]
+    assert "EventBusName" not in rule  # the account's default bus, where S3 sends notifications
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [{"Ref": "AchBucket"}]}, "object": {"key": [{"prefix": "inbound/"}]}},
+    }
+    notifications = resources["AchBucket"]["Properties"]["NotificationConfiguration"]
+    assert notifications == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    statements = [
+        statement
+        for policy in resources["AchReturnsFunction"]["Properties"]["Policies"]
+        for statement in policy.get("Statement", [])
+    ]
+    reads = [s for s in statements if s.get("Action") == "s3:GetObject"]
+    assert [s["Resource"] for s in reads] == [{"Fn::Sub": "${AchBucket.Arn}/inbound/*"}]
 
 
 def test_a_type_from_several_sources_gets_one_branch_per_source_set():

@@ -12,6 +12,16 @@ Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
   creation date as the file header writes it (Eastern time).
 - ``trace#<ODFI routing>`` / ``counter``: the ODFI's running entry sequence (trace numbers are
   unique across files and days, as returns identify entries by them).
+- ``entry#<trace number>`` / ``entry``: a filed payout entry (payment, batch, provider, account
+  fingerprint, amount, effective date), written before its file is uploaded, so every answer from
+  the bank finds the entry it answers; ``status`` becomes ``returned`` (with the code) once booked.
+- ``account#<account fingerprint>`` / ``account``: what the bank said of a payee account: unusable
+  (a return whose code stops credits) and the correction of a notification of change (routing,
+  account by vault token, type), applied to every payout to that account before it is filed.
+- ``inbound#<bucket>/<key>`` / ``<ETag>``: a bank file read by the returns consumer (processed once).
+
+A payout returned by the bank goes back to ``pending`` when it may be sent again, or to
+``waiting`` (gsi1 ``payout#waiting``) until its account details change.
 """
 
 from __future__ import annotations
@@ -27,12 +37,14 @@ from botocore.exceptions import ClientError
 
 from paypipe.domain.ach_batching import PayoutRecord, PendingPayout, PlannedBatch
 from paypipe.domain.ach_calendar import EASTERN
+from paypipe.domain.ach_returns import FiledEntry
 from paypipe.domain.nacha import trace_block_wraps
 from paypipe.runtime.retry import retry_throttled
 
 PENDING_INDEX_KEY = "payout#pending"
 BLOCKED_INDEX_KEY = "payout#blocked"
 SET_ASIDE_INDEX_KEY = "payout#set_aside"
+WAITING_INDEX_KEY = "payout#waiting"
 OPEN_BATCH_INDEX_KEY = "batch#open"
 FILE_ID_MODIFIERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -110,6 +122,57 @@ class PayoutsStore:
 
     def set_aside_payouts(self) -> list[PendingPayout]:
         return self._indexed(SET_ASIDE_INDEX_KEY)
+
+    def wait(self, pending: PendingPayout, reason: str) -> None:
+        """A returned payout waits for its payee account details to change."""
+        self._set_status(pending, "waiting", WAITING_INDEX_KEY, reason=reason)
+
+    def waiting(self) -> list[PendingPayout]:
+        return self._indexed(WAITING_INDEX_KEY)
+
+    def waiting_reason(self, payment_id: str) -> str:
+        item = self._item(f"payout#{payment_id}", "payout")
+        return str(item.get("reason", {}).get("S", "")) if item else ""
+
+    def replace_payout(self, payout: PayoutRecord) -> None:
+        """Store the payout with corrected payee details (a notification of change or new details)."""
+        retry_throttled(
+            partial(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": f"payout#{payout.payment_id}"}, "sk": {"S": "payout"}},
+                UpdateExpression="SET payout = :payout",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":payout": {"S": json.dumps(asdict(payout), sort_keys=True)}},
+            )
+        )
+
+    def record_entries(self, entries: Sequence[FiledEntry], file_key: str) -> None:
+        """Index a file's payout entries by trace number (before the file is uploaded)."""
+        items = [_entry_item(entry, file_key) for entry in entries]
+        for start in range(0, len(items), 25):
+            request: dict[str, Any] = {
+                self._table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            }
+            while request:
+                response = retry_throttled(partial(self._client.batch_write_item, RequestItems=request))
+                request = response.get("UnprocessedItems") or {}
+
+    def entry(self, trace_number: str) -> FiledEntry | None:
+        item = self._item(f"entry#{trace_number}", "entry")
+        return _filed_entry(item) if item else None
+
+    def _item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = retry_throttled(
+            partial(
+                self._client.get_item,
+                TableName=self._table,
+                Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                ConsistentRead=True,
+            )
+        )
+        item: dict[str, Any] | None = response.get("Item")
+        return item
 
     def cancel(self, payment_id: str) -> None:
         """The release was refunded: the payout will never be made."""
@@ -315,6 +378,32 @@ class PayoutsStore:
             if "LastEvaluatedKey" not in response:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _entry_item(entry: FiledEntry, file_key: str) -> dict[str, Any]:
+    return {
+        "pk": {"S": f"entry#{entry.trace_number}"},
+        "sk": {"S": "entry"},
+        "payment_id": {"S": entry.payment_id},
+        "batch_id": {"S": entry.batch_id},
+        "provider_id": {"S": entry.provider_id},
+        "account_fingerprint": {"S": entry.account_fingerprint},
+        "amount_cents": {"N": str(entry.amount_cents)},
+        "effective_date": {"S": entry.effective_date.isoformat()},
+        "file_key": {"S": file_key},
+    }
+
+
+def _filed_entry(item: dict[str, Any]) -> FiledEntry:
+    return FiledEntry(
+        trace_number=item["pk"]["S"].removeprefix("entry#"),
+        payment_id=item["payment_id"]["S"],
+        batch_id=item["batch_id"]["S"],
+        provider_id=item["provider_id"]["S"],
+        account_fingerprint=item["account_fingerprint"]["S"],
+        amount_cents=int(item["amount_cents"]["N"]),
+        effective_date=date.fromisoformat(item["effective_date"]["S"]),
+    )
 
 
 def _payout(item: dict[str, Any]) -> PayoutRecord:

@@ -37,6 +37,8 @@ class PayoutRecord:
     account_type: AccountType
     payee_type: PayeeType
     tenant_id: str = "default"
+    provider_id: str = ""
+    account_fingerprint: str = ""  # the vault's keyed fingerprint of routing and account number
 
     def with_account(self, account_number: str) -> Payout:
         """The payout a file is written from, once the ACH cut detokenized the account (in memory)."""

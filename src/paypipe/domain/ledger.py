@@ -319,6 +319,7 @@ class PayoutReturn:
     return_code: str
     original_trace_number: str  # the trace number of the returned entry
     returned_at: datetime
+    payout_ref: str | None = None  # the payout that filed the entry (None: the outstanding one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1076,7 +1077,13 @@ def _settled_return(state: LedgerState, hold: Hold, command: PayoutReturn) -> Du
     return Duplicate(hold, _existing(state, payout_return_transfer_id(hold.payment_id, trace)))
 
 
-def _unreturnable(hold: Hold) -> Rejected | None:
+def _unreturnable(hold: Hold, payout_ref: str | None) -> Rejected | None:
+    if payout_ref is not None and hold.payout_ref not in (None, payout_ref):
+        return Rejected(
+            Rejection.NOT_PAID_OUT,
+            f"payout {payout_ref} of payment {hold.payment_id} is not outstanding "
+            f"(the outstanding payout is {hold.payout_ref})",
+        )
     if hold.payout_ref is None and hold.returned_payouts:
         last = hold.returned_payouts[-1]
         return Rejected(
@@ -1103,7 +1110,7 @@ def return_payout(state: LedgerState, command: PayoutReturn) -> Outcome:
         return _not_found(command.payment_id)
     if (settled := _settled_return(state, hold, command)) is not None:
         return settled
-    if (refused := _unreturnable(hold)) is not None:
+    if (refused := _unreturnable(hold, command.payout_ref)) is not None:
         return refused
     assert hold.payout_ref is not None
     at = _effective(hold, command.returned_at)

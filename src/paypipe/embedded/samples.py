@@ -49,6 +49,7 @@ SAMPLE_ACCOUNT_FINGERPRINT = (
 REQUESTED_AT = datetime(2026, 11, 2, 14, 0, tzinfo=UTC)  # a Monday, 09:00 New York
 COMPLETED_AT = datetime(2026, 11, 4, 16, 0, tzinfo=UTC)  # 11:00 New York: next same-day window 14:45
 ACH_CUT_AT = datetime(2026, 11, 4, 20, 0, tzinfo=UTC)  # after that window closed, so the payout is due
+SAMPLE_INBOUND_KEY = "inbound/2026/11/06/returns-0001.ach"  # a bank file (see docs/operations.md)
 _NAMESPACE = uuid.UUID("3f1c9a56-0b7e-4d7e-8f63-5a1d2c7b9e40")
 
 
@@ -257,6 +258,53 @@ def sqs_event(event: ev.Event, queue_name: str) -> dict[str, Any]:
     }
 
 
+def s3_object_sqs_event(bucket: str, key: str, at: datetime, queue_name: str) -> dict[str, Any]:
+    """One SQS record holding S3's ``Object Created`` notification, as the default bus delivers it."""
+    notification = {
+        "version": "0",
+        "id": str(uuid.uuid5(_NAMESPACE, f"s3:{bucket}/{key}")),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": ACCOUNT_ID,
+        "time": _iso(at),
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {
+                "key": key,
+                "size": 940,
+                "etag": hashlib.md5(key.encode(), usedforsecurity=False).hexdigest(),
+            },
+            "reason": "PutObject",
+        },
+    }
+    body = json.dumps(notification, separators=(",", ":"))
+    sent_ms = str(int(at.timestamp() * 1000))
+    message_id = str(uuid.uuid5(_NAMESPACE, f"sqs:{queue_name}:{bucket}/{key}"))
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": base64.b64encode(f"sample-receipt:{message_id}".encode()).decode(),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": sent_ms,
+                    "SenderId": "AIDAEXAMPLEEVENTBRIDGE",
+                    "ApproximateFirstReceiveTimestamp": sent_ms,
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{queue_name}",
+                "awsRegion": REGION,
+            }
+        ]
+    }
+
+
 def scheduled_event(at: datetime, rule_name: str) -> dict[str, Any]:
     """A scheduled EventBridge event, as a Schedule event source invokes its function."""
     return {
@@ -315,6 +363,11 @@ def sample_events(template: Mapping[str, Any] | None = None) -> dict[str, dict[s
         elif logical_id in scheduled:
             rule = f"{STACK_NAME}-{logical_id}Schedule"
             samples[logical_id] = scheduled_event(scheduled[logical_id], rule)
+        elif logical_id == "AchReturnsFunction" and queue is not None:
+            bucket = placeholder_ids(template)["AchBucket"]
+            samples[logical_id] = s3_object_sqs_event(
+                bucket, SAMPLE_INBOUND_KEY, ACH_CUT_AT + timedelta(days=2), f"{STACK_NAME}-{queue}"
+            )
         elif logical_id == "DetokenizeFunction":
             samples[logical_id] = {"token": SAMPLE_TOKEN, "tenant_id": TENANT_ID}
         else:

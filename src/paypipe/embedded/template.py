@@ -323,6 +323,11 @@ class Provisioner:
                 for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
             ]
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        notifications = props.get("NotificationConfiguration", {})
+        if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+            s3.put_bucket_notification_configuration(
+                Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
         return {"Ref": name, "Arn": f"arn:aws:s3:::{name}"}
 
     def _aws_serverless_function(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:

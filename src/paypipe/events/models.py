@@ -372,6 +372,49 @@ class AchBatchCreatedData(Payload):
     payment_ids: list[str]
 
 
+TraceNumber = Annotated[str, StringConstraints(pattern=r"^\d{15}$")]
+
+
+class PayoutReturnedData(Payload):
+    original_trace_number: TraceNumber = Field(description="The trace number of the returned payout entry")
+    return_code: str = Field(pattern=r"^R\d{2}$", description="Nacha return reason code")
+    reason: str = Field(description="The return reason's title")
+    amount_cents: PositiveCents
+    provider_id: Identifier
+    batch_id: str = Field(description="The batch that filed the returned entry")
+    inbound_key: str = Field(description="The S3 key of the bank's file that carried the return")
+    account_unusable: bool = Field(
+        description="The payee account can take no further credits: payouts to it wait for new details"
+    )
+    next_step: Literal["resend", "await_account_update"]
+
+
+class PayeeAccountCorrectedData(Payload):
+    original_trace_number: TraceNumber
+    change_code: str = Field(pattern=r"^C\d{2}$", description="Nacha change code of the notification")
+    reason: str
+    provider_id: Identifier
+    inbound_key: str
+    routing_number: str | None = Field(default=None, description="The corrected routing number, if changed")
+    account_last4: str | None = Field(
+        default=None, description="Last four of the corrected account, if changed"
+    )
+    account_type: AccountType | None = None
+    apply_by: str = Field(description="ISO date: the correction is applied before any payout after it")
+
+
+class AchInboundParkedData(Payload):
+    inbound_key: str = Field(description="The S3 key of the bank's file")
+    reason: str = Field(description="Machine-readable reason code")
+    detail: str = Field(description="For humans; never account numbers")
+    trace_number: TraceNumber | None = Field(default=None, description="The parked entry's own trace number")
+    original_trace_number: TraceNumber | None = None
+    code: str | None = Field(default=None, description="The entry's return or change code")
+    answer: Literal["none", "dishonored_return", "refused_correction"] = Field(
+        default="none", description="What the originator answers the bank, as the rules allow"
+    )
+
+
 class Event(BaseModel):
     """Envelope shared by every event; subclasses pin ``event_type`` and ``data``."""
 
@@ -676,6 +719,34 @@ class AchFilesDeferred(Event):
     data: AchFilesDeferredData
 
 
+class PayoutReturned(Event):
+    """The receiving bank returned a payout's ACH entry; the ledger reversed the payout."""
+
+    EVENT_TYPE: ClassVar[str] = "PayoutReturned"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"ach_returns"})
+    event_type: Literal["PayoutReturned"]
+    data: PayoutReturnedData
+
+
+class PayeeAccountCorrected(Event):
+    """A notification of change: the payee's account details are corrected before the next payout."""
+
+    EVENT_TYPE: ClassVar[str] = "PayeeAccountCorrected"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"ach_returns"})
+    event_type: Literal["PayeeAccountCorrected"]
+    data: PayeeAccountCorrectedData
+
+
+class AchInboundParked(Event):
+    """An entry (or a whole file) from the bank the pipeline could not apply; ``payment_id``: its payment,
+    or the inbound file's id when no payment matches."""
+
+    EVENT_TYPE: ClassVar[str] = "AchInboundParked"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"ach_returns"})
+    event_type: Literal["AchInboundParked"]
+    data: AchInboundParkedData
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.EVENT_TYPE: cls
     for cls in (
@@ -704,6 +775,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PayoutNetted,
         ItemSetAside,
         AchFilesDeferred,
+        PayoutReturned,
+        PayeeAccountCorrected,
+        AchInboundParked,
     )
 }
 

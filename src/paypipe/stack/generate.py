@@ -10,6 +10,8 @@ from the event contract (``paypipe.events.models``):
   the sources its contract allows, plus ``detail``), the queue policy, the SQS event source,
   alarms on both DLQs, the queue URL outputs; a step that receives cardholder data keeps its
   messages only ``CardDataRetentionSeconds`` and alarms on their age;
+- an object consumer (``objects``): the same, its rule on the account's default bus matching S3
+  ``Object Created`` notifications of the bucket and key prefix;
 - a scheduled function: its schedule and reserved concurrency, failures to ``ScheduledDLQ``;
 - the tables of ``TABLES``, the archive (no cardholder-data type, client events only under client
   types) and the client publisher policy (the contract's client types).
@@ -108,7 +110,7 @@ def _sections() -> list[tuple[str, Resources]]:
         ("Scheduled functions: async invocation failures land here.", _scheduled_dlq()),
     ]
     for function in FUNCTIONS:
-        resources = _step(function) if function.consumes else _function(function)
+        resources = _step(function) if function.queued else _function(function)
         sections.append((f"{'-' * 64} {function.name}", resources))
     return sections
 
@@ -123,7 +125,7 @@ def _outputs() -> Resources:
         **_dlq_output("ScheduledDLQ", "scheduled", "scheduled"),
     }
     for function in FUNCTIONS:
-        if function.consumes:
+        if function.queued:
             stem = logical(function.name)
             outputs[f"{stem}QueueUrl"] = {"Value": ref(f"{stem}Queue")}
             outputs |= _dlq_output(f"{stem}DLQ", "consumer", function.name)
@@ -242,7 +244,7 @@ def _step(function: Function) -> Resources:
     card_data = bool(set(function.consumes) & ev.CARDHOLDER_DATA_EVENT_TYPES)
     retention = CARD_DATA_RETENTION if card_data else QUEUE_RETENTION
     dlq_retention = CARD_DATA_RETENTION if card_data else DLQ_RETENTION
-    pattern = event_pattern(function.consumes, function.detail)
+    pattern, bus = _rule_source(function)
     arns = [getatt(f"{queue}.Arn"), getatt(f"{rule_dlq}.Arn")]
     redrive = {"deadLetterTargetArn": getatt(f"{dlq}.Arn"), "maxReceiveCount": ref("RedriveMaxReceiveCount")}
     resources: Resources = {
@@ -256,7 +258,7 @@ def _step(function: Function) -> Resources:
             "Type": "AWS::Events::Rule",
             "Properties": {
                 "Description": f"Routes {_routed(pattern)} to the {name} queue",
-                "EventBusName": ref("EventBus"),
+                **({"EventBusName": bus} if bus else {}),
                 "EventPattern": pattern,
                 "State": "ENABLED",
                 "Targets": [
@@ -286,6 +288,15 @@ def _step(function: Function) -> Resources:
     return resources
 
 
+def _rule_source(function: Function) -> tuple[Resources, Intrinsic | None]:
+    """The rule's pattern and bus (None: the account's default bus, where S3 notifications go)."""
+    if function.objects is None:
+        return event_pattern(function.consumes, function.detail), ref("EventBus")
+    bucket, prefix = function.objects
+    detail = {"bucket": {"name": [ref(bucket)]}, "object": {"key": [{"prefix": prefix}]}}
+    return {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail}, None
+
+
 def _routed(pattern: Resources) -> str:
     branches = pattern.get("$or", [pattern])
     if len(branches) == 1:
@@ -296,7 +307,7 @@ def _routed(pattern: Resources) -> str:
 def _function(function: Function) -> Resources:
     """The function and its log group."""
     stem = logical(function.name)
-    trigger = "queue" if function.consumes else "schedule" if function.schedule else "invoke"
+    trigger = "queue" if function.queued else "schedule" if function.schedule else "invoke"
     props: Resources = {
         "Description": function.description or f"paypipe {function.name} step",
         "CodeUri": f"../../services/{function.code}/",
@@ -304,7 +315,7 @@ def _function(function: Function) -> Resources:
         **function.properties,
         "Environment": {"Variables": _environment(function)},
     }
-    if function.consumes:
+    if function.queued:
         source = {"Queue": getatt(f"{stem}Queue.Arn"), "BatchSize": 10, "MaximumBatchingWindowInSeconds": 1}
         source |= {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
         source |= {"ScalingConfig": {"MaximumConcurrency": ref("MaxConcurrencyPerStep")}}
@@ -347,7 +358,7 @@ def _schedule(function: Function) -> Resources:
 
 def _environment(function: Function) -> dict[str, Any]:
     variables: dict[str, Any] = {"POWERTOOLS_SERVICE_NAME": function.name}
-    if function.consumes:
+    if function.queued:
         variables["DLQ_URL"] = ref(f"{logical(function.name)}DLQ")
     variables |= {f"{table.upper()}_TABLE": ref(f"{table}Table") for table in function.tables}
     variables |= {re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper(): ref(name) for name in function.parameters}
@@ -363,8 +374,9 @@ def _policies(function: Function) -> list[Any]:
         own_source = {"StringEquals": {"events:source": ev.source_of(function.code)}}
         statements.append(_allow("PutOwnEvents", "events:PutEvents", getatt("EventBus.Arn"), own_source))
     tables = dict(function.tables)
-    if function.consumes:
+    if function.queued:
         statements.append(_allow("ParkInDLQ", "sqs:SendMessage", getatt(f"{logical(function.name)}DLQ.Arn")))
+    if function.consumes:  # the object consumer keeps its own record of the files it read
         tables = {"Idempotency": "Crud"} | tables
     policies: list[Any] = [{"Statement": [statement]} for statement in statements]
     policies += [_table_policy(table, access) for table, access in tables.items()]

@@ -48,6 +48,7 @@ class Function:
     name: str  # its service name; its logical ids are the CamelCase (escrow_hold -> EscrowHoldQueue)
     code: str  # services/<code>/, and the step whose source (paypipe.<code>) it publishes under
     consumes: tuple[str, ...] = ()  # event types its queue receives
+    objects: tuple[str, str] | None = None  # (bucket logical id, key prefix): S3 notifications it receives
     detail: dict[str, Any] | None = None  # what the rule also requires of the event detail
     schedule: tuple[str, str] | None = None  # (event name, schedule parameter)
     handler: str = "handler"
@@ -59,6 +60,11 @@ class Function:
     statements: tuple[dict[str, Any], ...] = ()  # further IAM statements
     properties: dict[str, Any] = field(default_factory=dict)  # further function properties
     publishes: bool = True
+
+    @property
+    def queued(self) -> bool:
+        """Fed by its own SQS queue (pipeline events or S3 object notifications)."""
+        return bool(self.consumes or self.objects)
 
 
 FUNCTIONS = (
@@ -144,6 +150,20 @@ FUNCTIONS = (
             },
         ),
         properties={"Timeout": 300, "MemorySize": 1024},
+    ),
+    Function(
+        "ach_returns",
+        "ach_returns",
+        objects=("AchBucket", "inbound/"),
+        description="paypipe ACH returns - the bank's returns and notifications of change, from S3",
+        tables={"Payouts": "Crud", "Ledger": "Crud"},
+        # Vaults corrected payee accounts (a notification of change); never card data keys.
+        vault=Vault("VaultCorrectedAccounts", (ACCOUNT_PURPOSE, ACCOUNT_FINGERPRINT_PURPOSE), encrypts=True),
+        environment={"ACH_BUCKET": ref("AchBucket"), "ACH_INBOUND_PREFIX": "inbound/"},
+        statements=(
+            {"Sid": "ReadBankFiles", "Action": "s3:GetObject", "Resource": sub("${AchBucket.Arn}/inbound/*")},
+            {"Sid": "DecryptBankFiles", "Action": "kms:Decrypt", "Resource": getatt("StorageKey.Arn")},
+        ),
     ),
     Function(
         "detokenize",

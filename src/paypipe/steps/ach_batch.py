@@ -23,11 +23,13 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from paypipe.adapters.payee_accounts import MAX_CORRECTION_HOPS, AccountState, PayeeAccounts, StoredCorrection
 from paypipe.adapters.payouts_store import FILE_ID_MODIFIERS, FileIdsExhaustedError, PayoutsStore, StoredBatch
 from paypipe.adapters.vault import VaultError
 from paypipe.domain import ledger, nacha
 from paypipe.domain.ach_batching import PayoutRecord, PendingPayout, PlannedBatch, plan_files
 from paypipe.domain.ach_calendar import EASTERN
+from paypipe.domain.ach_returns import FiledEntry
 from paypipe.domain.ledger import Hold
 from paypipe.domain.nacha import Payable
 from paypipe.events import models as ev
@@ -65,6 +67,8 @@ class CollectStep:
             account_type=payee.account_type.value,
             payee_type=payee.payee_type.value,
             tenant_id=payee.tenant_id,
+            provider_id=data.provider_id,
+            account_fingerprint=payee.account_fingerprint,
         )
         self.payouts.add_pending(payout, data.released_at)
         return []
@@ -102,6 +106,7 @@ class AchCutter:
     accounts: AccountPort
     max_entries_per_batch: int = 2500
     submission_lead: timedelta = timedelta(minutes=15)
+    payee_accounts: PayeeAccounts | None = None  # what the bank said of payee accounts
 
     def cut(self, now: datetime) -> CutResult:
         """Finish open batches, then cut every due payout into files.
@@ -115,8 +120,10 @@ class AchCutter:
         failed: list[str] = []
         for batch in retry_throttled(self.payouts.open_batches):
             self._try_finish(batch, keys, failed)
-        released = self._recheck_blocked()
-        pending, set_aside = self._writable(retry_throttled(self.payouts.pending), now)
+        released = self._recheck_blocked() + self._recheck_waiting()
+        pending, set_aside = self._writable(
+            self._with_account_changes(retry_throttled(self.payouts.pending)), now
+        )
         plan = plan_files(
             pending,
             now,
@@ -229,7 +236,9 @@ class AchCutter:
         ach_file: nacha.AchFile | None = None
         if entries:
             key = file_key(batch)
-            ach_file = self._upload(batch, key, entries)
+            ach_file = self._build(batch, entries)
+            self.payouts.record_entries(filed_entries(batch, claims, entries, ach_file), key)
+            self._upload(batch, key, ach_file, len(entries))
         self._announce(batch, key, claims, (entries, ach_file), set_aside)
         retry_throttled(lambda: self.payouts.close_batch(batch.batch_id, key))
         return key
@@ -298,6 +307,58 @@ class AchCutter:
             self.payouts.unblock(pending)
         return []
 
+    def _account_view(
+        self, payouts: Sequence[Payable]
+    ) -> tuple[dict[str, PayoutRecord], dict[str, AccountState]]:
+        """Each payout with the bank's corrections of its account applied, and the accounts' states."""
+        current = {p.payment_id: p for p in payouts if isinstance(p, PayoutRecord)}
+        states: dict[str, AccountState] = {}
+        asked: set[str] = set()
+        for _ in range(MAX_CORRECTION_HOPS):
+            unknown = {p.account_fingerprint for p in current.values()} - asked
+            if not unknown or self.payee_accounts is None:
+                break
+            asked |= unknown
+            states |= self.payee_accounts.states(unknown)
+            for payment_id, payout in current.items():
+                state = states.get(payout.account_fingerprint)
+                if state is not None and state.correction is not None:
+                    current[payment_id] = corrected(payout, state.correction)
+        return current, states
+
+    def _with_account_changes(self, pending: Sequence[PendingPayout]) -> list[PendingPayout]:
+        """Pending payouts with corrections applied (and stored); those to unusable accounts wait."""
+        current, states = self._account_view([item.payout for item in pending])
+        writable: list[PendingPayout] = []
+        for item in pending:
+            payout = current.get(item.payout.payment_id, item.payout)
+            if payout != item.payout:
+                assert isinstance(payout, PayoutRecord)
+                self.payouts.replace_payout(payout)
+            now_pending = PendingPayout(payout, item.released_at)
+            state = states.get(getattr(payout, "account_fingerprint", ""))
+            if state is not None and state.unusable_code is not None and state.correction is None:
+                self.payouts.wait(now_pending, f"ACCOUNT_UNUSABLE_{state.unusable_code}")
+                continue
+            writable.append(now_pending)
+        return writable
+
+    def _recheck_waiting(self) -> int:
+        """Payouts waiting for new account details go back to pending once the details changed."""
+        waiting = retry_throttled(self.payouts.waiting)
+        current, states = self._account_view([item.payout for item in waiting])
+        released = 0
+        for item in waiting:
+            payout = current.get(item.payout.payment_id, item.payout)
+            state = states.get(getattr(payout, "account_fingerprint", ""))
+            if payout == item.payout or (state is not None and state.unusable_code and not state.correction):
+                continue
+            assert isinstance(payout, PayoutRecord)
+            self.payouts.replace_payout(payout)
+            self.payouts.unblock(PendingPayout(payout, item.released_at))
+            released += 1
+        return released
+
     def _recheck_blocked(self) -> int:
         """Payouts whose disputes ended go back to pending (or are settled); returns how many."""
         released = 0
@@ -309,8 +370,8 @@ class AchCutter:
             released += 1
         return released
 
-    def _upload(self, batch: StoredBatch, key: str, entries: Sequence[nacha.Payout]) -> nacha.AchFile:
-        ach_file = nacha.build_file(
+    def _build(self, batch: StoredBatch, entries: Sequence[nacha.Payout]) -> nacha.AchFile:
+        return nacha.build_file(
             entries,
             self.originator,
             effective_date=batch.effective_date,
@@ -319,6 +380,8 @@ class AchCutter:
             same_day=batch.kind == "same_day",
             first_trace_sequence=batch.first_trace,
         )
+
+    def _upload(self, batch: StoredBatch, key: str, ach_file: nacha.AchFile, entries: int) -> None:
         body = nacha.write(ach_file).encode("ascii")
         retry_throttled(
             lambda: self.s3.put_object(
@@ -329,10 +392,9 @@ class AchCutter:
                 ServerSideEncryption="aws:kms",
                 SSEKMSKeyId=self.kms_key_id,
                 BucketKeyEnabled=True,
-                Metadata={"batch-id": batch.batch_id, "entries": str(len(entries))},
+                Metadata={"batch-id": batch.batch_id, "entries": str(entries)},
             )
         )
-        return ach_file
 
     def _announce(
         self,
@@ -371,6 +433,41 @@ class AchCutter:
             )
             events.append(batch_created(batch, key, ach_file, [p.payment_id for p in filed], self.bucket))
         self._publish(events)
+
+
+def corrected(payout: PayoutRecord, correction: StoredCorrection) -> PayoutRecord:
+    """The payout to the account a notification of change gave in place of its own."""
+    return replace(
+        payout,
+        routing_number=correction.routing_number,
+        account_token=correction.account_token,
+        account_last4=correction.account_last4,
+        account_type="savings" if correction.account_type == "savings" else "checking",
+        account_fingerprint=correction.account_fingerprint,
+    )
+
+
+def filed_entries(
+    batch: StoredBatch,
+    claims: Sequence[tuple[Payable, Hold]],
+    entries: Sequence[nacha.Payout],
+    ach_file: nacha.AchFile,
+) -> list[FiledEntry]:
+    """The file's payout entries as the bank's answers will name them (by trace number)."""
+    traces = nacha.payment_trace_numbers(entries, ach_file)
+    paid = {payout.payment_id: payout for payout, _ in claims}
+    return [
+        FiledEntry(
+            trace_number=traces[entry.payment_id],
+            payment_id=entry.payment_id,
+            batch_id=batch.batch_id,
+            provider_id=getattr(paid[entry.payment_id], "provider_id", ""),
+            account_fingerprint=getattr(paid[entry.payment_id], "account_fingerprint", ""),
+            amount_cents=entry.amount_cents,
+            effective_date=batch.effective_date,
+        )
+        for entry in entries
+    ]
 
 
 def _unpayable(payout: Payable, hold: Hold | None) -> tuple[str, str] | None:
@@ -471,6 +568,7 @@ def build_cut() -> LambdaHandler:
     lead = timedelta(minutes=int_setting("ACH_SUBMISSION_LEAD_MINUTES", 15))
     cutter = AchCutter(
         payouts=PayoutsStore(setting("PAYOUTS_TABLE"), client("dynamodb")),
+        payee_accounts=PayeeAccounts(setting("PAYOUTS_TABLE"), client("dynamodb")),
         ledger=ledger_from_env(),
         s3=client("s3"),
         bucket=setting("ACH_BUCKET"),

@@ -36,6 +36,7 @@ class LedgerPort(Protocol):
         at: datetime,
         max_entry_cents: int | None = None,
     ) -> ledger.Outcome: ...
+    def return_payout(self, command: ledger.PayoutReturn) -> ledger.Outcome: ...
 
 
 def ledger_from_env() -> LedgerPort:

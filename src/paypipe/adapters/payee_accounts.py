@@ -1,0 +1,138 @@
+"""What the bank said of payee accounts, and the bank files read (items of the Payouts table).
+
+Item layouts are described with the table's others in ``paypipe.adapters.payouts_store``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from paypipe.runtime.retry import retry_throttled
+
+MAX_CORRECTION_HOPS = 5  # a corrected account corrected again is followed this far
+
+
+@dataclass(frozen=True)
+class StoredCorrection:
+    """A notification of change applied to an account: the details payouts to it now carry."""
+
+    change_code: str
+    original_trace_number: str
+    routing_number: str
+    account_token: str
+    account_last4: str
+    account_type: str
+    account_fingerprint: str
+    received_at: str
+
+
+@dataclass(frozen=True)
+class AccountState:
+    fingerprint: str
+    unusable_code: str | None = None  # the return code that stopped credits to it
+    correction: StoredCorrection | None = None
+
+
+class PayeeAccounts:
+    def __init__(self, table_name: str, client: Any) -> None:
+        self._table = table_name
+        self._client = client
+
+    def states(self, fingerprints: Iterable[str]) -> dict[str, AccountState]:
+        """The state of each account the bank said something of (others are absent)."""
+        wanted = sorted({fp for fp in fingerprints if fp})
+        found: dict[str, AccountState] = {}
+        for start in range(0, len(wanted), 100):
+            keys = [
+                {"pk": {"S": f"account#{fp}"}, "sk": {"S": "account"}} for fp in wanted[start : start + 100]
+            ]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = retry_throttled(partial(self._client.batch_get_item, RequestItems=request))
+                for item in response["Responses"].get(self._table, []):
+                    state = _state(item)
+                    found[state.fingerprint] = state
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def mark_unusable(self, fingerprint: str, *, return_code: str, trace_number: str, at: datetime) -> None:
+        self._update(
+            fingerprint,
+            "SET unusable_code = :code, unusable_trace = :trace, unusable_at = :at",
+            {":code": {"S": return_code}, ":trace": {"S": trace_number}, ":at": {"S": at.isoformat()}},
+        )
+
+    def correct(self, fingerprint: str, correction: StoredCorrection) -> None:
+        """Record the correction (the first one of a trace number wins; a later one replaces it)."""
+        self._update(
+            fingerprint,
+            "SET correction = :correction",
+            {":correction": {"S": json.dumps(asdict(correction), sort_keys=True)}},
+        )
+
+    def _update(self, fingerprint: str, expression: str, values: dict[str, Any]) -> None:
+        retry_throttled(
+            partial(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": f"account#{fingerprint}"}, "sk": {"S": "account"}},
+                UpdateExpression=expression,
+                ExpressionAttributeValues=values,
+            )
+        )
+
+    def claim_file(self, bucket: str, key: str, etag: str, at: datetime) -> bool:
+        """True the first time this object (bucket, key, ETag) is read; False once it was read."""
+        try:
+            retry_throttled(
+                partial(
+                    self._client.put_item,
+                    TableName=self._table,
+                    Item={
+                        "pk": {"S": f"inbound#{bucket}/{key}"},
+                        "sk": {"S": etag},
+                        "status": {"S": "reading"},
+                        "claimed_at": {"S": at.isoformat()},
+                    },
+                    ConditionExpression="attribute_not_exists(pk) OR #status = :reading",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={":reading": {"S": "reading"}},
+                )
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def finish_file(self, bucket: str, key: str, etag: str, *, entries: int, parked: int) -> None:
+        retry_throttled(
+            partial(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"pk": {"S": f"inbound#{bucket}/{key}"}, "sk": {"S": etag}},
+                UpdateExpression="SET #status = :done, entries = :entries, parked = :parked",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":done": {"S": "done"},
+                    ":entries": {"N": str(entries)},
+                    ":parked": {"N": str(parked)},
+                },
+            )
+        )
+
+
+def _state(item: dict[str, Any]) -> AccountState:
+    correction = item.get("correction", {}).get("S")
+    return AccountState(
+        fingerprint=item["pk"]["S"].removeprefix("account#"),
+        unusable_code=item.get("unusable_code", {}).get("S"),
+        correction=StoredCorrection(**json.loads(correction)) if correction else None,
+    )
