@@ -3,6 +3,7 @@
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,9 @@ from paypipe.domain.bank_simulator import (
     banking_days_after,
 )
 from paypipe.domain.nacha import (
+    CHANGE_REASONS,
     EASTERN,
+    RETURN_REASONS,
     AchFile,
     ChangeAnswer,
     EntryCorrection,
@@ -91,6 +94,7 @@ def test_each_test_account_gets_its_answer() -> None:
             assert entry.transaction_code == 21 and entry.amount_cents > 0
     deceased = answers["SIMR15"].entry_return
     assert isinstance(deceased, EntryReturn) and deceased.date_of_death == WEDNESDAY - DEATH_BEFORE_EFFECTIVE
+    assert f"{DEATH_BEFORE_EFFECTIVE.days} days" in next(a.note for a in TEST_ACCOUNTS if a.code == "R15")
     assert all(
         isinstance(entry.entry_return, EntryReturn) and entry.entry_return.date_of_death is None
         for number, entry in answers.items()
@@ -121,6 +125,22 @@ def test_test_accounts_and_their_corrections_pass_payment_validation() -> None:
         if account.account_number != "SIMC65":  # its corrected routing number is invalid on purpose
             routing = corrected.get("routing number", "021000021")
             assert rejections(routing, corrected.get("account number", account.account_number)) == [], account
+
+
+def rendered_test_accounts_table() -> str:
+    rows = ["| Account number | Answer | Corrected data | Note |", "| --- | --- | --- | --- |"]
+    for account in TEST_ACCOUNTS:
+        title = (RETURN_REASONS.get(account.code) or CHANGE_REASONS[account.code]).title
+        corrected = ", ".join(f"{name} `{value}`" for name, value in account.corrected)
+        rows.append(f"| `{account.account_number}` | {account.code} {title} | {corrected} | {account.note} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_the_operations_doc_shows_the_table() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert rendered_test_accounts_table() in doc, (
+        "docs/operations.md: paste the table rendered_test_accounts_table() renders"
+    )
 
 
 # --- Seeded answers ------------------------------------------------------------------------------

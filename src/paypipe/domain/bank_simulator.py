@@ -50,7 +50,7 @@ class TestAccount:
 
     account_number: str
     code: str  # the R or C code it gets
-    meaning: str
+    note: str = ""
     corrected: tuple[tuple[str, str], ...] = ()  # a C code's corrected values, by part name
 
     @property
@@ -60,19 +60,18 @@ class TestAccount:
 
 # fmt: off
 TEST_ACCOUNTS: Final = (
-    TestAccount("SIMR02", "R02", "account closed"),
-    TestAccount("SIMR03", "R03", "no account, unable to locate account"),
-    TestAccount("SIMR04", "R04", "invalid account number structure"),
-    TestAccount("SIMR15", "R15", "account holder deceased (date of death 30 days before the effective date)"),
-    TestAccount("SIMR16", "R16", "account frozen"),
-    TestAccount("SIMC01", "C01", "incorrect account number", (("account number", "SIMC01NEW"),)),
-    TestAccount("SIMC02", "C02", "incorrect routing number", (("routing number", "021000021"),)),
-    TestAccount("SIMC03", "C03", "incorrect routing and account number",
-                (("routing number", "026009593"), ("account number", "SIMC03NEW"))),
-    TestAccount("SIMC05", "C05", "incorrect transaction code: a savings account",
-                (("transaction code", "32"),)),
-    TestAccount("SIMC65", "C02", "corrected routing number fails its check digit: the ODFI refuses "
-                "the notification (C65)", (("routing number", "021000022"),)),
+    TestAccount("SIMR02", "R02"),
+    TestAccount("SIMR03", "R03"),
+    TestAccount("SIMR04", "R04"),
+    TestAccount("SIMR15", "R15", "date of death 30 days before the effective date"),
+    TestAccount("SIMR16", "R16"),
+    TestAccount("SIMC01", "C01", corrected=(("account number", "SIMC01NEW"),)),
+    TestAccount("SIMC02", "C02", corrected=(("routing number", "021000021"),)),
+    TestAccount("SIMC03", "C03",
+                corrected=(("routing number", "026009593"), ("account number", "SIMC03NEW"))),
+    TestAccount("SIMC05", "C05", "the account is a savings account", (("transaction code", "32"),)),
+    TestAccount("SIMC65", "C02", "the check digit is wrong: the ODFI refuses the notification (C65)",
+                (("routing number", "021000022"),)),
 )
 # fmt: on
 _BY_ACCOUNT: Final = {account.account_number: account for account in TEST_ACCOUNTS}
