@@ -208,6 +208,6 @@ def encode_corrected_data(change_code: str, values: Mapping[str, str]) -> str:
     for part in reason.corrected:
         value = values[part.name]
         if len(value) > part.width:
-            raise ValueError(f"{change_code} {part.name} {value!r} is longer than {part.width} characters")
+            raise ValueError(f"{change_code} {part.name} is longer than {part.width} characters")
         field[part.start - 1 : part.start - 1 + len(value)] = value
     return "".join(field).rstrip()

@@ -149,7 +149,7 @@ def corrected_data_problem(change_code: str, corrected_data: str) -> str | None:
         if raw[0] == " ":
             return f"{part.name} is not left-justified"
         if not _part_valid(part.name, value):
-            return f"{part.name} {value!r} is not valid"
+            return f"{part.name} is not valid"  # the value is not echoed: it may be an account number
     if any(padded[i] != " " for i in range(CORRECTED_DATA_WIDTH) if i not in covered):
         return "characters outside the corrected values"
     return None
