@@ -16,9 +16,11 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent
 REQUIREMENTS = SRC / "requirements.txt"
-# No function imports or reads these: the operator tools, the embedded runner, the template's step
-# table, the CLI and its cost data, the schema generator and compatibility check (development tools).
+# No function imports or reads these: the operator tools, the embedded runner and its simulated
+# bank, the template's step table, the CLI and its cost data, the schema generator and compatibility
+# check (development tools).
 EXCLUDED = (
+    "paypipe/domain/bank_simulator.py",
     "paypipe/embedded",
     "paypipe/ops",
     "paypipe/stack",

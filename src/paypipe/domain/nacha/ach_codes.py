@@ -6,6 +6,7 @@ account can take further credits, and ``paypipe ach show`` prints their titles.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
@@ -110,9 +111,12 @@ RETURN_REASONS: Final = {reason.code: reason for reason in (
 # fmt: on
 
 
+CORRECTED_DATA_WIDTH: Final = 29  # a notification's corrected data field (addenda 98, positions 36-64)
+
+
 @dataclass(frozen=True)
 class Part:
-    """One value inside a notification's 29-character corrected data field."""
+    """One value inside a notification's corrected data field."""
 
     name: str
     start: int  # 1-based, within the corrected data
@@ -182,7 +186,28 @@ def decode_corrected_data(change_code: str, corrected_data: str) -> dict[str, st
     reason = CHANGE_REASONS.get(change_code)
     if reason is None or not reason.corrected:
         return {"corrected data": corrected_data.strip()} if corrected_data.strip() else {}
-    padded = corrected_data.ljust(29)
+    padded = corrected_data.ljust(CORRECTED_DATA_WIDTH)
     return {
         part.name: padded[part.start - 1 : part.start - 1 + part.width].strip() for part in reason.corrected
     }
+
+
+def encode_corrected_data(change_code: str, values: Mapping[str, str]) -> str:
+    """The corrected data field carrying ``values`` (by part name) where the change code puts them.
+
+    The inverse of `decode_corrected_data`; without the field's right padding, as the model keeps it.
+    Raises ValueError for a code without a format, a part missing or unknown, or a value too long.
+    """
+    reason = CHANGE_REASONS.get(change_code)
+    if reason is None or not reason.corrected:
+        raise ValueError(f"change code {change_code!r} has no corrected data format")
+    names = {part.name for part in reason.corrected}
+    if set(values) != names:
+        raise ValueError(f"{change_code} carries {sorted(names)}, got {sorted(values)}")
+    field = [" "] * CORRECTED_DATA_WIDTH
+    for part in reason.corrected:
+        value = values[part.name]
+        if len(value) > part.width:
+            raise ValueError(f"{change_code} {part.name} is longer than {part.width} characters")
+        field[part.start - 1 : part.start - 1 + len(value)] = value
+    return "".join(field).rstrip()
