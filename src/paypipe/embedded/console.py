@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from paypipe.domain.bank_simulator import BankSimulator
 from paypipe.embedded.demo import RunReport, run_demo
 from paypipe.embedded.faults import FaultPlan
 from paypipe.embedded.playback import ScenarioError, play_file
@@ -22,6 +23,7 @@ STATE_NAMES = {
     "PaymentDeclined": "declined",
     "FundsRefunded": "refunded",
     "PayoutBatched": "paid out (ACH)",
+    "returned": "returned by the bank (awaiting new details)",
     "review": "fraud review",
     "disputed": "in dispute",
     "PayoutNetted": "netted against clawbacks",
@@ -86,7 +88,8 @@ def run_with_console(payments: int, *, seed: int, out_dir: Path, faults: FaultPl
                 tasks[phase] = progress.add_task(phase, total=total or None)
             progress.update(tasks[phase], completed=done, total=total or None)
 
-        report = run_demo(payments, seed=seed, out_dir=out_dir, progress=notify, faults=faults)
+        bank = BankSimulator(seed=seed)  # answers every payout file, as the ODFI's test harness would
+        report = run_demo(payments, seed=seed, out_dir=out_dir, progress=notify, faults=faults, bank=bank)
         for task_id in tasks.values():
             done = progress.tasks[task_id].completed or 1
             progress.update(task_id, total=done, completed=done)
@@ -112,6 +115,11 @@ def print_summary(console: Console, report: RunReport) -> None:
     console.print(
         f"released ${recon.released_cents / 100:,.2f}; ACH credits ${recon.ach_credit_cents / 100:,.2f} "
         f"in {recon.ach_entries} entries, {len(report.ach_files)} files"
+    )
+    answers = recon.bank_answers
+    console.print(
+        f"bank answers: {answers['return']} returns (${recon.returned_cents / 100:,.2f} back), "
+        f"{answers['correction']} notifications of change; {recon.paid_again} payouts sent again"
     )
     for path in report.ach_files:
         console.print(f"ACH file: {path}")

@@ -11,9 +11,12 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+from paypipe.domain.ach_calendar import EASTERN
+from paypipe.domain.bank_simulator import BankSimulator
+from paypipe.embedded.bank import SimulatedBank
 from paypipe.embedded.data_scan import Secrets, pipeline_sources, scan
 from paypipe.embedded.evidence import ach_file_entries, dlq_records, ledger, run_context
 from paypipe.embedded.faults import FaultPlan
@@ -24,6 +27,7 @@ from paypipe.events import models as ev
 
 Progress = Callable[[str, int, int], None]
 SCHEDULE_RUNS_AFTER_EXPIRY = 3  # the schedules keep firing; a failed run is caught up by the next
+BANK_ROUNDS = 3  # payout files answered, then the files of what was sent again, and so on
 
 
 @dataclass
@@ -50,7 +54,9 @@ def run_demo(
     progress: Progress | None = None,
     overrides: dict[str, str] | None = None,
     faults: FaultPlan | None = None,
+    bank: BankSimulator | None = None,
 ) -> RunReport:
+    """The run; ``bank`` answers the payout files (returns, notifications of change), when given."""
     notify = progress or (lambda _phase, _done, _total: None)
     now = datetime.now(UTC).replace(microsecond=0)
     scenario = build_scenario(payments, seed=seed, now=now, run_id=f"run{now:%H%M%S}")
@@ -59,6 +65,8 @@ def run_demo(
         _publish_requests(pipeline, scenario, notify)
         _complete_and_dispute(pipeline, rng, notify)
         _run_schedules(pipeline, now, notify)
+        if bank is not None:
+            _bank_answers(pipeline, bank, notify)
         report = _report(pipeline, scenario, out_dir, faults)
     return report
 
@@ -96,6 +104,27 @@ def _run_schedules(pipeline: EmbeddedPipeline, now: datetime, notify: Progress) 
         notify("ACH cut after the next window", run, SCHEDULE_RUNS_AFTER_EXPIRY)
         pipeline.run_scheduled(now + timedelta(days=hold_days + 3, minutes=5 * run))
         _drain(pipeline, "ACH cut", notify)
+
+
+def _bank_answers(pipeline: EmbeddedPipeline, simulator: BankSimulator, notify: Progress) -> None:
+    """Let the bank answer every payout file on its delivery days, then cut again (payouts sent
+    again or to corrected accounts), until the bank has nothing more to say."""
+    bucket = pipeline.stack.outputs["AchBucketName"]
+    bank = SimulatedBank(pipeline.client("s3"), simulator)
+    for round_number in range(BANK_ROUNDS):
+        bank.answer_new_files(bucket)
+        if not bank.planned:
+            return
+        for day in sorted({planned.delivery_date for planned in bank.planned}):
+            notify("bank answers: returns and notifications of change", round_number, BANK_ROUNDS)
+            morning = datetime.combine(day, time(9), tzinfo=EASTERN)
+            pipeline.advance_to(morning)
+            bank.deliver_due(day, bucket)
+            _drain(pipeline, "ACH returns", notify)
+        after = pipeline.clock.now()
+        for run in range(SCHEDULE_RUNS_AFTER_EXPIRY):
+            pipeline.run_scheduled(after + timedelta(hours=8, minutes=5 * run))
+            _drain(pipeline, "ACH cut after the bank's answers", notify)
 
 
 def _report(

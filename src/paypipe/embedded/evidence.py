@@ -17,9 +17,12 @@ from typing import Any
 from paypipe.adapters.ledger_store import LedgerStore
 from paypipe.domain import nacha
 from paypipe.domain.ach_calendar import EASTERN
-from paypipe.embedded.reconcile import AchEntry, Context, DlqRecord, PayoutRow
+from paypipe.embedded.reconcile import AchEntry, BankAnswer, Context, DlqRecord, PayoutRow
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.ops.dlq_aws import peek
+
+PAYOUT_FILES_PREFIX = "ach/"
+INBOUND_PREFIX = "inbound/"  # the bank's files
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,48 @@ def ach_file_entries(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
                 files.append(path)
-            entries.extend(file_entries(text, item["Key"]))
+            if item["Key"].startswith(PAYOUT_FILES_PREFIX):  # not the bank's answers under inbound/
+                entries.extend(file_entries(text, item["Key"]))
     return entries, files
+
+
+def bank_answers(pipeline: EmbeddedPipeline) -> list[BankAnswer]:
+    """Every return and notification of change in the bank's files under the inbound prefix."""
+    s3 = pipeline.client("s3")
+    bucket = pipeline.stack.outputs["AchBucketName"]
+    answers: list[BankAnswer] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=INBOUND_PREFIX):
+        for item in page.get("Contents", []):
+            text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode("ascii")
+            try:
+                parsed = nacha.parse(text, strict=False)
+            except nacha.NachaParseError:
+                continue  # parked whole by the returns consumer; its event says so
+            answers.extend(_answers(item["Key"], parsed))
+    return answers
+
+
+def _answers(key: str, parsed: nacha.AchFile) -> list[BankAnswer]:
+    found = []
+    for batch in parsed.batches:
+        for entry in batch.entries:
+            if (returned := entry.entry_return) is not None:
+                found.append(
+                    BankAnswer(
+                        key, entry.trace_number, returned.original_trace_number, "return", returned.code
+                    )
+                )
+            elif isinstance(correction := entry.correction, nacha.EntryCorrection):
+                found.append(
+                    BankAnswer(
+                        key,
+                        entry.trace_number,
+                        correction.original_trace_number,
+                        "correction",
+                        correction.code,
+                    )
+                )
+    return found
 
 
 def ledger(pipeline: EmbeddedPipeline) -> LedgerStore:
@@ -154,4 +197,5 @@ def run_context(pipeline: EmbeddedPipeline) -> Context:
         client_skew=timedelta(seconds=int(parameters["ClientClockSkewSeconds"])),
         dispute_max_age=timedelta(days=int(parameters["DisputeMaxAgeDays"])),
         submission_lead=timedelta(minutes=int(parameters["AchSubmissionLeadMinutes"])),
+        bank_answers=bank_answers(pipeline),
     )

@@ -16,6 +16,7 @@ from itertools import pairwise
 
 from paypipe.domain.ach_calendar import next_window, settlement_problem
 from paypipe.domain.ledger import DisputePhase, Hold, Transfer, TransferKind, balance_deltas
+from paypipe.domain.ledger import payout_return_transfer_id as ledger_return_id
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import client_timestamps
 
@@ -44,6 +45,17 @@ class AchEntry:
     created_at: datetime | None = None  # the header's creation date and time
     effective_date: date | None = None  # the batch's effective entry date
     same_day: bool = False
+
+
+@dataclass(frozen=True)
+class BankAnswer:
+    """A return or notification of change in one of the bank's files."""
+
+    file_key: str
+    trace_number: str  # the bank's entry
+    original_trace_number: str  # the payout entry it answers
+    kind: str  # "return" or "correction"
+    code: str
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,7 @@ class Context:
     client_skew: timedelta = timedelta(minutes=5)
     dispute_max_age: timedelta = timedelta(days=30)
     submission_lead: timedelta = timedelta(minutes=15)
+    bank_answers: Sequence[BankAnswer] = ()  # every return and correction in the bank's files
 
 
 @dataclass
@@ -99,6 +112,9 @@ class Reconciliation:
     ach_credit_cents: int = 0
     netted_cents: int = 0
     ach_entries: int = 0
+    returned_cents: int = 0  # of ACH credits the bank returned
+    paid_again: int = 0  # payments filed again after a return
+    bank_answers: Counter[str] = field(default_factory=Counter)  # returns and corrections read
     duplicate_requests: int = 0
     refused_requests: Counter[str] = field(default_factory=Counter)
     dlq_reasons: Counter[str] = field(default_factory=Counter)
@@ -128,6 +144,7 @@ def reconcile(
     _check_terminal_states(result, set(requested), events, dlq, context.holds)
     _check_payouts(result, events, ach_entries, context.holds)
     _check_payout_returns(result, context.transfers)
+    _check_bank_answers(result, events, context.bank_answers, context.transfers)
     _check_files(result, events, ach_entries)
     _check_payout_rows(result, events, context)
     for currency, total in sorted(ledger_totals.items()):
@@ -166,6 +183,7 @@ def _check_terminal_states(
         ("disputed", disputed),
         ("dlq", parked),
     ]
+    awaiting = _awaiting_after_return(events)
     refusals = [e for e in events if isinstance(e, ev.RequestRefused)]
     result.refused_requests = Counter(e.data.code.value for e in refusals)
     result.duplicate_requests = sum(1 for e in refusals if e.data.code is ev.RefusalCode.DUPLICATE_PAYMENT_ID)
@@ -179,6 +197,8 @@ def _check_terminal_states(
                 count = len(seen[event_type])
                 result.flag("TERMINAL_ANNOUNCED_TWICE", payment_id, f"{count} distinct {event_type} events")
         state = _state(payment_id, terminal_types, waiting)
+        if state == "PayoutBatched" and payment_id in awaiting:
+            state = "returned"  # the bank returned its payout; it waits for new account details
         if state == "lost":
             result.flag("PAYMENT_LOST", payment_id, f"neither terminal nor in a DLQ (last: {sorted(seen)})")
         result.states[state] += 1
@@ -221,25 +241,82 @@ def _check_payouts(
             result.flag(
                 "ACH_AMOUNT_MISMATCH", payout.payment_id, f"file pays {entry.amount_cents}, event differs"
             )
-    paid = Counter([*(p.payment_id for p in batched.values()), *(n.payment_id for n in netted)])
+    returned = _returned_traces(events)
+    outstanding = {key: p for key, p in batched.items() if p.data.trace_number not in returned}
+    result.returned_cents = sum(e.amount_cents for e in credits if e.trace_number in returned)
+    filings = Counter(p.payment_id for p in batched.values())
+    result.paid_again = sum(1 for count in filings.values() if count > 1)
+    result.ach_credit_cents -= result.returned_cents
+    paid = Counter([*(p.payment_id for p in outstanding.values()), *(n.payment_id for n in netted)])
     for payment_id, count in sorted(paid.items()):
         if count > 1:
-            result.flag("PAID_OUT_TWICE", payment_id, f"paid out {count} times")
-    result.netted_cents = sum(p.data.netted_cents for p in batched.values()) + sum(
+            result.flag("PAID_OUT_TWICE", payment_id, f"paid out {count} times, none of them returned")
+    result.netted_cents = sum(p.data.netted_cents for p in outstanding.values()) + sum(
         n.data.netted_cents for n in netted
     )
-    for payout in batched.values():
+    for payout in outstanding.values():
         expected = released.get(payout.payment_id, 0) - payout.data.netted_cents
         if payout.data.amount_cents != expected:
             message = f"entry pays {payout.data.amount_cents}, released less netted is {expected}"
             result.flag("PAYOUT_NOT_RELEASED_AMOUNT", payout.payment_id, message)
     waiting = {hold.payment_id for hold in holds if hold.payout_blocked} | _set_aside(events)
+    waiting |= _awaiting_after_return(events)
     for payment_id in sorted(set(released) - set(paid) - reversed_ - waiting):
         result.flag("RELEASED_NOT_PAID", payment_id, "released but never paid out, set aside nor refunded")
     filed = sum(released.get(pid, 0) for pid in paid if pid not in reversed_) - result.netted_cents
     if result.ach_credit_cents != filed:
         message = f"ACH credits {result.ach_credit_cents} != released {filed} cents (net of clawbacks)"
         result.flag("ACH_CREDITS_NOT_RELEASED", None, message)
+
+
+def _returned_traces(events: Sequence[ev.Event]) -> set[str]:
+    return {e.data.original_trace_number for e in events if isinstance(e, ev.PayoutReturned)}
+
+
+def _awaiting_after_return(events: Sequence[ev.Event]) -> set[str]:
+    """Payments whose last ACH entry the bank returned (not sent again yet)."""
+    returned = _returned_traces(events)
+    last: dict[str, str] = {}
+    for event in events:
+        if isinstance(event, ev.PayoutBatched):
+            last[event.payment_id] = event.data.trace_number
+    return {payment_id for payment_id, trace in last.items() if trace in returned}
+
+
+def _check_bank_answers(
+    result: Reconciliation,
+    events: Sequence[ev.Event],
+    answers: Sequence[BankAnswer],
+    transfers: Sequence[Transfer],
+) -> None:
+    """Every answer in the bank's files is applied (return booked, correction stored) or parked, and
+    every return in the journal answers a return in a bank file."""
+    returned = {e.data.original_trace_number: e for e in events if isinstance(e, ev.PayoutReturned)}
+    corrected = {e.data.original_trace_number for e in events if isinstance(e, ev.PayeeAccountCorrected)}
+    parked = {(e.data.inbound_key, e.data.trace_number) for e in events if isinstance(e, ev.AchInboundParked)}
+    booked = {t.transfer_id for t in transfers if t.kind is TransferKind.PAYOUT_RETURN}
+    result.bank_answers = Counter(answer.kind for answer in answers)
+    for answer in answers:
+        applied = returned if answer.kind == "return" else corrected
+        if (
+            answer.original_trace_number not in applied
+            and (answer.file_key, answer.trace_number) not in parked
+        ):
+            entry = f"{answer.file_key} #{answer.trace_number}"
+            message = f"{entry}: {answer.kind} {answer.code} neither applied nor parked"
+            result.flag("BANK_ANSWER_UNAPPLIED", None, message)
+    for trace, event in sorted(returned.items()):
+        if ledger_return_id(event.payment_id, trace) not in booked:
+            result.flag(
+                "RETURN_NOT_BOOKED", event.payment_id, f"PayoutReturned for {trace} without its reversal"
+            )
+    in_files = {a.original_trace_number for a in answers if a.kind == "return"}
+    for transfer_id in sorted(booked):
+        trace = transfer_id.rsplit(":", 1)[-1]
+        if trace not in in_files:
+            result.flag(
+                "RETURN_WITHOUT_BANK_FILE", None, f"{transfer_id} books a return no bank file carries"
+            )
 
 
 def _check_payout_returns(result: Reconciliation, transfers: Sequence[Transfer]) -> None:

@@ -137,6 +137,12 @@ def build_scenario(
         elif index % 17 == 3:
             kind = "review"
             kwargs = {"ip_country": "RO", "billing_country": "US"}
+        elif index % 23 == 11 or index % 29 == 13:
+            # Payees at the simulated bank's test accounts: one always returned (no account), one
+            # whose account number the bank corrects (docs/operations.md, "Simulated bank").
+            kind = "bank_return" if index % 23 == 11 else "bank_correction"
+            kwargs = {"account_number": "SIMR03" if kind == "bank_return" else "SIMC01"}
+            kwargs["provider_id"] = "prov-r03" if kind == "bank_return" else "prov-c01"
         customer_id = str(kwargs.pop("customer_id", f"cust-{index % max(1, count // 3):04d}"))
         kwargs.setdefault("ip_address", customer_ip(customer_id))
         request = payment_requested(
@@ -145,7 +151,7 @@ def build_scenario(
             amount_cents=int(kwargs.pop("amount_cents", rng.randrange(2_000, 250_000))),  # type: ignore[call-overload]
             pan=str(kwargs.pop("pan", card_number(rng))),
             occurred_at=at,
-            provider_id=f"prov-{index % 7}",
+            provider_id=str(kwargs.pop("provider_id", f"prov-{index % 7}")),
             payee_type=ev.PayeeType.BUSINESS if index % 4 == 0 else ev.PayeeType.INDIVIDUAL,
             **kwargs,  # type: ignore[arg-type]
         )
