@@ -18,17 +18,19 @@ from paypipe.events import models as ev
 pytestmark = pytest.mark.embedded
 
 
-def released(pipeline: EmbeddedPipeline, count: int, *, own_accounts: bool = False) -> list[str]:
+def released(
+    pipeline: EmbeddedPipeline, count: int, *, own_accounts: bool = False, prefix: str = "c"
+) -> list[str]:
     """``count`` payments held and released (their payouts pending), at the pipeline's clock;
-    ``own_accounts``: each payee with an account of its own."""
+    ``own_accounts``: each payee with an account of its own; ids start with ``prefix``."""
     import random
 
     rng = random.Random(count)
     now = pipeline.clock.now()
     requests = [
         payment_requested(
-            f"c-{index}",
-            customer_id=f"cust-{index}",
+            f"{prefix}-{index}",
+            customer_id=f"{prefix}cust-{index}",
             amount_cents=10_000 + index,
             pan=card_number(rng),
             occurred_at=now + timedelta(seconds=index),
@@ -39,7 +41,11 @@ def released(pipeline: EmbeddedPipeline, count: int, *, own_accounts: bool = Fal
     ]
     assert pipeline.play(requests).ok
     pipeline.drain()
-    held = [e for e in pipeline.observed() if isinstance(e, ev.FundsHeld)]
+    held = [
+        e
+        for e in pipeline.observed()
+        if isinstance(e, ev.FundsHeld) and e.payment_id.startswith(f"{prefix}-")
+    ]
     completions = [
         ev.ServiceCompleted.create(
             payment_id=hold.payment_id,

@@ -7,7 +7,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from paypipe.domain import ledger
-from paypipe.embedded.reconcile import AchEntry, Context, DlqRecord, Observed, PayoutRow, reconcile
+from paypipe.embedded.reconcile import (
+    AchEntry,
+    BankAnswer,
+    Context,
+    DlqRecord,
+    Observed,
+    PayoutRow,
+    reconcile,
+)
 from paypipe.events import models as ev
 
 AT = datetime(2026, 2, 2, tzinfo=UTC)
@@ -492,17 +500,119 @@ def returned_and_repaid():
     return [t for t in journal if t.kind in {ledger.TransferKind.PAYOUT, ledger.TransferKind.PAYOUT_RETURN}]
 
 
+def bank_files(transfers):
+    """The bank's return entries that the journal's returns answer."""
+    return [
+        BankAnswer("inbound/r.ach", f"07100001{n:07d}", t.transfer_id.rsplit(":", 1)[-1], "return", "R03")
+        for n, t in enumerate(transfers)
+        if t.kind is ledger.TransferKind.PAYOUT_RETURN
+    ]
+
+
+def returns_of(transfers):
+    """The PayoutReturned events of the journal's returns."""
+    return [
+        event
+        for t in transfers
+        if t.kind is ledger.TransferKind.PAYOUT_RETURN
+        for event in returned_events(t.payment_id, t.transfer_id.rsplit(":", 1)[-1])
+    ]
+
+
+def returned_events(pid="p1", trace="011000010000000"):
+    data = ev.PayoutReturnedData(
+        original_trace_number=trace,
+        return_code="R03",
+        reason="No Account/Unable to Locate Account",
+        amount_cents=500,
+        provider_id="p",
+        batch_id="b0",
+        inbound_key="inbound/r.ach",
+        account_unusable=True,
+        next_step="await_account_update",
+    )
+    return [ev.PayoutReturned.create(payment_id=pid, data=data, producer="ach_returns", occurred_at=AT)]
+
+
+def test_every_bank_answer_is_applied_or_parked_and_every_booked_return_answers_one():
+    events, entries = paid_payment()
+    journal = returned_and_repaid()
+    files = bank_files(journal)
+    assert run(events + returned_events(), entries, transfers=journal, bank_answers=files).ok
+    # A return in a bank file that nothing applied, and a correction nothing applied either.
+    correction = BankAnswer("inbound/n.ach", "071000010000099", TRACE, "correction", "C01")
+    unapplied = run(events, entries, transfers=journal, bank_answers=[*files, correction])
+    assert codes(unapplied) == ["BANK_ANSWER_UNAPPLIED"]
+    assert len(unapplied.violations) == 2
+    parked = ev.AchInboundParked.create(
+        payment_id="p1",
+        data=ev.AchInboundParkedData(
+            inbound_key="inbound/n.ach",
+            reason="REFUSED_CORRECTION",
+            detail="x",
+            trace_number="071000010000099",
+        ),
+        producer="ach_returns",
+        occurred_at=AT,
+    )
+    assert run(
+        [*events, *returned_events(), parked], entries, transfers=journal, bank_answers=[*files, correction]
+    ).ok
+    # A return booked in the journal that no bank file carries; a PayoutReturned never booked.
+    assert codes(run(events + returned_events(), entries, transfers=journal)) == ["RETURN_WITHOUT_BANK_FILE"]
+    unbooked = run(
+        events + returned_events(trace="011000010000005"), entries, transfers=journal, bank_answers=files
+    )
+    assert "RETURN_NOT_BOOKED" in codes(unbooked)
+
+
+def test_a_returned_payout_is_neither_paid_twice_nor_counted_as_credit():
+    first_entry = AchEntry("b0.ach", "011000010000000", 500, True)
+    second_entry = AchEntry("b1.ach", TRACE, 500, True)
+    events = [held("p1"), released("p1"), batched("p1", batch="b0", trace="011000010000000"), batched("p1")]
+    journal = returned_and_repaid()
+    twice = run(events, [first_entry, second_entry], transfers=journal, bank_answers=bank_files(journal))
+    assert "PAID_OUT_TWICE" in codes(twice)  # no PayoutReturned: two entries outstanding
+    result = run(
+        events + returned_events(),
+        [first_entry, second_entry],
+        transfers=journal,
+        bank_answers=bank_files(journal),
+    )
+    assert result.ok and result.ach_credit_cents == 500 and result.returned_cents == 500
+    assert result.paid_again == 1
+
+
 def test_a_returned_and_repaid_payout_reconciles():
     events, entries = paid_payment()
-    assert run(events, entries, transfers=returned_and_repaid()).ok
+    assert run(
+        events + returns_of(returned_and_repaid()),
+        entries,
+        transfers=returned_and_repaid(),
+        bank_answers=bank_files(returned_and_repaid()),
+    ).ok
 
 
 def test_a_payment_with_two_payouts_outstanding_is_reported():
     first, back, second = returned_and_repaid()
     events, entries = paid_payment()
     late = replace(back, at=second.at + timedelta(hours=1))
-    assert codes(run(events, entries, transfers=[first, second])) == ["PAYOUTS_OUTSTANDING_AT_ONCE"]
-    assert codes(run(events, entries, transfers=[first, late, second])) == ["PAYOUTS_OUTSTANDING_AT_ONCE"]
+    assert codes(
+        run(
+            events + returns_of([first, second]),
+            entries,
+            transfers=[first, second],
+            bank_answers=bank_files([first, second]),
+        )
+    ) == ["PAYOUTS_OUTSTANDING_AT_ONCE"]
+    assert codes(
+        run(
+            events + returns_of([first, late, second]),
+            entries,
+            transfers=[first, late, second],
+            bank_answers=bank_files([first, late, second]),
+        )
+    ) == ["PAYOUTS_OUTSTANDING_AT_ONCE"]
 
 
 def test_a_return_that_undoes_no_outstanding_payout_is_reported():
@@ -512,7 +622,12 @@ def test_a_return_that_undoes_no_outstanding_payout_is_reported():
     unknown = replace(back, reference="p1:payout:7")
     other = replace(back, payment_id="p2", reference=first.transfer_id)
     for planted in (twice, unknown, other):
-        result = run(events, entries, transfers=[first, back, second, planted])
+        result = run(
+            events + returns_of([back, *([planted] if planted is twice else [])]),
+            entries,
+            transfers=[first, back, second, planted],
+            bank_answers=bank_files([first, back, second, planted]),
+        )
         assert codes(result) == ["RETURN_WITHOUT_PAYOUT"], planted
 
 
@@ -526,4 +641,11 @@ def test_a_return_of_another_amount_than_its_payout_is_reported():
             ledger.Posting(ledger.AccountId.provider("p", "USD"), ledger.Side.CREDIT, 400),
         ),
     )
-    assert codes(run(events, entries, transfers=[first, short, second])) == ["RETURN_AMOUNT_MISMATCH"]
+    assert codes(
+        run(
+            events + returns_of([first, short, second]),
+            entries,
+            transfers=[first, short, second],
+            bank_answers=bank_files([first, short, second]),
+        )
+    ) == ["RETURN_AMOUNT_MISMATCH"]

@@ -46,7 +46,7 @@ _ACCOUNT_FIELD = re.compile(
     rf"(?<![A-Za-z0-9])account_?number{_QUOTES}\s*[:=]\s*{_QUOTES}([0-9A-Za-z]{{1,17}})(?![0-9A-Za-z])"
 )
 MIN_SCANNED_ACCOUNT_LENGTH = 6
-NACHA_KEY_PREFIX = "ach/"
+NACHA_KEY_PREFIXES = ("ach/", "inbound/")  # payout files and the bank's answers to them
 
 
 class Kind(Flag):
@@ -205,7 +205,7 @@ def _object_sources(s3: Any, ach_bucket: str | None) -> Iterator[tuple[str, str,
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
             for item in page.get("Contents", []):
                 body = s3.get_object(Bucket=name, Key=item["Key"])["Body"].read()
-                nacha = name == ach_bucket and item["Key"].startswith(NACHA_KEY_PREFIX)
+                nacha = name == ach_bucket and item["Key"].startswith(NACHA_KEY_PREFIXES)
                 yield (
                     f"S3 {name}/{item['Key']}",
                     body.decode("utf-8", "replace"),
