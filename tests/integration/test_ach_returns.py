@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from paypipe.domain import ach_returns as rules
 from paypipe.domain import nacha
-from paypipe.domain.ach_calendar import EASTERN
+from paypipe.domain.ach_calendar import EASTERN, banking_days_after, settlement_day
 from paypipe.domain.ledger import TransferKind
 from paypipe.embedded.evidence import ach_file_entries, ledger
 from paypipe.embedded.runtime import EmbeddedPipeline
@@ -38,7 +37,7 @@ def answer(
     """Put the bank's answer file under inbound/ ``days`` banking days after settlement, and drain."""
     effective = original.batches[0].header.effective_entry_date
     assert effective is not None
-    day = rules.banking_days_after(rules.settlement_day(effective), days)
+    day = banking_days_after(settlement_day(effective), days)
     pipeline.advance_to(datetime.combine(day, time(9), tzinfo=EASTERN))
     bank_file = nacha.answer_file(
         original, answers, created_at=pipeline.clock.now(), rdfi_routing="071000013"

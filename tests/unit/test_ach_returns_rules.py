@@ -3,6 +3,7 @@ from datetime import date
 import pytest
 
 from paypipe.domain import ach_returns as rules
+from paypipe.domain.ach_calendar import settlement_day
 from paypipe.domain.ach_returns import AccountCorrection, FiledEntry, Parked
 
 # Friday 2026-11-06; the next banking days are Mon 9th, Tue 10th, Thu 12th (the 11th is Veterans Day).
@@ -42,7 +43,7 @@ def test_a_return_the_rules_do_not_let_the_pipeline_book_is_parked_with_its_answ
 
 def test_an_entry_effective_on_a_holiday_settles_the_next_banking_day() -> None:
     holiday = FiledEntry(**{**FILED.__dict__, "effective_date": date(2026, 11, 11)})
-    assert rules.settlement_day(holiday.effective_date) == date(2026, 11, 12)
+    assert settlement_day(holiday.effective_date) == date(2026, 11, 12)
     assert rules.return_problem(holiday, "R02", 12_345, date(2026, 11, 11)) is not None
     assert rules.return_problem(holiday, "R02", 12_345, date(2026, 11, 16)) is None
 

@@ -106,6 +106,18 @@ def next_banking_day(day: date) -> date:
     return candidate
 
 
+def banking_days_after(day: date, count: int) -> date:
+    """The ``count``-th banking day after ``day``."""
+    for _ in range(count):
+        day = next_banking_day(day)
+    return day
+
+
+def settlement_day(effective_date: date) -> date:
+    """The day an entry settles: its effective date, or the next banking day when that is not one."""
+    return effective_date if is_banking_day(effective_date) else next_banking_day(effective_date)
+
+
 def next_window(
     now: datetime,
     *,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-from paypipe.domain.ach_calendar import is_banking_day, next_banking_day
+from paypipe.domain.ach_calendar import banking_days_after, settlement_day
 from paypipe.domain.nacha import (
     CHANGE_REASONS,
     RETURN_REASONS,
@@ -74,18 +74,6 @@ class AccountCorrection:
     routing_number: str | None = None
     account_number: str | None = None  # in memory only: the vault keeps it
     account_type: AccountType | None = None
-
-
-def banking_days_after(day: date, days: int) -> date:
-    """The ``days``-th banking day after ``day``."""
-    for _ in range(days):
-        day = next_banking_day(day)
-    return day
-
-
-def settlement_day(effective_date: date) -> date:
-    """The day an entry settles: its effective date, or the next banking day when that is not one."""
-    return effective_date if is_banking_day(effective_date) else next_banking_day(effective_date)
 
 
 def return_problem(filed: FiledEntry, code: str, amount_cents: int, received_on: date) -> Parked | None:

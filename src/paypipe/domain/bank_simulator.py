@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Final
 
-from paypipe.domain.ach_calendar import is_banking_day, next_banking_day
+from paypipe.domain import ach_calendar
 from paypipe.domain.nacha import (
     EASTERN,
     AchFile,
@@ -79,10 +79,7 @@ _BY_ACCOUNT: Final = {account.account_number: account for account in TEST_ACCOUN
 
 def banking_days_after(day: date, count: int) -> date:
     """`count` banking days after `day`'s settlement (`day`, or the next banking day if it is not one)."""
-    settled = day if is_banking_day(day) else next_banking_day(day)
-    for _ in range(count):
-        settled = next_banking_day(settled)
-    return settled
+    return ach_calendar.banking_days_after(ach_calendar.settlement_day(day), count)
 
 
 class _Draws:
