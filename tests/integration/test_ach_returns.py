@@ -185,3 +185,132 @@ def test_malformed_files_and_untimely_returns_are_parked_with_their_reason():
         assert seen(pipeline, ev.PayoutReturned) == []
         assert [t for t in ledger(pipeline).all_transfers() if t.kind is TransferKind.PAYOUT_RETURN] == []
         assert payouts(pipeline).pending() == []
+
+
+def payee_update(pipeline: EmbeddedPipeline, update_id: str, account_number: str, **changes: Any) -> ev.Event:
+    data = ev.PayeeAccountUpdatedData(
+        provider_id=changes.pop("provider_id", "prov-1"),
+        payee=ev.PayeeBankAccount(
+            name="Jordan Lee",
+            routing_number=changes.pop("routing_number", "026009593"),
+            account_number=account_number,
+            account_type=ev.AccountType.SAVINGS,
+            payee_type=ev.PayeeType.INDIVIDUAL,
+        ),
+    )
+    return ev.PayeeAccountUpdated.create(
+        payment_id=update_id, data=data, producer="client", occurred_at=pipeline.clock.now()
+    )
+
+
+def test_payouts_waiting_for_an_unusable_account_go_to_the_new_details_the_client_sends():
+    with EmbeddedPipeline() as pipeline:
+        (payment,) = released(pipeline, 1)  # payee of provider prov-1
+        _, original = filed(pipeline)
+        (entry,) = entries(original)
+        answer(pipeline, original, [nacha.ReturnAnswer(entry.trace_number, "R02")], "closed.ach")
+        assert status(pipeline, payment) == "waiting"
+
+        # Details no ACH file can carry are refused with the reason; the payout keeps waiting.
+        assert pipeline.publish([payee_update(pipeline, "upd-1", "12", routing_number="123456789")]).ok
+        pipeline.drain()
+        (refused,) = seen(pipeline, ev.PayeeAccountRejected)
+        assert {r.code for r in refused.data.reasons} == {
+            "ROUTING_NUMBER_INVALID",
+            "ACCOUNT_NUMBER_IMPLAUSIBLE",
+        }
+        assert status(pipeline, payment) == "waiting"
+
+        assert pipeline.publish([payee_update(pipeline, "upd-2", "77001234")]).ok
+        pipeline.drain()
+        (replaced,) = seen(pipeline, ev.PayeeAccountReplaced)
+        assert replaced.data.payee.account_last4 == "1234"
+        assert "77001234" not in replaced.model_dump_json()  # the vault keeps the number
+        assert status(pipeline, payment) == "pending"
+
+        pipeline.run_schedule("AchCutFunction", pipeline.clock.now() + timedelta(days=1))
+        pipeline.drain()
+        repaid = [e for e in seen(pipeline, ev.PayoutBatched) if e.payment_id == payment]
+        assert len(repaid) == 2
+        s3, bucket = pipeline.client("s3"), pipeline.stack.outputs["AchBucketName"]
+        later = next(e.data.file_key for e in repaid if e.data.trace_number != entry.trace_number)
+        (sent,) = entries(nacha.parse(s3.get_object(Bucket=bucket, Key=later)["Body"].read().decode()))
+        assert (sent.dfi_account_number.strip(), sent.rdfi_routing, sent.transaction_code) == (
+            "77001234",
+            "02600959",
+            32,
+        )
+        store = ledger(pipeline)
+        assert store.verify_balanced() == {"USD": 0}
+        hold = store.get_hold(payment)
+        assert hold is not None and hold.payout_attempt == 2 and hold.payout_ref is not None
+
+
+def test_hostile_or_confused_bank_answers_change_nothing_and_are_parked_with_the_answer_the_rules_allow():
+    with EmbeddedPipeline() as pipeline:
+        released(pipeline, 2, own_accounts=True)
+        _, original = filed(pipeline)
+        first, _ = entries(original)
+        store = ledger(pipeline)
+
+        # R01 sends the payout again; after that, the same return again and one under another code.
+        answer(pipeline, original, [nacha.ReturnAnswer(first.trace_number, "R01")], "r01.ach")
+        pipeline.run_schedule("AchCutFunction", pipeline.clock.now() + timedelta(hours=8))
+        pipeline.drain()
+        (payment,) = [e.payment_id for e in seen(pipeline, ev.PayoutReturned)]
+        hold = store.get_hold(payment)
+        assert hold is not None and hold.payout_attempt == 2 and hold.payout_ref is not None
+        answer(pipeline, original, [nacha.ReturnAnswer(first.trace_number, "R01")], "r01-again.ach")
+        answer(pipeline, original, [nacha.ReturnAnswer(first.trace_number, "R02")], "r02-instead.ach")
+        # A notification of change for an entry nobody filed.
+        unknown = "011000019999998"
+        stranger = replace(
+            original,
+            batches=tuple(
+                replace(b, entries=tuple(replace(e, trace_number=unknown) for e in b.entries[:1]))
+                for b in original.batches[:1]
+            ),
+        )
+        noc = nacha.ChangeAnswer(
+            unknown, "C01", nacha.encode_corrected_data("C01", {"account number": "4455667788"})
+        )
+        answer(pipeline, stranger, [noc], "stranger-noc.ach")
+
+        parked = sorted(
+            (e.data.reason, e.data.answer, e.data.code) for e in seen(pipeline, ev.AchInboundParked)
+        )
+        # The same return from another file is a duplicate return, as is one under another code.
+        assert parked == [
+            ("DUPLICATE_RETURN", "dishonored_return", "R01"),
+            ("DUPLICATE_RETURN", "dishonored_return", "R02"),
+            ("UNMATCHED_TRACE", "refused_correction", "C01"),
+        ]
+        assert len({e.event_id for e in seen(pipeline, ev.PayoutReturned)}) == 1
+        assert seen(pipeline, ev.PayeeAccountCorrected) == []
+        after = store.get_hold(payment)
+        assert after is not None and after.payout_ref == hold.payout_ref and after.payout_attempt == 2
+        assert status(pipeline, payment) == "assigned"  # the re-sent payout was not queued a third time
+        assert store.verify_balanced() == {"USD": 0}
+
+
+def test_an_object_notification_from_anywhere_but_s3_for_the_inbound_prefix_is_parked():
+    import json
+
+    with EmbeddedPipeline() as pipeline:
+        queue_arn = pipeline.stack.functions["AchReturnsFunction"].sqs_sources[0].queue_arn
+        queue = pipeline.stack.queue_url_for_arn(queue_arn)
+        bucket = pipeline.stack.outputs["AchBucketName"]
+        detail = {"bucket": {"name": bucket}, "object": {"key": "inbound/x.ach", "etag": "e", "size": 1}}
+        forged = {"source": "paypipe.client", "detail-type": "Object Created", "detail": detail}
+        elsewhere = {
+            "source": "aws.s3",
+            "detail-type": "Object Created",
+            "detail": {**detail, "object": {**detail["object"], "key": "ach/x.ach"}},
+        }
+        for body in (forged, elsewhere):
+            pipeline.client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps(body))
+        pipeline.drain()
+        from paypipe.embedded.evidence import dlq_records
+
+        reasons = sorted(r.reason for r in dlq_records(pipeline) if r.queue == "AchReturnsDLQUrl")
+        assert reasons == ["UnexpectedObject", "UntrustedSource"]

@@ -77,6 +77,38 @@ class PayeeAccounts:
             {":correction": {"S": json.dumps(asdict(correction), sort_keys=True)}},
         )
 
+    def replace_for_provider(self, tenant: str, provider_id: str, replacement: StoredCorrection) -> None:
+        """The account the client gave for the provider's payouts whose own account takes no credits."""
+        retry_throttled(
+            partial(
+                self._client.put_item,
+                TableName=self._table,
+                Item={
+                    "pk": {"S": f"provider#{tenant}#{provider_id}"},
+                    "sk": {"S": "account"},
+                    "replacement": {"S": json.dumps(asdict(replacement), sort_keys=True)},
+                },
+            )
+        )
+
+    def replacements(self, providers: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredCorrection]:
+        """The client's replacement account of each (tenant, provider) that has one."""
+        found: dict[tuple[str, str], StoredCorrection] = {}
+        for tenant, provider_id in sorted(set(providers)):
+            response = retry_throttled(
+                partial(
+                    self._client.get_item,
+                    TableName=self._table,
+                    Key={"pk": {"S": f"provider#{tenant}#{provider_id}"}, "sk": {"S": "account"}},
+                    ConsistentRead=True,
+                )
+            )
+            if "Item" in response:
+                found[(tenant, provider_id)] = StoredCorrection(
+                    **json.loads(response["Item"]["replacement"]["S"])
+                )
+        return found
+
     def _update(self, fingerprint: str, expression: str, values: dict[str, Any]) -> None:
         retry_throttled(
             partial(

@@ -19,6 +19,8 @@ Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
   (a return whose code stops credits) and the correction of a notification of change (routing,
   account by vault token, type), applied to every payout to that account before it is filed.
 - ``inbound#<bucket>/<key>`` / ``<ETag>``: a bank file read by the returns consumer (processed once).
+- ``provider#<tenant>#<provider id>`` / ``account``: the account (by vault token) the client gave for
+  the provider's payouts whose own account the bank said takes no credits (``PayeeAccountUpdated``).
 
 A payout returned by the bank goes back to ``pending`` when it may be sent again, or to
 ``waiting`` (gsi1 ``payout#waiting``) until its account details change.
@@ -161,6 +163,26 @@ class PayoutsStore:
     def entry(self, trace_number: str) -> FiledEntry | None:
         item = self._item(f"entry#{trace_number}", "entry")
         return _filed_entry(item) if item else None
+
+    def mark_returned(self, trace_number: str, return_code: str, inbound_key: str) -> str:
+        """Note which bank file returned the entry (the first one wins); the key of that file."""
+        try:
+            retry_throttled(
+                partial(
+                    self._client.update_item,
+                    TableName=self._table,
+                    Key={"pk": {"S": f"entry#{trace_number}"}, "sk": {"S": "entry"}},
+                    UpdateExpression="SET returned_by = :key, return_code = :code",
+                    ConditionExpression="attribute_exists(pk) AND attribute_not_exists(returned_by)",
+                    ExpressionAttributeValues={":key": {"S": inbound_key}, ":code": {"S": return_code}},
+                )
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            item = self._item(f"entry#{trace_number}", "entry") or {}
+            return str(item.get("returned_by", {}).get("S", inbound_key))
+        return inbound_key
 
     def _item(self, pk: str, sk: str) -> dict[str, Any] | None:
         response = retry_throttled(

@@ -331,3 +331,27 @@ def validate_payment(
         *_payee_name_rejections(facts.payee_name),
         *_size_rejections(facts.request_bytes),
     ]
+
+
+@dataclass(frozen=True)
+class PayeeFacts:
+    """New bank details a client gives for a provider's payouts."""
+
+    routing_number: str
+    account_number: str
+    payee_name: str
+    ids: Mapping[str, str] = field(default_factory=dict)
+    tenant_id: str | None = None
+
+
+def validate_payee_update(
+    facts: PayeeFacts, *, allowed_tenants: frozenset[str] | None = None, odfi_routing: str | None = None
+) -> list[Rejection]:
+    """All rejections of new payee bank details, by the same rules as a payment's payee; [] = valid."""
+    identity = PaymentFacts(0, "USD", "", 0, 0, "", "", ids=facts.ids, tenant_id=facts.tenant_id)
+    return [
+        *_identity_rejections(identity, allowed_tenants),
+        *_routing_number_rejections(facts.routing_number, odfi_routing),
+        *_account_number_rejections(facts.account_number),
+        *_payee_name_rejections(facts.payee_name),
+    ]

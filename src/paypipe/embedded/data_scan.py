@@ -61,6 +61,8 @@ class Kind(Flag):
 ALLOWED_IN_EVENT: Mapping[str, Kind] = {
     "PaymentRequested": Kind.ALL,
     "PaymentValidated": Kind.PAN | Kind.ACCOUNT,
+    "PayeeAccountUpdated": Kind.ACCOUNT,
+    "PayeeAccountValidated": Kind.ACCOUNT,
 }
 
 

@@ -415,6 +415,25 @@ class AchInboundParkedData(Payload):
     )
 
 
+class PayeeAccountUpdatedData(Payload):
+    """New bank details for a provider's payouts (after a return said the old ones take no credits)."""
+
+    tenant_id: Identifier = "default"
+    provider_id: Identifier
+    payee: PayeeBankAccount
+
+
+class PayeeAccountValidatedData(PayeeAccountUpdatedData):
+    received_at: datetime = Field(description="Pipeline clock when the update was received")
+
+
+class PayeeAccountReplacedData(Payload):
+    tenant_id: Identifier = "default"
+    provider_id: Identifier
+    payee: PayeeRef
+    replaced_at: datetime = Field(description="Pipeline clock when the update was received")
+
+
 class Event(BaseModel):
     """Envelope shared by every event; subclasses pin ``event_type`` and ``data``."""
 
@@ -747,6 +766,44 @@ class AchInboundParked(Event):
     data: AchInboundParkedData
 
 
+class PayeeAccountUpdated(Event):
+    """A client gives a provider new bank details; ``payment_id`` is the update's own id."""
+
+    EVENT_TYPE: ClassVar[str] = "PayeeAccountUpdated"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({CLIENT_PRODUCER})
+    CARDHOLDER_DATA: ClassVar[bool] = True  # the account number, in clear
+    event_type: Literal["PayeeAccountUpdated"]
+    data: PayeeAccountUpdatedData
+
+
+class PayeeAccountValidated(Event):
+    """The new bank details are ones an ACH file can carry."""
+
+    EVENT_TYPE: ClassVar[str] = "PayeeAccountValidated"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"validate"})
+    CARDHOLDER_DATA: ClassVar[bool] = True
+    event_type: Literal["PayeeAccountValidated"]
+    data: PayeeAccountValidatedData
+
+
+class PayeeAccountRejected(Event):
+    """New bank details refused (no ACH file could carry them, or the update came too late or early)."""
+
+    EVENT_TYPE: ClassVar[str] = "PayeeAccountRejected"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"validate"})
+    event_type: Literal["PayeeAccountRejected"]
+    data: PaymentRejectedData
+
+
+class PayeeAccountReplaced(Event):
+    """The new bank details are in the account vault: the provider's payouts now go there."""
+
+    EVENT_TYPE: ClassVar[str] = "PayeeAccountReplaced"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"tokenize"})
+    event_type: Literal["PayeeAccountReplaced"]
+    data: PayeeAccountReplacedData
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.EVENT_TYPE: cls
     for cls in (
@@ -778,6 +835,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PayoutReturned,
         PayeeAccountCorrected,
         AchInboundParked,
+        PayeeAccountUpdated,
+        PayeeAccountValidated,
+        PayeeAccountRejected,
+        PayeeAccountReplaced,
     )
 }
 

@@ -71,7 +71,7 @@ FUNCTIONS = (
     Function(
         "validate",
         "validate",
-        consumes=("PaymentRequested",),
+        consumes=("PaymentRequested", "PayeeAccountUpdated"),
         tables={"Payments": "Crud"},
         parameters=(
             "MaxAmountCents",
@@ -84,7 +84,7 @@ FUNCTIONS = (
     Function(
         "tokenize",
         "tokenize",
-        consumes=("PaymentValidated",),
+        consumes=("PaymentValidated", "PayeeAccountValidated"),
         vault=Vault(
             "VaultEnvelopeEncryption",
             (CARD_VAULT_PURPOSE, FINGERPRINT_KEY_PURPOSE, ACCOUNT_PURPOSE, ACCOUNT_FINGERPRINT_PURPOSE),
@@ -114,7 +114,12 @@ FUNCTIONS = (
         tables={"Ledger": "Crud", "Payments": "Read"},
         parameters=("DisputeWindowDays",),
     ),
-    Function("ach_batch", "ach_batch", consumes=("FundsReleased",), tables={"Payouts": "Crud"}),
+    Function(
+        "ach_batch",
+        "ach_batch",
+        consumes=("FundsReleased", "PayeeAccountReplaced"),
+        tables={"Payouts": "Crud"},
+    ),
     Function(
         "release_sweep",
         "release",

@@ -52,6 +52,7 @@ class AccountPort(Protocol):
 @dataclass(frozen=True)
 class CollectStep:
     payouts: PayoutsStore
+    payee_accounts: PayeeAccounts | None = None
 
     def on_released(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.FundsReleased)
@@ -71,6 +72,32 @@ class CollectStep:
             account_fingerprint=payee.account_fingerprint,
         )
         self.payouts.add_pending(payout, data.released_at)
+        return []
+
+    def on_account_replaced(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
+        """The client's new details for a provider: its payouts waiting after a return go there."""
+        assert isinstance(event, ev.PayeeAccountReplaced) and self.payee_accounts is not None
+        data = event.data
+        replacement = StoredCorrection(
+            change_code="UPDATE",
+            original_trace_number="",
+            routing_number=data.payee.routing_number,
+            account_token=data.payee.account_token,
+            account_last4=data.payee.account_last4,
+            account_type=data.payee.account_type.value,
+            account_fingerprint=data.payee.account_fingerprint,
+            received_at=data.replaced_at.isoformat(),
+        )
+        self.payee_accounts.replace_for_provider(data.tenant_id, data.provider_id, replacement)
+        for item in retry_throttled(self.payouts.waiting):
+            payout = item.payout
+            if isinstance(payout, PayoutRecord) and (payout.tenant_id, payout.provider_id) == (
+                data.tenant_id,
+                data.provider_id,
+            ):
+                moved = replace(corrected(payout, replacement), payee_name=data.payee.name)
+                self.payouts.replace_payout(moved)
+                self.payouts.unblock(PendingPayout(moved, item.released_at))
         return []
 
 
@@ -324,7 +351,23 @@ class AchCutter:
                 state = states.get(payout.account_fingerprint)
                 if state is not None and state.correction is not None:
                     current[payment_id] = corrected(payout, state.correction)
+        self._replace_unusable(current, states)
         return current, states
+
+    def _replace_unusable(self, current: dict[str, PayoutRecord], states: dict[str, AccountState]) -> None:
+        """Payouts to accounts that take no credits go to the account the client gave instead."""
+        unusable = {
+            pid: p
+            for pid, p in current.items()
+            if (state := states.get(p.account_fingerprint)) and state.unusable_code and not state.correction
+        }
+        if not unusable or self.payee_accounts is None:
+            return
+        found = self.payee_accounts.replacements((p.tenant_id, p.provider_id) for p in unusable.values())
+        for payment_id, payout in unusable.items():
+            replacement = found.get((payout.tenant_id, payout.provider_id))
+            if replacement is not None and replacement.account_fingerprint not in states:
+                current[payment_id] = corrected(payout, replacement)
 
     def _with_account_changes(self, pending: Sequence[PendingPayout]) -> list[PendingPayout]:
         """Pending payouts with corrections applied (and stored); those to unusable accounts wait."""
@@ -560,8 +603,12 @@ def originator_from_env() -> nacha.Originator:
 
 
 def build() -> Consumer:
-    step = CollectStep(PayoutsStore(setting("PAYOUTS_TABLE"), client("dynamodb")))
-    return build_consumer(STEP, {"FundsReleased": Route(step.on_released)})
+    table, dynamodb = setting("PAYOUTS_TABLE"), client("dynamodb")
+    step = CollectStep(PayoutsStore(table, dynamodb), PayeeAccounts(table, dynamodb))
+    return build_consumer(
+        STEP,
+        {"FundsReleased": Route(step.on_released), "PayeeAccountReplaced": Route(step.on_account_replaced)},
+    )
 
 
 def build_cut() -> LambdaHandler:

@@ -129,6 +129,18 @@ class ReturnsStep:
         outcome = retry_throttled(partial(self.ledger.return_payout, command))
         if isinstance(outcome, ledger.Rejected):
             return [_parked(inbound, filed, _refused_return(outcome), trace, code)]
+        if self.payouts.mark_returned(trace, code, inbound.key) != inbound.key:
+            # Booked from another bank file: this one returns the entry a second time.
+            detail = f"entry {trace} was already returned {code} by another file"
+            return [
+                _parked(
+                    inbound,
+                    filed,
+                    Parked("DUPLICATE_RETURN", detail, "dishonored_return", "R67"),
+                    trace,
+                    code,
+                )
+            ]
         hold = outcome.hold
         step = rules.next_step(code, resends=len(hold.returned_payouts) - 1)
         if hold.payout_ref is None:  # not yet paid out again: (re)apply what follows the return

@@ -39,9 +39,34 @@ class TokenizeStep:
             exp_year=tokenized.exp_year,
             issuing_country=data.card.issuing_country,
         )
-        payee = data.payee
-        account = self.accounts.tokenize(payee.routing_number, payee.account_number, tenant=data.tenant_id)
-        payee_ref = ev.PayeeRef(
+        payee_ref = self._payee_ref(data.payee, data.tenant_id)
+        fields = data.model_dump(exclude={"card", "payee"})
+        out = ev.PaymentTokenizedData.model_validate({**fields, "card": card, "payee": payee_ref})
+        return [ev.PaymentTokenized.create(payment_id=event.payment_id, data=out, producer=STEP, cause=event)]
+
+    def on_payee_validated(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
+        """New bank details for a provider go into the account vault; only their token travels on."""
+        assert isinstance(event, ev.PayeeAccountValidated)
+        data = event.data
+        replaced = ev.PayeeAccountReplacedData(
+            tenant_id=data.tenant_id,
+            provider_id=data.provider_id,
+            payee=self._payee_ref(data.payee, data.tenant_id),
+            replaced_at=data.received_at,
+        )
+        return [
+            ev.PayeeAccountReplaced.create(
+                payment_id=event.payment_id,
+                data=replaced,
+                producer=STEP,
+                cause=event,
+                occurred_at=data.received_at,
+            )
+        ]
+
+    def _payee_ref(self, payee: ev.PayeeBankAccount, tenant: str) -> ev.PayeeRef:
+        account = self.accounts.tokenize(payee.routing_number, payee.account_number, tenant=tenant)
+        return ev.PayeeRef(
             name=payee.name,
             routing_number=payee.routing_number,
             account_token=account.token,
@@ -49,11 +74,8 @@ class TokenizeStep:
             account_fingerprint=account.fingerprint,
             account_type=payee.account_type,
             payee_type=payee.payee_type,
-            tenant_id=data.tenant_id,
+            tenant_id=tenant,
         )
-        fields = data.model_dump(exclude={"card", "payee"})
-        out = ev.PaymentTokenizedData.model_validate({**fields, "card": card, "payee": payee_ref})
-        return [ev.PaymentTokenized.create(payment_id=event.payment_id, data=out, producer=STEP, cause=event)]
 
 
 def _key_cache() -> DataKeyCache:
@@ -75,7 +97,13 @@ def account_vault_from_env() -> AccountVault:
 
 def build() -> Consumer:
     step = TokenizeStep(vault_from_env(), account_vault_from_env())
-    return build_consumer(STEP, {"PaymentValidated": Route(step.on_validated)})
+    return build_consumer(
+        STEP,
+        {
+            "PaymentValidated": Route(step.on_validated),
+            "PayeeAccountValidated": Route(step.on_payee_validated),
+        },
+    )
 
 
 def detokenize(vault: CardVault, request: Mapping[str, Any]) -> dict[str, str]:

@@ -108,6 +108,43 @@ class ValidateStep:
             )
         ]
 
+    def on_payee_update(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
+        """New bank details for a provider: validated like a payment's payee, or refused with why."""
+        assert isinstance(event, ev.PayeeAccountUpdated)
+        data = event.data
+        facts = validation.PayeeFacts(
+            routing_number=data.payee.routing_number,
+            account_number=data.payee.account_number,
+            payee_name=data.payee.name,
+            ids={
+                "payment_id": event.payment_id,
+                "provider_id": data.provider_id,
+                "tenant_id": data.tenant_id,
+            },
+            tenant_id=data.tenant_id,
+        )
+        rejections = validation.validate_payee_update(
+            facts, allowed_tenants=self.allowed_tenants, odfi_routing=self.odfi_routing
+        )
+        if rejections:
+            return [payee_rejected(event, rejections, receipt.received_at)]
+        validated = ev.PayeeAccountValidatedData(**data.model_dump(), received_at=receipt.received_at)
+        return [
+            ev.PayeeAccountValidated.create(
+                payment_id=event.payment_id,
+                data=validated,
+                producer=STEP,
+                cause=event,
+                occurred_at=receipt.received_at,
+            )
+        ]
+
+    def on_payee_update_refused(
+        self, event: ev.Event, refusal: Refusal, receipt: Receipt
+    ) -> Sequence[ev.Event]:
+        reason = validation.Rejection(validation.RejectReason(refusal.code), refusal.field, refusal.message)
+        return [payee_rejected(event, [reason], receipt.received_at)]
+
     def on_invalid(
         self, envelope: ev.Event, errors: Sequence[FieldError], receipt: Receipt
     ) -> Sequence[ev.Event]:
@@ -167,6 +204,18 @@ def duplicate_refused(event: ev.Event, claim: Claim, at: datetime) -> ev.Request
     )
 
 
+def payee_rejected(
+    event: ev.Event, rejections: Sequence[validation.Rejection], at: datetime
+) -> ev.PayeeAccountRejected:
+    data = ev.PaymentRejectedData(
+        reasons=[ev.Rejection(code=r.code.value, field=r.field, message=r.message) for r in rejections],
+        request_event_id=event.event_id,
+    )
+    return ev.PayeeAccountRejected.create(
+        payment_id=event.payment_id, data=data, producer=STEP, cause=event, occurred_at=at
+    )
+
+
 def tenants_setting(raw: str) -> frozenset[str] | None:
     """``ALLOWED_TENANTS``: comma-separated tenant ids, or ``*`` for any id that follows the grammar."""
     tenants = frozenset(part.strip() for part in raw.split(",") if part.strip())
@@ -186,4 +235,5 @@ def build() -> Consumer:
         else os.environ.get("ACH_ODFI_ROUTING") or None,
     )
     route = Route(step.on_requested, idempotent=False, on_invalid=step.on_invalid, on_refused=step.on_refused)
-    return build_consumer(STEP, {"PaymentRequested": route})
+    update = Route(step.on_payee_update, idempotent=False, on_refused=step.on_payee_update_refused)
+    return build_consumer(STEP, {"PaymentRequested": route, "PayeeAccountUpdated": update})
