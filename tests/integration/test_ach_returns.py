@@ -286,6 +286,34 @@ def test_hostile_or_confused_bank_answers_change_nothing_and_are_parked_with_the
             ("UNMATCHED_TRACE", "refused_correction", "C01"),
         ]
         assert len({e.event_id for e in seen(pipeline, ev.PayoutReturned)}) == 1
+        # Each answer is prepared as the ODFI's file: a dishonored return, a refused notification.
+        s3, bucket = pipeline.client("s3"), pipeline.stack.outputs["AchBucketName"]
+        prepared = {e.data.answer_key for e in seen(pipeline, ev.AchInboundParked)}
+        assert prepared == {
+            "answers/dishonored_return/r01-again.ach",
+            "answers/dishonored_return/r02-instead.ach",
+            "answers/refused_correction/stranger-noc.ach",
+        }
+        refusal = nacha.parse(
+            s3.get_object(Bucket=bucket, Key="answers/refused_correction/stranger-noc.ach")["Body"]
+            .read()
+            .decode()
+        )
+        (refused_entry,) = refusal.batches[0].entries
+        assert (
+            isinstance(refused_entry.correction, nacha.RefusedCorrection)
+            and refused_entry.correction.code == "C61"
+        )
+        dishonor = nacha.parse(
+            s3.get_object(Bucket=bucket, Key="answers/dishonored_return/r02-instead.ach")["Body"]
+            .read()
+            .decode()
+        )
+        (dishonored,) = dishonor.batches[0].entries
+        assert (
+            isinstance(dishonored.entry_return, nacha.DishonoredReturn)
+            and dishonored.entry_return.code == "R67"
+        )
         assert seen(pipeline, ev.PayeeAccountCorrected) == []
         after = store.get_hold(payment)
         assert after is not None and after.payout_ref == hold.payout_ref and after.payout_attempt == 2

@@ -223,12 +223,12 @@ def test_the_archive_keeps_no_cardholder_data_type_nor_a_clients_event_under_an_
                 and (source != ev.CLIENT_SOURCE or detail_type in ev.CLIENT_EVENT_TYPES)
             )
             assert archive_matches(pattern, detail_type, source) is expected, (detail_type, source)
-    assert ev.CARDHOLDER_DATA_EVENT_TYPES == {
+    assert {
         "PaymentRequested",
         "PaymentValidated",
         "PayeeAccountUpdated",  # a payee account number, in clear, until tokenize vaults it
         "PayeeAccountValidated",
-    }
+    } == ev.CARDHOLDER_DATA_EVENT_TYPES
 
 
 def test_the_bus_and_its_archive_are_encrypted_with_the_storage_key_for_this_bus_only(expanded):

@@ -368,6 +368,10 @@ class PayoutsStore:
         used = int(item["used"]["N"]) if item else 0
         return max(0, len(FILE_ID_MODIFIERS) - used)
 
+    def trace_block(self, odfi: str, count: int) -> int:
+        """``count`` fresh trace sequence numbers of the ODFI (for files other than payouts)."""
+        return self._trace_block(odfi, count)
+
     def _trace_block(self, odfi: str, count: int) -> int:
         """The first of ``count`` fresh sequence numbers of the ODFI (atomic: concurrent cuts never
         share one); a block that would pass 9,999,999 is skipped for the next one."""

@@ -413,6 +413,8 @@ class AchInboundParkedData(Payload):
     answer: Literal["none", "dishonored_return", "refused_correction"] = Field(
         default="none", description="What the originator answers the bank, as the rules allow"
     )
+    answer_code: str | None = Field(default=None, description="The dishonored return or refused COR code")
+    answer_key: str | None = Field(default=None, description="The S3 key of the prepared answer file")
 
 
 class PayeeAccountUpdatedData(Payload):

@@ -167,7 +167,12 @@ FUNCTIONS = (
         environment={"ACH_BUCKET": ref("AchBucket"), "ACH_INBOUND_PREFIX": "inbound/"},
         statements=(
             {"Sid": "ReadBankFiles", "Action": "s3:GetObject", "Resource": sub("${AchBucket.Arn}/inbound/*")},
-            {"Sid": "DecryptBankFiles", "Action": "kms:Decrypt", "Resource": getatt("StorageKey.Arn")},
+            {"Sid": "WriteAnswers", "Action": "s3:PutObject", "Resource": sub("${AchBucket.Arn}/answers/*")},
+            {
+                "Sid": "BankFilesKey",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": getatt("StorageKey.Arn"),
+            },
         ),
     ),
     Function(

@@ -46,6 +46,7 @@ from paypipe.steps.tokenize import account_vault_from_env
 
 STEP = "ach_returns"
 INBOUND_PREFIX = "inbound/"
+ANSWERS_PREFIX = "answers/"  # the originator's answers to the bank (dishonored returns, refused NOCs)
 
 
 class AccountVaultPort(Protocol):
@@ -56,6 +57,8 @@ class AccountVaultPort(Protocol):
 
 class S3Port(Protocol):
     def get_object(self, **kwargs: object) -> dict[str, object]: ...
+
+    def put_object(self, **kwargs: object) -> dict[str, object]: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,60 @@ class ReturnsStep:
             for entry in batch.entries:
                 events.extend(self._apply(Inbound(found.key, entry, receipt.received_at)))
         metrics.emit("BankEntriesRead", sum(len(b.entries) for b in ach_file.batches), step=STEP)
-        return events
+        return self._prepare_answers(found, ach_file, events, receipt.received_at)
+
+    def _prepare_answers(
+        self, found: StoredObject, received: nacha.AchFile, events: list[ev.Event], at: datetime
+    ) -> list[ev.Event]:
+        """Write the dishonored returns and refused notifications the parked entries call for (under
+        ``answers/``, for the ODFI to send), and name each file in its parked events."""
+        parked = [e for e in events if isinstance(e, ev.AchInboundParked) and e.data.answer != "none"]
+        keys: dict[str, str] = {}
+        for kind in ("dishonored_return", "refused_correction"):
+            mine = [
+                e.data for e in parked if e.data.answer == kind and e.data.trace_number and e.data.answer_code
+            ]
+            if not mine:
+                continue
+            try:
+                keys[kind] = self._write_answer(found, received, kind, mine, at)
+            except ValueError:  # the parked events still say what to answer; an operator prepares it
+                get_logger(step=STEP).error(
+                    "answer file not prepared", kind=kind, key=found.key, exc_info=True
+                )
+        return [
+            e.model_copy(update={"data": e.data.model_copy(update={"answer_key": keys.get(e.data.answer)})})
+            if isinstance(e, ev.AchInboundParked) and e.data.answer in keys
+            else e
+            for e in events
+        ]
+
+    def _write_answer(
+        self,
+        found: StoredObject,
+        received: nacha.AchFile,
+        kind: str,
+        parked: list[ev.AchInboundParkedData],
+        at: datetime,
+    ) -> str:
+        odfi = received.header.immediate_destination[:8]
+        first = self.payouts.trace_block(odfi, len(parked))
+        if kind == "dishonored_return":
+            dishonors = [nacha.Dishonor(p.trace_number or "", p.answer_code or "") for p in parked]
+            answer = nacha.dishonored_return_file(
+                received, dishonors, created_at=at, first_trace_sequence=first
+            )
+        else:
+            refusals = [nacha.Refusal(p.trace_number or "", p.answer_code or "") for p in parked]
+            answer = nacha.refused_correction_file(
+                received, refusals, created_at=at, first_trace_sequence=first
+            )
+        key = f"{ANSWERS_PREFIX}{kind}/{found.key.removeprefix(INBOUND_PREFIX)}"
+        body = nacha.write(answer).encode("ascii")
+        retry_throttled(
+            partial(self.s3.put_object, Bucket=found.bucket, Key=key, Body=body, ContentType="text/plain")
+        )
+        return key
 
     def done(self, found: StoredObject) -> None:
         self.accounts.finish_file(found.bucket, found.key, found.etag, entries=0, parked=0)
@@ -275,6 +331,7 @@ def _parked(
         original_trace_number=original_trace,
         code=code,
         answer=parked.answer,
+        answer_code=parked.answer_code,
     )
     payment_id = filed.payment_id if filed else inbound_file_id(inbound.key)
     return ev.AchInboundParked.create(
