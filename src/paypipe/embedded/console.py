@@ -139,7 +139,8 @@ def print_summary(console: Console, report: RunReport) -> None:
     if recon.ok:
         console.print(
             "[green]reconciled:[/] every payment in one terminal state or a DLQ, no payout twice, "
-            "ACH credits = released funds, ledger balanced per currency"
+            "ACH credits (net of returns) = released funds, every bank answer booked or parked, "
+            "ledger balanced per currency"
         )
     else:
         console.print(f"[red]{len(recon.violations)} reconciliation violations:")
