@@ -231,3 +231,16 @@ def test_an_audit_file_without_records_is_not_left_behind(tmp_path):
     assert (tmp_path / "used.jsonl").read_text() == '{"action": "replayed", "message_id": "m-1"}\n'
     with pytest.raises(OSError):
         JsonlAudit(tmp_path / "used.jsonl" / "under-a-file.jsonl")
+
+
+def test_an_s3_notification_goes_back_to_its_queue_but_is_never_re_published():
+    notification = {
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": "b"}, "object": {"key": "inbound/x.ach", "etag": "e"}},
+    }
+    message = parse_message(raw(notification, error_reason="RuntimeError"))
+    assert message.problem is None
+    assert decide(message, Filters(), max_replays=3, expected_source_arn="arn:queue").replay
+    refused = decide(message, Filters(), max_replays=3)
+    assert not refused.replay and "copy the object onto itself" in (refused.detail or "")

@@ -33,6 +33,11 @@ FILTERED = "filtered"
 CAPPED = "replay cap reached"
 MALFORMED = "malformed body"
 MISMATCH = "source queue mismatch"
+S3_SOURCE, OBJECT_CREATED = "aws.s3", "Object Created"
+S3_REPLAY_ADVICE = (
+    "an S3 notification cannot be re-published (only S3 sends aws.s3 events): copy the object onto "
+    "itself to notify again, e.g. aws s3 cp s3://BUCKET/KEY s3://BUCKET/KEY --metadata-directive REPLACE"
+)
 
 
 class DlqError(CommandError):
@@ -238,6 +243,8 @@ def _check_body(body: str) -> tuple[Mapping[str, Any] | None, str | None]:
     missing = [key for key in ("source", "detail-type", "detail") if key not in envelope]
     if missing:
         return envelope, f"body is not an EventBridge event (no {', '.join(missing)})"
+    if (envelope["source"], envelope["detail-type"]) == (S3_SOURCE, OBJECT_CREATED):
+        return envelope, None  # S3's notification of a bank file (the returns consumer's input)
     try:
         parse_detail(str(envelope["detail-type"]), envelope["detail"])
     except UnknownEventError as error:
@@ -326,6 +333,8 @@ def decide(
         return Decision(False, MALFORMED, message.problem)
     if message.replay_count >= max_replays:
         return Decision(False, CAPPED, f"replayed {message.replay_count} times (cap {max_replays})")
+    if expected_source_arn is None and message.event and message.event.get("source") == S3_SOURCE:
+        return Decision(False, MALFORMED, S3_REPLAY_ADVICE)
     source = message.attributes.get("source_queue_arn", "unknown")
     if expected_source_arn and source not in {"unknown", expected_source_arn}:
         return Decision(False, MISMATCH, f"parked from {source}, not {expected_source_arn}")

@@ -80,7 +80,10 @@ def discover(
 
 
 def _bus_dead_lettering_into(events: Any, dlq_arns: set[str]) -> str | None:
-    buses = [bus["Name"] for bus in events.list_event_buses().get("EventBuses", [])]
+    # The default bus carries S3's notifications (the returns rule), never pipeline events.
+    buses = [
+        bus["Name"] for bus in events.list_event_buses().get("EventBuses", []) if bus["Name"] != "default"
+    ]
     for bus in buses:
         request: dict[str, Any] = {"EventBusName": bus}
         while True:
