@@ -4,7 +4,9 @@
 # With a running Docker engine: the pinned LocalStack image. Without one: LocalStack on this
 # host in its own Python 3.13 venv (.venv-localstack) with our plugins (tools/localstack_executor):
 # Lambda functions run as local processes with the project venv's Python, and DynamoDB is
-# served by a moto server on loopback (LocalStack's DynamoDB needs a download).
+# served by a moto server on loopback (LocalStack's DynamoDB needs a download). A test moves the
+# functions' clock forward by writing milliseconds to $STATE/lambda-clock-offset-ms (see
+# tools/localstack_executor/paypipe_localstack/bootstrap.py); each start clears it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +15,14 @@ MOTO_PORT=${MOTO_PORT:-4567}
 IMAGE=localstack/localstack:4.14
 CONTAINER=paypipe-localstack
 STATE=.localstack
+CLOCK_FILE=$STATE/lambda-clock-offset-ms
 LS_VENV=.venv-localstack
 PROJECT_PY=${VENV:-.venv}/bin/python
 HEALTH_URL=http://127.0.0.1:$PORT/_localstack/health
 START_DEADLINE=${LOCALSTACK_START_DEADLINE:-120}
+# An idle queue's event source mapping backs off up to 10 s between polls by default: a record then
+# waits that long at each step. 1 s keeps a payment's trip through the steps within seconds.
+ESM_POLL_BACKOFF=LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC=1
 LS_PINS=("localstack-core[runtime]==4.14.0" "cbor2<5.7" "cryptography<44" "pyopenssl==24.2.1" "service-identity")
 
 healthy() { curl -fsS --max-time 2 "$HEALTH_URL" >/dev/null 2>&1; }
@@ -69,7 +75,7 @@ wait_healthy() {
 
 start_docker() {
   docker rm -f "$CONTAINER" >/dev/null 2>&1 || true
-  docker run -d --name "$CONTAINER" -p "127.0.0.1:$PORT:4566" \
+  docker run -d --name "$CONTAINER" -p "127.0.0.1:$PORT:4566" -e "$ESM_POLL_BACKOFF" \
     -v /var/run/docker.sock:/var/run/docker.sock "$IMAGE" >/dev/null
   echo docker >"$STATE/mode"
   docker logs -f "$CONTAINER" >"$STATE/localstack.log" 2>&1 &
@@ -80,6 +86,7 @@ start_host() {
   ensure_venv
   [ -x "$PROJECT_PY" ] || { echo "$PROJECT_PY missing: run make first" >&2; return 1; }
   mkdir -p "$STATE/lambda"
+  rm -f "$CLOCK_FILE"
   if ! moto_healthy; then
     stop_group "$STATE/moto.pid"
     MOTO_ACCOUNT_ID=000000000000 setsid "${PROJECT_PY%/python}/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" \
@@ -87,10 +94,10 @@ start_host() {
     echo $! >"$STATE/moto.pid"
   fi
   # No DNS server, no telemetry, no downloads: nothing leaves loopback.
-  env GATEWAY_LISTEN="127.0.0.1:$PORT" LOCALSTACK_HOST="127.0.0.1:$PORT" SQS_ENDPOINT_STRATEGY=path \
+  env "$ESM_POLL_BACKOFF" GATEWAY_LISTEN="127.0.0.1:$PORT" LOCALSTACK_HOST="127.0.0.1:$PORT" SQS_ENDPOINT_STRATEGY=path \
     DNS_ADDRESS=0 DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 LOCALSTACK_VOLUME_DIR="$PWD/$STATE/volume" \
     LAMBDA_RUNTIME_EXECUTOR=local-process PAYPIPE_LAMBDA_PYTHON="$PWD/$PROJECT_PY" \
-    PAYPIPE_LAMBDA_LOG_DIR="$PWD/$STATE/lambda" \
+    PAYPIPE_LAMBDA_LOG_DIR="$PWD/$STATE/lambda" PAYPIPE_LAMBDA_CLOCK_FILE="$PWD/$CLOCK_FILE" \
     PAYPIPE_LAMBDA_DYNAMODB_ENDPOINT="http://127.0.0.1:$MOTO_PORT" \
     PROVIDER_OVERRIDE_DYNAMODB=moto_server PAYPIPE_DYNAMODB_BACKEND_URL="http://127.0.0.1:$MOTO_PORT" \
     setsid "$LS_VENV/bin/python" -m localstack.runtime.main >"$STATE/localstack.log" 2>&1 </dev/null &

@@ -1,5 +1,6 @@
 """LocalStack tooling shared by the integration tests and ``make bench``: clients, start and stop
-with scripts/localstack.sh, and the stack deployed with scripts/localstack_deploy.py."""
+with scripts/localstack.sh, the stack deployed with scripts/localstack_deploy.py, and the
+functions' clock moved forward."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PORT = os.environ.get("LOCALSTACK_PORT", "4566")
 ENDPOINT = os.environ.get("LOCALSTACK_ENDPOINT", f"http://127.0.0.1:{PORT}")
 CLIENT_CONFIG = Config(read_timeout=320, retries={"mode": "standard", "max_attempts": 3})
+# Read by the host-mode Lambda executor at each invocation (scripts/localstack.sh points it here).
+CLOCK_FILE = REPO_ROOT / ".localstack" / "lambda-clock-offset-ms"
 
 
 class LocalStackUnavailable(RuntimeError):
@@ -75,3 +79,35 @@ def deployed_stack(stack: str) -> Iterator[dict[str, str]]:
     finally:
         if started_here:
             localstack("stop")
+
+
+def functions_clock_movable() -> bool:
+    """True when the running LocalStack is this checkout's host-mode one, whose functions read
+    CLOCK_FILE (LocalStack's Docker executor has no such clock)."""
+    status = localstack("status")
+    return status.returncode == 0 and "running (host)" in status.stdout
+
+
+class FunctionsClock:
+    """The deployed functions' time: the host's, moved forward by what CLOCK_FILE says.
+
+    LocalStack stamps the SQS records it delivers with the host's clock; the executor adds the
+    offset to those stamps, which the steps take as the time each record was received. Use it
+    only while nothing is in flight, and ``reset`` it after (the next tests expect the host's
+    clock)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def move_to(self, moment: datetime) -> None:
+        if moment <= self.now():
+            raise ValueError(f"the functions' clock only moves forward, not to {moment.isoformat()}")
+        self.offset = moment - datetime.now(UTC)
+        CLOCK_FILE.write_text(str(int(self.offset.total_seconds() * 1000)))
+
+    def reset(self) -> None:
+        self.offset = timedelta(0)
+        CLOCK_FILE.unlink(missing_ok=True)

@@ -4,6 +4,13 @@ Started by the local-process executor with the function's environment. Loads ``_
 from ``LAMBDA_TASK_ROOT`` (then each layer's ``python/`` folder, like /var/task and
 /opt/python), reports ready to LocalStack's executor endpoint, and runs the invocations
 LocalStack posts to ``/invoke`` one at a time, posting each result or error back.
+
+A test can move the functions' clock forward (a bank answers days after a payout settles):
+``PAYPIPE_LAMBDA_CLOCK_FILE`` names a file holding an offset in milliseconds, read at each
+invocation. Only what LocalStack stamps is moved: the SQS timestamps of the records a queue
+delivers (``SentTimestamp``, ``ApproximateFirstReceiveTimestamp``), which the steps take as the
+time a record was received. A payload a test builds itself (a scheduled event's ``time``) is
+passed as it is. No file, or an empty one: the host's clock.
 """
 
 import importlib
@@ -21,6 +28,8 @@ from typing import Any
 RUNTIME_ENDPOINT = os.environ["LOCALSTACK_RUNTIME_ENDPOINT"]
 RUNTIME_ID = os.environ["LOCALSTACK_RUNTIME_ID"]
 PORT = int(os.environ["PAYPIPE_EXECUTOR_PORT"])
+CLOCK_FILE = os.environ.get("PAYPIPE_LAMBDA_CLOCK_FILE", "")
+SQS_TIMESTAMPS = ("SentTimestamp", "ApproximateFirstReceiveTimestamp")
 invocations: "queue.Queue[dict[str, Any]]" = queue.Queue()
 
 
@@ -40,6 +49,32 @@ def error_body(error: BaseException) -> bytes:
             "stackTrace": traceback.format_exception(error),
         }
     ).encode()
+
+
+def clock_offset_millis() -> int:
+    """How far the functions' clock is moved (0 without a clock file or a number in it)."""
+    if not CLOCK_FILE:
+        return 0
+    try:
+        with open(CLOCK_FILE, encoding="ascii") as file:
+            return int(file.read().strip() or "0")
+    except (OSError, ValueError):
+        return 0
+
+
+def moved_clock(event: Any, offset_millis: int) -> Any:
+    """``event`` with its SQS records stamped ``offset_millis`` later."""
+    if not offset_millis or not isinstance(event, dict):
+        return event
+    for record in event.get("Records") or ():
+        attributes = record.get("attributes") if isinstance(record, dict) else None
+        if record.get("eventSource") != "aws:sqs" or not isinstance(attributes, dict):
+            continue
+        for name in SQS_TIMESTAMPS:
+            stamped = str(attributes.get(name, ""))
+            if stamped.isdigit():
+                attributes[name] = str(int(stamped) + offset_millis)
+    return event
 
 
 class InvokeHandler(BaseHTTPRequestHandler):
@@ -96,7 +131,8 @@ def main() -> None:
         request_id = invocation["invoke-id"]
         os.environ["_X_AMZN_TRACE_ID"] = invocation.get("trace-id") or ""
         try:
-            result = handler(json.loads(invocation["payload"] or "null"), Context(invocation))
+            event = moved_clock(json.loads(invocation["payload"] or "null"), clock_offset_millis())
+            result = handler(event, Context(invocation))
             body = json.dumps(result).encode()
         except Exception as error:  # noqa: BLE001 - the invocation's error result
             traceback.print_exc()

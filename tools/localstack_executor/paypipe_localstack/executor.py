@@ -12,6 +12,8 @@ Environment of the LocalStack process:
   PAYPIPE_LAMBDA_PYTHON                   interpreter for the handlers (default: python3)
   PAYPIPE_LAMBDA_DYNAMODB_ENDPOINT        optional AWS_ENDPOINT_URL_DYNAMODB for the handlers
   PAYPIPE_LAMBDA_LOG_DIR                  where each environment's output goes
+  PAYPIPE_LAMBDA_CLOCK_FILE               optional: the offset file that moves the functions'
+                                          clock forward (see bootstrap.py)
 """
 
 import os
@@ -35,7 +37,15 @@ LOOPBACK = "127.0.0.1"
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 LOG_TAIL_BYTES = 16_000
 # Passed through from the LocalStack process; everything else comes from the function.
-INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE")
+INHERITED_VARIABLES = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "PAYPIPE_LAMBDA_CLOCK_FILE",
+)
 
 
 def _python() -> str:
