@@ -234,8 +234,13 @@ def eventbridge_event(event: ev.Event) -> dict[str, Any]:
 def sqs_event(event: ev.Event, queue_name: str) -> dict[str, Any]:
     """One SQS record holding ``event``, as Lambda's event source mapping hands it over."""
     body = json.dumps(eventbridge_event(event), ensure_ascii=False, separators=(",", ":"))
-    sent_ms = str(int(event.occurred_at.timestamp() * 1000))
-    message_id = str(uuid.uuid5(_NAMESPACE, f"sqs:{queue_name}:{event.event_id}"))
+    return _sqs_records(body, event.occurred_at, f"{queue_name}:{event.event_id}", queue_name)
+
+
+def _sqs_records(body: str, sent_at: datetime, message_key: str, queue_name: str) -> dict[str, Any]:
+    """The event source mapping's batch of one record holding ``body``, sent at ``sent_at``."""
+    sent_ms = str(int(sent_at.timestamp() * 1000))
+    message_id = str(uuid.uuid5(_NAMESPACE, f"sqs:{message_key}"))
     return {
         "Records": [
             {
@@ -281,28 +286,7 @@ def s3_object_sqs_event(bucket: str, key: str, at: datetime, queue_name: str) ->
         },
     }
     body = json.dumps(notification, separators=(",", ":"))
-    sent_ms = str(int(at.timestamp() * 1000))
-    message_id = str(uuid.uuid5(_NAMESPACE, f"sqs:{queue_name}:{bucket}/{key}"))
-    return {
-        "Records": [
-            {
-                "messageId": message_id,
-                "receiptHandle": base64.b64encode(f"sample-receipt:{message_id}".encode()).decode(),
-                "body": body,
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": sent_ms,
-                    "SenderId": "AIDAEXAMPLEEVENTBRIDGE",
-                    "ApproximateFirstReceiveTimestamp": sent_ms,
-                },
-                "messageAttributes": {},
-                "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{queue_name}",
-                "awsRegion": REGION,
-            }
-        ]
-    }
+    return _sqs_records(body, at, f"{queue_name}:{bucket}/{key}", queue_name)
 
 
 def scheduled_event(at: datetime, rule_name: str) -> dict[str, Any]:
