@@ -144,19 +144,15 @@ class PayeeAccounts:
             raise
         return True
 
-    def finish_file(self, bucket: str, key: str, etag: str, *, entries: int, parked: int) -> None:
+    def finish_file(self, bucket: str, key: str, etag: str) -> None:
         retry_throttled(
             partial(
                 self._client.update_item,
                 TableName=self._table,
                 Key={"pk": {"S": f"inbound#{bucket}/{key}"}, "sk": {"S": etag}},
-                UpdateExpression="SET #status = :done, entries = :entries, parked = :parked",
+                UpdateExpression="SET #status = :done",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":done": {"S": "done"},
-                    ":entries": {"N": str(entries)},
-                    ":parked": {"N": str(parked)},
-                },
+                ExpressionAttributeValues={":done": {"S": "done"}},
             )
         )
 

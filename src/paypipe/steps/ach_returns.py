@@ -155,7 +155,7 @@ class ReturnsStep:
         return key
 
     def done(self, found: StoredObject) -> None:
-        self.accounts.finish_file(found.bucket, found.key, found.etag, entries=0, parked=0)
+        self.accounts.finish_file(found.bucket, found.key, found.etag)
 
     def _apply(self, inbound: Inbound) -> list[ev.Event]:
         entry = inbound.entry
