@@ -12,6 +12,8 @@ from typing import Any, Final
 
 from paypipe.domain import nacha
 from paypipe.domain.bank_simulator import BankSimulator
+from paypipe.steps.ach_batch import PAYOUT_FILES_PREFIX
+from paypipe.steps.ach_returns import INBOUND_PREFIX
 
 # File id modifiers, in the order a day's answer files take them.
 FILE_ID_MODIFIERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -45,7 +47,7 @@ class SimulatedBank:
         """The answer files not delivered yet, by delivery date and name."""
         return tuple(sorted(self._planned, key=lambda p: (p.delivery_date, p.name)))
 
-    def answer_new_files(self, bucket: str, prefix: str = "ach/") -> list[str]:
+    def answer_new_files(self, bucket: str, prefix: str = PAYOUT_FILES_PREFIX) -> list[str]:
         """Plan the answers to every payout file under `prefix` not answered yet; the keys answered.
 
         Files are taken in key order; a file whose entries all post is answered with nothing. Each
@@ -68,7 +70,7 @@ class SimulatedBank:
             answered.append(key)
         return answered
 
-    def deliver_due(self, today: date, bucket: str, inbound_prefix: str = "inbound/") -> list[str]:
+    def deliver_due(self, today: date, bucket: str, inbound_prefix: str = INBOUND_PREFIX) -> list[str]:
         """Put every planned answer file due by `today`; their keys, by delivery date and name.
 
         A file's key is `<inbound_prefix><yyyy>/<mm>/<dd>/<name>.ach` for its delivery date, also when

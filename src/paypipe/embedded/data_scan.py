@@ -33,6 +33,8 @@ from paypipe.domain.tokenization import luhn_valid
 from paypipe.domain.validation import CARD_LENGTHS, card_brand
 from paypipe.events.models import Event, to_detail
 from paypipe.ops.dlq_aws import peek
+from paypipe.steps.ach_batch import PAYOUT_FILES_PREFIX
+from paypipe.steps.ach_returns import INBOUND_PREFIX
 
 _STANDALONE_RUN = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
 _HEX_DIGEST = re.compile(r"(?<![0-9A-Za-z])(?=[0-9a-f]*[a-f])[0-9a-f]{32,}(?![0-9A-Za-z])")
@@ -46,7 +48,7 @@ _ACCOUNT_FIELD = re.compile(
     rf"(?<![A-Za-z0-9])account_?number{_QUOTES}\s*[:=]\s*{_QUOTES}([0-9A-Za-z]{{1,17}})(?![0-9A-Za-z])"
 )
 MIN_SCANNED_ACCOUNT_LENGTH = 6
-NACHA_KEY_PREFIXES = ("ach/", "inbound/")  # payout files and the bank's answers to them
+NACHA_KEY_PREFIXES = (PAYOUT_FILES_PREFIX, INBOUND_PREFIX)  # payout files and the bank's answers to them
 
 
 class Kind(Flag):

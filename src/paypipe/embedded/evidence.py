@@ -20,9 +20,8 @@ from paypipe.domain.ach_calendar import EASTERN
 from paypipe.embedded.reconcile import AchEntry, BankAnswer, Context, DlqRecord, PayoutRow
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.ops.dlq_aws import peek
-
-PAYOUT_FILES_PREFIX = "ach/"
-INBOUND_PREFIX = "inbound/"  # the bank's files
+from paypipe.steps.ach_batch import PAYOUT_FILES_PREFIX
+from paypipe.steps.ach_returns import INBOUND_PREFIX
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 from paypipe.adapters.account_vault import ACCOUNT_FINGERPRINT_PURPOSE, ACCOUNT_PURPOSE
 from paypipe.adapters.vault import CARD_VAULT_PURPOSE, FINGERPRINT_KEY_PURPOSE
 from paypipe.stack.cfn import getatt, ref, sub
+from paypipe.steps.ach_returns import ANSWERS_PREFIX, INBOUND_PREFIX
 
 
 @dataclass(frozen=True)
@@ -159,15 +160,23 @@ FUNCTIONS = (
     Function(
         "ach_returns",
         "ach_returns",
-        objects=("AchBucket", "inbound/"),
+        objects=("AchBucket", INBOUND_PREFIX),
         description="paypipe ACH returns - the bank's returns and notifications of change, from S3",
         tables={"Payouts": "Crud", "Ledger": "Crud"},
         # Vaults corrected payee accounts (a notification of change); never card data keys.
         vault=Vault("VaultCorrectedAccounts", (ACCOUNT_PURPOSE, ACCOUNT_FINGERPRINT_PURPOSE), encrypts=True),
-        environment={"ACH_BUCKET": ref("AchBucket"), "ACH_INBOUND_PREFIX": "inbound/"},
+        environment={"ACH_BUCKET": ref("AchBucket"), "ACH_INBOUND_PREFIX": INBOUND_PREFIX},
         statements=(
-            {"Sid": "ReadBankFiles", "Action": "s3:GetObject", "Resource": sub("${AchBucket.Arn}/inbound/*")},
-            {"Sid": "WriteAnswers", "Action": "s3:PutObject", "Resource": sub("${AchBucket.Arn}/answers/*")},
+            {
+                "Sid": "ReadBankFiles",
+                "Action": "s3:GetObject",
+                "Resource": sub(f"${{AchBucket.Arn}}/{INBOUND_PREFIX}*"),
+            },
+            {
+                "Sid": "WriteAnswers",
+                "Action": "s3:PutObject",
+                "Resource": sub(f"${{AchBucket.Arn}}/{ANSWERS_PREFIX}*"),
+            },
             {
                 "Sid": "BankFilesKey",
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey"],

@@ -43,6 +43,7 @@ from paypipe.steps.common import LedgerPort, ledger_from_env, scheduled_time
 from paypipe.steps.tokenize import account_vault_from_env
 
 STEP = "ach_batch"
+PAYOUT_FILES_PREFIX = "ach/"  # the ACH bucket's payout files (the bank's answers: ach_returns)
 
 
 class AccountPort(Protocol):
@@ -102,7 +103,7 @@ class CollectStep:
 
 
 def file_key(batch: StoredBatch) -> str:
-    return f"ach/{batch.effective_date:%Y/%m/%d}/{batch.batch_id}.ach"
+    return f"{PAYOUT_FILES_PREFIX}{batch.effective_date:%Y/%m/%d}/{batch.batch_id}.ach"
 
 
 @dataclass(frozen=True)
