@@ -39,6 +39,11 @@ class AccountState:
     unusable_code: str | None = None  # the return code that stopped credits to it
     correction: StoredCorrection | None = None
 
+    @property
+    def takes_no_credits(self) -> bool:
+        """Returned with a code that stops credits, and no correction gave other details since."""
+        return self.unusable_code is not None and self.correction is None
+
 
 class PayeeAccounts:
     def __init__(self, table_name: str, client: Any) -> None:

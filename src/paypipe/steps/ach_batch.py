@@ -360,7 +360,7 @@ class AchCutter:
         unusable = {
             pid: p
             for pid, p in current.items()
-            if (state := states.get(p.account_fingerprint)) and state.unusable_code and not state.correction
+            if (state := states.get(p.account_fingerprint)) and state.takes_no_credits
         }
         if not unusable or self.payee_accounts is None:
             return
@@ -381,7 +381,7 @@ class AchCutter:
                 self.payouts.replace_payout(payout)
             now_pending = PendingPayout(payout, item.released_at)
             state = states.get(getattr(payout, "account_fingerprint", ""))
-            if state is not None and state.unusable_code is not None and state.correction is None:
+            if state is not None and state.takes_no_credits:
                 self.payouts.wait(now_pending, f"ACCOUNT_UNUSABLE_{state.unusable_code}")
                 continue
             writable.append(now_pending)
@@ -395,7 +395,7 @@ class AchCutter:
         for item in waiting:
             payout = current.get(item.payout.payment_id, item.payout)
             state = states.get(getattr(payout, "account_fingerprint", ""))
-            if payout == item.payout or (state is not None and state.unusable_code and not state.correction):
+            if payout == item.payout or (state is not None and state.takes_no_credits):
                 continue
             assert isinstance(payout, PayoutRecord)
             self.payouts.replace_payout(payout)
