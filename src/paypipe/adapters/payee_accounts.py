@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from paypipe.adapters.payouts_store import batch_get
 from paypipe.runtime.retry import retry_throttled
 
 MAX_CORRECTION_HOPS = 5  # a corrected account corrected again is followed this far
@@ -52,20 +53,9 @@ class PayeeAccounts:
 
     def states(self, fingerprints: Iterable[str]) -> dict[str, AccountState]:
         """The state of each account the bank said something of (others are absent)."""
-        wanted = sorted({fp for fp in fingerprints if fp})
-        found: dict[str, AccountState] = {}
-        for start in range(0, len(wanted), 100):
-            keys = [
-                {"pk": {"S": f"account#{fp}"}, "sk": {"S": "account"}} for fp in wanted[start : start + 100]
-            ]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                response = retry_throttled(partial(self._client.batch_get_item, RequestItems=request))
-                for item in response["Responses"].get(self._table, []):
-                    state = _state(item)
-                    found[state.fingerprint] = state
-                request = response.get("UnprocessedKeys") or {}
-        return found
+        keys = [(f"account#{fp}", "account") for fp in sorted({fp for fp in fingerprints if fp})]
+        states = map(_state, batch_get(self._client, self._table, keys))
+        return {state.fingerprint: state for state in states}
 
     def mark_unusable(self, fingerprint: str, *, return_code: str, trace_number: str, at: datetime) -> None:
         self._update(
@@ -98,20 +88,11 @@ class PayeeAccounts:
 
     def replacements(self, providers: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredCorrection]:
         """The client's replacement account of each (tenant, provider) that has one."""
+        keys = [(f"provider#{tenant}#{provider}", "account") for tenant, provider in sorted(set(providers))]
         found: dict[tuple[str, str], StoredCorrection] = {}
-        for tenant, provider_id in sorted(set(providers)):
-            response = retry_throttled(
-                partial(
-                    self._client.get_item,
-                    TableName=self._table,
-                    Key={"pk": {"S": f"provider#{tenant}#{provider_id}"}, "sk": {"S": "account"}},
-                    ConsistentRead=True,
-                )
-            )
-            if "Item" in response:
-                found[(tenant, provider_id)] = StoredCorrection(
-                    **json.loads(response["Item"]["replacement"]["S"])
-                )
+        for item in batch_get(self._client, self._table, keys):
+            _, tenant, provider_id = item["pk"]["S"].split("#", 2)
+            found[(tenant, provider_id)] = StoredCorrection(**json.loads(item["replacement"]["S"]))
         return found
 
     def _update(self, fingerprint: str, expression: str, values: dict[str, Any]) -> None:

@@ -237,19 +237,10 @@ class PayoutsStore:
         return datetime.fromisoformat(item["released_at"]["S"])
 
     def payouts(self, payment_ids: Sequence[str]) -> list[PayoutRecord]:
-        found: dict[str, PayoutRecord] = {}
-        for start in range(0, len(payment_ids), 100):
-            keys = [
-                {"pk": {"S": f"payout#{pid}"}, "sk": {"S": "payout"}}
-                for pid in payment_ids[start : start + 100]
-            ]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                response = retry_throttled(partial(self._client.batch_get_item, RequestItems=request))
-                for item in response["Responses"].get(self._table, []):
-                    payout = _payout(item)
-                    found[payout.payment_id] = payout
-                request = response.get("UnprocessedKeys") or {}
+        keys = [(f"payout#{pid}", "payout") for pid in payment_ids]
+        found = {
+            payout.payment_id: payout for payout in map(_payout, batch_get(self._client, self._table, keys))
+        }
         missing = [pid for pid in payment_ids if pid not in found]
         if missing:
             raise KeyError(f"payouts not found: {missing[:5]}")
@@ -404,6 +395,17 @@ class PayoutsStore:
             if "LastEvaluatedKey" not in response:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def batch_get(client: Any, table: str, keys: Sequence[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    """The items of ``table`` with these (pk, sk) keys that exist (consistent reads, 100 per call)."""
+    for start in range(0, len(keys), 100):
+        chunk = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[start : start + 100]]
+        request: dict[str, Any] = {table: {"Keys": chunk, "ConsistentRead": True}}
+        while request:
+            response = retry_throttled(partial(client.batch_get_item, RequestItems=request))
+            yield from response["Responses"].get(table, [])
+            request = response.get("UnprocessedKeys") or {}
 
 
 def _entry_item(entry: FiledEntry, file_key: str) -> dict[str, Any]:
