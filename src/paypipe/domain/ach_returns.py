@@ -47,7 +47,7 @@ NextStep = Literal["resend", "await_account_update"]
 
 @dataclass(frozen=True)
 class FiledEntry:
-    """A payout entry as the pipeline filed it (looked up by its trace number)."""
+    """A payout or prenote entry as the pipeline filed it (looked up by its trace number)."""
 
     trace_number: str
     payment_id: str
@@ -56,6 +56,7 @@ class FiledEntry:
     account_fingerprint: str
     amount_cents: int
     effective_date: date
+    prenote: bool = False  # a zero-dollar prenote to the account (``payment_id``: the payout it is for)
 
 
 @dataclass(frozen=True)
