@@ -32,7 +32,8 @@ from botocore.exceptions import ClientError
 from paypipe.adapters.payee_accounts import MAX_CORRECTION_HOPS, AccountState, PayeeAccounts, StoredCorrection
 from paypipe.adapters.payouts_store import FILE_ID_MODIFIERS, FileIdsExhaustedError, PayoutsStore, StoredBatch
 from paypipe.adapters.vault import VaultError
-from paypipe.domain import ledger, nacha, prenotes
+from paypipe.domain import ledger, nacha
+from paypipe.domain import prenotes as prenote_rules
 from paypipe.domain.ach_batching import PayoutRecord, PendingPayout, PlannedBatch, plan_files
 from paypipe.domain.ach_calendar import EASTERN
 from paypipe.domain.ach_returns import FiledEntry
@@ -202,7 +203,7 @@ class AchCutter:
             )
             for fingerprint in set(states) | in_flight
         }
-        decided = prenotes.gate(pending, accounts, now.astimezone(EASTERN).date())
+        decided = prenote_rules.gate(pending, accounts, now.astimezone(EASTERN).date())
         if decided.held:
             get_logger(step="ach_cut").info(
                 "payouts wait for prenotes", waiting=len(decided.held), prenotes=len(decided.prenote_for)
@@ -268,15 +269,16 @@ class AchCutter:
             if hold.paid_out_cents
         ]
         prenoted = [replace(self._resolve(payout), amount_cents=0, prenote=True) for payout in batch.prenotes]
+        entries = [*paid, *prenoted]  # in each batch of the file, the payouts, then the prenotes
         written: WrittenFile | None = None
-        if paid or prenoted:
+        if entries:
             key = file_key(batch)
-            ach_file = self._build(batch, [*paid, *prenoted])
-            traces = nacha.payment_trace_numbers([*paid, *prenoted], ach_file)
+            ach_file = self._build(batch, entries)
+            traces = nacha.payment_trace_numbers(entries, ach_file)
             written = WrittenFile(key, ach_file, traces, tuple(paid), len(prenoted))
             members = {payout.payment_id: payout for payout in [*(p for p, _ in claims), *batch.prenotes]}
-            self.payouts.record_entries(filed_entries(batch, members, [*paid, *prenoted], traces), key)
-            self._upload(batch, key, ach_file, len(paid) + len(prenoted))
+            self.payouts.record_entries(filed_entries(batch, members, entries, traces), key)
+            self._upload(batch, key, ach_file, len(entries))
             self._remember_accounts(batch, written, members)
         self._announce(batch, written, claims, set_aside)
         key_written = written.key if written else None
@@ -290,7 +292,7 @@ class AchCutter:
         if self.payee_accounts is None:
             return
         for payout in batch.prenotes:
-            prenote = prenotes.FiledPrenote(written.traces[payout.payment_id], batch.effective_date)
+            prenote = prenote_rules.FiledPrenote(written.traces[payout.payment_id], batch.effective_date)
             self.payee_accounts.record_prenote(
                 payout.account_fingerprint, prenote, batch_id=batch.batch_id, at=batch.created_at
             )
