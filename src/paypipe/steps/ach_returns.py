@@ -165,15 +165,8 @@ class ReturnsStep:
         trace = filed.trace_number
         if not self.payouts.mark_returned(trace, code):
             detail = f"prenote {trace} was already returned with another code"
-            return [
-                _parked(
-                    inbound,
-                    filed,
-                    Parked("DUPLICATE_RETURN", detail, "dishonored_return", "R67"),
-                    trace,
-                    code,
-                )
-            ]
+            parked = Parked("DUPLICATE_RETURN", detail, "dishonored_return", "R67")
+            return [_parked(inbound, filed, parked, trace, code)]
         self.accounts.mark_unusable(
             filed.account_fingerprint, return_code=code, trace_number=trace, at=inbound.received_at
         )
@@ -266,8 +259,9 @@ class ReturnsStep:
             account_fingerprint=token.fingerprint,
             received_at=at.isoformat(),
         )
-        self.accounts.correct(filed.account_fingerprint, stored)
+        # The corrected account is known first: a cut between the two never prenotes it.
         self.accounts.mark_given_by_bank(token.fingerprint, original_trace_number=trace, at=at)
+        self.accounts.correct(filed.account_fingerprint, stored)
         return stored
 
 
