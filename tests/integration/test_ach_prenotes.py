@@ -15,6 +15,7 @@ from paypipe.domain.prenotes import FiledPrenote, live_entries_from
 from paypipe.embedded.evidence import ach_file_entries, ledger
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.events import models as ev
+from paypipe.steps import ach_batch
 from tests.integration.test_ach_cut_claims import payouts, released, status
 from tests.integration.test_ach_returns import answer, entries, filed, seen
 
@@ -168,3 +169,31 @@ def test_with_prenotes_off_the_first_payout_is_filed_at_once_as_before():
         assert (state.prenote, state.paid_trace) == (None, entry.trace_number)
         listed, _ = ach_file_entries(pipeline)
         assert [(e.amount_cents, e.is_credit) for e in listed] == [(batched.data.amount_cents, True)]
+
+
+def test_a_prenote_whose_file_keeps_failing_is_filed_once_when_its_batch_is_finished(monkeypatch):
+    uploads = {"failing": True}
+    real = ach_batch.AchCutter._upload
+
+    def upload(self: Any, *args: Any) -> None:
+        if uploads["failing"]:
+            raise RuntimeError("S3 is down")
+        real(self, *args)
+
+    monkeypatch.setattr(ach_batch.AchCutter, "_upload", upload)
+    with EmbeddedPipeline(overrides=PRENOTES_ON) as pipeline:
+        (payment_id,) = released(pipeline, 1)
+        day = next_banking_day(pipeline.clock.now().astimezone(EASTERN).date())
+        assert isinstance(cut_on(pipeline, day), RuntimeError)
+        (stuck,) = payouts(pipeline).open_batches()
+        assert [p.payment_id for p in stuck.prenotes] == [payment_id]
+        # Its batch still open, the next cut plans no second prenote for the account.
+        assert isinstance(cut_on(pipeline, next_banking_day(day)), RuntimeError)
+        assert [b.batch_id for b in payouts(pipeline).open_batches()] == [stuck.batch_id]
+
+        uploads["failing"] = False
+        cut_on(pipeline, next_banking_day(next_banking_day(day)))
+        assert payouts(pipeline).open_batches() == []
+        (only,) = files(pipeline).values()
+        (prenote,) = entries(only)
+        assert prenote.is_prenote and status(pipeline, payment_id) == "pending"
