@@ -44,6 +44,7 @@ DEFAULT_PARAMETERS = {
     "MaxReceiveCount": "3",
     "SweepSchedule": "rate(1 day)",
     "AchCutSchedule": "rate(1 day)",
+    "AchPrenote": "off",  # the tests expect a first payout in the first file, as the embedded stack does
 }
 DEPLOY_DEADLINE_SECONDS = 600
 _CODE_URI = re.compile(r"^(?P<indent>\s+)(?P<key>CodeUri|ContentUri): (?P<path>\S+)\s*$", re.MULTILINE)

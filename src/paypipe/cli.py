@@ -76,6 +76,11 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
         help="inject duplicates, reordering, crashes, PutEvents partial failures, KMS/DynamoDB throttling",
     )
     parser.add_argument(
+        "--prenote",
+        action="store_true",
+        help="prenote each new payee account before paying it (AchPrenote=on; a scenario sets it itself)",
+    )
+    parser.add_argument(
         "--scenario",
         type=Path,
         help="play this JSON-lines traffic file instead of the sample traffic (see README: scenarios)",

@@ -322,3 +322,15 @@ def test_importing_the_cli_and_running_cost_import_no_boto3_rich_or_moto():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     after_import, after_cost = json.loads(result.stdout.strip().splitlines()[-1])
     assert after_import == [] and after_cost == []
+
+
+def test_run_prenote_turns_prenotes_on_for_the_sample_run_only_when_asked(monkeypatch, tmp_path):
+    from paypipe.embedded import console
+
+    asked: list[bool] = []
+    monkeypatch.setattr(
+        console, "run_with_console", lambda *_args, prenote, **_kw: asked.append(prenote) or 0
+    )
+    for argv in (["run", "--out", str(tmp_path)], ["run", "--prenote", "--out", str(tmp_path)]):
+        assert cli.main(argv) == 0
+    assert asked == [False, True]

@@ -1,14 +1,18 @@
 """The payouts store's file identities: modifiers per ODFI and Eastern creation date, and trace
-numbers from one persisted sequence per ODFI."""
+numbers from one persisted sequence per ODFI; prenotes in batches, entries and account items."""
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import boto3
 import pytest
 
+from paypipe.adapters.payee_accounts import PayeeAccounts
 from paypipe.adapters.payouts_store import FILE_ID_MODIFIERS, FileIdsExhaustedError, PayoutsStore
-from paypipe.domain.ach_batching import PlannedBatch
+from paypipe.domain.ach_batching import PayoutRecord, PlannedBatch
+from paypipe.domain.ach_returns import FiledEntry
 from paypipe.domain.nacha import TRACE_SEQUENCE_SPAN, Payout, trace_block_wraps
+from paypipe.domain.prenotes import FiledPrenote
 from tests.tables import create_table
 
 ODFI = "01100001"
@@ -88,3 +92,36 @@ def test_two_cuts_allocating_at_once_never_share_a_trace_number(aws):
     ]
     numbers = [start + offset for start, count in blocks for offset in range(count)]
     assert len(numbers) == len(set(numbers)) == 40
+
+
+def test_a_batch_keeps_the_payouts_it_prenotes_and_a_prenote_entry_says_it_is_one(store):
+    held = PayoutRecord("held-1", 100, "JANE DOE", "021000021", "tok", "2345", "checking", "individual")
+    held = replace(held, provider_id="prov-1", account_fingerprint="fp-1")
+    at = datetime(2026, 11, 2, 20, tzinfo=UTC)
+    opened = store.open_batch(replace(plan("pn"), prenotes=(held,)), at, odfi=ODFI, traces=2)
+    assert opened.prenotes == (held,) == store.batch("pn").prenotes
+    assert store.batch("pn").payment_ids == ("pn-0",)
+    assert store.open_batch(plan("plain"), at, odfi=ODFI, traces=1).prenotes == ()
+
+    entry = FiledEntry(
+        "011000010000002", "held-1", "pn", "prov-1", "fp-1", 0, date(2026, 11, 3), prenote=True
+    )
+    store.record_entries([entry], "ach/2026/11/03/pn.ach")
+    assert store.entry(entry.trace_number) == entry
+    first, second = "inbound/one.ach", "inbound/two.ach"
+    assert store.mark_returned(entry.trace_number, "R03", first) == first
+    assert store.mark_returned(entry.trace_number, "R03", first) == first  # the same file read again
+    assert store.mark_returned(entry.trace_number, "R04", second) == first  # a second return
+    assert store.entry(entry.trace_number) == entry
+
+    accounts = PayeeAccounts("payouts", boto3.client("dynamodb"))
+    accounts.record_prenote("fp-1", FiledPrenote(entry.trace_number, date(2026, 11, 3)), batch_id="pn", at=at)
+    accounts.mark_paid("fp-2", trace_number="011000010000009", at=at)
+    accounts.mark_paid("fp-2", trace_number="011000010000010", at=at)  # the first one stays
+    accounts.mark_given_by_bank("fp-3", original_trace_number="011000010000011", at=at)
+    states = accounts.states(["fp-1", "fp-2", "fp-3", "fp-4"])
+    assert sorted(states) == ["fp-1", "fp-2", "fp-3"]
+    assert states["fp-1"].prenote == FiledPrenote(entry.trace_number, date(2026, 11, 3))
+    assert not states["fp-1"].history().verified
+    assert states["fp-2"].paid_trace == "011000010000009" and states["fp-2"].history().verified
+    assert states["fp-3"].history(prenote_in_flight=True).verified

@@ -649,3 +649,43 @@ def test_a_return_of_another_amount_than_its_payout_is_reported():
             bank_answers=bank_files([first, short, second]),
         )
     ) == ["RETURN_AMOUNT_MISMATCH"]
+
+
+def prenote_returned(pid="p1", trace="011000010000002"):
+    data = ev.PrenoteReturnedData(
+        original_trace_number=trace,
+        return_code="R03",
+        reason="No Account/Unable to Locate Account",
+        provider_id="p",
+        batch_id="b1",
+        inbound_key="inbound/r.ach",
+    )
+    return ev.PrenoteReturned.create(payment_id=pid, data=data, producer="ach_returns", dedup_key=trace)
+
+
+def test_prenotes_are_not_payouts_and_a_payout_waiting_for_new_details_is_its_own_state():
+    prenote_trace = "011000010000002"
+    prenote = AchEntry("b1.ach", prenote_trace, 0, True, prenote=True)
+    answer = BankAnswer("inbound/r.ach", "071000010000001", prenote_trace, "return", "R03")
+    events = [held("p1"), released("p1")]
+    waiting = run(
+        [*events, prenote_returned()],
+        [prenote],
+        payouts=[payout_row("waiting", reason="ACCOUNT_UNUSABLE_R03")],
+        bank_answers=[answer],
+    )
+    assert waiting.ok, waiting.violations
+    assert waiting.states == {"awaiting_account": 1}
+    assert (waiting.prenotes, waiting.prenotes_returned, waiting.ach_entries) == (1, 1, 0)
+    # Without its event the prenote's return is unapplied; without the row the payment is lost.
+    assert codes(run(events, [prenote], payouts=[payout_row("waiting")], bank_answers=[answer])) == [
+        "BANK_ANSWER_UNAPPLIED"
+    ]
+    assert codes(run([*events, prenote_returned()], [prenote], bank_answers=[answer])) == [
+        "PAYMENT_LOST",
+        "RELEASED_NOT_PAID",
+    ]
+    # Paid once its prenote cleared: the prenote entry is no ACH credit of the payout's.
+    paid = run([*events, batched("p1")], [prenote, ENTRY], payouts=[payout_row("assigned")])
+    assert paid.ok, paid.violations
+    assert (paid.ach_entries, paid.ach_credit_cents, paid.prenotes) == (1, 500, 1)

@@ -1,7 +1,8 @@
 import subprocess
 import sys
 
-from paypipe.embedded.template import REPO_ROOT, TEMPLATE_PATH, load_template
+from paypipe.embedded.runtime import EMBEDDED_PARAMETERS
+from paypipe.embedded.template import REPO_ROOT, TEMPLATE_PATH, load_template, parameter_values
 from paypipe.events import models as ev
 from paypipe.stack.generate import SHARED_PATH, event_pattern, logical, template_text
 from paypipe.stack.steps import FUNCTIONS
@@ -71,3 +72,12 @@ def test_a_type_from_several_sources_gets_one_branch_per_source_set():
         "detail-type": ["RequestRefused"],
         "detail": {"data": {"code": ["X"]}},
     }
+
+
+def test_prenotes_are_on_in_the_template_off_in_the_embedded_stack_and_reach_the_cut():
+    template = load_template()
+    declared = template["Parameters"]["AchPrenote"]
+    assert (declared["Default"], declared["AllowedValues"]) == ("on", ["on", "off"])
+    assert parameter_values(template, EMBEDDED_PARAMETERS)["AchPrenote"] == "off"
+    cut = template["Resources"]["AchCutFunction"]["Properties"]["Environment"]["Variables"]
+    assert cut["ACH_PRENOTE"] == {"Ref": "AchPrenote"}

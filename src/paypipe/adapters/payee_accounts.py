@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from paypipe.adapters.payouts_store import batch_get
+from paypipe.domain.prenotes import AccountHistory, FiledPrenote
 from paypipe.runtime.retry import retry_throttled
 
 MAX_CORRECTION_HOPS = 5  # a corrected account corrected again is followed this far
@@ -39,6 +40,14 @@ class AccountState:
     fingerprint: str
     unusable_code: str | None = None  # the return code that stopped credits to it
     correction: StoredCorrection | None = None
+    prenote: FiledPrenote | None = None  # once its file is uploaded
+    paid_trace: str | None = None  # its first live entry
+    given_by_bank_trace: str | None = None  # the entry whose notification of change gave these details
+
+    def history(self, *, prenote_in_flight: bool = False) -> AccountHistory:
+        """What the prenote gate needs of the account."""
+        verified = self.paid_trace is not None or self.given_by_bank_trace is not None
+        return AccountHistory(self.prenote, verified=verified, prenote_in_flight=prenote_in_flight)
 
     @property
     def takes_no_credits(self) -> bool:
@@ -62,6 +71,37 @@ class PayeeAccounts:
             fingerprint,
             "SET unusable_code = :code, unusable_trace = :trace, unusable_at = :at",
             {":code": {"S": return_code}, ":trace": {"S": trace_number}, ":at": {"S": at.isoformat()}},
+        )
+
+    def record_prenote(self, fingerprint: str, prenote: FiledPrenote, *, batch_id: str, at: datetime) -> None:
+        """The prenote to the account, once its file is uploaded (a later one replaces it)."""
+        self._update(
+            fingerprint,
+            "SET prenote_trace = :trace, prenote_effective_date = :effective, prenote_batch = :batch, "
+            "prenote_filed_at = :at",
+            {
+                ":trace": {"S": prenote.trace_number},
+                ":effective": {"S": prenote.effective_date.isoformat()},
+                ":batch": {"S": batch_id},
+                ":at": {"S": at.isoformat()},
+            },
+        )
+
+    def mark_paid(self, fingerprint: str, *, trace_number: str, at: datetime) -> None:
+        """The account's first live entry (kept: later ones change nothing)."""
+        self._update(
+            fingerprint,
+            "SET paid_trace = if_not_exists(paid_trace, :trace), paid_at = if_not_exists(paid_at, :at)",
+            {":trace": {"S": trace_number}, ":at": {"S": at.isoformat()}},
+        )
+
+    def mark_given_by_bank(self, fingerprint: str, *, original_trace_number: str, at: datetime) -> None:
+        """The account's details came from the bank, in a notification of change to that entry."""
+        self._update(
+            fingerprint,
+            "SET given_by_bank_trace = if_not_exists(given_by_bank_trace, :trace), "
+            "given_by_bank_at = if_not_exists(given_by_bank_at, :at)",
+            {":trace": {"S": original_trace_number}, ":at": {"S": at.isoformat()}},
         )
 
     def correct(self, fingerprint: str, correction: StoredCorrection) -> None:
@@ -145,8 +185,17 @@ class PayeeAccounts:
 
 def _state(item: dict[str, Any]) -> AccountState:
     correction = item.get("correction", {}).get("S")
+    prenote_trace = item.get("prenote_trace", {}).get("S")
+    prenote = (
+        FiledPrenote(prenote_trace, date.fromisoformat(item["prenote_effective_date"]["S"]))
+        if prenote_trace
+        else None
+    )
     return AccountState(
         fingerprint=item["pk"]["S"].removeprefix("account#"),
         unusable_code=item.get("unusable_code", {}).get("S"),
         correction=StoredCorrection(**json.loads(correction)) if correction else None,
+        prenote=prenote,
+        paid_trace=item.get("paid_trace", {}).get("S"),
+        given_by_bank_trace=item.get("given_by_bank_trace", {}).get("S"),
     )

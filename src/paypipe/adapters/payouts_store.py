@@ -6,18 +6,24 @@ Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
   the release was refunded); while pending it sits in gsi1 under ``payout#pending``, while
   blocked under ``payout#blocked``.
 - ``batch#<batch id>`` / ``batch``: members, window and excluded members (the ledger refused
-  their payout when the batch was filed) of a cut batch; while it is not yet fully written,
-  uploaded and announced it sits in gsi1 under ``batch#open``.
+  their payout when the batch was filed) of a cut batch, and the payouts whose account it prenotes
+  (as they stood when it was cut); while it is not yet fully written, uploaded and announced it
+  sits in gsi1 under ``batch#open``.
 - ``filemod#<ODFI routing>#<yyyymmdd>`` / ``counter``: file id modifiers used per ODFI and per
   creation date as the file header writes it (Eastern time).
 - ``trace#<ODFI routing>`` / ``counter``: the ODFI's running entry sequence (trace numbers are
   unique across files and days, as returns identify entries by them).
 - ``entry#<trace number>`` / ``entry``: a filed payout entry (payment, batch, provider, account
   fingerprint, amount, effective date), written before its file is uploaded, so every answer from
-  the bank finds the entry it answers; ``status`` becomes ``returned`` (with the code) once booked.
-- ``account#<account fingerprint>`` / ``account``: what the bank said of a payee account: unusable
-  (a return whose code stops credits) and the correction of a notification of change (routing,
-  account by vault token, type), applied to every payout to that account before it is filed.
+  the bank finds the entry it answers; a prenote's says ``prenote`` (its payment: the payout it is
+  for), and ``status`` becomes ``returned`` (with ``return_code`` and the bank file,
+  ``returned_by``) once its return is applied.
+- ``account#<account fingerprint>`` / ``account``: what the pipeline knows of a payee account:
+  unusable (a return whose code stops credits, or any return of its prenote), the correction of a
+  notification of change (routing, account by vault token, type), applied to every payout to that
+  account before it is filed; its prenote (trace number, effective date, batch) once its file is
+  uploaded, its first live entry (``paid_trace``), and the notification of change whose corrected
+  details it is (``given_by_bank_trace``): either of the last two means it needs no prenote.
 - ``inbound#<bucket>/<key>`` / ``<ETag>``: a bank file read by the returns consumer (processed once).
 - ``provider#<tenant>#<provider id>`` / ``account``: the account (by vault token) the client gave for
   the provider's payouts whose own account the bank said takes no credits (``PayeeAccountUpdated``).
@@ -40,7 +46,7 @@ from botocore.exceptions import ClientError
 from paypipe.domain.ach_batching import PayoutRecord, PendingPayout, PlannedBatch
 from paypipe.domain.ach_calendar import EASTERN
 from paypipe.domain.ach_returns import FiledEntry
-from paypipe.domain.nacha import trace_block_wraps
+from paypipe.domain.nacha import Payable, trace_block_wraps
 from paypipe.runtime.retry import retry_throttled
 
 PENDING_INDEX_KEY = "payout#pending"
@@ -70,6 +76,7 @@ class StoredBatch:
     payment_ids: tuple[str, ...]
     excluded: frozenset[str] = frozenset()  # members whose payout the ledger refused at filing
     first_trace: int = 1  # the first of the ODFI's sequence numbers this batch's file uses
+    prenotes: tuple[PayoutRecord, ...] = ()  # payouts whose account the file prenotes, as planned
 
 
 class PayoutsStore:
@@ -172,9 +179,14 @@ class PayoutsStore:
                     self._client.update_item,
                     TableName=self._table,
                     Key={"pk": {"S": f"entry#{trace_number}"}, "sk": {"S": "entry"}},
-                    UpdateExpression="SET returned_by = :key, return_code = :code",
+                    UpdateExpression="SET #status = :returned, returned_by = :key, return_code = :code",
                     ConditionExpression="attribute_exists(pk) AND attribute_not_exists(returned_by)",
-                    ExpressionAttributeValues={":key": {"S": inbound_key}, ":code": {"S": return_code}},
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={
+                        ":returned": {"S": "returned"},
+                        ":key": {"S": inbound_key},
+                        ":code": {"S": return_code},
+                    },
                 )
             )
         except ClientError as error:
@@ -264,6 +276,7 @@ class PayoutsStore:
             file_id_modifier=self._next_file_id_modifier(created_at, odfi),
             payment_ids=tuple(payout.payment_id for payout in plan.payouts),
             first_trace=self._trace_block(odfi, traces),
+            prenotes=tuple(_record(payout) for payout in plan.prenotes),
         )
         try:
             self._client.put_item(
@@ -409,7 +422,9 @@ def batch_get(client: Any, table: str, keys: Sequence[tuple[str, str]]) -> Itera
 
 
 def _entry_item(entry: FiledEntry, file_key: str) -> dict[str, Any]:
+    prenote = {"prenote": {"BOOL": True}} if entry.prenote else {}
     return {
+        **prenote,
         "pk": {"S": f"entry#{entry.trace_number}"},
         "sk": {"S": "entry"},
         "payment_id": {"S": entry.payment_id},
@@ -431,6 +446,7 @@ def _filed_entry(item: dict[str, Any]) -> FiledEntry:
         account_fingerprint=item["account_fingerprint"]["S"],
         amount_cents=int(item["amount_cents"]["N"]),
         effective_date=date.fromisoformat(item["effective_date"]["S"]),
+        prenote=item.get("prenote", {}).get("BOOL", False),
     )
 
 
@@ -438,8 +454,16 @@ def _payout(item: dict[str, Any]) -> PayoutRecord:
     return PayoutRecord(**json.loads(item["payout"]["S"]))
 
 
+def _record(payout: Payable) -> PayoutRecord:
+    if not isinstance(payout, PayoutRecord):
+        raise TypeError(f"payout {payout.payment_id}: a stored batch prenotes stored payouts only")
+    return payout
+
+
 def _batch_item(batch: StoredBatch) -> dict[str, Any]:
+    prenotes = [{"S": json.dumps(asdict(p), sort_keys=True)} for p in batch.prenotes]
     return {
+        **({"prenotes": {"L": prenotes}} if prenotes else {}),
         "pk": {"S": f"batch#{batch.batch_id}"},
         "sk": {"S": "batch"},
         "kind": {"S": batch.kind},
@@ -464,4 +488,5 @@ def _stored_batch(item: dict[str, Any]) -> StoredBatch:
         payment_ids=tuple(value["S"] for value in item["payment_ids"]["L"]),
         excluded=frozenset(item.get("excluded", {}).get("SS", [])),
         first_trace=int(item.get("first_trace", {}).get("N", "1")),
+        prenotes=tuple(PayoutRecord(**json.loads(p["S"])) for p in item.get("prenotes", {}).get("L", [])),
     )

@@ -10,6 +10,9 @@ Pure: the entry as filed, the bank's entry and the receipt date in; a decision o
   without corrective action (R01, R09: at most ``MAX_RESENDS`` times); every other code waits for
   corrected account details. A code that says the account takes no credits (``stops_credits``)
   marks the account itself unusable, so the provider's other payouts to it wait too.
+- A prenote (``FiledEntry.prenote``) moved no money: a return of it is checked like any other, but
+  whatever its code the account takes no payouts until its details change; a notification of change
+  to it corrects the account like one to a payout.
 - A notification of change is applied before the next payout to the account and within
   ``NOC_APPLY_BANKING_DAYS`` banking days; one whose corrected data is not valid is refused
   (refused COR codes C65 / C69, prepared for the bank).
@@ -39,7 +42,13 @@ MAX_RESENDS = 2
 # Change codes whose corrected data the pipeline applies to a payee account.
 APPLIED_CHANGE_CODES = frozenset({"C01", "C02", "C03", "C05", "C06", "C07"})
 _ACCOUNT_NUMBER = re.compile(r"^[A-Za-z0-9]{1,17}$")
-_ACCOUNT_TYPES: dict[str, AccountType] = {"22": "checking", "32": "savings"}
+# A corrected transaction code: a credit's, or a prenote's (a notification of change to a prenote).
+_ACCOUNT_TYPES: dict[str, AccountType] = {
+    "22": "checking",
+    "32": "savings",
+    "23": "checking",
+    "33": "savings",
+}
 
 Answer = Literal["none", "dishonored_return", "refused_correction"]
 NextStep = Literal["resend", "await_account_update"]
@@ -47,7 +56,7 @@ NextStep = Literal["resend", "await_account_update"]
 
 @dataclass(frozen=True)
 class FiledEntry:
-    """A payout entry as the pipeline filed it (looked up by its trace number)."""
+    """A payout or prenote entry as the pipeline filed it (looked up by its trace number)."""
 
     trace_number: str
     payment_id: str
@@ -56,6 +65,7 @@ class FiledEntry:
     account_fingerprint: str
     amount_cents: int
     effective_date: date
+    prenote: bool = False  # a zero-dollar prenote to the account (``payment_id``: the payout it is for)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ STATE_NAMES = {
     "FundsRefunded": "refunded",
     "PayoutBatched": "paid out (ACH)",
     "returned": "returned by the bank (awaiting new details)",
+    "awaiting_account": "waiting for new account details (never filed)",
     "review": "fraud review",
     "disputed": "in dispute",
     "PayoutNetted": "netted against clawbacks",
@@ -38,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
             args.scenario, report_path=args.report or args.out / "report.json", out_dir=args.out
         )
     faults = FaultPlan(seed=args.seed) if args.faults else None
-    return run_with_console(args.payments, seed=args.seed, out_dir=args.out, faults=faults)
+    return run_with_console(
+        args.payments, seed=args.seed, out_dir=args.out, faults=faults, prenote=args.prenote
+    )
 
 
 def run_scenario(path: Path, *, report_path: Path, out_dir: Path) -> int:
@@ -64,13 +67,15 @@ def run_scenario(path: Path, *, report_path: Path, out_dir: Path) -> int:
     return 0 if report["ok"] else 1
 
 
-def run_with_console(payments: int, *, seed: int, out_dir: Path, faults: FaultPlan | None = None) -> int:
+def run_with_console(
+    payments: int, *, seed: int, out_dir: Path, faults: FaultPlan | None = None, prenote: bool = False
+) -> int:
     console = Console()
     out_dir.mkdir(parents=True, exist_ok=True)
     log_file = out_dir / "pipeline.log.jsonl"
     os.environ["LOG_FILE"] = str(log_file)  # step logs are JSON lines: keep them out of the summary
     logging.getLogger("botocore").setLevel(logging.WARNING)
-    mode = "with fault injection " if faults else ""
+    mode = ("with fault injection " if faults else "") + ("with prenotes " if prenote else "")
     console.print(
         f"[bold]paypipe[/] embedded run {mode}: {payments} payments on moto (infra/sam/template.yaml)"
     )
@@ -89,7 +94,9 @@ def run_with_console(payments: int, *, seed: int, out_dir: Path, faults: FaultPl
             progress.update(tasks[phase], completed=done, total=total or None)
 
         bank = BankSimulator(seed=seed)  # answers every payout file, as the ODFI's test harness would
-        report = run_demo(payments, seed=seed, out_dir=out_dir, progress=notify, faults=faults, bank=bank)
+        report = run_demo(
+            payments, seed=seed, out_dir=out_dir, progress=notify, faults=faults, bank=bank, prenote=prenote
+        )
         for task_id in tasks.values():
             done = progress.tasks[task_id].completed or 1
             progress.update(task_id, total=done, completed=done)
@@ -121,6 +128,8 @@ def print_summary(console: Console, report: RunReport) -> None:
         f"bank answers: {answers['return']} returns (${recon.returned_cents / 100:,.2f} back), "
         f"{answers['correction']} notifications of change; {recon.paid_again} payouts sent again"
     )
+    if recon.prenotes:
+        console.print(f"prenotes: {recon.prenotes} filed, {recon.prenotes_returned} returned by the bank")
     for path in report.ach_files:
         console.print(f"ACH file: {path}")
     console.print(f"DLQ messages by reason: {dict(recon.dlq_reasons) or 'none'}")

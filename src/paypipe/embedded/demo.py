@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+from paypipe.adapters.payouts_store import PayoutsStore
 from paypipe.domain.ach_calendar import EASTERN
 from paypipe.domain.bank_simulator import BankSimulator
 from paypipe.embedded.bank import SimulatedBank
@@ -28,6 +29,7 @@ from paypipe.events import models as ev
 Progress = Callable[[str, int, int], None]
 SCHEDULE_RUNS_AFTER_EXPIRY = 3  # the schedules keep firing; a failed run is caught up by the next
 BANK_ROUNDS = 3  # payout files answered, then the files of what was sent again, and so on
+PRENOTE_WAIT = timedelta(days=7)  # past the 3 banking days after any prenote's settlement date
 
 
 @dataclass
@@ -55,18 +57,25 @@ def run_demo(
     overrides: dict[str, str] | None = None,
     faults: FaultPlan | None = None,
     bank: BankSimulator | None = None,
+    prenote: bool = False,
 ) -> RunReport:
-    """The run; ``bank`` answers the payout files (returns, notifications of change), when given."""
+    """The run; ``bank`` answers the payout files (returns, notifications of change), when given.
+
+    Prenotes are off unless ``prenote`` (or ``overrides``) turns them on.
+    """
     notify = progress or (lambda _phase, _done, _total: None)
     now = datetime.now(UTC).replace(microsecond=0)
     scenario = build_scenario(payments, seed=seed, now=now, run_id=f"run{now:%H%M%S}")
     rng = random.Random(seed)
-    with EmbeddedPipeline(overrides=overrides, faults=faults, start=now) as pipeline:
+    parameters = {"AchPrenote": "on" if prenote else "off", **(overrides or {})}
+    with EmbeddedPipeline(overrides=parameters, faults=faults, start=now) as pipeline:
         _publish_requests(pipeline, scenario, notify)
         _complete_and_dispute(pipeline, rng, notify)
         _run_schedules(pipeline, now, notify)
         if bank is not None:
             _bank_answers(pipeline, bank, notify)
+        else:
+            _cut_after_prenotes(pipeline, notify)
         report = _report(pipeline, scenario, out_dir, faults)
     return report
 
@@ -114,6 +123,8 @@ def _bank_answers(pipeline: EmbeddedPipeline, simulator: BankSimulator, notify: 
     for round_number in range(BANK_ROUNDS):
         bank.answer_new_files(bucket)
         if not bank.planned:
+            if _cut_after_prenotes(pipeline, notify):
+                continue
             return
         for day in sorted({planned.delivery_date for planned in bank.planned}):
             notify("bank answers: returns and notifications of change", round_number, BANK_ROUNDS)
@@ -125,6 +136,21 @@ def _bank_answers(pipeline: EmbeddedPipeline, simulator: BankSimulator, notify: 
         for run in range(SCHEDULE_RUNS_AFTER_EXPIRY):
             pipeline.run_scheduled(after + timedelta(hours=8, minutes=5 * run))
             _drain(pipeline, "ACH cut after the bank's answers", notify)
+        _cut_after_prenotes(pipeline, notify)
+
+
+def _cut_after_prenotes(pipeline: EmbeddedPipeline, notify: Progress) -> bool:
+    """With prenotes on, cut again once payouts still pending (waiting for their account's prenote)
+    may go out; True when it cut."""
+    if pipeline.stack.parameters["AchPrenote"] != "on":
+        return False
+    store = PayoutsStore(pipeline.stack.outputs["PayoutsTableName"], pipeline.client("dynamodb"))
+    if not store.pending():
+        return False
+    notify("ACH cut after the prenotes' waiting period", 0, 1)
+    pipeline.run_scheduled(pipeline.clock.now() + PRENOTE_WAIT)
+    _drain(pipeline, "ACH cut after the prenotes' waiting period", notify)
+    return True
 
 
 def _report(

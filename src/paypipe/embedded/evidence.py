@@ -37,6 +37,7 @@ class FileEntry:
     same_day: bool
     odfi: str = ""  # the header's immediate destination
     created_at: datetime | None = None  # the header's creation date and time (Eastern)
+    prenote: bool = False
 
     def as_ach_entry(self) -> AchEntry:
         return AchEntry(
@@ -49,6 +50,7 @@ class FileEntry:
             created_at=self.created_at,
             effective_date=date.fromisoformat(self.effective_date),
             same_day=self.same_day,
+            prenote=self.prenote,
         )
 
     def as_report(self, payment_id: str | None) -> dict[str, Any]:
@@ -61,6 +63,7 @@ class FileEntry:
             "effective_date": self.effective_date,
             "same_day": self.same_day,
             "credit": self.is_credit,
+            **({"prenote": True} if self.prenote else {}),
         }
 
 
@@ -90,6 +93,7 @@ def file_entries(text: str, key: str) -> list[FileEntry]:
             batch.header.company_descriptive_date.startswith("SD"),
             odfi=header.immediate_destination,
             created_at=created,
+            prenote=entry.is_prenote,
         )
         for batch in parsed.batches
         for entry in batch.entries

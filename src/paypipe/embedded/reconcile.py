@@ -45,6 +45,7 @@ class AchEntry:
     created_at: datetime | None = None  # the header's creation date and time
     effective_date: date | None = None  # the batch's effective entry date
     same_day: bool = False
+    prenote: bool = False  # a zero-dollar prenote to a payee account, not a payout
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class BankAnswer:
 
     file_key: str
     trace_number: str  # the bank's entry
-    original_trace_number: str  # the payout entry it answers
+    original_trace_number: str  # the payout (or prenote) entry it answers
     kind: str  # "return" or "correction"
     code: str
 
@@ -65,7 +66,7 @@ class PayoutRow:
     payment_id: str
     amount_cents: int
     released_at: datetime
-    status: str  # pending, assigned, blocked, set_aside, cancelled
+    status: str  # pending, assigned, blocked, set_aside, waiting, cancelled
     reason: str = ""
 
 
@@ -114,6 +115,8 @@ class Reconciliation:
     ach_entries: int = 0
     returned_cents: int = 0  # of ACH credits the bank returned
     paid_again: int = 0  # payments filed again after a return
+    prenotes: int = 0  # prenote entries filed
+    prenotes_returned: int = 0
     bank_answers: Counter[str] = field(default_factory=Counter)  # returns and corrections read
     duplicate_requests: int = 0
     refused_requests: Counter[str] = field(default_factory=Counter)
@@ -141,8 +144,8 @@ def reconcile(
     seen = [item if isinstance(item, Observed) else Observed(item) for item in observed]
     events = [item.event for item in seen]
     result = Reconciliation(dlq_reasons=Counter(record.reason for record in dlq))
-    _check_terminal_states(result, set(requested), events, dlq, context.holds)
-    _check_payouts(result, events, ach_entries, context.holds)
+    _check_terminal_states(result, set(requested), events, dlq, context)
+    _check_payouts(result, events, ach_entries, context)
     _check_payout_returns(result, context.transfers)
     _check_bank_answers(result, events, context.bank_answers, context.transfers)
     _check_files(result, events, ach_entries)
@@ -164,7 +167,7 @@ def _check_terminal_states(
     payment_ids: set[str],
     events: Sequence[ev.Event],
     dlq: Sequence[DlqRecord],
-    holds: Sequence[Hold],
+    context: Context,
 ) -> None:
     result.payments = len(payment_ids)
     by_payment: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -176,11 +179,12 @@ def _check_terminal_states(
         for e in events
         if isinstance(e, ev.PaymentScored) and e.data.assessment.decision is ev.Decision.REVIEW
     }
-    disputed = {hold.payment_id for hold in holds if hold.open_disputes() and not hold.payout_ref}
+    disputed = {hold.payment_id for hold in context.holds if hold.open_disputes() and not hold.payout_ref}
     waiting = [
         ("review", in_review),
         ("set_aside", _set_aside(events)),
         ("disputed", disputed),
+        ("awaiting_account", _awaiting_account(context.payouts)),
         ("dlq", parked),
     ]
     awaiting = _awaiting_after_return(events)
@@ -207,6 +211,11 @@ def _check_terminal_states(
         result.payment_states[payment_id] = state
 
 
+def _awaiting_account(rows: Sequence[PayoutRow]) -> set[str]:
+    """Payments whose payout waits for new account details (its account takes no credits)."""
+    return {row.payment_id for row in rows if row.status == "waiting"}
+
+
 def _set_aside(events: Sequence[ev.Event]) -> set[str]:
     """Payments whose payout the ACH cut set aside (an operator must decide)."""
     return {e.payment_id for e in events if isinstance(e, ev.ItemSetAside) and e.data.job == "ach_cut"}
@@ -224,14 +233,15 @@ def _state(payment_id: str, terminal_types: Sequence[str], waiting: Sequence[tup
 
 
 def _check_payouts(
-    result: Reconciliation, events: Sequence[ev.Event], ach_entries: Sequence[AchEntry], holds: Sequence[Hold]
+    result: Reconciliation, events: Sequence[ev.Event], ach_entries: Sequence[AchEntry], context: Context
 ) -> None:
     released = {e.payment_id: e.data.amount_cents for e in events if isinstance(e, ev.FundsReleased)}
     reversed_ = {e.payment_id for e in events if isinstance(e, ev.FundsRefunded) and e.data.after_release}
     batched = {(e.data.file_key, e.data.trace_number): e for e in events if isinstance(e, ev.PayoutBatched)}
     netted = [e for e in events if isinstance(e, ev.PayoutNetted)]
     result.released_cents = sum(released.values())
-    credits = [entry for entry in ach_entries if entry.is_credit]
+    credits = [entry for entry in ach_entries if entry.is_credit and not entry.prenote]
+    result.prenotes = sum(1 for entry in ach_entries if entry.prenote)
     result.ach_entries = len(credits)
     result.ach_credit_cents = sum(entry.amount_cents for entry in credits)
     for entry in credits:
@@ -261,8 +271,8 @@ def _check_payouts(
         if payout.data.amount_cents != expected:
             message = f"entry pays {payout.data.amount_cents}, released less netted is {expected}"
             result.flag("PAYOUT_NOT_RELEASED_AMOUNT", payout.payment_id, message)
-    waiting = {hold.payment_id for hold in holds if hold.payout_blocked} | _set_aside(events)
-    waiting |= _awaiting_after_return(events)
+    waiting = {hold.payment_id for hold in context.holds if hold.payout_blocked} | _set_aside(events)
+    waiting |= _awaiting_after_return(events) | _awaiting_account(context.payouts)
     for payment_id in sorted(set(released) - set(paid) - reversed_ - waiting):
         result.flag("RELEASED_NOT_PAID", payment_id, "released but never paid out, set aside nor refunded")
     filed = sum(released.get(pid, 0) for pid in paid if pid not in reversed_) - result.netted_cents
@@ -291,15 +301,17 @@ def _check_bank_answers(
     answers: Sequence[BankAnswer],
     transfers: Sequence[Transfer],
 ) -> None:
-    """Every answer in the bank's files is applied (return booked, correction stored) or parked, and
-    every return in the journal answers a return in a bank file."""
+    """Every answer in the bank's files is applied (return booked or prenote returned, correction
+    stored) or parked, and every return in the journal answers a return in a bank file."""
     returned = {e.data.original_trace_number: e for e in events if isinstance(e, ev.PayoutReturned)}
+    prenotes_returned = {e.data.original_trace_number for e in events if isinstance(e, ev.PrenoteReturned)}
+    result.prenotes_returned = len(prenotes_returned)
     corrected = {e.data.original_trace_number for e in events if isinstance(e, ev.PayeeAccountCorrected)}
     parked = {(e.data.inbound_key, e.data.trace_number) for e in events if isinstance(e, ev.AchInboundParked)}
     booked = {t.transfer_id for t in transfers if t.kind is TransferKind.PAYOUT_RETURN}
     result.bank_answers = Counter(answer.kind for answer in answers)
     for answer in answers:
-        applied = returned if answer.kind == "return" else corrected
+        applied = returned.keys() | prenotes_returned if answer.kind == "return" else corrected
         if (
             answer.original_trace_number not in applied
             and (answer.file_key, answer.trace_number) not in parked

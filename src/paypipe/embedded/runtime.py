@@ -225,8 +225,16 @@ def scheduled_event(at: datetime, rule: str = "embedded-schedule") -> dict[str, 
     }
 
 
+# Template parameters the embedded stack takes unless its overrides say otherwise: no prenotes, so a
+# run's first payouts are filed at once (``AchPrenote=on`` turns them on, as ``paypipe run --prenote``).
+EMBEDDED_PARAMETERS: Mapping[str, str] = {"AchPrenote": "off"}
+
+
 class EmbeddedPipeline:
-    """The whole stack on moto in this process. Use as a context manager."""
+    """The whole stack on moto in this process. Use as a context manager.
+
+    ``overrides`` are template parameter values, over ``EMBEDDED_PARAMETERS`` and the defaults.
+    """
 
     def __init__(
         self,
@@ -235,7 +243,7 @@ class EmbeddedPipeline:
         faults: FaultPlan | None = None,
         start: datetime | None = None,
     ) -> None:
-        self._overrides = dict(overrides or {})
+        self._overrides = {**EMBEDDED_PARAMETERS, **(overrides or {})}
         self.faults = faults
         self._stack_name = stack_name
         self.clock = ManualClock(start or datetime.now(UTC).replace(microsecond=0))

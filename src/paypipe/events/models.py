@@ -389,6 +389,15 @@ class PayoutReturnedData(Payload):
     next_step: Literal["resend", "await_account_update"]
 
 
+class PrenoteReturnedData(Payload):
+    original_trace_number: TraceNumber = Field(description="The trace number of the returned prenote entry")
+    return_code: str = Field(pattern=r"^R\d{2}$", description="Nacha return reason code")
+    reason: str = Field(description="The return reason's title")
+    provider_id: Identifier
+    batch_id: str = Field(description="The batch that filed the prenote")
+    inbound_key: str = Field(description="The S3 key of the bank's file that carried the return")
+
+
 class PayeeAccountCorrectedData(Payload):
     original_trace_number: TraceNumber
     change_code: str = Field(pattern=r"^C\d{2}$", description="Nacha change code of the notification")
@@ -749,6 +758,16 @@ class PayoutReturned(Event):
     data: PayoutReturnedData
 
 
+class PrenoteReturned(Event):
+    """The receiving bank returned the prenote to a payee account: no money moved, and payouts to the
+    account wait for new details. ``payment_id``: the payout the prenote was filed for."""
+
+    EVENT_TYPE: ClassVar[str] = "PrenoteReturned"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"ach_returns"})
+    event_type: Literal["PrenoteReturned"]
+    data: PrenoteReturnedData
+
+
 class PayeeAccountCorrected(Event):
     """A notification of change: the payee's account details are corrected before the next payout."""
 
@@ -841,6 +860,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PayeeAccountValidated,
         PayeeAccountRejected,
         PayeeAccountReplaced,
+        PrenoteReturned,
     )
 }
 

@@ -145,6 +145,7 @@ FUNCTIONS = (
             "AchCompanyId",
             "AchCompanyName",
             "AchSubmissionLeadMinutes",
+            "AchPrenote",
         ),
         environment={"ACH_BUCKET": ref("AchBucket"), "ACH_KMS_KEY_ID": getatt("StorageKey.Arn")},
         statements=(

@@ -11,6 +11,12 @@ provider owes on clawbacks: the entry pays the rest, and a payout netted in full
 
 Stored payouts carry the payee account by its vault token; the cut alone detokenizes, in memory,
 to write a file, and sets aside a payout whose account the vault cannot give back.
+
+With prenotes on (``AchPrenote``), a payout to an account never prenoted nor paid stays pending:
+the cut prenotes the account in the file its payout would have gone in (``domain.prenotes``), and
+files the payouts once the waiting period after the prenote's settlement is over. The prenote is
+indexed by trace number with the payout entries (so the bank's answers to it match) and recorded
+on the account once its file is uploaded; so is each account's first live entry, prenotes on or off.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from paypipe.adapters.payee_accounts import MAX_CORRECTION_HOPS, AccountState, P
 from paypipe.adapters.payouts_store import FILE_ID_MODIFIERS, FileIdsExhaustedError, PayoutsStore, StoredBatch
 from paypipe.adapters.vault import VaultError
 from paypipe.domain import ledger, nacha
+from paypipe.domain import prenotes as prenote_rules
 from paypipe.domain.ach_batching import PayoutRecord, PendingPayout, PlannedBatch, plan_files
 from paypipe.domain.ach_calendar import EASTERN
 from paypipe.domain.ach_returns import FiledEntry
@@ -135,6 +142,7 @@ class AchCutter:
     max_entries_per_batch: int = 2500
     submission_lead: timedelta = timedelta(minutes=15)
     payee_accounts: PayeeAccounts | None = None  # what the bank said of payee accounts
+    prenotes: bool = False  # prenote accounts never prenoted nor paid before paying them
 
     def cut(self, now: datetime) -> CutResult:
         """Finish open batches, then cut every due payout into files.
@@ -146,18 +154,21 @@ class AchCutter:
         """
         keys: list[str] = []
         failed: list[str] = []
+        in_flight: set[str] = set()  # accounts prenoted in a batch that is still open
         for batch in retry_throttled(self.payouts.open_batches):
-            self._try_finish(batch, keys, failed)
+            if not self._try_finish(batch, keys, failed):
+                in_flight |= {payout.account_fingerprint for payout in batch.prenotes}
         released = self._recheck_blocked() + self._recheck_waiting()
-        pending, set_aside = self._writable(
-            self._with_account_changes(retry_throttled(self.payouts.pending)), now
-        )
+        changed, states = self._with_account_changes(retry_throttled(self.payouts.pending))
+        pending, set_aside = self._writable(changed, now)
+        live, prenote_for = self._gate(pending, states, in_flight, now)
         plan = plan_files(
-            pending,
+            live,
             now,
             max_entries_per_batch=self.max_entries_per_batch,
             max_same_day_batch_cents=nacha.SAME_DAY_LIMIT_CENTS if self.originator.offset_account else None,
             submission_lead=self.submission_lead,
+            prenotes=prenote_for,
         )
         deferred = [planned for planned in plan if not self._open_and_finish(planned, now, keys, failed)]
         if deferred:
@@ -181,7 +192,7 @@ class AchCutter:
         self, planned: PlannedBatch, now: datetime, keys: list[str], failed: list[str]
     ) -> bool:
         """False when the batch must wait for the next creation date (no file id modifier left)."""
-        traces = nacha.traces_needed(planned.payouts, self.originator)
+        traces = nacha.traces_needed(planned.payouts, self.originator) + len(planned.prenotes)
         odfi = self.originator.odfi_routing
         try:
             batch = retry_throttled(partial(self.payouts.open_batch, planned, now, odfi=odfi, traces=traces))
@@ -190,7 +201,8 @@ class AchCutter:
         self._try_finish(batch, keys, failed)
         return True
 
-    def _try_finish(self, batch: StoredBatch, keys: list[str], failed: list[str]) -> None:
+    def _try_finish(self, batch: StoredBatch, keys: list[str], failed: list[str]) -> bool:
+        """False when the batch failed (it stays open for the next cut)."""
         try:
             key = self._finish(batch)
         except Exception:
@@ -198,9 +210,33 @@ class AchCutter:
                 "ach batch failed; it stays open", batch_id=batch.batch_id, exc_info=True
             )
             failed.append(batch.batch_id)
-            return
+            return False
         if key is not None:
             keys.append(key)
+        return True
+
+    def _gate(
+        self,
+        pending: Sequence[PendingPayout],
+        states: Mapping[str, AccountState],
+        in_flight: set[str],
+        now: datetime,
+    ) -> tuple[Sequence[PendingPayout], Sequence[PendingPayout]]:
+        """The payouts that go out now, and those whose account this cut prenotes (the others wait)."""
+        if not self.prenotes:
+            return pending, ()
+        accounts = {
+            fingerprint: states.get(fingerprint, AccountState(fingerprint)).history(
+                prenote_in_flight=fingerprint in in_flight
+            )
+            for fingerprint in set(states) | in_flight
+        }
+        decided = prenote_rules.gate(pending, accounts, now.astimezone(EASTERN).date())
+        if decided.held:
+            get_logger(step="ach_cut").info(
+                "payouts wait for prenotes", waiting=len(decided.held), prenotes=len(decided.prenote_for)
+            )
+        return decided.live, decided.prenote_for
 
     def _writable(
         self, pending: Sequence[PendingPayout], now: datetime
@@ -252,24 +288,51 @@ class AchCutter:
             raise RuntimeError(f"{len(result.failed)} ACH events not published; the next cut retries")
 
     def _finish(self, batch: StoredBatch) -> str | None:
-        """Claim, write, upload and announce one batch; the file key, or None when nothing is paid."""
+        """Claim, write, upload and announce one batch; the file key, or None when nothing is filed."""
         self.payouts.assign(batch)  # retries each item itself
         claims, set_aside = self._claim(batch, self.payouts.payouts(batch.payment_ids))
-        entries = [
+        paid = [
             replace(self._resolve(payout), amount_cents=hold.paid_out_cents)
             for payout, hold in claims
             if hold.paid_out_cents
         ]
-        key: str | None = None
-        ach_file: nacha.AchFile | None = None
+        prenoted = [replace(self._resolve(payout), amount_cents=0, prenote=True) for payout in batch.prenotes]
+        entries = [*paid, *prenoted]  # in each batch of the file, the payouts, then the prenotes
+        written: WrittenFile | None = None
         if entries:
             key = file_key(batch)
             ach_file = self._build(batch, entries)
-            self.payouts.record_entries(filed_entries(batch, claims, entries, ach_file), key)
+            traces = nacha.payment_trace_numbers(entries, ach_file)
+            written = WrittenFile(key, ach_file, traces, tuple(paid), len(prenoted))
+            members = {payout.payment_id: payout for payout in [*(p for p, _ in claims), *batch.prenotes]}
+            self.payouts.record_entries(filed_entries(batch, members, entries, traces), key)
             self._upload(batch, key, ach_file, len(entries))
-        self._announce(batch, key, claims, (entries, ach_file), set_aside)
-        retry_throttled(lambda: self.payouts.close_batch(batch.batch_id, key))
-        return key
+            self._remember_accounts(batch, written, members)
+        self._announce(batch, written, claims, set_aside)
+        key_written = written.key if written else None
+        retry_throttled(lambda: self.payouts.close_batch(batch.batch_id, key_written))
+        return key_written
+
+    def _remember_accounts(
+        self, batch: StoredBatch, written: WrittenFile, members: Mapping[str, Payable]
+    ) -> None:
+        """Once the file is uploaded: each prenote on its account, and each account's first live entry."""
+        if self.payee_accounts is None:
+            return
+        for payout in batch.prenotes:
+            prenote = prenote_rules.FiledPrenote(written.traces[payout.payment_id], batch.effective_date)
+            self.payee_accounts.record_prenote(
+                payout.account_fingerprint, prenote, batch_id=batch.batch_id, at=batch.created_at
+            )
+        first_traces: dict[str, str] = {}
+        for entry in written.paid:
+            fingerprint = str(getattr(members[entry.payment_id], "account_fingerprint", ""))
+            if fingerprint:
+                first_traces.setdefault(fingerprint, written.traces[entry.payment_id])
+        known = self.payee_accounts.states(first_traces)
+        for fingerprint, trace in first_traces.items():
+            if fingerprint not in known or known[fingerprint].paid_trace is None:
+                self.payee_accounts.mark_paid(fingerprint, trace_number=trace, at=batch.created_at)
 
     def _claim(
         self, batch: StoredBatch, payouts: Sequence[Payable]
@@ -370,8 +433,11 @@ class AchCutter:
             if replacement is not None and replacement.account_fingerprint not in states:
                 current[payment_id] = corrected(payout, replacement)
 
-    def _with_account_changes(self, pending: Sequence[PendingPayout]) -> list[PendingPayout]:
-        """Pending payouts with corrections applied (and stored); those to unusable accounts wait."""
+    def _with_account_changes(
+        self, pending: Sequence[PendingPayout]
+    ) -> tuple[list[PendingPayout], dict[str, AccountState]]:
+        """Pending payouts with corrections applied (and stored), and the states of their accounts;
+        those to unusable accounts wait."""
         current, states = self._account_view([item.payout for item in pending])
         writable: list[PendingPayout] = []
         for item in pending:
@@ -385,7 +451,7 @@ class AchCutter:
                 self.payouts.wait(now_pending, f"ACCOUNT_UNUSABLE_{state.unusable_code}")
                 continue
             writable.append(now_pending)
-        return writable
+        return writable, states
 
     def _recheck_waiting(self) -> int:
         """Payouts waiting for new account details go back to pending once the details changed."""
@@ -443,19 +509,16 @@ class AchCutter:
     def _announce(
         self,
         batch: StoredBatch,
-        key: str | None,
+        written: WrittenFile | None,
         claims: Sequence[tuple[Payable, Hold]],
-        written: tuple[Sequence[nacha.Payout], nacha.AchFile | None],
         set_aside: Sequence[ev.Event],
     ) -> None:
         window = "same_day" if batch.kind == "same_day" else "standard"
-        filed, ach_file = written
         events: list[ev.Event] = [
             *set_aside,
             *(netted(batch, hold) for _, hold in claims if not hold.paid_out_cents),
         ]
-        if key is not None and ach_file is not None:
-            traces = nacha.payment_trace_numbers(filed, ach_file)
+        if written is not None:
             events.extend(
                 ev.PayoutBatched.create(
                     payment_id=hold.payment_id,
@@ -464,8 +527,8 @@ class AchCutter:
                     occurred_at=batch.created_at,
                     data=ev.PayoutBatchedData(
                         batch_id=batch.batch_id,
-                        file_key=key,
-                        trace_number=traces[hold.payment_id],
+                        file_key=written.key,
+                        trace_number=written.traces[hold.payment_id],
                         amount_cents=hold.paid_out_cents,
                         effective_date=batch.effective_date.isoformat(),
                         window=window,
@@ -475,8 +538,19 @@ class AchCutter:
                 for _, hold in claims
                 if hold.paid_out_cents
             )
-            events.append(batch_created(batch, key, ach_file, [p.payment_id for p in filed], self.bucket))
+            events.append(batch_created(batch, written, self.bucket))
         self._publish(events)
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A batch's file as written: its key, content and the trace number of each entry by payment id."""
+
+    key: str
+    ach_file: nacha.AchFile
+    traces: Mapping[str, str]
+    paid: tuple[nacha.Payout, ...]  # the payout entries (prenotes follow them in each batch)
+    prenotes: int
 
 
 def corrected(payout: PayoutRecord, correction: StoredCorrection) -> PayoutRecord:
@@ -493,22 +567,22 @@ def corrected(payout: PayoutRecord, correction: StoredCorrection) -> PayoutRecor
 
 def filed_entries(
     batch: StoredBatch,
-    claims: Sequence[tuple[Payable, Hold]],
+    members: Mapping[str, Payable],
     entries: Sequence[nacha.Payout],
-    ach_file: nacha.AchFile,
+    traces: Mapping[str, str],
 ) -> list[FiledEntry]:
-    """The file's payout entries as the bank's answers will name them (by trace number)."""
-    traces = nacha.payment_trace_numbers(entries, ach_file)
-    paid = {payout.payment_id: payout for payout, _ in claims}
+    """The file's payout and prenote entries as the bank's answers will name them (by trace number);
+    ``members``: the stored payout of each entry, by payment id."""
     return [
         FiledEntry(
             trace_number=traces[entry.payment_id],
             payment_id=entry.payment_id,
             batch_id=batch.batch_id,
-            provider_id=getattr(paid[entry.payment_id], "provider_id", ""),
-            account_fingerprint=getattr(paid[entry.payment_id], "account_fingerprint", ""),
+            provider_id=getattr(members[entry.payment_id], "provider_id", ""),
+            account_fingerprint=getattr(members[entry.payment_id], "account_fingerprint", ""),
             amount_cents=entry.amount_cents,
             effective_date=batch.effective_date,
+            prenote=entry.prenote,
         )
         for entry in entries
     ]
@@ -566,9 +640,8 @@ def netted(batch: StoredBatch, hold: Hold) -> ev.Event:
     )
 
 
-def batch_created(
-    batch: StoredBatch, key: str, ach_file: nacha.AchFile, payment_ids: list[str], bucket: str
-) -> ev.Event:
+def batch_created(batch: StoredBatch, written: WrittenFile, bucket: str) -> ev.Event:
+    ach_file = written.ach_file
     return ev.AchBatchCreated.create(
         payment_id=batch.batch_id,
         producer=STEP,
@@ -577,14 +650,14 @@ def batch_created(
         data=ev.AchBatchCreatedData(
             batch_id=batch.batch_id,
             bucket=bucket,
-            file_key=key,
-            entry_count=len(payment_ids),
+            file_key=written.key,
+            entry_count=len(written.paid) + written.prenotes,
             total_credit_cents=ach_file.control.total_credit_cents,
             total_debit_cents=ach_file.control.total_debit_cents,
             entry_hash=f"{ach_file.control.entry_hash:010d}",
             effective_date=batch.effective_date.isoformat(),
             window="same_day" if batch.kind == "same_day" else "standard",
-            payment_ids=payment_ids,
+            payment_ids=[entry.payment_id for entry in written.paid],
         ),
     )
 
@@ -626,6 +699,7 @@ def build_cut() -> LambdaHandler:
         accounts=account_vault_from_env(),
         max_entries_per_batch=int_setting("ACH_MAX_ENTRIES_PER_BATCH", 2500),
         submission_lead=lead,
+        prenotes=setting("ACH_PRENOTE", "on") == "on",
     )
 
     def handler(event: Mapping[str, Any], _context: Any) -> dict[str, Any]:

@@ -7,8 +7,11 @@ trace number (``entry#<trace>`` in the Payouts table, written before the payout'
 - a return is booked in the ledger (the payout is reversed: the provider is owed it again), the
   payout is queued to be sent again or waits for new account details (``domain.ach_returns``),
   an account that takes no credits is marked unusable, and ``PayoutReturned`` says so;
-- a notification of change stores the corrected details (the account number through the vault)
-  for the next cut to apply, and ``PayeeAccountCorrected`` says so;
+- a return of a prenote (a zero-dollar entry: nothing to reverse) marks the account unusable, so
+  its payouts wait for new details, and ``PrenoteReturned`` says so;
+- a notification of change (to a payout or a prenote) stores the corrected details (the account
+  number through the vault) for the next cut to apply, records that the bank gave them (they need
+  no prenote), and ``PayeeAccountCorrected`` says so;
 - an entry that matches no payout, or that the rules say not to book, is parked with its reason
   (``AchInboundParked``, with the answer the originator may send).
 
@@ -179,6 +182,8 @@ class ReturnsStep:
         problem = rules.return_problem(filed, code, inbound.entry.amount_cents, inbound.received_on)
         if problem is not None:
             return [_parked(inbound, filed, problem, trace, code)]
+        if filed.prenote:
+            return self._prenote_return(inbound, filed, code)
         command = ledger.PayoutReturn(
             filed.payment_id, code, trace, inbound.received_at, payout_ref=filed.batch_id
         )
@@ -219,6 +224,35 @@ class ReturnsStep:
                 data=data,
                 producer=STEP,
                 dedup_key=f"return:{trace}",
+                occurred_at=inbound.received_at,
+            )
+        ]
+
+    def _prenote_return(self, inbound: Inbound, filed: FiledEntry, code: str) -> list[ev.Event]:
+        """No payment moved: nothing to reverse. The account takes no payouts until its details change."""
+        trace = filed.trace_number
+        if self.payouts.mark_returned(trace, code, inbound.key) != inbound.key:
+            detail = f"prenote {trace} was already returned by another file"
+            parked = Parked("DUPLICATE_RETURN", detail, "dishonored_return", "R67")
+            return [_parked(inbound, filed, parked, trace, code)]
+        self.accounts.mark_unusable(
+            filed.account_fingerprint, return_code=code, trace_number=trace, at=inbound.received_at
+        )
+        data = ev.PrenoteReturnedData(
+            original_trace_number=trace,
+            return_code=code,
+            reason=nacha.RETURN_REASONS[code].title,
+            provider_id=filed.provider_id,
+            batch_id=filed.batch_id,
+            inbound_key=inbound.key,
+        )
+        metrics.emit("PrenotesReturned", 1, step=STEP, reason=code)
+        return [
+            ev.PrenoteReturned.create(
+                payment_id=filed.payment_id,
+                data=data,
+                producer=STEP,
+                dedup_key=f"prenote-return:{trace}",
                 occurred_at=inbound.received_at,
             )
         ]
@@ -293,6 +327,8 @@ class ReturnsStep:
             account_fingerprint=token.fingerprint,
             received_at=at.isoformat(),
         )
+        # The corrected account is known first: a cut between the two never prenotes it.
+        self.accounts.mark_given_by_bank(token.fingerprint, original_trace_number=trace, at=at)
         self.accounts.correct(filed.account_fingerprint, stored)
         return stored
 

@@ -1,4 +1,4 @@
-"""Building an ACH file of credit payouts (PPD/CCD), and the trace numbers it uses.
+"""Building an ACH file of credit payouts (PPD/CCD) and prenotes, and the trace numbers it uses.
 
 Pure: no I/O and no clock; the creation time is passed in.
 """
@@ -52,6 +52,7 @@ _TRANSLITERATIONS: Final = {
 }  # fmt: skip
 
 _CREDIT_CODES: Final[dict[AccountType, int]] = {"checking": 22, "savings": 32}
+_PRENOTE_CODES: Final[dict[AccountType, int]] = {"checking": 23, "savings": 33}
 _DEBIT_CODES: Final[dict[AccountType, int]] = {"checking": 27, "savings": 37}
 _SEC_BY_PAYEE: Final[dict[PayeeType, SecCode]] = {"individual": "PPD", "business": "CCD"}
 _SEC_ORDER: Final[tuple[SecCode, ...]] = ("PPD", "CCD")
@@ -104,9 +105,14 @@ class Payable(Protocol):
 
 
 def traces_needed(payouts: Sequence[Payable], originator: Originator) -> int:
-    """How many trace numbers a file of these payouts uses: one per entry, offsets included."""
-    batches = {_SEC_BY_PAYEE.get(payout.payee_type) for payout in payouts}  # type: ignore[call-overload]
-    return len(payouts) + (len(batches) if originator.offset_account is not None else 0)
+    """How many trace numbers a file of these payouts uses: one per entry, offsets included (a batch
+    of zero-dollar entries alone has no offset entry)."""
+    paying = {
+        _SEC_BY_PAYEE.get(payout.payee_type)  # type: ignore[call-overload]
+        for payout in payouts
+        if payout.amount_cents > 0
+    }
+    return len(payouts) + (len(paying) if originator.offset_account is not None else 0)
 
 
 # --- Checks ------------------------------------------------------------------------------------
@@ -214,22 +220,30 @@ def _group_by_sec(payouts: Sequence[Payout]) -> list[tuple[SecCode, list[Payout]
 # --- Entries, batches and the file -------------------------------------------------------------
 
 
-def _payee_entry(payout: Payout, trace: str, *, same_day: bool) -> EntryDetail:
-    what = f"payment {payout.payment_id!r}"
+def _check_amount(payout: Payout, what: str) -> None:
+    if payout.prenote:
+        _require(payout.amount_cents == 0, f"{what}: a prenote carries no amount, got {payout.amount_cents}")
+        return
     _require(
         isinstance(payout.amount_cents, int) and 0 < payout.amount_cents <= MAX_ENTRY_AMOUNT_CENTS,
         f"{what}: amount_cents must be between 1 and {MAX_ENTRY_AMOUNT_CENTS}, got {payout.amount_cents}",
     )
+
+
+def _payee_entry(payout: Payout, trace: str, *, same_day: bool) -> EntryDetail:
+    what = f"payment {payout.payment_id!r}"
+    _check_amount(payout, what)
     _require(
         not same_day or payout.amount_cents <= SAME_DAY_LIMIT_CENTS,
         f"{what}: {payout.amount_cents} cents exceeds the Same Day ACH limit of {SAME_DAY_LIMIT_CENTS}",
     )
     _validate_routing(payout.routing_number, f"{what}: routing number")
-    _require(payout.account_type in _CREDIT_CODES, f"{what}: unknown account type {payout.account_type!r}")
+    codes = _PRENOTE_CODES if payout.prenote else _CREDIT_CODES
+    _require(payout.account_type in codes, f"{what}: unknown account type {payout.account_type!r}")
     name = to_nacha_text(payout.payee_name)[: _INDIVIDUAL_NAME.width].rstrip()
     _require(name != "", f"{what}: payee name is empty")
     return EntryDetail(
-        transaction_code=_CREDIT_CODES[payout.account_type],
+        transaction_code=codes[payout.account_type],
         rdfi_routing=payout.routing_number[:8],
         check_digit=payout.routing_number[8],
         dfi_account_number=_account_number(payout.account_number, what),
@@ -293,8 +307,8 @@ def _header_template(request: _Request) -> BatchHeader:
 def _batch(header: BatchHeader, group: Sequence[Payout], request: _Request, traces: Iterator[str]) -> Batch:
     same_day, offset = request.same_day, request.originator.offset_account
     entries = [_payee_entry(payout, next(traces), same_day=same_day) for payout in group]
-    if offset is not None:
-        credit = sum(entry.amount_cents for entry in entries)
+    credit = sum(entry.amount_cents for entry in entries)
+    if offset is not None and credit > 0:  # prenotes alone move no money: nothing to offset
         entries.append(_offset_entry(offset, header.company_name, credit, next(traces), same_day=same_day))
     control = batch_control(header, entries)
     _require(
@@ -333,7 +347,8 @@ def build_file(
 ) -> AchFile:
     """A balanced-or-credit-only ACH file paying each payout by credit.
 
-    One batch per SEC code present, PPD (individuals) then CCD (businesses); entries keep
+    A payout marked ``prenote`` is a zero-dollar prenotification to its account (23 checking, 33
+    savings). One batch per SEC code present, PPD (individuals) then CCD (businesses); entries keep
     the input order. Trace numbers ascend through the file from ``first_trace_sequence``
     (the ODFI's running sequence, so a trace number is unique across files; the 7-digit
     sequence wraps from 9,999,999 to 1). `created_at` must be timezone-aware; the header

@@ -26,6 +26,8 @@ SERVICE_CLASS_DEBITS: Final = 225
 # A transaction code's last digit: 1 and 6 are returns and NOCs (zero-amount CORs) of credits and debits.
 CREDIT_CODE_DIGITS: Final = frozenset("1234")
 DEBIT_CODE_DIGITS: Final = frozenset("6789")
+# 3 and 8: prenotifications (zero-dollar entries that check an account before live entries to it).
+PRENOTE_CODE_DIGITS: Final = frozenset("38")
 
 AccountType = Literal["checking", "savings"]
 PayeeType = Literal["individual", "business"]
@@ -172,6 +174,10 @@ class EntryDetail:
         return str(self.transaction_code)[-1] in DEBIT_CODE_DIGITS
 
     @property
+    def is_prenote(self) -> bool:
+        return str(self.transaction_code)[-1] in PRENOTE_CODE_DIGITS
+
+    @property
     def entry_return(self) -> Return | None:
         return next((a for a in self.addenda if isinstance(a, Return)), None)
 
@@ -233,6 +239,7 @@ class Payout:
     account_number: str
     account_type: AccountType
     payee_type: PayeeType
+    prenote: bool = False  # a zero-dollar prenotification to the account (23/33), not a payment
 
 
 @dataclass(frozen=True)

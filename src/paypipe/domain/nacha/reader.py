@@ -307,6 +307,9 @@ def _read_entry(
             "trace number",
             f"expected ascending trace numbers, got {entry.trace_number} after {previous.trace_number}",
         )
+    if entry.is_prenote and entry.amount_cents != 0:
+        code, amount = entry.transaction_code, entry.amount_cents
+        record.fail("amount", f"expected zero in a prenote (transaction code {code}), got {amount}")
     return entry
 
 
