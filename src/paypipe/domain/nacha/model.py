@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, time
+from functools import cache
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
@@ -28,6 +29,10 @@ CREDIT_CODE_DIGITS: Final = frozenset("1234")
 DEBIT_CODE_DIGITS: Final = frozenset("6789")
 # 3 and 8: prenotifications (zero-dollar entries that check an account before live entries to it).
 PRENOTE_CODE_DIGITS: Final = frozenset("38")
+
+_CREDIT_LAST_DIGITS: Final = frozenset(map(int, CREDIT_CODE_DIGITS))
+_DEBIT_LAST_DIGITS: Final = frozenset(map(int, DEBIT_CODE_DIGITS))
+_PRENOTE_LAST_DIGITS: Final = frozenset(map(int, PRENOTE_CODE_DIGITS))
 
 AccountType = Literal["checking", "savings"]
 PayeeType = Literal["individual", "business"]
@@ -167,15 +172,15 @@ class EntryDetail:
 
     @property
     def is_credit(self) -> bool:
-        return str(self.transaction_code)[-1] in CREDIT_CODE_DIGITS
+        return self.transaction_code % 10 in _CREDIT_LAST_DIGITS
 
     @property
     def is_debit(self) -> bool:
-        return str(self.transaction_code)[-1] in DEBIT_CODE_DIGITS
+        return self.transaction_code % 10 in _DEBIT_LAST_DIGITS
 
     @property
     def is_prenote(self) -> bool:
-        return str(self.transaction_code)[-1] in PRENOTE_CODE_DIGITS
+        return self.transaction_code % 10 in _PRENOTE_LAST_DIGITS
 
     @property
     def entry_return(self) -> Return | None:
@@ -264,6 +269,7 @@ class Originator:
     offset_account: OffsetAccount | None = None
 
 
+@cache  # routing numbers repeat across a file's entries
 def routing_check_digit(first_eight: str) -> str:
     """ABA check digit for the first 8 digits of a routing number (python-stdnum's, as validate uses)."""
     return str(rtn.calc_check_digit(first_eight))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, is_dataclass, replace
+from dataclasses import fields as dataclass_fields
 from datetime import date, time
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from paypipe.domain.nacha.layouts import (
     ADDENDA,
@@ -41,7 +43,7 @@ from paypipe.domain.nacha.model import (
     RawAddenda,
     routing_check_digit,
 )
-from paypipe.domain.nacha.totals import batch_control, file_control
+from paypipe.domain.nacha.totals import Tally, file_control
 
 _PRINTABLE = frozenset(chr(code) for code in range(0x20, 0x7F))
 _NO_DATE = frozenset((" " * 6, "0" * 6))
@@ -50,7 +52,7 @@ _NO_DATE = frozenset((" " * 6, "0" * 6))
 _SEVERAL_ADDENDA = frozenset({"CTX"})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Record:
     text: str
     line: int
@@ -129,6 +131,79 @@ def _span(field: Field) -> tuple[int, int]:
     return field.start - 1, field.start - 1 + field.width
 
 
+# --- The fast path: one compiled pattern per layout, the detailed path only to explain a failure ---
+
+
+def _yymmdd(raw: str) -> date:
+    return date(2000 + int(raw[:2]), int(raw[2:4]), int(raw[4:]))
+
+
+def _hhmm_or_blank(raw: str) -> time | None:
+    return None if raw.isspace() else time(int(raw[:2]), int(raw[2:]))
+
+
+# What each kind's text converts to once the pattern matched (a ValueError sends it the detailed way).
+_CONVERTERS: dict[Kind, Callable[[str], Any]] = {
+    Kind.NUMERIC: int,
+    Kind.ALPHANUMERIC: str.rstrip,
+    Kind.ROUTING: str.strip,
+    Kind.DATE: _yymmdd,
+    Kind.DATE_OR_BLANK: lambda raw: None if raw in _NO_DATE else _yymmdd(raw),
+    Kind.TIME: _hhmm_or_blank,
+}
+
+
+def _strict_pattern(field: Field) -> str:
+    """The strict shape of ``field``'s text as the detailed parsers and checks accept it (grouped
+    when read). Each check must match the field's whole span: the lookbehind pins its end."""
+    width, end = field.width, field.start - 1 + field.width
+    pinned = rf"(?<=\A.{{{end}}})"
+    checks = "".join(f"(?=(?:{rule.pattern.pattern}){pinned})" for rule in field.checks)
+    if field.kind is Kind.CONSTANT:
+        shape = re.escape(field.literal)
+    elif field.attr is None:
+        shape = f".{{{width}}}"  # reserved space is not read
+    elif field.kind is Kind.ALPHANUMERIC:
+        shape = f"[ -~]{{{width}}}"  # printable ASCII
+    elif field.kind is Kind.ROUTING:
+        alnum = "[0-9A-Za-z]"
+        shape = f" {alnum}{{{width - 1}}}|{alnum}{{{width - 1}}} |{alnum}{{{width}}}"
+    elif field.kind is Kind.DATE_OR_BLANK:
+        shape = f" {{{width}}}|[0-9]{{{width}}}"
+    elif field.kind is Kind.TIME:
+        shape = rf"\s{{{width}}}|[0-9]{{{width}}}"  # blank as str.strip() sees it
+    else:
+        shape = f"[0-9]{{{width}}}"
+    return f"{checks}(?P<{field.attr}>{shape})" if field.attr is not None else f"{checks}(?:{shape})"
+
+
+def _instantiate[T](layout: Layout[T]) -> Callable[[dict[str, Any]], T]:
+    """Builds the layout's model from the values read: a plain dataclass is given them as its
+    ``__dict__`` (they were converted and checked already, and it has no ``__post_init__``)."""
+    model = layout.model
+    if not (
+        isinstance(model, type)
+        and is_dataclass(model)
+        and not hasattr(model, "__post_init__")
+        and not any("__slots__" in vars(kind) for kind in model.__mro__)
+    ):
+        return lambda values: model(**values)
+    read = {field.attr for field in layout.fields}
+    defaults = {f.name: f.default for f in dataclass_fields(model) if f.name not in read}
+    if any(value is MISSING for value in defaults.values()):
+        raise TypeError(f"{layout.name}: the layout leaves a field without default unread")
+    new, set_attribute = object.__new__, object.__setattr__
+    kind = cast(type[T], model)
+
+    def instantiate(values: dict[str, Any]) -> T:
+        values.update(defaults)
+        instance = new(kind)
+        set_attribute(instance, "__dict__", values)
+        return instance
+
+    return instantiate
+
+
 class _RecordReader[T]:
     """A layout made ready to read: its constants, the fields the model carries, their checks.
 
@@ -166,7 +241,34 @@ class _RecordReader[T]:
             for strict in (True, False)
         )
 
+        self.pattern = re.compile("".join(_strict_pattern(field) for field in layout.fields), re.DOTALL)
+        self.converters = tuple(
+            (field.attr, _CONVERTERS[field.kind])
+            for field in fields
+            if field.attr is not None and field.kind in _CONVERTERS
+        )
+        self.instantiate = _instantiate(layout)
+
+    def read_fast(self, text: str) -> T | None:
+        """The record read in strict mode, or None when anything is wrong with it."""
+        match = self.pattern.fullmatch(text)
+        if match is None:
+            return None
+        values = match.groupdict()
+        try:
+            for attr, convert in self.converters:
+                values[attr] = convert(values[attr])
+        except ValueError:
+            return None
+        return self.instantiate(values)
+
     def read(self, record: _Record, strict: bool) -> T:
+        if strict and (fast := self.read_fast(record.text)) is not None:
+            return fast
+        return self.read_detailed(record, strict)
+
+    def read_detailed(self, record: _Record, strict: bool) -> T:
+        """Field by field: the same result as ``read_fast``, and on a failure the error naming it."""
         text, mode = record.text, 0 if strict else 1
         if record.name != self.layout.name:
             record = replace(record, layout_name=self.layout.name)
@@ -194,26 +296,28 @@ _ADDENDA_FALLBACK = _RecordReader(ADDENDA)  # its type code check names what an 
 _RAW_ADDENDA = _RecordReader(RAW_ADDENDA)
 _BATCH_CONTROL = _RecordReader(BATCH_CONTROL)
 _FILE_CONTROL = _RecordReader(FILE_CONTROL)
+_ENTRY_CODE, _ADDENDA_CODE = ENTRY_DETAIL.type_code, ADDENDA.type_code
 
 
 # --- Records -----------------------------------------------------------------------------------
 
 
-def _split_records(text: str, strict: bool) -> list[_Record]:
-    if strict:
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        records = []
+def _strict_lines(text: str) -> list[str]:
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if "\r" in text or any(len(line) != RECORD_LENGTH for line in lines):
         for number, line in enumerate(lines, start=1):
             record = _Record(line, number)
             if "\r" in line:
                 record.fail("line ending", 'expected "\\n" line endings, found "\\r"')
             if len(line) != RECORD_LENGTH:
                 record.fail("record length", f"expected {RECORD_LENGTH} characters, got {len(line)}")
-            records.append(record)
-        return records
+    return lines
 
+
+def _lenient_lines(text: str) -> tuple[list[str], list[int]]:
+    """The records, upper-cased and padded, and their line numbers."""
     numbered = [(n, line.rstrip()) for n, line in enumerate(text.splitlines(), start=1)]
     numbered = [(n, line) for n, line in numbered if line]
     if len(numbered) == 1 and len(numbered[0][1]) > RECORD_LENGTH:
@@ -223,33 +327,50 @@ def _split_records(text: str, strict: bool) -> list[_Record]:
             (i // RECORD_LENGTH + 1, stream[i : i + RECORD_LENGTH].rstrip())
             for i in range(0, len(stream), RECORD_LENGTH)
         ]
-    records = []
     for number, line in numbered:
-        record = _Record(line.upper().ljust(RECORD_LENGTH), number)
         if len(line) > RECORD_LENGTH:
-            record.fail("record length", f"expected {RECORD_LENGTH} characters, got {len(line)}")
-        records.append(record)
-    return records
+            _Record(line.upper(), number).fail(
+                "record length", f"expected {RECORD_LENGTH} characters, got {len(line)}"
+            )
+    return [line.upper().ljust(RECORD_LENGTH) for _, line in numbered], [number for number, _ in numbered]
 
 
 class _Cursor:
-    def __init__(self, records: list[_Record]) -> None:
-        self.records = records
+    """The records in order; a record's `_Record` (its line, for errors) is made when asked for."""
+
+    def __init__(self, text: str, strict: bool) -> None:
+        self.lines: list[int] | None = None  # line numbers when not one record per line
+        if strict:
+            self.texts = _strict_lines(text)
+        else:
+            self.texts, self.lines = _lenient_lines(text)
         self.index = 0
 
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def record_at(self, index: int) -> _Record:
+        return _Record(self.texts[index], index + 1 if self.lines is None else self.lines[index])
+
     def peek_type(self) -> str | None:
-        return self.records[self.index].text[0] if self.index < len(self.records) else None
+        return self.texts[self.index][0] if self.index < len(self.texts) else None
+
+    def take_text(self, expected: Layout[Any]) -> str:
+        """The next record's text, which must be of the expected type."""
+        if self.index >= len(self.texts):
+            last = self.record_at(len(self.texts) - 1)
+            raise NachaParseError(last.line + 1, expected.name, "record type", "unexpected end of file")
+        text = self.texts[self.index]
+        if text[0] != expected.type_code:
+            self.record_at(self.index).fail(
+                "record type", f"expected {expected.name} ({expected.type_code}), got {text[0]!r}"
+            )
+        self.index += 1
+        return text
 
     def take(self, expected: Layout[Any]) -> _Record:
-        code = expected.type_code
-        if self.index >= len(self.records):
-            last = self.records[-1]
-            raise NachaParseError(last.line + 1, expected.name, "record type", "unexpected end of file")
-        record = self.records[self.index]
-        if record.text[0] != code:
-            record.fail("record type", f"expected {expected.name} ({code}), got {record.text[0]!r}")
-        self.index += 1
-        return record
+        self.take_text(expected)
+        return self.record_at(self.index - 1)
 
 
 # --- Checks across records ---------------------------------------------------------------------
@@ -269,48 +390,70 @@ def _check_fields[T](record: _Record, layout: Layout[T], stated: T, expected: T,
             record.fail(field.name, f"expected {_shown(field, want)} ({source}), got {_shown(field, got)}")
 
 
-def _check_batch(header_record: _Record, control_record: _Record, batch: Batch, strict: bool) -> None:
-    header, entries = batch.header, batch.entries
-    if not entries:
+def _check_batch(
+    header_record: _Record, control_record: _Record, batch: Batch, tally: Tally, strict: bool
+) -> None:
+    header = batch.header
+    if not batch.entries:
         control_record.fail("entry/addenda count", "a batch needs at least one entry")
     # The message authentication code is the only field the entries do not imply.
     expected = replace(
-        batch_control(header, entries), message_authentication_code=batch.control.message_authentication_code
+        tally.control(header), message_authentication_code=batch.control.message_authentication_code
     )
     _check_fields(control_record, BATCH_CONTROL, batch.control, expected, "from the batch header and entries")
     if strict:
-        if header.service_class_code == SERVICE_CLASS_CREDITS and any(e.is_debit for e in entries):
+        if header.service_class_code == SERVICE_CLASS_CREDITS and tally.debits:
             header_record.fail("service class code", "220 (credits only) but the batch has debit entries")
-        if header.service_class_code == SERVICE_CLASS_DEBITS and any(e.is_credit for e in entries):
+        if header.service_class_code == SERVICE_CLASS_DEBITS and tally.credits:
             header_record.fail("service class code", "225 (debits only) but the batch has credit entries")
 
 
-def _read_entry(
-    record: _Record, header: BatchHeader, strict: bool, previous: EntryDetail | None
-) -> EntryDetail:
-    entry = _ENTRY_BY_SEC.get(header.sec_code, _ENTRY_DETAIL).read(record, strict)
-    if not strict:
-        return entry
+def _entry_problem(
+    entry: EntryDetail, header: BatchHeader, previous: EntryDetail | None
+) -> tuple[str, str] | None:
+    """What strict mode finds wrong with an entry in its batch (field, message), if anything."""
     expected_check_digit = routing_check_digit(entry.rdfi_routing)
     if entry.check_digit != expected_check_digit:
-        record.fail(
+        return (
             "check digit",
             f"expected {expected_check_digit} for RDFI {entry.rdfi_routing}, got {entry.check_digit}",
         )
     if entry.trace_number[:8] != header.odfi_routing:
-        record.fail(
+        return (
             "trace number",
             f"expected to start with ODFI routing {header.odfi_routing}, got {entry.trace_number}",
         )
     if previous is not None and entry.trace_number <= previous.trace_number:
-        record.fail(
+        return (
             "trace number",
             f"expected ascending trace numbers, got {entry.trace_number} after {previous.trace_number}",
         )
     if entry.is_prenote and entry.amount_cents != 0:
         code, amount = entry.transaction_code, entry.amount_cents
-        record.fail("amount", f"expected zero in a prenote (transaction code {code}), got {amount}")
-    return entry
+        return "amount", f"expected zero in a prenote (transaction code {code}), got {amount}"
+    return None
+
+
+def _parse_entries(cursor: _Cursor, header: BatchHeader, tally: Tally, strict: bool) -> list[EntryDetail]:
+    """The batch's entries with their addenda, tallied; strict mode reads each by its pattern first."""
+    reader = _ENTRY_BY_SEC.get(header.sec_code, _ENTRY_DETAIL)
+    entries: list[EntryDetail] = []
+    previous: EntryDetail | None = None
+    texts, entry_code = cursor.texts, _ENTRY_CODE
+    while cursor.index < len(texts) and (text := texts[cursor.index])[0] == entry_code:
+        index = cursor.index
+        cursor.index += 1
+        entry = reader.read_fast(text) if strict else None
+        if entry is None:
+            entry = reader.read_detailed(cursor.record_at(index), strict)
+        if strict and (problem := _entry_problem(entry, header, previous)) is not None:
+            cursor.record_at(index).fail(*problem)
+        if entry.addenda_indicator or cursor.peek_type() == _ADDENDA_CODE:
+            entry = _with_addenda(cursor, index, entry, header.sec_code, strict)
+        tally.add(entry)
+        entries.append(entry)
+        previous = entry
+    return entries
 
 
 def _read_addenda(record: _Record, entry: EntryDetail, position: int, strict: bool) -> AddendaRecord:
@@ -344,12 +487,12 @@ def _read_addenda(record: _Record, entry: EntryDetail, position: int, strict: bo
 
 
 def _with_addenda(
-    cursor: _Cursor, entry_record: _Record, entry: EntryDetail, sec_code: str, strict: bool
+    cursor: _Cursor, index: int, entry: EntryDetail, sec_code: str, strict: bool
 ) -> EntryDetail:
-    """The entry with the addenda records that follow it, as many as there are."""
+    """The entry (the record at ``index``) with the addenda records that follow it, as many as there are."""
     if entry.addenda_indicator == 0:
-        if cursor.peek_type() == ADDENDA.type_code:
-            cursor.records[cursor.index].fail(
+        if cursor.peek_type() == _ADDENDA_CODE:
+            cursor.record_at(cursor.index).fail(
                 "record type", "addenda record after an entry whose addenda indicator is 0"
             )
         return entry
@@ -360,7 +503,7 @@ def _with_addenda(
             record.fail("record type", f"a {sec_code} entry carries at most one addenda record")
         addenda.append(_read_addenda(record, entry, len(addenda) + 1, strict))
     if isinstance(entry, CtxEntryDetail) and entry.addenda_count != len(addenda):
-        entry_record.fail(
+        cursor.record_at(index).fail(
             "number of addenda records",
             f"expected {len(addenda):04d} (the addenda records that follow), got {entry.addenda_count:04d}",
         )
@@ -370,21 +513,18 @@ def _with_addenda(
 def _parse_batch(cursor: _Cursor, strict: bool) -> Batch:
     header_record = cursor.take(BATCH_HEADER)
     header = _BATCH_HEADER.read(header_record, strict)
-    entries: list[EntryDetail] = []
-    while cursor.peek_type() == ENTRY_DETAIL.type_code:
-        record = cursor.take(ENTRY_DETAIL)
-        entry = _read_entry(record, header, strict, entries[-1] if entries else None)
-        entries.append(_with_addenda(cursor, record, entry, header.sec_code, strict))
+    tally = Tally()
+    entries = _parse_entries(cursor, header, tally, strict)
     control_record = cursor.take(BATCH_CONTROL)
     batch = Batch(header, tuple(entries), _BATCH_CONTROL.read(control_record, strict))
-    _check_batch(header_record, control_record, batch, strict)
+    _check_batch(header_record, control_record, batch, tally, strict)
     return batch
 
 
 def _parse_batches(cursor: _Cursor, strict: bool) -> tuple[Batch, ...]:
     batches: list[Batch] = []
     while cursor.peek_type() == BATCH_HEADER.type_code:
-        header_record = cursor.records[cursor.index]
+        header_record = cursor.record_at(cursor.index)
         batch = _parse_batch(cursor, strict)
         if strict and batches and batch.header.batch_number <= batches[-1].header.batch_number:
             header_record.fail(
@@ -396,9 +536,11 @@ def _parse_batches(cursor: _Cursor, strict: bool) -> tuple[Batch, ...]:
     return tuple(batches)
 
 
-def _check_padding(records: list[_Record], file: AchFile, record_count: int, strict: bool) -> None:
-    for record in records[record_count:]:
-        if record.text != PADDING_RECORD:
+def _check_padding(cursor: _Cursor, file: AchFile, strict: bool) -> None:
+    """The records after the file control (from the cursor on)."""
+    for index in range(cursor.index, len(cursor)):
+        if cursor.texts[index] != PADDING_RECORD:
+            record = cursor.record_at(index)
             raise NachaParseError(
                 record.line,
                 "padding",
@@ -407,13 +549,13 @@ def _check_padding(records: list[_Record], file: AchFile, record_count: int, str
                 f"got {record.text.rstrip()!r}",
             )
     expected_records = file.control.block_count * BLOCKING_FACTOR
-    if strict and len(records) != expected_records:
+    if strict and len(cursor) != expected_records:
         raise NachaParseError(
-            records[-1].line,
+            cursor.record_at(len(cursor) - 1).line,
             "padding",
             "block count",
             f"expected {expected_records} records "
-            f"({file.control.block_count} blocks of {BLOCKING_FACTOR}), got {len(records)}",
+            f"({file.control.block_count} blocks of {BLOCKING_FACTOR}), got {len(cursor)}",
         )
 
 
@@ -429,14 +571,13 @@ def parse(text: str, *, strict: bool = True) -> AchFile:
     breaks, missing padding and addenda types without a layout (kept as `RawAddenda`); it never
     fixes totals. Raises NachaParseError.
     """
-    records = _split_records(text, strict)
-    if not records:
+    cursor = _Cursor(text, strict)
+    if not len(cursor):
         raise NachaParseError(1, FILE_HEADER.name, "record type", "empty file")
-    cursor = _Cursor(records)
     header = _FILE_HEADER.read(cursor.take(FILE_HEADER), strict)
     batches = _parse_batches(cursor, strict)
     control_record = cursor.take(FILE_CONTROL)
     file = AchFile(header, batches, _FILE_CONTROL.read(control_record, strict))
     _check_fields(control_record, FILE_CONTROL, file.control, file_control(batches), "from the batches")
-    _check_padding(records, file, cursor.index, strict)
+    _check_padding(cursor, file, strict)
     return file

@@ -20,18 +20,45 @@ def entry_hash(entries: Sequence[EntryDetail]) -> int:
     return sum(int(entry.rdfi_routing) for entry in entries) % ENTRY_HASH_MODULUS
 
 
+class Tally:
+    """A batch's totals, accumulated entry by entry (with its addenda)."""
+
+    __slots__ = ("credit_cents", "credits", "debit_cents", "debits", "records", "routing_sum")
+
+    def __init__(self) -> None:
+        self.records = self.routing_sum = self.credit_cents = self.debit_cents = self.credits = (
+            self.debits
+        ) = 0
+
+    def add(self, entry: EntryDetail) -> None:
+        self.records += 1 + len(entry.addenda)
+        self.routing_sum += int(entry.rdfi_routing)
+        if entry.is_credit:
+            self.credits += 1
+            self.credit_cents += entry.amount_cents
+        elif entry.is_debit:
+            self.debits += 1
+            self.debit_cents += entry.amount_cents
+
+    def control(self, header: BatchHeader) -> BatchControl:
+        return BatchControl(
+            service_class_code=header.service_class_code,
+            entry_addenda_count=self.records,
+            entry_hash=self.routing_sum % ENTRY_HASH_MODULUS,
+            total_debit_cents=self.debit_cents,
+            total_credit_cents=self.credit_cents,
+            company_id=header.company_id,
+            message_authentication_code="",
+            odfi_routing=header.odfi_routing,
+            batch_number=header.batch_number,
+        )
+
+
 def batch_control(header: BatchHeader, entries: Sequence[EntryDetail]) -> BatchControl:
-    return BatchControl(
-        service_class_code=header.service_class_code,
-        entry_addenda_count=sum(1 + len(entry.addenda) for entry in entries),
-        entry_hash=entry_hash(entries),
-        total_debit_cents=sum(entry.amount_cents for entry in entries if entry.is_debit),
-        total_credit_cents=sum(entry.amount_cents for entry in entries if entry.is_credit),
-        company_id=header.company_id,
-        message_authentication_code="",
-        odfi_routing=header.odfi_routing,
-        batch_number=header.batch_number,
-    )
+    tally = Tally()
+    for entry in entries:
+        tally.add(entry)
+    return tally.control(header)
 
 
 def file_control(batches: Sequence[Batch]) -> FileControl:
