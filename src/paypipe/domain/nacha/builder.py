@@ -65,6 +65,8 @@ _IMMEDIATE_ORIGIN: Final = FILE_HEADER.field("immediate_origin")
 _FILE_ID_MODIFIER: Final = FILE_HEADER.field("file_id_modifier")
 
 TRACE_SEQUENCE_SPAN: Final = 10**7 - 1
+_ACCOUNT_NUMBER_SHAPE: Final = re.compile(rf"[0-9A-Z-]{{1,{_ACCOUNT_NUMBER.width}}}")
+_NOT_ID_CHARACTERS: Final = re.compile("[^0-9A-Z]")
 
 
 def to_nacha_text(value: str) -> str:
@@ -72,12 +74,15 @@ def to_nacha_text(value: str) -> str:
 
     Raises ValueError naming the first character that has no ASCII equivalent.
     """
-    decomposed = unicodedata.normalize("NFKD", "".join(_TRANSLITERATIONS.get(ch, ch) for ch in value))
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if value.isascii():  # nothing to transliterate or decompose
+        stripped = value
+    else:
+        decomposed = unicodedata.normalize("NFKD", "".join(_TRANSLITERATIONS.get(ch, ch) for ch in value))
+        stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     text = " ".join(stripped.upper().split())
-    for ch in text:
-        if ch not in ALLOWED_TEXT_CHARS:
-            raise ValueError(f"{value!r}: character {ch!r} is not allowed in a NACHA text field")
+    if not ALLOWED_TEXT_CHARS.issuperset(text):
+        ch = next(ch for ch in text if ch not in ALLOWED_TEXT_CHARS)
+        raise ValueError(f"{value!r}: character {ch!r} is not allowed in a NACHA text field")
     return text
 
 
@@ -138,18 +143,20 @@ def _validate_routing(routing: str, what: str) -> None:
     _require(is_valid_routing_number(routing), f"{what} {routing!r} is not a valid 9-digit routing number")
 
 
-def _account_number(account: str, what: str) -> str:
+def _account_number(account: str, what: str, payment_id: str | None = None) -> str:
     normalized = account.strip().upper()
-    _require(
-        re.fullmatch(rf"[0-9A-Z-]{{1,{_ACCOUNT_NUMBER.width}}}", normalized) is not None,
-        f"{what}: account number must be 1-{_ACCOUNT_NUMBER.width} letters, digits or hyphens",
-    )
+    if _ACCOUNT_NUMBER_SHAPE.fullmatch(normalized) is None:
+        whose = what if payment_id is None else f"{what} {payment_id!r}"
+        raise ValueError(
+            f"{whose}: account number must be 1-{_ACCOUNT_NUMBER.width} letters, digits or hyphens"
+        )
     return normalized
 
 
 def _individual_id(payment_id: str) -> str:
-    compact = "".join(ch for ch in payment_id.upper() if ch in string.ascii_uppercase + string.digits)
-    _require(compact != "", f"payment {payment_id!r}: id has no letters or digits")
+    compact = _NOT_ID_CHARACTERS.sub("", payment_id.upper())
+    if not compact:
+        raise ValueError(f"payment {payment_id!r}: id has no letters or digits")
     return compact[: _INDIVIDUAL_ID.width]
 
 
@@ -220,33 +227,35 @@ def _group_by_sec(payouts: Sequence[Payout]) -> list[tuple[SecCode, list[Payout]
 # --- Entries, batches and the file -------------------------------------------------------------
 
 
-def _check_amount(payout: Payout, what: str) -> None:
+def _payout_problem(payout: Payout, *, same_day: bool) -> str | None:
+    """What makes a payout unfit for an entry, if anything (messages formatted only then)."""
+    amount = payout.amount_cents
     if payout.prenote:
-        _require(payout.amount_cents == 0, f"{what}: a prenote carries no amount, got {payout.amount_cents}")
-        return
-    _require(
-        isinstance(payout.amount_cents, int) and 0 < payout.amount_cents <= MAX_ENTRY_AMOUNT_CENTS,
-        f"{what}: amount_cents must be between 1 and {MAX_ENTRY_AMOUNT_CENTS}, got {payout.amount_cents}",
-    )
+        if amount != 0:
+            return f"a prenote carries no amount, got {amount}"
+    elif not (isinstance(amount, int) and 0 < amount <= MAX_ENTRY_AMOUNT_CENTS):
+        return f"amount_cents must be between 1 and {MAX_ENTRY_AMOUNT_CENTS}, got {amount}"
+    if same_day and amount > SAME_DAY_LIMIT_CENTS:
+        return f"{amount} cents exceeds the Same Day ACH limit of {SAME_DAY_LIMIT_CENTS}"
+    if not is_valid_routing_number(payout.routing_number):
+        return f"routing number {payout.routing_number!r} is not a valid 9-digit routing number"
+    if payout.account_type not in (_PRENOTE_CODES if payout.prenote else _CREDIT_CODES):
+        return f"unknown account type {payout.account_type!r}"
+    return None
 
 
 def _payee_entry(payout: Payout, trace: str, *, same_day: bool) -> EntryDetail:
-    what = f"payment {payout.payment_id!r}"
-    _check_amount(payout, what)
-    _require(
-        not same_day or payout.amount_cents <= SAME_DAY_LIMIT_CENTS,
-        f"{what}: {payout.amount_cents} cents exceeds the Same Day ACH limit of {SAME_DAY_LIMIT_CENTS}",
-    )
-    _validate_routing(payout.routing_number, f"{what}: routing number")
-    codes = _PRENOTE_CODES if payout.prenote else _CREDIT_CODES
-    _require(payout.account_type in codes, f"{what}: unknown account type {payout.account_type!r}")
+    if (problem := _payout_problem(payout, same_day=same_day)) is not None:
+        raise ValueError(f"payment {payout.payment_id!r}: {problem}")
     name = to_nacha_text(payout.payee_name)[: _INDIVIDUAL_NAME.width].rstrip()
-    _require(name != "", f"{what}: payee name is empty")
+    if not name:
+        raise ValueError(f"payment {payout.payment_id!r}: payee name is empty")
+    codes = _PRENOTE_CODES if payout.prenote else _CREDIT_CODES
     return EntryDetail(
         transaction_code=codes[payout.account_type],
         rdfi_routing=payout.routing_number[:8],
         check_digit=payout.routing_number[8],
-        dfi_account_number=_account_number(payout.account_number, what),
+        dfi_account_number=_account_number(payout.account_number, "payment", payout.payment_id),
         amount_cents=payout.amount_cents,
         individual_id_number=_individual_id(payout.payment_id),
         individual_name=name,
