@@ -12,7 +12,7 @@ import random
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -160,7 +160,23 @@ def competitor(
     return NachaResult(COMPETITORS[library], write_eps, parse_eps, compare(reference, target.read_text()))
 
 
-def run(scratch: Path, repeats: int = 3) -> list[NachaResult]:
+def _best(seen: NachaResult | None, result: NachaResult) -> NachaResult:
+    if seen is None:
+        return result
+    return replace(
+        result,
+        write_eps=max(seen.write_eps or 0, result.write_eps or 0) or None,
+        parse_eps=max(seen.parse_eps or 0, result.parse_eps or 0) or None,
+    )
+
+
+def run(scratch: Path, repeats: int = 3, rounds: int = 3) -> list[NachaResult]:
+    """Each library's best over ``rounds`` rounds, each round running every library in turn, so a
+    burst of load from other work on the machine weighs on all of them alike."""
     items = payouts()
-    mine, reference = ours(items, repeats)
-    return [mine] + [competitor(name, items, reference, repeats, scratch) for name in COMPETITORS]
+    best: dict[str, NachaResult] = {}
+    for _ in range(rounds):
+        mine, reference = ours(items, repeats)
+        for result in [mine] + [competitor(name, items, reference, repeats, scratch) for name in COMPETITORS]:
+            best[result.library] = _best(best.get(result.library), result)
+    return list(best.values())

@@ -177,31 +177,59 @@ def _strict_pattern(field: Field) -> str:
     return f"{checks}(?P<{field.attr}>{shape})" if field.attr is not None else f"{checks}(?:{shape})"
 
 
-def _instantiate[T](layout: Layout[T]) -> Callable[[dict[str, Any]], T]:
-    """Builds the layout's model from the values read: a plain dataclass is given them as its
-    ``__dict__`` (they were converted and checked already, and it has no ``__post_init__``)."""
-    model = layout.model
-    if not (
+def _plain_dataclass(model: object) -> bool:
+    """One whose instances can be given their values as ``__dict__`` (no slots, no ``__post_init__``)."""
+    return (
         isinstance(model, type)
         and is_dataclass(model)
         and not hasattr(model, "__post_init__")
         and not any("__slots__" in vars(kind) for kind in model.__mro__)
-    ):
-        return lambda values: model(**values)
-    read = {field.attr for field in layout.fields}
-    defaults = {f.name: f.default for f in dataclass_fields(model) if f.name not in read}
-    if any(value is MISSING for value in defaults.values()):
-        raise TypeError(f"{layout.name}: the layout leaves a field without default unread")
-    new, set_attribute = object.__new__, object.__setattr__
-    kind = cast(type[T], model)
+    )
 
-    def instantiate(values: dict[str, Any]) -> T:
-        values.update(defaults)
-        instance = new(kind)
-        set_attribute(instance, "__dict__", values)
-        return instance
 
-    return instantiate
+def _fast_reader[T](layout: Layout[T]) -> Callable[[str], T | None]:
+    """A function reading a record of ``layout`` in strict mode, or returning None when anything is
+    wrong with it: one match of the layout's pattern, then each value converted in place.
+
+    Generated from the layout, as dataclasses generate ``__init__``: the values of a plain dataclass
+    become its ``__dict__`` (converted and checked already); any other model is called.
+    """
+    read = [field for field in layout.fields if field.attr is not None]
+    namespace: dict[str, Any] = {
+        "fullmatch": re.compile("".join(map(_strict_pattern, layout.fields)), re.DOTALL).fullmatch,
+        "model": layout.model,
+        "new": object.__new__,
+        "set_attribute": object.__setattr__,
+    }
+    items = []
+    for number, field in enumerate(read):
+        converter = _CONVERTERS.get(field.kind)
+        namespace[f"convert{number}"] = converter
+        items.append(f"{field.attr!r}: " + (f"convert{number}(v{number})" if converter else f"v{number}"))
+    plain = _plain_dataclass(layout.model)
+    if plain:
+        attrs = {field.attr for field in read}
+        for f in dataclass_fields(layout.model):  # type: ignore[arg-type]
+            if f.name not in attrs:
+                if f.default is MISSING:
+                    raise TypeError(
+                        f"{layout.name}: the layout leaves {f.name}, which has no default, unread"
+                    )
+                namespace[f"default_{f.name}"] = f.default
+                items.append(f"{f.name!r}: default_{f.name}")
+    unpack = "".join(f"v{number}, " for number in range(len(read)))
+    made = (
+        "instance = new(model)\n    set_attribute(instance, '__dict__', values)\n    return instance"
+        if plain
+        else "return model(**values)"
+    )
+    source = (
+        "def read_fast(text):\n    match = fullmatch(text)\n    if match is None:\n        return None\n"
+        f"    ({unpack}) = match.groups()\n    try:\n        values = {{{', '.join(items)}}}\n"
+        f"    except ValueError:\n        return None\n    {made}\n"
+    )
+    exec(source, namespace)  # noqa: S102 - the source is made from the layout's own constants
+    return cast(Callable[[str], T | None], namespace["read_fast"])
 
 
 class _RecordReader[T]:
@@ -240,27 +268,7 @@ class _RecordReader[T]:
             )
             for strict in (True, False)
         )
-
-        self.pattern = re.compile("".join(_strict_pattern(field) for field in layout.fields), re.DOTALL)
-        self.converters = tuple(
-            (field.attr, _CONVERTERS[field.kind])
-            for field in fields
-            if field.attr is not None and field.kind in _CONVERTERS
-        )
-        self.instantiate = _instantiate(layout)
-
-    def read_fast(self, text: str) -> T | None:
-        """The record read in strict mode, or None when anything is wrong with it."""
-        match = self.pattern.fullmatch(text)
-        if match is None:
-            return None
-        values = match.groupdict()
-        try:
-            for attr, convert in self.converters:
-                values[attr] = convert(values[attr])
-        except ValueError:
-            return None
-        return self.instantiate(values)
+        self.read_fast = _fast_reader(layout)
 
     def read(self, record: _Record, strict: bool) -> T:
         if strict and (fast := self.read_fast(record.text)) is not None:
