@@ -185,7 +185,8 @@ def nacha_section(results: list[nacha_bench.NachaResult]) -> str:
     lines = [
         "## NACHA writer and parser, 100,000 entries",
         "",
-        "Entries per CPU second, min of 3, one PPD batch of 100,000 credits. Writing includes building "
+        "Entries per CPU second, one PPD batch of 100,000 credits: each library's best of 3 rounds "
+        "(each round runs every library in turn, min of 3 repeats each). Writing includes building "
         "the file model from the payouts. Each library runs in its own throwaway venv "
         "(`.bench/venvs`, pinned; never a paypipe dependency). *Same file*: paypipe's strict parser "
         "accepts the library's output and finds the same entries, totals and entry hash. paypipe's "
