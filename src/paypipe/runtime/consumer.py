@@ -104,6 +104,9 @@ class Refusal:
 
 
 type Handler = Callable[[Event, Receipt], Sequence[Event]]
+# An observer records every event whatever its origin (a read model): it gets the EventBridge
+# envelope as delivered, unchecked against the contract, and publishes nothing.
+type Observer = Callable[[Mapping[str, Any], Receipt], None]
 
 
 @dataclass(frozen=True)
@@ -182,10 +185,14 @@ class Consumer:
         max_receive_count: int,
         idempotency_store: BasePersistenceLayer | None,
         max_client_skew: timedelta = DEFAULT_CLIENT_CLOCK_SKEW,
+        observer: Observer | None = None,
     ) -> None:
         unknown = set(routes) - set(EVENT_TYPES)
         if unknown:
             raise ValueError(f"routes for unknown event types: {sorted(unknown)}")
+        if observer is not None and routes:
+            raise ValueError("an observer has no routes: it records every event and publishes nothing")
+        self._observer = observer
         self.step = step
         self.routes = dict(routes)
         self.publisher = publisher
@@ -266,6 +273,8 @@ class Consumer:
 
     def _decide(self, record: SQSRecord, receipt: Receipt) -> list[Event]:
         """The record's outgoing events; PermanentError when it is to be parked."""
+        if self._observer is not None:
+            return self._observe(record.body, receipt)
         try:
             event, source = self._parse(record.body)
         except SchemaViolation as error:
@@ -283,6 +292,20 @@ class Consumer:
             if refusal is not None:
                 return self._refuse(route, event, refusal, receipt)
         return self._apply(route, event, receipt)
+
+    def _observe(self, body: str, receipt: Receipt) -> list[Event]:
+        """Hand the envelope to the observer: every producer's events, trusted for nothing (the
+        observer sees the source and judges the origin itself), no refusals, nothing published."""
+        assert self._observer is not None
+        try:
+            envelope = json.loads(body)
+        except json.JSONDecodeError as error:
+            raise PermanentError("MalformedJson", f"body is not JSON: {error.msg}") from None
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("detail"), dict):
+            raise PermanentError("NotAnEventBridgeEvent", "body lacks an object 'detail'")
+        source = envelope.get("source")
+        self._observer(envelope, replace(receipt, source=source if isinstance(source, str) else None))
+        return []
 
     def _parse(self, body: str) -> tuple[Event, str | None]:
         source: str | None = None

@@ -1,0 +1,81 @@
+"""projector: every pipeline event, from every producer -> one entry of the payment's timeline.
+
+A read model: it records, publishes nothing, and trusts no event for anything. The envelope is
+checked (ids, type, time) and the origin judged against the contract (an event from a producer
+its type does not name is recorded as untrusted, and ``current_state`` ignores it); the data is
+read only through the type's ``KEY_FACTS`` whitelist. The card-bearing types reach the queue
+already reduced to those facts by the rule's input transformer; the whitelist drops anything
+else they might carry all the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from paypipe.adapters.timeline_store import TimelineStore
+from paypipe.domain.timeline import TimelineEntry, key_facts
+from paypipe.events.models import EVENT_TYPES, Identifier, untrusted_origin
+from paypipe.runtime.aws import client, int_setting, setting
+from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, summarize_validation_error
+from paypipe.runtime.entry import build_consumer
+
+STEP = "projector"
+
+
+class Envelope(BaseModel):
+    """What the projector checks of any event: enough to file it under its payment, once."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: str = Field(min_length=1, max_length=64)
+    event_type: str
+    payment_id: Identifier
+    occurred_at: AwareDatetime
+    producer: str = Field(min_length=1, max_length=64)
+
+
+def entry_of(envelope: Mapping[str, Any], receipt: Receipt) -> TimelineEntry:
+    """The timeline entry for a delivered event; PermanentError for one that cannot be filed."""
+    detail_type, detail = envelope.get("detail-type"), envelope["detail"]
+    if not isinstance(detail_type, str) or detail_type not in EVENT_TYPES:
+        raise PermanentError("UnknownEvent", f"unknown event type {str(detail_type)[:64]!r}")
+    try:
+        head = Envelope.model_validate(detail)
+    except ValidationError as error:
+        raise PermanentError("SchemaViolation", summarize_validation_error(error)) from None
+    if head.event_type != detail_type:
+        raise PermanentError("UnknownEvent", f"detail-type {detail_type!r} does not match event_type")
+    untrusted = (
+        untrusted_origin(detail_type, receipt.source, head.producer)
+        if receipt.source
+        else "delivered without an EventBridge source"
+    )
+    return TimelineEntry(
+        payment_id=head.payment_id,
+        event_id=head.event_id,
+        event_type=detail_type,
+        occurred_at=head.occurred_at,
+        producer=head.producer,
+        source=receipt.source,
+        facts=key_facts(detail_type, detail.get("data")),
+        untrusted=untrusted,
+        received_at=receipt.received_at,
+    )
+
+
+class ProjectorStep:
+    def __init__(self, store: TimelineStore) -> None:
+        self.store = store
+
+    def observe(self, envelope: Mapping[str, Any], receipt: Receipt) -> None:
+        self.store.record(entry_of(envelope, receipt))
+
+
+def build() -> Consumer:
+    retention = timedelta(days=int_setting("TIMELINE_RETENTION_DAYS", 400))
+    step = ProjectorStep(TimelineStore(setting("TIMELINE_TABLE"), client("dynamodb"), retention))
+    return build_consumer(STEP, {}, observer=step.observe)
