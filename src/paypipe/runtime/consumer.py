@@ -18,6 +18,11 @@ Input that can never succeed (malformed, unknown type or version, conflicting du
 parked in the step's DLQ at once with its reason; so is a record on its last allowed receive.
 A route with ``on_invalid`` answers a schema violation whose envelope is intact with events
 instead (e.g. a rejection), so the sender learns why.
+
+A consumer with an ``observer`` instead of routes (a read model such as the timeline projector)
+skips steps 1-4: it hands every record's EventBridge envelope and receipt to the observer, from
+any producer (the observer judges the origin and trusts it for nothing), and publishes nothing;
+parking and partial batch failures work as for the steps.
 """
 
 from __future__ import annotations
