@@ -92,7 +92,7 @@ def test_status_prints_the_state_and_each_event_with_its_step_and_facts(demo, ca
     code, out, _ = status(capsys, payment_id, "--embedded", str(demo.out), "--json")
     view = json.loads(out)
     assert (code, view["payment_id"], view["state"]) == (0, payment_id, EXPECTED[state])
-    assert [e["event_type"] for e in view["timeline"]][0] == "PaymentRequested"
+    assert view["timeline"][0]["event_type"] == "PaymentRequested"
 
 
 def test_an_unknown_payment_is_one_line_and_exit_status_1(demo, capsys):
@@ -114,6 +114,7 @@ class Small:
     out: Path
     projector_bodies: list[str]
     table_text: str
+    pipeline: EmbeddedPipeline
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +137,10 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Small]:
         )  # fmt: skip
         assert pipeline.publish([opened]).ok
         pipeline.drain()
+        refund = ev.DisputeResolvedData(dispute_id="dsp-st", outcome=ev.DisputeOutcome.REFUND)
         resolved = ev.DisputeResolved.create(
-            payment_id="st-refund", producer="client", cause=opened,
-            data=ev.DisputeResolvedData(dispute_id="dsp-st", outcome=ev.DisputeOutcome.REFUND), occurred_at=now,
-        )  # fmt: skip
+            payment_id="st-refund", producer="client", cause=opened, data=refund, occurred_at=now
+        )
         # A client forging a step's event: recorded as untrusted, believed by nobody.
         forged = ev.to_detail(held) | {"event_id": "forged-1", "producer": "client"}
         unsupported = ev.to_detail(
@@ -158,7 +159,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Small]:
             )
         pipeline.drain()
         write_status_files(pipeline, out)
-        yield Small(out, bodies, json.dumps(timeline_items(pipeline)))
+        yield Small(out, bodies, json.dumps(timeline_items(pipeline)), pipeline)
 
 
 def test_a_refunded_payment_shows_its_dispute_and_ignores_a_forged_event(small, capsys):
@@ -186,3 +187,23 @@ def test_the_projector_queue_and_table_never_hold_card_or_account_numbers(small)
     assert set(request["detail"]["data"]) == {"amount_cents", "currency", "provider_id", "customer"}
     for text in [*small.projector_bodies, small.table_text, (small.out / "dlq.jsonl").read_text()]:
         assert PAN not in text and ACCOUNT not in text and f'"{CVV}"' not in text
+
+
+def test_status_of_a_stack_reads_its_timeline_table_and_peeks_its_dlqs(small, capsys, monkeypatch):
+    """The embedded stack stands in for a deployed one: its DLQs are found by their paypipe:stack
+    tag (the embedded stack has no CloudFormation outputs), its table as the output would name it."""
+    table = small.pipeline.stack.outputs["TimelineTableName"]
+    monkeypatch.setattr("paypipe.ops.status_aws.timeline_table", lambda _aws, _stack: table)
+    code, out, _ = status(
+        capsys, "st-parked", "--stack", "paypipe-embedded", "--region", "us-east-1", "--json"
+    )
+    view = json.loads(out)
+    assert (code, view["state"]) == (0, "requested")
+    assert [(p["queue"], p["reason"]) for p in view["dlq"]] == [("ValidateDLQ", "UnknownEvent")]
+    assert PAN not in out
+    code, out, _ = status(capsys, "st-refund", "--stack", "paypipe-embedded", "--region", "us-east-1")
+    assert code == 0 and out.startswith("payment st-refund: refunded (terminal)")
+    depth = small.pipeline.queue_depths()["ValidateDLQUrl"]
+    assert depth == 1  # peeked, not taken
+    code, _, err = status(capsys, "nobody", "--stack", "paypipe-embedded", "--region", "us-east-1")
+    assert code == 1 and err.count("\n") == 1

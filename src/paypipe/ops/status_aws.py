@@ -47,7 +47,7 @@ def read_stack(args: argparse.Namespace, payment_id: str) -> Status:
             break
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     sqs = aws.client("sqs")
-    stack = discover(args.stack, sqs=sqs, cloudformation=aws.client("cloudformation"), source="outputs")
+    stack = discover(args.stack, sqs=sqs, cloudformation=aws.client("cloudformation"))
     parked: list[Parked] = []
     for dlq in stack.dlqs:
         for message in peek(sqs, dlq.url, limit=MAX_PEEKED_PER_QUEUE, visibility_seconds=10, wait_seconds=0):
