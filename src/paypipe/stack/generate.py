@@ -12,6 +12,11 @@ from the event contract (``paypipe.events.models``):
   messages only ``CardDataRetentionSeconds`` and alarms on their age;
 - an object consumer (``objects``): the same, its rule on the account's default bus matching S3
   ``Object Created`` notifications of the bucket and key prefix;
+- an observer (``observes``, the timeline projector): the same, with one rule for every event type
+  without card data from any ``paypipe.*`` source and one per card-bearing type whose input
+  transformer (``card_free_transformer``) delivers only the envelope and the type's key facts; its
+  rule DLQ keeps messages only ``CardDataRetentionSeconds`` (EventBridge dead-letters the event as
+  it was);
 - a scheduled function: its schedule and reserved concurrency, failures to ``ScheduledDLQ``;
 - the tables of ``TABLES``, the archive (no cardholder-data type, client events only under client
   types) and the client publisher policy (the contract's client types).
