@@ -144,3 +144,22 @@ def test_an_observer_takes_no_routes():
             idempotency_store=None,
             observer=lambda _envelope, _receipt: None,
         )
+
+
+def test_an_event_under_another_detail_type_is_filed_untrusted_at_its_receipt_time(projector):
+    consumer, store, sqs, dlq = projector
+    mislabelled = bus_body(completed()) | {"detail-type": "DisputeOpened"}
+    broken = bus_body(completed()) | {
+        "detail": ev.to_detail(completed()) | {"event_id": "b1", "occurred_at": "x"}
+    }
+    assert (
+        consumer.process([record(mislabelled, "m1"), record(broken, "m2", sent_at=AT)]).parked_message_ids
+        == []
+    )
+    entries = {e.event_id: e for e in store.entries("p1")}
+    assert "is not its event_type" in (entries[completed().event_id].untrusted or "")
+    assert entries[completed().event_id].event_type == "DisputeOpened"
+    assert "violates the contract" in (entries["b1"].untrusted or "")
+    assert entries["b1"].occurred_at == AT
+    assert current_state(entries.values()).name == "unknown"
+    assert drain(sqs, dlq) == []

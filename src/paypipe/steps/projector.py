@@ -26,45 +26,64 @@ from paypipe.runtime.entry import build_consumer
 STEP = "projector"
 
 
-class Envelope(BaseModel):
-    """What the projector checks of any event: enough to file it under its payment, once."""
+class Key(BaseModel):
+    """What an event must have to be filed: its payment and its own id."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     event_id: str = Field(min_length=1, max_length=64)
-    event_type: str
     payment_id: Identifier
+
+
+class Envelope(BaseModel):
+    """The rest of the envelope the timeline shows."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_type: str
     occurred_at: AwareDatetime
     producer: str = Field(min_length=1, max_length=64)
 
 
 def entry_of(envelope: Mapping[str, Any], receipt: Receipt) -> TimelineEntry:
-    """The timeline entry for a delivered event; PermanentError for one that cannot be filed."""
+    """The timeline entry for a delivered event; PermanentError for one that cannot be filed.
+
+    An event with a payment and an id is filed even when the rest of its envelope is wrong (a
+    detail-type that is not its event type, no valid time or producer): marked untrusted, at its
+    receipt time, as the step it was meant for parks it; only what has no payment to file it
+    under is parked here."""
     detail_type, detail = envelope.get("detail-type"), envelope["detail"]
     if not isinstance(detail_type, str) or detail_type not in EVENT_TYPES:
         raise PermanentError("UnknownEvent", f"unknown event type {str(detail_type)[:64]!r}")
     try:
-        head = Envelope.model_validate(detail)
+        key = Key.model_validate(detail)
     except ValidationError as error:
         raise PermanentError("SchemaViolation", summarize_validation_error(error)) from None
-    if head.event_type != detail_type:
-        raise PermanentError("UnknownEvent", f"detail-type {detail_type!r} does not match event_type")
-    untrusted = (
-        untrusted_origin(detail_type, receipt.source, head.producer)
-        if receipt.source
-        else "delivered without an EventBridge source"
-    )
+    try:
+        head: Envelope | None = Envelope.model_validate(detail)
+        problem = None
+    except ValidationError as error:
+        head, problem = None, f"envelope violates the contract: {summarize_validation_error(error)}"
+    if head is not None and head.event_type != detail_type:
+        problem = f"detail-type {detail_type} is not its event_type {head.event_type[:64]!r}"
+    producer = head.producer if head else "unknown"
     return TimelineEntry(
-        payment_id=head.payment_id,
-        event_id=head.event_id,
+        payment_id=key.payment_id,
+        event_id=key.event_id,
         event_type=detail_type,
-        occurred_at=head.occurred_at,
-        producer=head.producer,
+        occurred_at=head.occurred_at if head else receipt.received_at,
+        producer=producer,
         source=receipt.source,
         facts=key_facts(detail_type, detail.get("data")),
-        untrusted=untrusted,
+        untrusted=problem or _origin_problem(detail_type, receipt.source, producer),
         received_at=receipt.received_at,
     )
+
+
+def _origin_problem(detail_type: str, source: str | None, producer: str) -> str | None:
+    if not source:
+        return "delivered without an EventBridge source"
+    return untrusted_origin(detail_type, source, producer)
 
 
 class ProjectorStep:
