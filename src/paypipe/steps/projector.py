@@ -22,8 +22,10 @@ from paypipe.events.models import EVENT_TYPES, Identifier, untrusted_origin
 from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, summarize_validation_error
 from paypipe.runtime.entry import build_consumer
+from paypipe.runtime.logging import get_logger
 
 STEP = "projector"
+_log = get_logger(step=STEP)
 
 
 class Key(BaseModel):
@@ -45,20 +47,24 @@ class Envelope(BaseModel):
     producer: str = Field(min_length=1, max_length=64)
 
 
-def entry_of(envelope: Mapping[str, Any], receipt: Receipt) -> TimelineEntry:
-    """The timeline entry for a delivered event; PermanentError for one that cannot be filed.
+def entry_of(envelope: Mapping[str, Any], receipt: Receipt) -> TimelineEntry | None:
+    """The timeline entry for a delivered event; None for one without a payment id and event id
+    to file it under (no timeline can show it; the step it was meant for parks it); PermanentError
+    for a type no contract knows (no rule delivers one).
 
     An event with a payment and an id is filed even when the rest of its envelope is wrong (a
     detail-type that is not its event type, no valid time or producer): marked untrusted, at its
-    receipt time, as the step it was meant for parks it; only what has no payment to file it
-    under is parked here."""
+    receipt time."""
     detail_type, detail = envelope.get("detail-type"), envelope["detail"]
     if not isinstance(detail_type, str) or detail_type not in EVENT_TYPES:
         raise PermanentError("UnknownEvent", f"unknown event type {str(detail_type)[:64]!r}")
     try:
         key = Key.model_validate(detail)
     except ValidationError as error:
-        raise PermanentError("SchemaViolation", summarize_validation_error(error)) from None
+        _log.warning(
+            "event not filed: no valid payment id and event id", detail=summarize_validation_error(error)
+        )
+        return None
     try:
         head: Envelope | None = Envelope.model_validate(detail)
         problem = None
@@ -91,7 +97,9 @@ class ProjectorStep:
         self.store = store
 
     def observe(self, envelope: Mapping[str, Any], receipt: Receipt) -> None:
-        self.store.record(entry_of(envelope, receipt))
+        entry = entry_of(envelope, receipt)
+        if entry is not None:
+            self.store.record(entry)
 
 
 def build() -> Consumer:
