@@ -177,6 +177,21 @@ def ach_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("payment_id", help="the payment id (the events' payment_id)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stack", help="a deployed stack: its Timeline table and DLQs")
+    where.add_argument(
+        "--embedded", type=Path, metavar="OUT_DIR", help="the output directory of paypipe run (--out)"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--region", help="with --stack: AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION)"
+    )
+    parser.add_argument("--profile", help="with --stack: AWS profile (default: AWS_PROFILE)")
+    parser.add_argument("--endpoint-url", help="with --stack: AWS endpoint (default: AWS_ENDPOINT_URL)")
+
+
 @dataclass(frozen=True)
 class Command:
     module: str  # defines ``run(args) -> int``, imported when the command runs
@@ -202,6 +217,12 @@ COMMANDS: dict[str, Command] = {
         "paypipe.ops.ach_show",
         "read a NACHA file: entries, returns and notifications of change",
         ach_arguments,
+        "pip install paypipe",
+    ),
+    "status": Command(
+        "paypipe.ops.status",
+        "where a payment is: its state, its timeline and any DLQ message of it",
+        status_arguments,
         "pip install paypipe",
     ),
     "cost": Command(

@@ -377,7 +377,7 @@ def test_outputs_and_tags_find_the_same_dlqs(pipeline):
     from_tags = stack_dlqs(pipeline)
     assert from_tags.source == "tags"
     assert set(from_outputs.dlqs) == set(from_tags.dlqs)
-    assert len(from_tags.dlqs) == 15  # a consumer and a rule DLQ per queued step, one for schedules
+    assert len(from_tags.dlqs) == 17  # a consumer and a rule DLQ per queued step, one for schedules
     assert {d.kind for d in from_tags.dlqs} == {"consumer", "rule-target", "scheduled"}
     fraud = next(d for d in from_tags.dlqs if d.name == "FraudDLQ")
     assert fraud.source_queue_url == pipeline.stack.outputs["FraudQueueUrl"]

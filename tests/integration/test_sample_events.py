@@ -119,7 +119,7 @@ def test_there_is_a_sample_for_every_function_and_each_sqs_sample_matches_its_ru
     with EmbeddedPipeline() as pipeline:
         events, sqs = pipeline.session.client("events"), pipeline.session.client("sqs")
         sqs_functions = {lid for lid, spec in pipeline.stack.functions.items() if spec.sqs_sources}
-        assert sqs_functions == {*SQS_FUNCTIONS, "AchReturnsFunction"}
+        assert sqs_functions == {*SQS_FUNCTIONS, "AchReturnsFunction", "ProjectorFunction"}
         for logical_id in SQS_FUNCTIONS:
             (record,) = sample(logical_id)["Records"]
             body = json.loads(record["body"])
@@ -134,6 +134,18 @@ def test_there_is_a_sample_for_every_function_and_each_sqs_sample_matches_its_ru
             queue_url = pipeline.stack.queue_url_for_arn(queue_arn)
             delivered = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
             assert [json.loads(m["Body"])["detail"] for m in delivered] == [body["detail"]], logical_id
+        # The projector's queue got every one of them (card-bearing ones reduced to their key
+        # facts) and its own sample (the held funds) as it is.
+        (record,) = sample("ProjectorFunction")["Records"]
+        body = json.loads(record["body"])
+        entry = {"EventBusName": pipeline.stack.outputs["EventBusName"], "Source": body["source"]}
+        entry |= {"DetailType": body["detail-type"], "Detail": json.dumps(body["detail"])}
+        assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+        queue_url = pipeline.stack.outputs["ProjectorQueueUrl"]
+        delivered = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        projected = [json.loads(m["Body"])["detail"] for m in delivered]
+        assert len(projected) == len(SQS_FUNCTIONS) + 1 and body["detail"] in projected
+        assert not [d for d in projected if "card" in d["data"] and "number" in d["data"]["card"]]
 
         # The bank-file sample is S3's notification: on the default bus, for the stack's bucket.
         (record,) = sample("AchReturnsFunction")["Records"]

@@ -192,3 +192,10 @@ def test_a_run_with_anything_found_is_not_ok():
     clean = RunReport(payments=1, intents=Counter(), reconciliation=Reconciliation())
     assert clean.ok
     assert not RunReport(1, Counter(), Reconciliation(), stored_data_leaks=["log line 3: CVV ***"]).ok
+
+
+def test_the_scan_reads_the_timeline_table_the_projector_filled(run: Run):
+    """The read model holds an entry per event of the payment, and the scan above read them all."""
+    timeline = [text for where, text, _ in pipeline_sources(run.pipeline, "") if "TimelineTable" in where]
+    assert len(timeline) >= 8  # request to payout
+    assert all(PAN not in text and ACCOUNT not in text and f'"{CVV}"' not in text for text in timeline)

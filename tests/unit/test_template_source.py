@@ -1,6 +1,9 @@
+import json
 import subprocess
 import sys
+from typing import Any
 
+from paypipe.domain.timeline import KEY_FACTS, SENSITIVE_FIELDS
 from paypipe.embedded.runtime import EMBEDDED_PARAMETERS
 from paypipe.embedded.template import REPO_ROOT, TEMPLATE_PATH, load_template, parameter_values
 from paypipe.events import models as ev
@@ -35,7 +38,42 @@ def test_every_table_entry_is_one_function_and_every_step_one_rule():
     rules = {name for name, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
     stems = [logical(f.name) for f in FUNCTIONS]
     assert functions == {f"{stem}Function" for stem in stems}
-    assert rules == {f"{stem}Rule" for stem, f in zip(stems, FUNCTIONS, strict=True) if f.queued}
+    card_free = {f"Projector{name}Rule" for name in ev.CARDHOLDER_DATA_EVENT_TYPES}
+    assert rules == {f"{stem}Rule" for stem, f in zip(stems, FUNCTIONS, strict=True) if f.queued} | card_free
+
+
+def _getatt(value: dict[str, Any]) -> str:
+    target = value["Fn::GetAtt"]
+    return ".".join(target) if isinstance(target, list) else str(target)
+
+
+def test_the_projector_gets_every_type_from_any_source_and_card_bearing_ones_only_as_their_key_facts():
+    resources = load_template()["Resources"]
+    anyone = [{"prefix": "paypipe."}]
+    plain = resources["ProjectorRule"]["Properties"]
+    assert plain["EventPattern"] == {
+        "source": anyone,
+        "detail-type": [t for t in ev.EVENT_TYPES if t not in ev.CARDHOLDER_DATA_EVENT_TYPES],
+    }
+    assert "InputTransformer" not in plain["Targets"][0]
+    arns = resources["ProjectorQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]
+    allowed = {_getatt(arn) for arn in arns["ArnEquals"]["aws:SourceArn"]}
+    for name in ev.CARDHOLDER_DATA_EVENT_TYPES:
+        rule = resources[f"Projector{name}Rule"]["Properties"]
+        assert rule["EventPattern"] == {"source": anyone, "detail-type": [name]}
+        (target,) = rule["Targets"]
+        assert _getatt(target["Arn"]) == "ProjectorQueue.Arn"
+        transformer = target["InputTransformer"]
+        data_paths = {v for v in transformer["InputPathsMap"].values() if v.startswith("$.detail.data.")}
+        assert data_paths == {f"$.detail.data.{p.rpartition('=')[2]}" for p in KEY_FACTS[name].paths}
+        assert not any(f".{field}" in path for path in data_paths for field in SENSITIVE_FIELDS)
+        template = json.loads(transformer["InputTemplate"])
+        assert set(template) == {"source", "detail-type", "detail"}
+        assert "card" not in template["detail"]["data"] and "payee" not in template["detail"]["data"]
+        assert f"Projector{name}Rule.Arn" in allowed
+    function = resources["ProjectorFunction"]["Properties"]
+    statements = [s for policy in function["Policies"] for s in policy.get("Statement", [])]
+    assert not [s for s in statements if s.get("Action") == "events:PutEvents"]  # it publishes nothing
 
 
 def test_an_object_consumer_rule_takes_only_s3_notifications_of_its_bucket_and_prefix_from_the_default_bus():

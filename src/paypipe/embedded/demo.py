@@ -24,6 +24,7 @@ from paypipe.embedded.faults import FaultPlan
 from paypipe.embedded.reconcile import Reconciliation, reconcile
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.scenario import Scenario, build_scenario
+from paypipe.embedded.status_files import write_status_files
 from paypipe.events import models as ev
 
 Progress = Callable[[str, int, int], None]
@@ -77,6 +78,7 @@ def run_demo(
         else:
             _cut_after_prenotes(pipeline, notify)
         report = _report(pipeline, scenario, out_dir, faults)
+        write_status_files(pipeline, out_dir)
     return report
 
 

@@ -28,6 +28,7 @@ from paypipe.embedded.data_scan import Secrets, pipeline_sources, scan
 from paypipe.embedded.evidence import ach_file_entries, dlq_records, ledger, run_context
 from paypipe.embedded.reconcile import DlqRecord, Reconciliation, reconcile
 from paypipe.embedded.runtime import EmbeddedPipeline
+from paypipe.embedded.status_files import write_status_files
 from paypipe.embedded.template import TemplateError, load_template, parameter_values
 from paypipe.events import models as ev
 
@@ -358,4 +359,7 @@ def play_file(path: Path, out_dir: Path | None = None) -> dict[str, Any]:
     except TemplateError as error:
         raise ScenarioError(1, str(error)) from None
     with EmbeddedPipeline(overrides=scenario.parameters, start=scenario.start) as pipeline:
-        return Playback(scenario, out_dir).run(pipeline)
+        report = Playback(scenario, out_dir).run(pipeline)
+        if out_dir is not None:
+            write_status_files(pipeline, out_dir)
+        return report

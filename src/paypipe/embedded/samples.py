@@ -331,6 +331,7 @@ def sample_events(template: Mapping[str, Any] | None = None) -> dict[str, dict[s
         "EscrowHoldFunction": chain.scored,
         "ReleaseFunction": chain.completed,
         "AchBatchFunction": chain.released,
+        "ProjectorFunction": chain.held,  # it records every event; a card-bearing one arrives reduced
     }
     scheduled = {
         # Past the sample hold's hold-until time: auto-releases it (when nothing released it before).

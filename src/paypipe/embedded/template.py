@@ -275,7 +275,7 @@ class Provisioner:
         targets = [
             {
                 key: target[key]
-                for key in ("Id", "Arn", "DeadLetterConfig", "RetryPolicy", "Input")
+                for key in ("Id", "Arn", "DeadLetterConfig", "RetryPolicy", "Input", "InputTransformer")
                 if key in target
             }
             for target in props.get("Targets", [])

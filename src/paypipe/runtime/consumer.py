@@ -18,6 +18,11 @@ Input that can never succeed (malformed, unknown type or version, conflicting du
 parked in the step's DLQ at once with its reason; so is a record on its last allowed receive.
 A route with ``on_invalid`` answers a schema violation whose envelope is intact with events
 instead (e.g. a rejection), so the sender learns why.
+
+A consumer with an ``observer`` instead of routes (a read model such as the timeline projector)
+skips steps 1-4: it hands every record's EventBridge envelope and receipt to the observer, from
+any producer (the observer judges the origin and trusts it for nothing), and publishes nothing;
+parking and partial batch failures work as for the steps.
 """
 
 from __future__ import annotations
@@ -104,6 +109,9 @@ class Refusal:
 
 
 type Handler = Callable[[Event, Receipt], Sequence[Event]]
+# An observer records every event whatever its origin (a read model): it gets the EventBridge
+# envelope as delivered, unchecked against the contract, and publishes nothing.
+type Observer = Callable[[Mapping[str, Any], Receipt], None]
 
 
 @dataclass(frozen=True)
@@ -182,10 +190,14 @@ class Consumer:
         max_receive_count: int,
         idempotency_store: BasePersistenceLayer | None,
         max_client_skew: timedelta = DEFAULT_CLIENT_CLOCK_SKEW,
+        observer: Observer | None = None,
     ) -> None:
         unknown = set(routes) - set(EVENT_TYPES)
         if unknown:
             raise ValueError(f"routes for unknown event types: {sorted(unknown)}")
+        if observer is not None and routes:
+            raise ValueError("an observer has no routes: it records every event and publishes nothing")
+        self._observer = observer
         self.step = step
         self.routes = dict(routes)
         self.publisher = publisher
@@ -266,6 +278,8 @@ class Consumer:
 
     def _decide(self, record: SQSRecord, receipt: Receipt) -> list[Event]:
         """The record's outgoing events; PermanentError when it is to be parked."""
+        if self._observer is not None:
+            return self._observe(record.body, receipt)
         try:
             event, source = self._parse(record.body)
         except SchemaViolation as error:
@@ -283,6 +297,20 @@ class Consumer:
             if refusal is not None:
                 return self._refuse(route, event, refusal, receipt)
         return self._apply(route, event, receipt)
+
+    def _observe(self, body: str, receipt: Receipt) -> list[Event]:
+        """Hand the envelope to the observer: every producer's events, trusted for nothing (the
+        observer sees the source and judges the origin itself), no refusals, nothing published."""
+        assert self._observer is not None
+        try:
+            envelope = json.loads(body)
+        except json.JSONDecodeError as error:
+            raise PermanentError("MalformedJson", f"body is not JSON: {error.msg}") from None
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("detail"), dict):
+            raise PermanentError("NotAnEventBridgeEvent", "body lacks an object 'detail'")
+        source = envelope.get("source")
+        self._observer(envelope, replace(receipt, source=source if isinstance(source, str) else None))
+        return []
 
     def _parse(self, body: str) -> tuple[Event, str | None]:
         source: str | None = None

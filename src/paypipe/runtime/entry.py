@@ -12,14 +12,15 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from paypipe.runtime import logging as log_setup
 from paypipe.runtime.aws import client, int_setting, setting
-from paypipe.runtime.consumer import Consumer, Route
+from paypipe.runtime.consumer import Consumer, Observer, Route
 from paypipe.runtime.publisher import EventPublisher
 
 LambdaHandler = Callable[[Mapping[str, Any], Any], Any]
 
 
-def build_consumer(step: str, routes: Mapping[str, Route]) -> Consumer:
-    """A consumer wired to the bus, the step's DLQ and the idempotency table from the environment."""
+def build_consumer(step: str, routes: Mapping[str, Route], observer: Observer | None = None) -> Consumer:
+    """A consumer wired to the bus, the step's DLQ and the idempotency table from the environment
+    (an ``observer`` instead of routes: see ``Consumer``)."""
     idempotency_table = os.environ.get("IDEMPOTENCY_TABLE", "")
     store = (
         DynamoDBPersistenceLayer(table_name=idempotency_table, boto3_client=client("dynamodb"))
@@ -35,6 +36,7 @@ def build_consumer(step: str, routes: Mapping[str, Route]) -> Consumer:
         max_receive_count=int_setting("MAX_RECEIVE_COUNT", 5),
         idempotency_store=store,
         max_client_skew=timedelta(seconds=int_setting("CLIENT_CLOCK_SKEW_SECONDS", 300)),
+        observer=observer,
     )
 
 

@@ -12,6 +12,11 @@ from the event contract (``paypipe.events.models``):
   messages only ``CardDataRetentionSeconds`` and alarms on their age;
 - an object consumer (``objects``): the same, its rule on the account's default bus matching S3
   ``Object Created`` notifications of the bucket and key prefix;
+- an observer (``observes``, the timeline projector): the same, with one rule for every event type
+  without card data from any ``paypipe.*`` source and one per card-bearing type whose input
+  transformer (``card_free_transformer``) delivers only the envelope and the type's key facts; its
+  rule DLQ keeps messages only ``CardDataRetentionSeconds`` (EventBridge dead-letters the event as
+  it was);
 - a scheduled function: its schedule and reserved concurrency, failures to ``ScheduledDLQ``;
 - the tables of ``TABLES``, the archive (no cardholder-data type, client events only under client
   types) and the client publisher policy (the contract's client types).
@@ -23,9 +28,11 @@ tests/unit/test_template_source.py fails while the committed template differs fr
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
+from paypipe.domain.timeline import KEY_FACTS
 from paypipe.embedded.template import TEMPLATE_PATH
 from paypipe.events import models as ev
 from paypipe.stack.cfn import Intrinsic, getatt, ref, sub, to_yaml
@@ -238,37 +245,29 @@ def _scheduled_dlq() -> Resources:
 
 
 def _step(function: Function) -> Resources:
-    """A consumer: queue, DLQs, rule, queue policy, function, log group, alarms."""
+    """A consumer: queue, DLQs, rule(s), queue policy, function, log group, alarms."""
     stem, name = logical(function.name), function.name
-    queue, dlq, rule_dlq, rule = f"{stem}Queue", f"{stem}DLQ", f"{stem}RuleDLQ", f"{stem}Rule"
+    queue, dlq, rule_dlq = f"{stem}Queue", f"{stem}DLQ", f"{stem}RuleDLQ"
     card_data = bool(set(function.consumes) & ev.CARDHOLDER_DATA_EVENT_TYPES)
     retention = CARD_DATA_RETENTION if card_data else QUEUE_RETENTION
     dlq_retention = CARD_DATA_RETENTION if card_data else DLQ_RETENTION
-    pattern, bus = _rule_source(function)
+    # An observer's queue gets card-bearing events reduced by input transformers, but EventBridge
+    # dead-letters the event it could not deliver as it was: its rule DLQ may hold card data.
+    rule_dlq_retention = CARD_DATA_RETENTION if card_data or function.observes else DLQ_RETENTION
     arns = [getatt(f"{queue}.Arn"), getatt(f"{rule_dlq}.Arn")]
     redrive = {"deadLetterTargetArn": getatt(f"{dlq}.Arn"), "maxReceiveCount": ref("RedriveMaxReceiveCount")}
+    rules = _rules(function)
+    rule_arns = [getatt(f"{rule}.Arn") for rule in rules]
     resources: Resources = {
         queue: _sqs_queue(
             {"VisibilityTimeout": ref("QueueVisibilityTimeout"), "MessageRetentionPeriod": retention}
             | {"RedrivePolicy": redrive}
         ),
         dlq: _dlq("consumer", name, dlq_retention),
-        rule_dlq: _dlq("rule-target", name, dlq_retention),
-        rule: {
-            "Type": "AWS::Events::Rule",
-            "Properties": {
-                "Description": f"Routes {_routed(pattern)} to the {name} queue",
-                **({"EventBusName": bus} if bus else {}),
-                "EventPattern": pattern,
-                "State": "ENABLED",
-                "Targets": [
-                    {"Id": queue, "Arn": arns[0], "DeadLetterConfig": {"Arn": arns[1]}}
-                    | {"RetryPolicy": {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}}
-                ],
-            },
-        },
+        rule_dlq: _dlq("rule-target", name, rule_dlq_retention),
+        **{rule: _rule(rule_spec, queue, arns) for rule, rule_spec in rules.items()},
         f"{stem}QueuePolicy": _queue_policy(
-            [queue, rule_dlq], "AllowRuleToQueue", arns, getatt(f"{rule}.Arn")
+            [queue, rule_dlq], "AllowRuleToQueue", arns, rule_arns[0] if len(rule_arns) == 1 else rule_arns
         ),
         **_function(function),
     }
@@ -286,6 +285,89 @@ def _step(function: Function) -> Resources:
         f"Events EventBridge could not deliver to the {name} queue", rule_dlq
     )
     return resources
+
+
+def _rule(spec: Resources, queue: str, arns: list[Intrinsic]) -> Resources:
+    target: Resources = {"Id": queue, "Arn": arns[0], "DeadLetterConfig": {"Arn": arns[1]}}
+    target["RetryPolicy"] = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    if "InputTransformer" in spec:
+        target["InputTransformer"] = spec["InputTransformer"]
+    return {
+        "Type": "AWS::Events::Rule",
+        "Properties": {
+            "Description": spec["Description"],
+            **({"EventBusName": spec["EventBusName"]} if spec.get("EventBusName") else {}),
+            "EventPattern": spec["EventPattern"],
+            "State": "ENABLED",
+            "Targets": [target],
+        },
+    }
+
+
+def _rules(function: Function) -> dict[str, Resources]:
+    """Each rule of a queued function: its description, bus, pattern and input transformer."""
+    stem = logical(function.name)
+    if not function.observes:
+        pattern, bus = _rule_source(function)
+        return {
+            f"{stem}Rule": {"Description": f"Routes {_routed(pattern)} to the {function.name} queue"}
+            | {"EventBusName": bus, "EventPattern": pattern}
+        }
+    anyone = [{"prefix": f"{ev.EVENT_SOURCE_PREFIX}."}]
+    plain = [name for name in ev.EVENT_TYPES if name not in ev.CARDHOLDER_DATA_EVENT_TYPES]
+    rules = {
+        f"{stem}Rule": {
+            "Description": f"Routes every other event type, from any source, to the {function.name} queue",
+            "EventBusName": ref("EventBus"),
+            "EventPattern": {"source": anyone, "detail-type": plain},
+        }
+    }
+    for name in _in_contract_order(ev.CARDHOLDER_DATA_EVENT_TYPES):
+        rules[f"{stem}{name}Rule"] = {
+            "Description": f"Routes {name} from any source to the {function.name} queue, its key facts only",
+            "EventBusName": ref("EventBus"),
+            "EventPattern": {"source": anyone, "detail-type": [name]},
+            "InputTransformer": card_free_transformer(name),
+        }
+    return rules
+
+
+# The envelope fields every event carries, delivered as they are by a card-free transformer.
+_ENVELOPE = (
+    "event_id",
+    "event_type",
+    "schema_version",
+    "payment_id",
+    "correlation_id",
+    "occurred_at",
+    "producer",
+)
+
+
+def card_free_transformer(event_type: str) -> Resources:
+    """An input transformer that delivers the event's envelope and its timeline key facts only
+    (``paypipe.domain.timeline.KEY_FACTS``): nothing else of a card-bearing event leaves the bus."""
+    paths = {"source": "$.source", "detail_type": "$.detail-type"}
+    detail: Resources = {}
+    for name in _ENVELOPE:
+        paths[name] = f"$.detail.{name}"
+        detail[name] = f"<{name}>"
+    data: Resources = {}
+    for entry in KEY_FACTS[event_type].paths:
+        name, _, path = entry.rpartition("=")
+        if "[]" in path:
+            raise ValueError(
+                f"{event_type}: a card-bearing type's key facts name fields, not lists: {path!r}"
+            )
+        variable = name or path.replace(".", "_")
+        paths[variable] = f"$.detail.data.{path}"
+        *parents, leaf = path.split(".")
+        node = data
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = f"<{variable}>"
+    body = {"source": "<source>", "detail-type": "<detail_type>", "detail": detail | {"data": data}}
+    return {"InputPathsMap": paths, "InputTemplate": json.dumps(body, separators=(",", ":"))}
 
 
 def _rule_source(function: Function) -> tuple[Resources, Intrinsic | None]:

@@ -1,7 +1,9 @@
 """The stack's tables and functions, each stated once: how it is wired into infra/sam/template.yaml.
 
 A function that ``consumes`` event types is a pipeline step: it gets an SQS queue filled by an
-EventBridge rule (sources from the event contract), a consumer DLQ and a rule DLQ. One with a
+EventBridge rule (sources from the event contract), a consumer DLQ and a rule DLQ. One that
+``observes`` gets the same for every event type from every source, the card-bearing types
+through rules whose input transformers keep only their key facts. One with a
 ``schedule`` runs on an EventBridge schedule; one with neither is only invoked. See
 ``paypipe.stack.generate`` for everything an entry produces.
 """
@@ -32,6 +34,7 @@ TABLES = {
     "Velocity": Table(ttl="expires_at"),
     "Ledger": Table(retain=True, index=True),
     "Payouts": Table(retain=True, index=True),
+    "Timeline": Table(ttl="expires_at"),
 }
 
 
@@ -61,11 +64,12 @@ class Function:
     statements: tuple[dict[str, Any], ...] = ()  # further IAM statements
     properties: dict[str, Any] = field(default_factory=dict)  # further function properties
     publishes: bool = True
+    observes: bool = False  # every event type from every source, trusted for nothing (a read model)
 
     @property
     def queued(self) -> bool:
         """Fed by its own SQS queue (pipeline events or S3 object notifications)."""
-        return bool(self.consumes or self.objects)
+        return bool(self.consumes or self.objects or self.observes)
 
 
 FUNCTIONS = (
@@ -184,6 +188,15 @@ FUNCTIONS = (
                 "Resource": getatt("StorageKey.Arn"),
             },
         ),
+    ),
+    Function(
+        "projector",
+        "projector",
+        observes=True,
+        description="paypipe projector - every event of a payment into its timeline (a read model)",
+        tables={"Timeline": "Crud"},
+        parameters=("TimelineRetentionDays",),
+        publishes=False,
     ),
     Function(
         "detokenize",
