@@ -53,6 +53,7 @@ class EscrowHoldStep:
             customer_id=hold.customer_id,
             provider_id=hold.provider_id,
             payee=data.payee,
+            received_at=data.received_at,
         )
         return [
             ev.FundsHeld.create(

@@ -22,7 +22,6 @@ from paypipe.domain import ledger
 from paypipe.domain.identifiers import ID_GRAMMAR, is_valid_id
 from paypipe.domain.ledger import Applied, DisputePhase, Duplicate, Hold, Outcome
 from paypipe.events import models as ev
-from paypipe.runtime import metrics
 from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, Refusal, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
@@ -373,8 +372,6 @@ class ReleaseSweep:
             retry_throttled(
                 partial(self.ledger.mark_dispute_aged, event.payment_id, dispute_id=dispute_id, at=as_of)
             )
-        if aged:
-            metrics.emit("DisputesPastAge", len(aged), step=STEP)
         return {"expiries_published": len(expiries), "disputes_aged": len(aged), "set_aside": len(set_aside)}
 
     def _readable(self, payment_id: str, as_of: datetime, set_aside: list[ev.Event]) -> Hold | None:

@@ -1,0 +1,74 @@
+"""Every metric the pipeline emits (CloudWatch namespace ``paypipe``), stated once.
+
+The emitter (``paypipe.runtime.metrics``) refuses a metric or a dimension set not listed here;
+the dashboard and alarms of the template (``paypipe.stack.observability``) and the metrics table
+of docs/operations.md are generated from or checked against this table. Dimensions are small
+fixed sets (the step, an outcome, a reason code, an ACH window, a score bucket, a milestone),
+never ids, amounts or card data. ``step`` is the step that received the record (runtime metrics)
+or published the event (the facts).
+
+Adding a metric for a new event type is one entry here and one rule in
+``paypipe.observability.facts``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NAMESPACE = "paypipe"
+COUNT, SECONDS, CENTS = "Count", "Seconds", "None"  # CloudWatch units (cents have none)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    dimensions: tuple[str, ...]
+    description: str
+    origin: str = "facts"  # runtime: the consumer runtime; facts: the published events; step: a step itself
+
+
+_STEP = ("step",)
+
+METRICS = (
+    Metric("RecordsReceived", COUNT, _STEP, "SQS records a step's consumer received", "runtime"),
+    Metric("RecordsFailed", COUNT, _STEP, "Records reported back for redelivery", "runtime"),
+    Metric(
+        "RecordsParked", COUNT, ("step", "reason"), "Records parked in the step's DLQ, by reason", "runtime"
+    ),
+    Metric("EventsPublished", COUNT, ("step", "event_type"), "Events a step published, by type"),
+    Metric("PaymentsRejected", COUNT, _STEP, "Payment requests rejected (terminal)"),
+    Metric("RejectReasons", COUNT, ("step", "reason"), "Reject reason codes (a rejection can carry several)"),
+    Metric("RequestsRefused", COUNT, ("step", "reason"), "Requests refused, by refusal code"),
+    Metric("FraudDecisions", COUNT, ("step", "outcome"), "Fraud decisions: approve, review, decline"),
+    Metric("FraudScores", COUNT, ("step", "bucket"), "Fraud scores by bucket of 100 (000-099 .. 900-1000)"),
+    Metric(
+        "PaymentAge",
+        SECONDS,
+        ("step", "milestone"),
+        "Seconds from the request's receipt at validate to the milestone event",
+    ),
+    Metric("HeldCents", CENTS, _STEP, "Amounts put in escrow, in cents"),
+    Metric("ReleasedCents", CENTS, _STEP, "Amounts released to providers, in cents"),
+    Metric("RefundedCents", CENTS, _STEP, "Amounts refunded to customers, in cents"),
+    Metric("PaidOutCents", CENTS, _STEP, "Credits written to NACHA files, in cents"),
+    Metric("AchFiles", COUNT, ("step", "window"), "NACHA files written, by window (same_day, standard)"),
+    Metric("AchEntries", COUNT, ("step", "window"), "Entries in the NACHA files written, by window"),
+    Metric("AchFilesDeferred", COUNT, _STEP, "ACH cuts deferred (no file id modifier left)"),
+    Metric("ItemsSetAside", COUNT, ("step", "reason"), "Payouts or holds a job set aside, by reason"),
+    Metric("DisputesPastAge", COUNT, _STEP, "Disputes open longer than DisputeMaxAgeDays"),
+    Metric("PayoutReturns", COUNT, _STEP, "Payout entries the bank returned"),
+    Metric("ReturnCodes", COUNT, ("step", "reason"), "Returned payouts by Nacha return code"),
+    Metric("PrenoteReturns", COUNT, ("step", "reason"), "Returned prenotes by Nacha return code"),
+    Metric(
+        "AccountCorrections", COUNT, ("step", "reason"), "Notifications of change applied, by change code"
+    ),
+    Metric("BankEntriesParked", COUNT, ("step", "reason"), "Bank file entries parked, by reason"),
+    Metric("BankEntriesRead", COUNT, _STEP, "Entries read from the bank's files", "step"),
+)
+CATALOGUE = {metric.name: metric for metric in METRICS}
+
+
+def metric(name: str) -> Metric:
+    """The catalogue entry; KeyError for a metric the catalogue does not list."""
+    return CATALOGUE[name]
