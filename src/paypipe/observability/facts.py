@@ -59,6 +59,11 @@ def _returned(data: ev.PayoutReturnedData, step: str) -> Iterator[Fact]:
     yield Fact.of("ReturnCodes", 1, step=step, reason=data.return_code)
 
 
+def _set_aside(data: ev.ItemSetAsideData, step: str) -> Iterator[Fact]:
+    yield Fact.of("ItemsSetAside", 1, step=step)
+    yield Fact.of("SetAsideReasons", 1, step=step, reason=data.reason)
+
+
 def _one(metric: str, value: Callable[[Any], float] | None = None, **labels: str) -> Rule:
     """A rule counting the event once (or its ``value``), with dimensions read from its data."""
 
@@ -79,7 +84,7 @@ RULES: dict[str, Rule] = {
     "FundsRefunded": _one("RefundedCents", lambda data: data.amount_cents),
     "AchBatchCreated": _batch,
     "AchFilesDeferred": _one("AchFilesDeferred"),
-    "ItemSetAside": _one("ItemsSetAside", reason="reason"),
+    "ItemSetAside": _set_aside,
     "DisputeAged": _one("DisputesPastAge"),
     "PayoutReturned": _returned,
     "PrenoteReturned": _one("PrenoteReturns", reason="return_code"),

@@ -13,6 +13,8 @@ from the event contract (``paypipe.events.models``):
 - an object consumer (``objects``): the same, its rule on the account's default bus matching S3
   ``Object Created`` notifications of the bucket and key prefix;
 - a scheduled function: its schedule and reserved concurrency, failures to ``ScheduledDLQ``;
+- the operations dashboard and the alarms on every function, queue and business metric
+  (``paypipe.stack.observability``);
 - the tables of ``TABLES``, the archive (no cardholder-data type, client events only under client
   types) and the client publisher policy (the contract's client types).
 
@@ -28,6 +30,7 @@ from typing import Any
 
 from paypipe.embedded.template import TEMPLATE_PATH
 from paypipe.events import models as ev
+from paypipe.stack import observability
 from paypipe.stack.cfn import Intrinsic, getatt, ref, sub, to_yaml
 from paypipe.stack.steps import FUNCTIONS, TABLES, Function, Table, Vault
 
@@ -112,6 +115,7 @@ def _sections() -> list[tuple[str, Resources]]:
     for function in FUNCTIONS:
         resources = _step(function) if function.queued else _function(function)
         sections.append((f"{'-' * 64} {function.name}", resources))
+    sections.append((observability.NOTE, observability.resources()))
     return sections
 
 
