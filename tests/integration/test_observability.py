@@ -84,7 +84,13 @@ def test_emf_counts_equal_the_events_on_the_bus(embedded_run):
     for decision in ev.Decision:
         expected = sum(e.data.assessment.decision is decision for e in scored)
         assert totals(lines, "FraudDecisions", step="fraud", outcome=decision.value) == expected
-    assert totals(lines, "PaymentAge", milestone="FundsHeld") > 0
+    for milestone in ("FundsHeld", "FundsReleased"):
+        (producer,) = ev.EVENT_TYPES[milestone].PRODUCERS
+        ages = [
+            value for doc in emf(lines) if doc.get("milestone") == milestone for value in doc["PaymentAge"]
+        ]
+        assert len(ages) == published[(producer, milestone)]  # one age per milestone event
+        assert totals(lines, "PaymentAge", milestone=milestone) > 0
 
 
 def test_every_metric_read_by_the_dashboard_or_alarms_is_emitted(embedded_run):

@@ -53,6 +53,14 @@ def test_payment_age_at_a_milestone_is_from_the_receipt_at_validate():
     assert age == (CHAIN.held.occurred_at - received_at).total_seconds() > 0
 
 
+def test_payment_age_at_release():
+    received_at = CHAIN.released.data.received_at
+    assert received_at is not None
+    dims = (("milestone", "FundsReleased"), ("step", "release"))
+    age = by_metric(facts(CHAIN.released))[("PaymentAge", dims)]
+    assert age == (CHAIN.released.occurred_at - received_at).total_seconds() > 0
+
+
 def test_no_age_without_a_receipt_time():
     held = CHAIN.held.model_copy(update={"data": CHAIN.held.data.model_copy(update={"received_at": None})})
     assert not [fact for fact in facts(held) if fact.metric == "PaymentAge"]
@@ -141,8 +149,8 @@ def stream():
 def test_flush_writes_one_emf_document_per_dimension_set(stream):
     metrics.record(facts(CHAIN.held) + facts(CHAIN.released))
     metrics.emit("RecordsParked", 1, step="release", reason="NoRoute")
-    # held: published, amount, age; released: published, amount; parked
-    assert metrics.flush() == 6 and not metrics.pending()
+    # held and released: published, amount, age each; parked
+    assert metrics.flush() == 7 and not metrics.pending()
     docs = [json.loads(line) for line in stream.getvalue().splitlines()]
     for doc in docs:
         (directive,) = doc["_aws"]["CloudWatchMetrics"]

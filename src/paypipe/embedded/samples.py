@@ -208,6 +208,7 @@ def _released(held: ev.FundsHeld, completed: ev.ServiceCompleted) -> ev.FundsRel
             payee=data.payee,
             trigger=ev.ReleaseTrigger.SERVICE_COMPLETED,
             released_at=COMPLETED_AT,
+            received_at=data.received_at,
         ),
         producer="release",
         cause=completed,

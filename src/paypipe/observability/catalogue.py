@@ -74,7 +74,7 @@ METRICS = (
         SECONDS,
         ("step", "milestone"),
         "Seconds from the request's receipt at validate to the milestone event",
-        events=("PaymentTokenized", "PaymentScored", "FundsHeld"),
+        events=("PaymentTokenized", "PaymentScored", "FundsHeld", "FundsReleased"),
     ),
     Metric("HeldCents", CENTS, _STEP, "Amounts put in escrow, in cents", events=("FundsHeld",)),
     Metric(

@@ -28,7 +28,7 @@ class Fact:
 
 
 type Rule = Callable[[Any, str], Iterator[Fact]]
-MILESTONES = ("PaymentTokenized", "PaymentScored", "FundsHeld")
+MILESTONES = ("PaymentTokenized", "PaymentScored", "FundsHeld", "FundsReleased")
 
 
 def score_bucket(score: int) -> str:

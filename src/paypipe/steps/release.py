@@ -222,7 +222,8 @@ class ReleaseStep:
         hold_id = ledger.hold_transfer_id(hold.payment_id)
         events: list[ev.Event] = []
         if hold.released_cents:
-            payee = self.payments.payee(hold.payment_id)
+            instructions = self.payments.instructions(hold.payment_id)
+            payee = instructions.payee
             if payee is None:
                 raise PermanentError("PayeeMissing", f"no payout instructions for payment {hold.payment_id}")
             released = ev.FundsReleasedData(
@@ -233,6 +234,7 @@ class ReleaseStep:
                 payee=payee,
                 trigger=_trigger_of(hold, trigger),
                 released_at=resolved_at,
+                received_at=instructions.received_at,
             )
             events.append(
                 ev.FundsReleased.create(
