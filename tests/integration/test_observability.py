@@ -127,3 +127,13 @@ def test_a_step_decision_line_per_step_event_and_no_card_data(embedded_run):
         pan = request.data.card.number.get_secret_value()
         assert pan not in text
         assert request.data.payee.account_number not in text
+
+
+def test_a_clean_run_counts_records_and_no_failures(embedded_run):
+    _, _, lines, _ = embedded_run
+    decided = {(line["step"], line["message_id"]) for line in lines if line.get("event") == "step decision"}
+    decisions = Counter(step for step, _ in decided)  # records with a decision (some decide several)
+    for step in ("validate", "tokenize", "fraud", "escrow_hold", "release", "ach_batch"):
+        assert totals(lines, "RecordsReceived", step=step) >= decisions[step] > 0, step
+        assert totals(lines, "RecordsFailed", step=step) == 0, step
+    assert totals(lines, "RecordsParked") == 0
