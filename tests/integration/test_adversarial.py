@@ -525,9 +525,9 @@ def test_a_dispute_never_resolved_is_announced_and_reported(tmp_path):
     report.assert_bystanders_paid()
     with log.open() as lines:
         lines.seek(logged_before)
-        alarms = [json.loads(line) for line in lines if "DisputesPastAge" in line]
+        alarms = [json.loads(line) for line in lines if '"DisputesPastAge"' in line]
     assert [
-        (line["DisputesPastAge"], line["_aws"]["CloudWatchMetrics"][0]["Namespace"]) for line in alarms
+        (sum(line["DisputesPastAge"]), line["_aws"]["CloudWatchMetrics"][0]["Namespace"]) for line in alarms
     ] == [(1, "paypipe")]
 
 

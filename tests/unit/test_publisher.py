@@ -82,3 +82,31 @@ def test_chunks_respect_the_size_limit():
 def test_entry_source_names_the_producer():
     entry = entry_for(_events(1)[0], "bus", "release")
     assert entry["Source"] == "paypipe.release" and entry["DetailType"] == "ServiceCompleted"
+
+
+def test_entries_carry_the_invocations_trace_header(monkeypatch):
+    (event,) = _events(1)
+    monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
+    assert "TraceHeader" not in entry_for(event, "bus", "release")
+    header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", header)
+    entry = entry_for(event, "bus", "release")
+    assert entry["TraceHeader"] == header
+    assert chunk_entries([entry]) == [[0]]  # the header is not part of the entry's size
+
+
+def test_only_published_step_events_become_metrics():
+    from paypipe.runtime import metrics
+
+    metrics._pending.clear()
+    events = _events(3)
+    EventPublisher(FakeEvents(failures={"p1": 99}), "bus", "client", max_backoff_seconds=0).publish(events)
+    assert metrics.pending() == []
+    steps = [event.model_copy(update={"producer": "release"}) for event in events]
+    result = EventPublisher(FakeEvents(failures={"p1": 99}), "bus", "release", max_backoff_seconds=0).publish(
+        steps
+    )
+    assert len(result.published) == 2
+    counted = [fact for fact in metrics.pending() if fact.metric == "EventsPublished"]
+    assert sum(fact.value for fact in counted) == 2
+    metrics._pending.clear()

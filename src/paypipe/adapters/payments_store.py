@@ -21,6 +21,14 @@ class Claim:
     received_at: datetime  # the pipeline's receipt time of the owning request
 
 
+@dataclass(frozen=True)
+class Instructions:
+    """A payment's payout instructions and its request's receipt time (None when not kept)."""
+
+    payee: PayeeRef | None
+    received_at: datetime | None
+
+
 class PaymentsStore:
     """Items: ``pk = payment#<id>``; ``sk = request`` (the owning request), ``sk = payee``."""
 
@@ -60,22 +68,30 @@ class PaymentsStore:
             received_at=datetime.fromisoformat(received) if received else received_at,
         )
 
-    def save_payee(self, payment_id: str, payee: PayeeRef) -> None:
-        self._client.put_item(
-            TableName=self._table,
-            Item={
-                "pk": {"S": f"payment#{payment_id}"},
-                "sk": {"S": "payee"},
-                "payee": {"S": payee.model_dump_json()},
-            },
-        )
+    def save_payee(self, payment_id: str, payee: PayeeRef, received_at: datetime | None = None) -> None:
+        """The payout instructions, with the request's receipt time (for the payment's age)."""
+        item = {
+            "pk": {"S": f"payment#{payment_id}"},
+            "sk": {"S": "payee"},
+            "payee": {"S": payee.model_dump_json()},
+        }
+        if received_at is not None:
+            item["received_at"] = {"S": received_at.astimezone(UTC).isoformat()}
+        self._client.put_item(TableName=self._table, Item=item)
 
     def payee(self, payment_id: str) -> PayeeRef | None:
+        return self.instructions(payment_id).payee
+
+    def instructions(self, payment_id: str) -> Instructions:
         item = self._client.get_item(
             TableName=self._table,
             Key={"pk": {"S": f"payment#{payment_id}"}, "sk": {"S": "payee"}},
             ConsistentRead=True,
         ).get("Item")
         if not item:
-            return None
-        return PayeeRef.model_validate(json.loads(item["payee"]["S"]))
+            return Instructions(None, None)
+        received = item.get("received_at", {}).get("S")
+        return Instructions(
+            PayeeRef.model_validate(json.loads(item["payee"]["S"])),
+            datetime.fromisoformat(received) if received else None,
+        )

@@ -183,7 +183,11 @@ def _held(scored: ev.PaymentScored, hold_days: int) -> ev.FundsHeld:
     return ev.FundsHeld.create(
         payment_id=PAYMENT_ID,
         data=ev.FundsHeldData(
-            hold=hold, customer_id=data.customer.id, provider_id=data.provider_id, payee=data.payee
+            hold=hold,
+            customer_id=data.customer.id,
+            provider_id=data.provider_id,
+            payee=data.payee,
+            received_at=data.received_at,
         ),
         producer="escrow_hold",
         cause=scored,
@@ -204,6 +208,7 @@ def _released(held: ev.FundsHeld, completed: ev.ServiceCompleted) -> ev.FundsRel
             payee=data.payee,
             trigger=ev.ReleaseTrigger.SERVICE_COMPLETED,
             released_at=COMPLETED_AT,
+            received_at=data.received_at,
         ),
         producer="release",
         cause=completed,

@@ -201,6 +201,9 @@ class FundsHeldData(Payload):
     customer_id: Identifier
     provider_id: Identifier
     payee: PayeeRef
+    received_at: datetime | None = Field(
+        default=None, description="Pipeline clock when the request was received at validate (for its age)"
+    )
 
 
 class ServiceCompletedData(Payload):
@@ -236,6 +239,9 @@ class FundsReleasedData(Payload):
     payee: PayeeRef
     trigger: ReleaseTrigger
     released_at: datetime
+    received_at: datetime | None = Field(
+        default=None, description="Pipeline clock when the request was received at validate (for its age)"
+    )
 
 
 class FundsRefundedData(Payload):

@@ -53,8 +53,9 @@ from paypipe.events.models import (
     to_detail,
     untrusted_origin,
 )
+from paypipe.observability.facts import decision
 from paypipe.redaction import redact_json_text
-from paypipe.runtime import clock
+from paypipe.runtime import clock, metrics
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
 
@@ -246,7 +247,22 @@ class Consumer:
             str(item["itemIdentifier"]) for item in processor.response()["batchItemFailures"]
         )
         self._publish(outgoing, outcome)
+        self._log_decisions(outgoing, set(outcome.failed_message_ids))
+        metrics.emit("RecordsReceived", len(records), step=self.step)
+        metrics.emit("RecordsFailed", len(set(outcome.failed_message_ids)), step=self.step)
         return outcome
+
+    def _log_decisions(self, outgoing: Mapping[str, Sequence[Event]], failed: set[str]) -> None:
+        """One "step decision" line per published outgoing event (``none`` for a record that
+        published nothing); parked and failed records have their own lines."""
+        structlog.contextvars.clear_contextvars()
+        for message_id, batch in outgoing.items():
+            if message_id in failed:
+                continue
+            for event in batch:
+                self._log.info("step decision", message_id=message_id, **decision(event))
+            if not batch:
+                self._log.info("step decision", message_id=message_id, outcome="none")
 
     # -- one record ---------------------------------------------------------------------------
 
@@ -427,6 +443,7 @@ class Consumer:
             },
         )
         self._log.error("record parked in DLQ", reason=reason, detail=message[:MAX_REASON_CHARS])
+        metrics.emit("RecordsParked", 1, step=self.step, reason=reason)
 
 
 def _message_attributes(record: SQSRecord) -> dict[str, str]:

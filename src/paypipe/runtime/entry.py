@@ -11,6 +11,7 @@ import structlog
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from paypipe.runtime import logging as log_setup
+from paypipe.runtime import metrics
 from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, Observer, Route
 from paypipe.runtime.publisher import EventPublisher
@@ -45,7 +46,9 @@ def publisher(step: str) -> EventPublisher:
 
 
 def lazy_handler(build: Callable[[], LambdaHandler]) -> LambdaHandler:
-    """A Lambda handler that builds its dependencies on the first invocation and keeps them."""
+    """A Lambda handler that builds its dependencies on the first invocation and keeps them.
+
+    The metrics recorded during an invocation are flushed once, at its end (failed or not)."""
     built: list[LambdaHandler] = []
 
     def handler(event: Mapping[str, Any], context: Any = None) -> Any:
@@ -53,7 +56,10 @@ def lazy_handler(build: Callable[[], LambdaHandler]) -> LambdaHandler:
         if not built:
             log_setup.configure()
             built.append(build())
-        return built[0](event, context)
+        try:
+            return built[0](event, context)
+        finally:
+            metrics.flush()
 
     return handler
 

@@ -12,6 +12,15 @@ import structlog
 
 from paypipe.redaction import redact
 
+_stream: list[TextIO] = []  # where configure() sends the log lines
+
+
+def write_line(text: str) -> None:
+    """One raw line (an EMF document) to the log stream, next to the JSON log lines."""
+    stream = _stream[0] if _stream else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
 
 def redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
     """Last line of defence: mask sensitive keys and any Luhn-valid digit run in every field."""
@@ -23,6 +32,7 @@ def configure(stream: TextIO | None = None, level: str | None = None) -> None:
     level_name = (level or os.environ.get("LOG_LEVEL", "INFO")).upper()
     if stream is None and os.environ.get("LOG_FILE"):
         stream = open(os.environ["LOG_FILE"], "a", encoding="utf-8")  # noqa: SIM115 - lives with the process
+    _stream[:] = [stream or sys.stdout]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

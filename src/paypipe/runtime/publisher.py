@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +17,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from paypipe.events.models import EVENT_SOURCE_PREFIX, Event, to_detail
+from paypipe.events.models import CLIENT_PRODUCER, EVENT_SOURCE_PREFIX, Event, to_detail
+from paypipe.observability.facts import facts
+from paypipe.runtime import metrics
 
 MAX_ENTRIES_PER_CALL = 10
 MAX_CALL_BYTES = 256 * 1024
+TRACE_ENV = "_X_AMZN_TRACE_ID"  # the invocation's X-Ray trace header, set by Lambda
 RETRYABLE_ERROR_CODES = frozenset(
     {"ThrottlingException", "InternalException", "InternalFailure", "ServiceUnavailable", "RequestTimeout"}
 )
@@ -47,12 +51,17 @@ class _EntriesFailed(Exception):
 
 
 def entry_for(event: Event, bus_name: str, producer: str) -> dict[str, Any]:
-    return {
+    """The PutEvents entry; with the invocation's trace header, so X-Ray links the bus hop."""
+    entry = {
         "Source": f"{EVENT_SOURCE_PREFIX}.{producer}",
         "DetailType": event.event_type,
         "Detail": json.dumps(to_detail(event), separators=(",", ":")),
         "EventBusName": bus_name,
     }
+    trace_header = os.environ.get(TRACE_ENV)
+    if trace_header:
+        entry["TraceHeader"] = trace_header
+    return entry
 
 
 def _entry_size(entry: dict[str, Any]) -> int:
@@ -105,6 +114,8 @@ class EventPublisher:
                     result.failed.append(FailedEntry(events[index], code, message))
                 else:
                     result.published.append(events[index])
+        if self._producer != CLIENT_PRODUCER:  # a step's events are its metrics (a client's are not)
+            metrics.record(fact for event in result.published for fact in facts(event))
         return result
 
     def _put_with_retries(self, pending: dict[int, dict[str, Any]]) -> dict[int, tuple[str, str]]:

@@ -18,6 +18,8 @@ from the event contract (``paypipe.events.models``):
   rule DLQ keeps messages only ``CardDataRetentionSeconds`` (EventBridge dead-letters the event as
   it was);
 - a scheduled function: its schedule and reserved concurrency, failures to ``ScheduledDLQ``;
+- the operations dashboard and the alarms on every function, queue and business metric
+  (``paypipe.stack.observability``);
 - the tables of ``TABLES``, the archive (no cardholder-data type, client events only under client
   types) and the client publisher policy (the contract's client types).
 
@@ -35,6 +37,7 @@ from typing import Any
 from paypipe.domain.timeline import KEY_FACTS
 from paypipe.embedded.template import TEMPLATE_PATH
 from paypipe.events import models as ev
+from paypipe.stack import observability
 from paypipe.stack.cfn import Intrinsic, getatt, ref, sub, to_yaml
 from paypipe.stack.steps import FUNCTIONS, TABLES, Function, Table, Vault
 
@@ -119,6 +122,7 @@ def _sections() -> list[tuple[str, Resources]]:
     for function in FUNCTIONS:
         resources = _step(function) if function.queued else _function(function)
         sections.append((f"{'-' * 64} {function.name}", resources))
+    sections.append((observability.NOTE, observability.resources()))
     return sections
 
 

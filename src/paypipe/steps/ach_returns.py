@@ -217,7 +217,6 @@ class ReturnsStep:
             account_unusable=rules.stops_credits(code),
             next_step=step,
         )
-        metrics.emit("PayoutsReturned", 1, step=STEP, reason=code)
         return [
             ev.PayoutReturned.create(
                 payment_id=filed.payment_id,
@@ -246,7 +245,6 @@ class ReturnsStep:
             batch_id=filed.batch_id,
             inbound_key=inbound.key,
         )
-        metrics.emit("PrenotesReturned", 1, step=STEP, reason=code)
         return [
             ev.PrenoteReturned.create(
                 payment_id=filed.payment_id,
@@ -295,7 +293,6 @@ class ReturnsStep:
             account_type=ev.AccountType(found.account_type) if found.account_type else None,
             apply_by=rules.apply_by(inbound.received_on).isoformat(),
         )
-        metrics.emit("AccountsCorrected", 1, step=STEP, reason=noc.code)
         return [
             ev.PayeeAccountCorrected.create(
                 payment_id=filed.payment_id,
@@ -358,7 +355,6 @@ def _parked(
     get_logger(step=STEP).warning(
         "bank entry parked", reason=parked.reason, trace_number=inbound.entry.trace_number, code=code
     )
-    metrics.emit("BankEntriesParked", 1, step=STEP, reason=parked.reason)
     data = ev.AchInboundParkedData(
         inbound_key=inbound.key,
         reason=parked.reason,

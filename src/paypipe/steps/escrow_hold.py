@@ -40,7 +40,7 @@ class EscrowHoldStep:
         outcome = self.ledger.place_hold(request)
         if isinstance(outcome, ledger.Rejected):
             raise PermanentError(f"Ledger{outcome.reason.value.title()}", outcome.message)
-        self.payments.save_payee(event.payment_id, data.payee)
+        self.payments.save_payee(event.payment_id, data.payee, data.received_at)
         hold = outcome.hold
         held = ev.FundsHeldData(
             hold=ev.HoldRef(
@@ -53,6 +53,7 @@ class EscrowHoldStep:
             customer_id=hold.customer_id,
             provider_id=hold.provider_id,
             payee=data.payee,
+            received_at=data.received_at,
         )
         return [
             ev.FundsHeld.create(

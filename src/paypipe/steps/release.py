@@ -22,7 +22,6 @@ from paypipe.domain import ledger
 from paypipe.domain.identifiers import ID_GRAMMAR, is_valid_id
 from paypipe.domain.ledger import Applied, DisputePhase, Duplicate, Hold, Outcome
 from paypipe.events import models as ev
-from paypipe.runtime import metrics
 from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, Refusal, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
@@ -223,7 +222,8 @@ class ReleaseStep:
         hold_id = ledger.hold_transfer_id(hold.payment_id)
         events: list[ev.Event] = []
         if hold.released_cents:
-            payee = self.payments.payee(hold.payment_id)
+            instructions = self.payments.instructions(hold.payment_id)
+            payee = instructions.payee
             if payee is None:
                 raise PermanentError("PayeeMissing", f"no payout instructions for payment {hold.payment_id}")
             released = ev.FundsReleasedData(
@@ -234,6 +234,7 @@ class ReleaseStep:
                 payee=payee,
                 trigger=_trigger_of(hold, trigger),
                 released_at=resolved_at,
+                received_at=instructions.received_at,
             )
             events.append(
                 ev.FundsReleased.create(
@@ -373,8 +374,6 @@ class ReleaseSweep:
             retry_throttled(
                 partial(self.ledger.mark_dispute_aged, event.payment_id, dispute_id=dispute_id, at=as_of)
             )
-        if aged:
-            metrics.emit("DisputesPastAge", len(aged), step=STEP)
         return {"expiries_published": len(expiries), "disputes_aged": len(aged), "set_aside": len(set_aside)}
 
     def _readable(self, payment_id: str, as_of: datetime, set_aside: list[ev.Event]) -> Hold | None:
