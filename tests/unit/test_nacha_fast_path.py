@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paypipe.domain.nacha import NachaParseError
+from paypipe.domain.nacha import NachaParseError, parse
 from paypipe.domain.nacha import reader as nacha_reader
 from tests.unit.test_nacha import FIXTURES
 
@@ -66,3 +68,19 @@ def test_an_edited_record_reads_the_same_both_ways(text: str, edits: list[tuple[
     for position, replacement in edits:
         text = text[:position] + replacement + text[position + 1 :]
     assert_same_reading(text)
+
+
+def test_a_parse_leaves_the_garbage_collector_as_it_found_it() -> None:
+    text = (FIXTURES / "ppd_credits_no_offset.ach").read_text()
+    assert gc.isenabled()
+    parse(text)
+    assert gc.isenabled()
+    with pytest.raises(NachaParseError):
+        parse(text.replace("\n", "\r\n", 1))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse(text)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
