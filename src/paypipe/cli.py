@@ -177,6 +177,12 @@ def ach_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def review_arguments(parser: argparse.ArgumentParser) -> None:
+    from paypipe.ops.review_cli import arguments
+
+    arguments(parser)
+
+
 @dataclass(frozen=True)
 class Command:
     module: str  # defines ``run(args) -> int``, imported when the command runs
@@ -202,6 +208,12 @@ COMMANDS: dict[str, Command] = {
         "paypipe.ops.ach_show",
         "read a NACHA file: entries, returns and notifications of change",
         ach_arguments,
+        "pip install paypipe",
+    ),
+    "review": Command(
+        "paypipe.ops.review_cli",
+        "list, show, approve and decline payments under fraud review",
+        review_arguments,
         "pip install paypipe",
     ),
     "cost": Command(
