@@ -43,25 +43,6 @@ class Reviews(Protocol):
     def decide(self, review: dict[str, Any], data: ev.ReviewDecidedData) -> str: ...
 
 
-def arguments(parser: argparse.ArgumentParser) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    where = common.add_mutually_exclusive_group(required=True)
-    where.add_argument("--stack", help="a deployed stack: reads its Reviews table, publishes decisions")
-    where.add_argument("--embedded", type=Path, metavar="OUT_DIR", help="an embedded run's output directory")
-    common.add_argument("--region", help="AWS region (with --stack)")
-    common.add_argument("--profile", help="AWS profile (with --stack)")
-    common.add_argument("--endpoint-url", help="AWS endpoint (with --stack)")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(dest="review_command", required=True)
-    sub.add_parser("list", parents=[common], help="open reviews, oldest first")
-    sub.add_parser("show", parents=[common], help="one review").add_argument("id", help="payment id")
-    for name in ("approve", "decline"):
-        decide = sub.add_parser(name, parents=[common], help=f"{name} a payment under review")
-        decide.add_argument("id", help="payment id")
-        decide.add_argument("--reviewer", required=True, help="who decides (letters, digits, . _ @ + : -)")
-        decide.add_argument("--note", help="why, in a few words (at most 280 characters; no card data)")
-
-
 def run(args: argparse.Namespace) -> int:
     reviews: Reviews = EmbeddedReviews(args.embedded) if args.embedded else StackReviews.from_args(args)
     if args.review_command == "list":
