@@ -73,6 +73,7 @@ def run_demo(
     with EmbeddedPipeline(overrides=parameters, faults=faults, start=now) as pipeline:
         _publish_requests(pipeline, scenario, notify)
         _decide_reviews(pipeline, out_dir, notify)
+        write_reviews(pipeline, out_dir)  # as they stand before the run fast-forwards past deadlines
         _complete_and_dispute(pipeline, rng, notify)
         _run_schedules(pipeline, now, notify)
         if bank is not None:
@@ -180,7 +181,6 @@ def _report(
         Secrets.of(ev.to_detail(request) for request in scenario.requests),
     )
     entries, files = ach_file_entries(pipeline, out_dir)
-    write_reviews(pipeline, out_dir)
     return RunReport(
         payments=len(scenario.requests),
         intents=scenario.mix(),

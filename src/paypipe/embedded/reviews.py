@@ -1,6 +1,8 @@
 """Fraud reviews of an embedded run, in its output directory.
 
-The run writes every review it left (``OUT/reviews.jsonl``, one JSON object a line, no card data);
+The run writes its reviews as they stand once its requests and recorded decisions are through,
+before it fast-forwards past their deadlines (``OUT/reviews.jsonl``, one JSON object a line, no
+card data);
 ``paypipe review approve|decline --embedded OUT`` appends decisions to
 ``OUT/review-decisions.jsonl``, which the next ``paypipe run`` with the same seed and payment
 count publishes as operator events (``ReviewDecided``, source ``paypipe.operator``) once the
