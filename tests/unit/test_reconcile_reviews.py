@@ -78,3 +78,20 @@ def test_the_sweep_period_is_read_from_the_schedule():
     assert schedule_period("rate(5 minutes)") == timedelta(minutes=5)
     assert schedule_period("rate(1 hour)") == timedelta(hours=1)
     assert schedule_period("cron(0 * * * ? *)") == timedelta(days=1)
+
+
+def test_an_operator_decision_from_outside_may_act_but_not_one_from_a_client_source():
+    from paypipe.embedded.reconcile import Observed
+
+    decision = decided("d1")
+    events = [
+        Observed(in_review()),
+        Observed(decision, source="paypipe.operator"),
+        Observed(approved(decision)),
+    ]
+    external = frozenset({decision.event_id})
+    result = reconcile([PID], events, [], [], {}, context=Context(external_event_ids=external))
+    assert "FOREIGN_SOURCE_ACTED_ON" not in {v.code for v in result.violations}
+    events[1] = Observed(decision, source="paypipe.client")
+    result = reconcile([PID], events, [], [], {}, context=Context(external_event_ids=external))
+    assert "FOREIGN_SOURCE_ACTED_ON" in {v.code for v in result.violations}

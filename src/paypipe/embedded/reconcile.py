@@ -23,6 +23,7 @@ from paypipe.runtime.consumer import client_timestamps
 PAYMENT_TERMINALS = ev.TERMINAL_EVENT_TYPES - {"AchBatchCreated"}
 PAYOUT_TYPES = frozenset({"PayoutBatched", "PayoutNetted"})
 REFUSALS = frozenset({"RequestRefused", "PaymentRejected"})
+OUTSIDE_EVENT_TYPES = ev.CLIENT_EVENT_TYPES | ev.OPERATOR_EVENT_TYPES  # published from outside, by right
 DISPUTE_ACKS = (ev.HoldFrozen, ev.PayoutHeldBack, ev.ClawbackBooked)
 
 
@@ -582,7 +583,7 @@ def _is_foreign(item: Observed, context: Context) -> bool:
     event = item.event
     if item.source is not None and ev.untrusted_origin(event.event_type, item.source, event.producer):
         return True
-    return event.event_id in context.external_event_ids and event.event_type not in ev.CLIENT_EVENT_TYPES
+    return event.event_id in context.external_event_ids and event.event_type not in OUTSIDE_EVENT_TYPES
 
 
 def _check_trust(result: Reconciliation, seen: Sequence[Observed], context: Context) -> None:

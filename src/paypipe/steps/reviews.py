@@ -84,7 +84,10 @@ class ReviewDesk:
     def on_expiry_due(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.ReviewExpiryDue)
         review = self.store.get(event.payment_id)
-        verdict = reviews.expire(review, receipt.received_at, event.event_id)
+        # The sweep (its only trusted producer) found it due at its deadline: judged as of then at
+        # the latest, so an early receipt never stores an empty answer for this expiry.
+        as_of = max(receipt.received_at, event.data.deadline)
+        verdict = reviews.expire(review, as_of, event.event_id)
         if verdict.outcome is not Outcome.EXPIRE or review is None:
             return []
         closed = replace(
