@@ -1,6 +1,7 @@
 """``paypipe review --embedded OUT``: list, show, approve and decline, each error one line."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -87,3 +88,38 @@ def test_bad_usage_exits_2_with_one_line(out, capsys):
     assert "--reviewer" in one_line_error(capsys)
     assert review(out.parent / "nowhere", "list") == 2
     assert "run `paypipe run --out" in one_line_error(capsys)
+
+
+def test_on_a_stack_a_decision_is_published_as_the_operator(aws):
+    import boto3
+
+    from paypipe.adapters.reviews_store import ReviewsStore
+    from paypipe.domain.reviews import Review
+    from paypipe.ops.review_cli import ReviewUnavailable, StackReviews, decision_data
+    from tests.tables import create_table
+
+    dynamodb, events, sqs = boto3.client("dynamodb"), boto3.client("events"), boto3.client("sqs")
+    create_table(dynamodb, "reviews", gsi=True)
+    events.create_event_bus(Name="bus")
+    tap = sqs.create_queue(QueueName="tap")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=tap, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="all", EventBusName="bus", EventPattern=json.dumps({"source": [{"prefix": ""}]}))
+    events.put_targets(Rule="all", EventBusName="bus", Targets=[{"Id": "tap", "Arn": arn}])
+    opened = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    ReviewsStore("reviews", dynamodb).open(
+        Review("p1", 500, ("velocity",), opened, opened + timedelta(hours=72), "{}")
+    )
+
+    class Aws:
+        def client(self, service):
+            return boto3.client(service)
+
+    stack = StackReviews(Aws(), {"EventBusName": "bus", "ReviewsTableName": "reviews"})
+    assert [row["payment_id"] for row in stack.all()] == ["p1"]
+    with pytest.raises(ReviewUnavailable):
+        stack.get("nobody")
+    assert "published ReviewDecided" in stack.decide(stack.get("p1"), decision_data("approve", "ann", None))
+    (message,) = sqs.receive_message(QueueUrl=tap).get("Messages", [])
+    body = json.loads(message["Body"])
+    assert (body["source"], body["detail-type"]) == ("paypipe.operator", "ReviewDecided")
+    assert body["detail"]["producer"] == "operator" and body["detail"]["data"]["reviewer"] == "ann"
