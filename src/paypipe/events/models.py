@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
+from paypipe.domain.reviews import MAX_NOTE_CHARS
 from paypipe.runtime import clock
 
 SCHEMA_MAJOR = 1  # the major of event types that never changed incompatibly (each type has its MAJOR)
@@ -222,7 +223,9 @@ class ReviewDecision(StrEnum):
 
 
 Reviewer = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+:\-]+$")]
-ReviewNote = Annotated[str | None, Field(default=None, max_length=280), AfterValidator(_no_card_number)]
+ReviewNote = Annotated[
+    str | None, Field(default=None, max_length=MAX_NOTE_CHARS), AfterValidator(_no_card_number)
+]
 
 
 class ReviewDecidedData(Payload):
