@@ -1,6 +1,7 @@
-"""Lambda entry point for the fraud step (SQS event source)."""
+"""Lambda entry points for the fraud step (SQS) and the review sweep (schedule)."""
 
-from paypipe.runtime.entry import sqs_handler
+from paypipe.runtime.entry import lazy_handler, sqs_handler
 from paypipe.steps import fraud
 
 handler = sqs_handler(fraud.build)
+sweep_handler = lazy_handler(fraud.build_sweep)

@@ -192,6 +192,25 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", help="with --stack: AWS endpoint (default: AWS_ENDPOINT_URL)")
 
 
+def review_arguments(parser: argparse.ArgumentParser) -> None:
+    common = Parser(add_help=False, parents=[debug_flag()])
+    where = common.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stack", help="a deployed stack: reads its Reviews table, publishes decisions")
+    where.add_argument("--embedded", type=Path, metavar="OUT_DIR", help="an embedded run's output directory")
+    common.add_argument("--region", help="AWS region (with --stack)")
+    common.add_argument("--profile", help="AWS profile (with --stack)")
+    common.add_argument("--endpoint-url", help="AWS endpoint (with --stack)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="review_command", required=True)
+    sub.add_parser("list", parents=[common], help="open reviews, oldest first")
+    sub.add_parser("show", parents=[common], help="one review").add_argument("id", help="payment id")
+    for name in ("approve", "decline"):
+        decide = sub.add_parser(name, parents=[common], help=f"{name} a payment under review")
+        decide.add_argument("id", help="payment id")
+        decide.add_argument("--reviewer", required=True, help="who decides (letters, digits, . _ @ + : -)")
+        decide.add_argument("--note", help="why, in a few words (at most 280 characters; no card data)")
+
+
 @dataclass(frozen=True)
 class Command:
     module: str  # defines ``run(args) -> int``, imported when the command runs
@@ -223,6 +242,12 @@ COMMANDS: dict[str, Command] = {
         "paypipe.ops.status",
         "where a payment is: its state, its timeline and any DLQ message of it",
         status_arguments,
+        "pip install paypipe",
+    ),
+    "review": Command(
+        "paypipe.ops.review_cli",
+        "list, show, approve and decline payments under fraud review",
+        review_arguments,
         "pip install paypipe",
     ),
     "cost": Command(

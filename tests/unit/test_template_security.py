@@ -99,7 +99,7 @@ def test_each_function_puts_only_events_of_its_own_source(sam_template, expanded
             assert statement["Condition"] == {"StringEquals": {"events:source": f"paypipe.{step}"}}, name
             assert statement["Resource"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
         publishers += bool(put_events)
-    assert publishers == 9  # every function but detokenize publishes
+    assert publishers == 10  # every function but detokenize publishes
 
 
 def test_queue_policies_admit_only_their_rules(expanded):
@@ -142,7 +142,7 @@ def test_async_invocations_have_dead_letter_queues(expanded):
         if "ScheduleExpression" in rule["Properties"]
         for target in rule["Properties"]["Targets"]
     }
-    assert set(scheduled) == {"ReleaseSweepFunction", "AchCutFunction"}
+    assert set(scheduled) == {"ReleaseSweepFunction", "ReviewSweepFunction", "AchCutFunction"}
     for name, target in scheduled.items():
         assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduledDLQ", "Arn"]}}
         assert functions[name]["Properties"]["DeadLetterConfig"] == {
@@ -200,6 +200,26 @@ def test_client_publishers_may_put_only_client_events_as_the_client(expanded):
     assert condition["events:source"] == ev.CLIENT_SOURCE
     assert sorted(condition["events:detail-type"]) == sorted(ev.CLIENT_EVENT_TYPES)
     assert expanded["Outputs"]["ClientPublisherPolicyArn"]["Value"] == {"Ref": "ClientPublisherPolicy"}
+
+
+def test_operator_publishers_may_put_only_review_decisions_as_the_operator(expanded):
+    from paypipe.events import models as ev
+
+    policy = resources(expanded, "AWS::IAM::ManagedPolicy")["OperatorPublisherPolicy"]["Properties"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Allow", "events:PutEvents")
+    assert statement["Resource"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
+    condition = statement["Condition"]["StringEquals"]
+    assert condition == {"events:source": "paypipe.operator", "events:detail-type": ["ReviewDecided"]}
+    assert {"ReviewDecided"} == ev.OPERATOR_EVENT_TYPES
+    assert expanded["Outputs"]["OperatorPublisherPolicyArn"]["Value"] == {"Ref": "OperatorPublisherPolicy"}
+
+
+def test_the_fraud_rule_takes_review_decisions_only_from_the_operator_source(expanded):
+    rule = resources(expanded, "AWS::Events::Rule")["FraudRule"]["Properties"]["EventPattern"]
+    branches = rule["$or"]
+    decided = [b for b in branches if "ReviewDecided" in b["detail-type"]]
+    assert decided == [{"source": ["paypipe.operator"], "detail-type": ["ReviewDecided"]}]
 
 
 # -- data at rest --------------------------------------------------------------------------------

@@ -95,6 +95,7 @@ def _set_aside(facts: Mapping[str, Fact]) -> str | None:
 
 _ASSESSMENT = ("assessment.decision", "assessment.score", "assessment.reasons", "assessment.rule_version")
 _REJECTION = ("reason_codes=reasons[].code",)
+_REVIEW = ("review_deadline=review.deadline", "reviewed_at=review.decided_at", "reviewer=review.reviewer")
 
 KEY_FACTS: Final[Mapping[str, KeyFacts]] = {  # in pipeline order: it orders events of the same instant
     # Card-bearing types (PaymentRequested, PaymentValidated, PayeeAccountUpdated and -Validated):
@@ -106,8 +107,11 @@ KEY_FACTS: Final[Mapping[str, KeyFacts]] = {  # in pipeline order: it orders eve
     "PaymentRejected": KeyFacts(_REJECTION, "rejected"),
     "RequestRefused": KeyFacts(("request_type", "code", "field", "original_event_id")),
     "PaymentTokenized": KeyFacts(("card.brand", "card.last4", "payee.account_last4"), "tokenized"),
-    "PaymentScored": KeyFacts(_ASSESSMENT, _decision),
-    "PaymentDeclined": KeyFacts(_ASSESSMENT, "declined"),
+    "PaymentScored": KeyFacts((*_ASSESSMENT, *_REVIEW), _decision),
+    "ReviewExpiryDue": KeyFacts(("opened_at", "deadline")),
+    "ReviewDecided": KeyFacts(("decision", "reviewer")),  # not its note: free text stays in the table
+    "ReviewDecisionRefused": KeyFacts(("decision", "reviewer", "reason", "status")),
+    "PaymentDeclined": KeyFacts((*_ASSESSMENT, "reason_code", *_REVIEW), "declined"),
     "FundsHeld": KeyFacts(("hold.hold_id", "hold.amount_cents", "hold.currency", "hold.hold_until"), "held"),
     "ServiceCompleted": KeyFacts(("completed_at",)),
     "DisputeOpened": KeyFacts(("dispute_id", "reason")),

@@ -128,6 +128,12 @@ def print_summary(console: Console, report: RunReport) -> None:
         f"bank answers: {answers['return']} returns (${recon.returned_cents / 100:,.2f} back), "
         f"{answers['correction']} notifications of change; {recon.paid_again} payouts sent again"
     )
+    if report.reviews:
+        counts = report.reviews
+        console.print(
+            f"fraud reviews: {counts['opened']} opened, {counts['approved']} approved, "
+            f"{counts['declined']} declined, {counts['expired']} expired"
+        )
     if recon.prenotes:
         console.print(f"prenotes: {recon.prenotes} filed, {recon.prenotes_returned} returned by the bank")
     for path in report.ach_files:

@@ -22,6 +22,7 @@ from paypipe.embedded.data_scan import Secrets, pipeline_sources, scan
 from paypipe.embedded.evidence import ach_file_entries, dlq_records, ledger, run_context
 from paypipe.embedded.faults import FaultPlan
 from paypipe.embedded.reconcile import Reconciliation, reconcile
+from paypipe.embedded.reviews import recorded_decisions, review_counts, write_reviews
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.scenario import Scenario, build_scenario
 from paypipe.embedded.status_files import write_status_files
@@ -42,6 +43,7 @@ class RunReport:
     events_seen: int = 0
     injected: Counter[str] = field(default_factory=Counter)
     stored_data_leaks: list[str] = field(default_factory=list)
+    reviews: dict[str, int] = field(default_factory=dict)  # opened, approved, declined, expired
 
     @property
     def ok(self) -> bool:
@@ -71,6 +73,8 @@ def run_demo(
     parameters = {"AchPrenote": "on" if prenote else "off", **(overrides or {})}
     with EmbeddedPipeline(overrides=parameters, faults=faults, start=now) as pipeline:
         _publish_requests(pipeline, scenario, notify)
+        _decide_reviews(pipeline, out_dir, notify)
+        write_reviews(pipeline, out_dir)  # as they stand before the run fast-forwards past deadlines
         _complete_and_dispute(pipeline, rng, notify)
         _run_schedules(pipeline, now, notify)
         if bank is not None:
@@ -91,6 +95,17 @@ def _publish_requests(pipeline: EmbeddedPipeline, scenario: Scenario, notify: Pr
             raise RuntimeError("requests could not be published")
         notify("publish PaymentRequested", start + len(chunk), payments)
     _drain(pipeline, "validate -> tokenize -> fraud -> escrow hold", notify)
+
+
+def _decide_reviews(pipeline: EmbeddedPipeline, out_dir: Path, notify: Progress) -> None:
+    """Publish the review decisions recorded for this run (``paypipe review --embedded``) as the operator."""
+    decisions = recorded_decisions(pipeline, out_dir)
+    if not decisions:
+        return
+    notify("operator review decisions", 0, len(decisions))
+    if not pipeline.publish_as(ev.OPERATOR_PRODUCER, decisions).ok:
+        raise RuntimeError("review decisions could not be published")
+    _drain(pipeline, "fraud review decisions -> escrow hold", notify)
 
 
 def _complete_and_dispute(pipeline: EmbeddedPipeline, rng: random.Random, notify: Progress) -> None:
@@ -183,6 +198,7 @@ def _report(
         events_seen=len(observed),
         injected=Counter(faults.injected) if faults else Counter(),
         stored_data_leaks=[str(leak) for leak in leaks],
+        reviews=review_counts(observed),
     )
 
 

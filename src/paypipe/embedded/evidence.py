@@ -8,6 +8,7 @@ the pipeline clock at the end).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -201,4 +202,13 @@ def run_context(pipeline: EmbeddedPipeline) -> Context:
         dispute_max_age=timedelta(days=int(parameters["DisputeMaxAgeDays"])),
         submission_lead=timedelta(minutes=int(parameters["AchSubmissionLeadMinutes"])),
         bank_answers=bank_answers(pipeline),
+        review_sweep_period=schedule_period(parameters["SweepSchedule"]),
     )
+
+
+def schedule_period(expression: str) -> timedelta:
+    """The period of a ``rate(N unit)`` schedule; a cron schedule counts as a day."""
+    match = re.fullmatch(r"rate\((\d+) (minute|hour|day)s?\)", expression.strip())
+    if match is None:
+        return timedelta(days=1)
+    return timedelta(**{f"{match[2]}s": int(match[1])})

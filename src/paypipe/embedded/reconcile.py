@@ -23,6 +23,7 @@ from paypipe.runtime.consumer import client_timestamps
 PAYMENT_TERMINALS = ev.TERMINAL_EVENT_TYPES - {"AchBatchCreated"}
 PAYOUT_TYPES = frozenset({"PayoutBatched", "PayoutNetted"})
 REFUSALS = frozenset({"RequestRefused", "PaymentRejected"})
+OUTSIDE_EVENT_TYPES = ev.CLIENT_EVENT_TYPES | ev.OPERATOR_EVENT_TYPES  # published from outside, by right
 DISPUTE_ACKS = (ev.HoldFrozen, ev.PayoutHeldBack, ev.ClawbackBooked)
 
 
@@ -102,6 +103,7 @@ class Context:
     dispute_max_age: timedelta = timedelta(days=30)
     submission_lead: timedelta = timedelta(minutes=15)
     bank_answers: Sequence[BankAnswer] = ()  # every return and correction in the bank's files
+    review_sweep_period: timedelta = timedelta(minutes=5)  # how often the review sweep runs
 
 
 @dataclass
@@ -154,6 +156,7 @@ def reconcile(
         if total != 0:
             result.flag("LEDGER_UNBALANCED", None, f"ledger unbalanced in {currency}: {total}")
     _check_disputes(result, events, context)
+    _check_reviews(result, events, context)
     _check_trust(result, seen, context)
     _check_time(result, events)
     return result
@@ -227,6 +230,42 @@ def _state(payment_id: str, terminal_types: Sequence[str], waiting: Sequence[tup
     if terminal_types:
         return terminal_types[0]
     return next((state for state, payments in waiting if payment_id in payments), "lost")
+
+
+# -- fraud reviews are decided once, by their deadline ------------------------------------------
+
+REVIEW_REASON_CODES = frozenset({"REVIEW_DECLINED", "REVIEW_EXPIRED"})
+
+
+def review_outcome(event: ev.Event) -> bool:
+    """An event that closes a fraud review: approved (PaymentScored after review) or declined."""
+    if isinstance(event, ev.PaymentScored):
+        return event.data.review is not None and event.data.assessment.decision is ev.Decision.APPROVE
+    return isinstance(event, ev.PaymentDeclined) and event.data.reason_code in REVIEW_REASON_CODES
+
+
+def _check_reviews(result: Reconciliation, events: Sequence[ev.Event], context: Context) -> None:
+    """REVIEW_DECIDED_TWICE: more than one outcome for a review; REVIEW_PAST_DEADLINE: a review
+    still open at the end of the run though its deadline passed more than a sweep period ago."""
+    outcomes: dict[str, set[str]] = defaultdict(set)
+    deadlines: dict[str, datetime] = {}
+    for event in events:
+        if review_outcome(event):
+            outcomes[event.payment_id].add(event.event_id)
+        elif isinstance(event, ev.PaymentScored) and event.data.review is not None:
+            deadlines[event.payment_id] = event.data.review.deadline
+    for payment_id, ids in sorted(outcomes.items()):
+        if len(ids) > 1:
+            result.flag("REVIEW_DECIDED_TWICE", payment_id, f"{len(ids)} outcome events for one review")
+    if context.as_of is None:
+        return
+    for payment_id, deadline in sorted(deadlines.items()):
+        if payment_id not in outcomes and deadline + context.review_sweep_period < context.as_of:
+            result.flag(
+                "REVIEW_PAST_DEADLINE",
+                payment_id,
+                f"review still open at {context.as_of.isoformat()}, deadline {deadline.isoformat()}",
+            )
 
 
 # -- payouts match releases ----------------------------------------------------------------------
@@ -544,7 +583,7 @@ def _is_foreign(item: Observed, context: Context) -> bool:
     event = item.event
     if item.source is not None and ev.untrusted_origin(event.event_type, item.source, event.producer):
         return True
-    return event.event_id in context.external_event_ids and event.event_type not in ev.CLIENT_EVENT_TYPES
+    return event.event_id in context.external_event_ids and event.event_type not in OUTSIDE_EVENT_TYPES
 
 
 def _check_trust(result: Reconciliation, seen: Sequence[Observed], context: Context) -> None:

@@ -372,6 +372,12 @@ class EmbeddedPipeline:
         self.external_event_ids.update(event.event_id for event in events)
         return self.client_publisher.publish(events)
 
+    def publish_as(self, publisher: str, events: Sequence[Event]) -> PublishResult:
+        """Publish from outside the pipeline under source ``paypipe.<publisher>`` (e.g. the operator)."""
+        self.external_event_ids.update(event.event_id for event in events)
+        bus = self.stack.outputs["EventBusName"]
+        return EventPublisher(self.client("events"), bus, producer=publisher).publish(events)
+
     def play(self, events: Sequence[Event]) -> PublishResult:
         """Publish as the client, each event at its own time (the clock moves forward to it)."""
         result = PublishResult()

@@ -344,6 +344,8 @@ def sample_events(template: Mapping[str, Any] | None = None) -> dict[str, dict[s
             minute=0, second=0
         ),
         "AchCutFunction": ACH_CUT_AT,
+        # Past the default review deadline (72 hours) of a review opened when the sample was scored.
+        "ReviewSweepFunction": (REQUESTED_AT + timedelta(hours=73)).replace(minute=0, second=0),
     }
     samples: dict[str, dict[str, Any]] = {}
     for logical_id, function in _functions(template).items():
@@ -444,4 +446,30 @@ def sample_files(root: Path = EVENTS_DIR) -> dict[Path, str]:
     """Every sample file under ``root`` with its content."""
     files = {root / f"{logical_id}.json": render(event) for logical_id, event in sample_events().items()}
     files[root / "env.json"] = render(env_vars())
+    queue = f"{STACK_NAME}-FraudQueue"
+    for name, event in review_samples().items():
+        files[root / f"FraudFunction.{name}.json"] = render(sqs_event(event, queue))
     return files
+
+
+def review_samples() -> dict[str, ev.Event]:
+    """The fraud step's review inputs: an operator's approval and the sweep's expiry notice."""
+    decided_at = REQUESTED_AT + timedelta(hours=2)
+    deadline = REQUESTED_AT + timedelta(hours=72)
+    decided = ev.ReviewDecided.create(
+        payment_id=PAYMENT_ID,
+        data=ev.ReviewDecidedData(
+            decision=ev.ReviewDecision.APPROVE, reviewer="analyst-1", note="known buyer"
+        ),
+        producer=ev.OPERATOR_PRODUCER,
+        dedup_key="sample-decision",
+        occurred_at=decided_at,
+    )
+    expiry = ev.ReviewExpiryDue.create(
+        payment_id=PAYMENT_ID,
+        data=ev.ReviewExpiryDueData(opened_at=REQUESTED_AT, deadline=deadline),
+        producer="fraud",
+        dedup_key=f"review-expiry:{deadline.isoformat()}",
+        occurred_at=deadline,
+    )
+    return {"ReviewDecided": decided, "ReviewExpiryDue": expiry}

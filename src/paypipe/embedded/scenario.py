@@ -184,10 +184,11 @@ def final_states(events: Iterable[ev.Event]) -> dict[str, str]:
             continue
         if isinstance(event, ev.PaymentScored) and event.data.assessment.decision is ev.Decision.REVIEW:
             state = "review"
-        if states.get(event.payment_id) in TERMINAL_STATES:
-            continue
+        if states.get(event.payment_id) in TERMINAL_STATES - {"review"}:
+            continue  # a review waits: its decision or expiry moves the payment on
         states[event.payment_id] = state
     return states
 
 
+# How a run may leave a payment ("review": waiting for an operator, its deadline not yet passed).
 TERMINAL_STATES = frozenset({"rejected", "declined", "refunded", "paid_out", "review"})

@@ -7,19 +7,23 @@ Every event travels on EventBridge as ``detail`` = envelope + ``data``. The JSON
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
+from paypipe.domain.reviews import MAX_NOTE_CHARS
 from paypipe.runtime import clock
 
 SCHEMA_MAJOR = 1  # the major of event types that never changed incompatibly (each type has its MAJOR)
 EVENT_SOURCE_PREFIX = "paypipe"
 CLIENT_PRODUCER = "client"
 CLIENT_SOURCE = f"{EVENT_SOURCE_PREFIX}.{CLIENT_PRODUCER}"
+OPERATOR_PRODUCER = "operator"  # a person deciding a fraud review (paypipe review)
+OPERATOR_SOURCE = f"{EVENT_SOURCE_PREFIX}.{OPERATOR_PRODUCER}"
 
 Cents = Annotated[int, Field(strict=True, description="Amount in minor units (cents)")]
 PositiveCents = Annotated[int, Field(strict=True, gt=0, description="Amount in minor units (cents)")]
@@ -180,12 +184,73 @@ class FraudAssessment(Payload):
     rule_version: str
 
 
+class ReviewRef(Payload):
+    """A fraud review's times (pipeline clock), so its latency can be read from the events."""
+
+    opened_at: datetime
+    deadline: datetime
+    decided_at: datetime | None = None
+    reviewer: str | None = None
+
+
 class PaymentScoredData(PaymentTokenizedData):
     assessment: FraudAssessment
+    review: ReviewRef | None = Field(
+        default=None, description="The review it opened (decision review) or that approved it"
+    )
 
 
 class PaymentDeclinedData(Payload):
     assessment: FraudAssessment
+    reason_code: str | None = Field(
+        default=None, description="REVIEW_DECLINED or REVIEW_EXPIRED after a review; none when scored so"
+    )
+    review: ReviewRef | None = None
+
+
+_CARD_LIKE = re.compile(r"\d(?:[ -]?\d){11,}")
+
+
+def _no_card_number(text: str | None) -> str | None:
+    if text is not None and _CARD_LIKE.search(text):
+        raise ValueError("must not contain a card or account number (12 or more digits)")
+    return text
+
+
+class ReviewDecision(StrEnum):
+    APPROVE = "approve"
+    DECLINE = "decline"
+
+
+Reviewer = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@+:\-]+$")]
+ReviewNote = Annotated[
+    str | None, Field(default=None, max_length=MAX_NOTE_CHARS), AfterValidator(_no_card_number)
+]
+
+
+class ReviewDecidedData(Payload):
+    decision: ReviewDecision
+    reviewer: Reviewer
+    note: ReviewNote = None
+
+
+class ReviewExpiryDueData(Payload):
+    opened_at: datetime
+    deadline: datetime
+
+
+class ReviewRefusal(StrEnum):
+    UNKNOWN_REVIEW = "UNKNOWN_REVIEW"
+    ALREADY_DECIDED = "ALREADY_DECIDED"
+
+
+class ReviewDecisionRefusedData(Payload):
+    decision_event_id: str = Field(description="The refused ReviewDecided")
+    decision: ReviewDecision
+    reviewer: str
+    reason: ReviewRefusal
+    message: str
+    status: str | None = Field(default=None, description="The review's status, when there is one")
 
 
 class HoldRef(Payload):
@@ -831,6 +896,33 @@ class PayeeAccountReplaced(Event):
     data: PayeeAccountReplacedData
 
 
+class ReviewDecided(Event):
+    """An operator approved or declined a payment under fraud review (source paypipe.operator only)."""
+
+    EVENT_TYPE: ClassVar[str] = "ReviewDecided"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({OPERATOR_PRODUCER})
+    event_type: Literal["ReviewDecided"]
+    data: ReviewDecidedData
+
+
+class ReviewExpiryDue(Event):
+    """The review sweep found an open review past its deadline; fraud declines it (REVIEW_EXPIRED)."""
+
+    EVENT_TYPE: ClassVar[str] = "ReviewExpiryDue"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"fraud"})
+    event_type: Literal["ReviewExpiryDue"]
+    data: ReviewExpiryDueData
+
+
+class ReviewDecisionRefused(Event):
+    """A review decision that changed nothing: no review for the payment, or it was already decided."""
+
+    EVENT_TYPE: ClassVar[str] = "ReviewDecisionRefused"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"fraud"})
+    event_type: Literal["ReviewDecisionRefused"]
+    data: ReviewDecisionRefusedData
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.EVENT_TYPE: cls
     for cls in (
@@ -867,12 +959,19 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PayeeAccountRejected,
         PayeeAccountReplaced,
         PrenoteReturned,
+        ReviewDecided,
+        ReviewExpiryDue,
+        ReviewDecisionRefused,
     )
 }
 
 # Events that end a payment's journey through the pipeline (review awaits a person).
 TERMINAL_EVENT_TYPES = frozenset(
     {"PaymentRejected", "PaymentDeclined", "FundsRefunded", "PayoutBatched", "PayoutNetted"}
+)
+# What an operator may publish (the operator publisher policy allows exactly these detail-types).
+OPERATOR_EVENT_TYPES = frozenset(
+    name for name, model in EVENT_TYPES.items() if OPERATOR_PRODUCER in model.PRODUCERS
 )
 # What a client may publish (the client publisher policy allows exactly these detail-types).
 CLIENT_EVENT_TYPES = frozenset(

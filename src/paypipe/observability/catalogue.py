@@ -148,6 +148,27 @@ METRICS = (
         events=("AchInboundParked",),
     ),
     Metric("BankEntriesRead", COUNT, _STEP, "Entries read from the bank's files", "step"),
+    Metric("ReviewsOpened", COUNT, _STEP, "Payments put in fraud review", events=("PaymentScored",)),
+    Metric(
+        "ReviewsDecided",
+        COUNT,
+        ("step", "outcome"),
+        "Fraud reviews closed: approve, decline, expired",
+        events=("PaymentScored", "PaymentDeclined"),
+    ),
+    Metric(
+        "ReviewDecisionSeconds",
+        SECONDS,
+        _STEP,
+        "Seconds from a review's opening to its decision or expiry",
+        events=("PaymentScored", "PaymentDeclined"),
+    ),
+    Metric(
+        "ReviewsOpen", COUNT, _STEP, "Open fraud reviews at each review sweep (up to its read limit)", "step"
+    ),
+    Metric(
+        "OldestReviewAgeSeconds", SECONDS, _STEP, "Age of the oldest open review at each review sweep", "step"
+    ),
 )
 CATALOGUE = {metric.name: metric for metric in METRICS}
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from paypipe.domain.reviews import REVIEW_EXPIRED
 from paypipe.events import models as ev
 
 
@@ -44,8 +45,20 @@ def _rejected(data: ev.PaymentRejectedData, step: str) -> Iterator[Fact]:
 
 
 def _assessed(data: ev.PaymentScoredData | ev.PaymentDeclinedData, step: str) -> Iterator[Fact]:
+    review = data.review
+    if review is not None and review.decided_at is not None:  # a fraud review closed
+        if data.assessment.decision is ev.Decision.APPROVE:
+            outcome = "approve"
+        else:
+            outcome = "expired" if getattr(data, "reason_code", None) == REVIEW_EXPIRED else "decline"
+        waited = (review.decided_at - review.opened_at).total_seconds()
+        yield Fact.of("ReviewsDecided", 1, step=step, outcome=outcome)
+        yield Fact.of("ReviewDecisionSeconds", max(waited, 0.0), step=step)
+        return
     yield Fact.of("FraudDecisions", 1, step=step, outcome=data.assessment.decision.value)
     yield Fact.of("FraudScores", 1, step=step, bucket=score_bucket(data.assessment.score))
+    if data.assessment.decision is ev.Decision.REVIEW:
+        yield Fact.of("ReviewsOpened", 1, step=step)
 
 
 def _batch(data: ev.AchBatchCreatedData, step: str) -> Iterator[Fact]:

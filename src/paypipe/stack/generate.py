@@ -87,6 +87,10 @@ _CLIENT_NOTE = """\
 Attach to the roles of systems that publish client events: PutEvents on the pipeline bus only
 with source paypipe.client and only the client detail-types."""
 
+_OPERATOR_NOTE = """\
+Attach to the roles of fraud reviewers (paypipe review): PutEvents on the pipeline bus only with
+source paypipe.operator and only the operator detail-types."""
+
 Resources = dict[str, Any]
 
 
@@ -117,6 +121,7 @@ def _sections() -> list[tuple[str, Resources]]:
         (_ARCHIVE_NOTE, {"EventArchive": _archive()}),
         ("", {f"{name}Table": _table(spec) for name, spec in TABLES.items()}),
         (_CLIENT_NOTE, {"ClientPublisherPolicy": _client_policy()}),
+        (_OPERATOR_NOTE, {"OperatorPublisherPolicy": _operator_policy()}),
         ("Scheduled functions: async invocation failures land here.", _scheduled_dlq()),
     ]
     for function in FUNCTIONS:
@@ -132,6 +137,11 @@ def _outputs() -> Resources:
             "Description": "Attach to client publisher roles "
             f"(client events only, source {ev.CLIENT_SOURCE})",
             "Value": ref("ClientPublisherPolicy"),
+        },
+        "OperatorPublisherPolicyArn": {
+            "Description": "Attach to fraud reviewer roles "
+            f"(review decisions only, source {ev.OPERATOR_SOURCE})",
+            "Value": ref("OperatorPublisherPolicy"),
         },
         **_dlq_output("ScheduledDLQ", "scheduled", "scheduled"),
     }
@@ -179,15 +189,22 @@ def _archive() -> Resources:
 
 
 def _client_policy() -> Resources:
-    client = _in_contract_order(ev.CLIENT_EVENT_TYPES)
-    condition = {"StringEquals": {"events:source": ev.CLIENT_SOURCE, "events:detail-type": client}}
+    return _publisher_policy("client", "PutClientEvents", ev.CLIENT_SOURCE, ev.CLIENT_EVENT_TYPES)
+
+
+def _operator_policy() -> Resources:
+    return _publisher_policy("operator", "PutOperatorEvents", ev.OPERATOR_SOURCE, ev.OPERATOR_EVENT_TYPES)
+
+
+def _publisher_policy(who: str, sid: str, source: str, types: frozenset[str]) -> Resources:
+    """PutEvents on the pipeline bus only with ``source`` and only these detail-types."""
+    allowed = _in_contract_order(types)
+    condition = {"StringEquals": {"events:source": source, "events:detail-type": allowed}}
     return {
         "Type": "AWS::IAM::ManagedPolicy",
         "Properties": {
-            "Description": f"paypipe client publishers - {', '.join(client)}",
-            "PolicyDocument": _document(
-                _allow("PutClientEvents", "events:PutEvents", getatt("EventBus.Arn"), condition)
-            ),
+            "Description": f"paypipe {who} publishers - {', '.join(allowed)}",
+            "PolicyDocument": _document(_allow(sid, "events:PutEvents", getatt("EventBus.Arn"), condition)),
         },
     }
 

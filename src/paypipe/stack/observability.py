@@ -143,9 +143,31 @@ def _business_widgets() -> list[dict[str, Any]]:
         _widget("Fraud decisions", decisions),
         _widget("Fraud scores by bucket", [[_search("FraudScores")]]),
         _widget("Payment age at each milestone (s)", ages),
+        *_review_widgets(),
         _widget(
             "Rejections and refusals by reason", [[_search("RejectReasons")], [_search("RequestsRefused")]]
         ),
+    ]
+
+
+def _review_widgets() -> list[dict[str, Any]]:
+    steps = steps_of("ReviewsDecided")  # the fraud step, which also runs the review sweep
+    flow = [_paypipe("ReviewsOpened", step=step) for step in steps_of("ReviewsOpened")] + [
+        _paypipe("ReviewsDecided", step=step, outcome=outcome)
+        for step in steps
+        for outcome in ("approve", "decline", "expired")
+    ]
+    queue = [
+        *(
+            _paypipe(metric, "Maximum", step=step)
+            for metric in ("ReviewsOpen", "OldestReviewAgeSeconds")
+            for step in steps
+        ),
+        *(_paypipe("ReviewDecisionSeconds", stat, step=step) for step in steps for stat in ("p50", "p90")),
+    ]
+    return [
+        _widget("Fraud reviews opened and closed", flow),
+        _widget("Fraud review queue: open reviews, oldest age and decision time (s)", queue),
     ]
 
 

@@ -35,6 +35,7 @@ TABLES = {
     "Ledger": Table(retain=True, index=True),
     "Payouts": Table(retain=True, index=True),
     "Timeline": Table(ttl="expires_at"),
+    "Reviews": Table(index=True),  # fraud reviews; gsi1: the open ones by opened time
 }
 
 
@@ -100,9 +101,9 @@ FUNCTIONS = (
     Function(
         "fraud",
         "fraud",
-        consumes=("PaymentTokenized",),
-        tables={"Velocity": "Crud"},
-        parameters=("FraudRulesVersion", "FraudReviewAt", "FraudDeclineAt"),
+        consumes=("PaymentTokenized", "ReviewDecided", "ReviewExpiryDue"),
+        tables={"Velocity": "Crud", "Reviews": "Crud"},
+        parameters=("FraudRulesVersion", "FraudReviewAt", "FraudDeclineAt", "ReviewDeadlineHours"),
     ),
     Function(
         "escrow_hold",
@@ -133,6 +134,14 @@ FUNCTIONS = (
         description="paypipe release sweep - publishes HoldExpiryDue for holds past their hold-until time",
         tables={"Ledger": "Crud"},
         parameters=("DisputeMaxAgeDays",),
+    ),
+    Function(
+        "review_sweep",
+        "fraud",
+        schedule=("ReviewSweep", "SweepSchedule"),
+        handler="sweep_handler",
+        description="paypipe review sweep - publishes ReviewExpiryDue for open reviews past their deadline",
+        tables={"Reviews": "Read"},
     ),
     Function(
         "ach_cut",

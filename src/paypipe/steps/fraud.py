@@ -1,18 +1,26 @@
-"""fraud: PaymentTokenized -> PaymentScored (approve / review) | PaymentDeclined."""
+"""fraud: PaymentTokenized -> PaymentScored (approve / review) | PaymentDeclined; reviews decided.
+
+A payment scored ``review`` opens a review (see ``paypipe.steps.reviews``); ``ReviewDecided`` and
+``ReviewExpiryDue`` close it.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from paypipe.adapters.reviews_store import ReviewsStore
 from paypipe.adapters.velocity_store import VelocityStore
 from paypipe.domain import fraud
 from paypipe.domain.identifiers import canonical_ip, ip_velocity_key
 from paypipe.events import models as ev
-from paypipe.runtime.aws import client, setting
+from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, Receipt, Route
-from paypipe.runtime.entry import build_consumer
+from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
+from paypipe.steps.common import scheduled_time
+from paypipe.steps.reviews import ReviewDesk, ReviewSweep
 
 STEP = "fraud"
 
@@ -46,6 +54,7 @@ class FraudStep:
     ruleset: fraud.RuleSet
     review_at: int | None
     decline_at: int | None
+    desk: ReviewDesk | None = None
 
     def on_tokenized(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.PaymentTokenized)
@@ -68,18 +77,47 @@ class FraudStep:
                 )
             ]
         scored = ev.PaymentScoredData.model_validate({**event.data.model_dump(), "assessment": assessment})
-        return [ev.PaymentScored.create(payment_id=event.payment_id, data=scored, producer=STEP, cause=event)]
+        out = ev.PaymentScored.create(payment_id=event.payment_id, data=scored, producer=STEP, cause=event)
+        if assessment.decision is ev.Decision.REVIEW and self.desk is not None:
+            out = self.desk.open(out, receipt.received_at)
+        return [out]
+
+
+def _reviews() -> ReviewsStore:
+    return ReviewsStore(setting("REVIEWS_TABLE"), client("dynamodb"))
 
 
 def build() -> Consumer:
     version = setting("FRAUD_RULES_VERSION", "latest")
+    desk = ReviewDesk(_reviews(), deadline_hours=int_setting("REVIEW_DEADLINE_HOURS", 72))
     step = FraudStep(
         velocity=VelocityStore(setting("VELOCITY_TABLE"), client("dynamodb")),
         ruleset=fraud.load_ruleset(None if version == "latest" else version),
         review_at=_optional_int("FRAUD_REVIEW_AT"),
         decline_at=_optional_int("FRAUD_DECLINE_AT"),
+        desk=desk,
     )
-    return build_consumer(STEP, {"PaymentTokenized": Route(step.on_tokenized)})
+    routes = {
+        "PaymentTokenized": Route(step.on_tokenized),
+        # Each decision is its own request (keyed by its event id): a redelivery replays its
+        # outcome, a second decision is refused by the review's state, never parked.
+        "ReviewDecided": Route(desk.on_decided, business_key=_decision_key),
+        "ReviewExpiryDue": Route(desk.on_expiry_due),
+    }
+    return build_consumer(STEP, routes)
+
+
+def _decision_key(event: ev.Event) -> str:
+    return f"{event.payment_id}:{event.event_type}:{event.event_id}"
+
+
+def build_sweep() -> LambdaHandler:
+    sweep = ReviewSweep(_reviews(), publisher(STEP), int_setting("REVIEW_SWEEP_MAX", 1000))
+
+    def handler(event: Mapping[str, Any], _context: Any) -> dict[str, int]:
+        return sweep.sweep(scheduled_time(event))
+
+    return handler
 
 
 def _optional_int(name: str) -> int | None:
