@@ -14,6 +14,7 @@ from paypipe.embedded.reconcile import reconcile
 from paypipe.embedded.reviews import DECISIONS_FILE, recorded_decisions, write_reviews
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.scenario import card_number, payment_requested
+from paypipe.embedded.status_files import write_status_files
 from paypipe.events import models as ev
 from paypipe.runtime import metrics
 
@@ -173,3 +174,21 @@ def test_review_metrics_count_openings_outcomes_and_the_queue(tmp_path, monkeypa
     # Reviews' outcomes are not counted again as fraud decisions.
     assert sum(values("FraudDecisions", step="fraud", outcome="review")) == 3
     assert sum(values("FraudDecisions", step="fraud", outcome="approve")) == 0
+
+
+def test_paypipe_status_shows_a_payment_in_review_until_it_is_decided(tmp_path, capsys):
+    with EmbeddedPipeline(overrides=ALL_IN_REVIEW) as pipeline:
+        (waiting,) = request_all(pipeline, 1)
+        write_status_files(pipeline, tmp_path / "before")
+        pipeline.publish_as("operator", [decision(waiting, "approve", "s1")])
+        pipeline.drain()
+        write_status_files(pipeline, tmp_path / "after")
+    capsys.readouterr()
+    assert cli.main(["status", waiting, "--embedded", str(tmp_path / "before")]) == 0
+    head, *lines = capsys.readouterr().out.splitlines()
+    assert head.startswith(f"payment {waiting}: in_review (not terminal)")
+    assert any("PaymentScored" in line and "decision=review" in line for line in lines)
+    assert cli.main(["status", waiting, "--embedded", str(tmp_path / "after")]) == 0
+    head, *lines = capsys.readouterr().out.splitlines()
+    assert head.startswith(f"payment {waiting}: held ")
+    assert any("ReviewDecided" in line and "reviewer=analyst-1" in line for line in lines)

@@ -46,7 +46,7 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    """The sample run with the bank's answers: paid out, rejected, declined, review, returned."""
+    """The sample run with the bank's answers: paid out, rejected, declined (its reviews expire), returned."""
     out = tmp_path_factory.mktemp("run")
     report = run_demo(40, seed=7, out_dir=out, bank=BankSimulator(seed=7))
     return Demo(out, report)
@@ -61,7 +61,7 @@ def status(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
 def test_every_payments_state_is_the_one_the_run_reconciled_it_to(demo: Demo):
     states = demo.report.reconciliation.payment_states
     checked = {state for state in states.values() if state in EXPECTED}
-    assert {"PaymentRejected", "PaymentDeclined", "PayoutBatched", "returned", "review"} <= checked
+    assert {"PaymentRejected", "PaymentDeclined", "PayoutBatched", "returned"} <= checked
     for payment_id, state in states.items():
         if state in EXPECTED:
             found = read_embedded(demo.out, payment_id).state
@@ -69,9 +69,7 @@ def test_every_payments_state_is_the_one_the_run_reconciled_it_to(demo: Demo):
             assert found.terminal is (state not in {"review", "disputed", "set_aside"})
 
 
-@pytest.mark.parametrize(
-    "state", ["PaymentRejected", "PaymentDeclined", "PayoutBatched", "returned", "review"]
-)
+@pytest.mark.parametrize("state", ["PaymentRejected", "PaymentDeclined", "PayoutBatched", "returned"])
 def test_status_prints_the_state_and_each_event_with_its_step_and_facts(demo, capsys, state):
     payment_id = next(p for p, s in demo.report.reconciliation.payment_states.items() if s == state)
     code, out, err = status(capsys, payment_id, "--embedded", str(demo.out))
@@ -81,8 +79,6 @@ def test_status_prints_the_state_and_each_event_with_its_step_and_facts(demo, ca
     assert any(
         " client " in line and "PaymentRequested" in line and "amount_cents=" in line for line in lines
     )
-    if state == "review":
-        assert any("PaymentScored" in line and "decision=review" in line for line in lines)
     if state == "PayoutBatched":
         assert any(
             "PayoutBatched" in line and "trace_number=" in line and "file_key=" in line for line in lines
