@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,12 +11,34 @@ from pathlib import Path
 from typing import Any
 
 from paypipe.embedded.playback import play_file
-from paypipe.embedded.scenario import payment_requested
+from paypipe.embedded.scenario import card_number, payment_requested
 from paypipe.events import models as ev
 
 DAY = datetime(2026, 11, 2, 14, tzinfo=UTC)  # a Monday, 09:00 in New York
 VISA = "4111111111111111"
 CARDS = ("4012888888881881", "5555555555554444", "5105105105105100", "4000056655665556", "378282246310005")
+
+
+def request_distinct(pipeline: Any, count: int, prefix: str, *, own_accounts: bool = False) -> list[str]:
+    """Play and drain ``count`` payments with distinct customers, cards and IPs (ids
+    ``<prefix>-<index>``, ``own_accounts``: each payee with an account of its own); their ids."""
+    rng = random.Random(count)
+    now = pipeline.clock.now()
+    requests = [
+        payment_requested(
+            f"{prefix}-{index:06d}",
+            customer_id=f"{prefix}cust-{index}",
+            amount_cents=10_000 + index,
+            pan=card_number(rng),
+            occurred_at=now + timedelta(seconds=index),
+            ip_address=f"192.0.2.{index + 1}",
+            **({"account_number": f"98765{index:04d}"} if own_accounts else {}),
+        )
+        for index in range(count)
+    ]
+    assert pipeline.play(requests).ok
+    pipeline.drain()
+    return [request.payment_id for request in requests]
 
 
 def iso(moment: datetime) -> str:

@@ -14,6 +14,7 @@ from paypipe.embedded.evidence import ach_file_entries, ledger
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.scenario import card_number, payment_requested
 from paypipe.events import models as ev
+from tests.integration.scenario_kit import request_distinct
 
 pytestmark = pytest.mark.embedded
 
@@ -23,24 +24,7 @@ def released(
 ) -> list[str]:
     """``count`` payments held and released (their payouts pending), at the pipeline's clock;
     ``own_accounts``: each payee with an account of its own; ids start with ``prefix``."""
-    import random
-
-    rng = random.Random(count)
-    now = pipeline.clock.now()
-    requests = [
-        payment_requested(
-            f"{prefix}-{index}",
-            customer_id=f"{prefix}cust-{index}",
-            amount_cents=10_000 + index,
-            pan=card_number(rng),
-            occurred_at=now + timedelta(seconds=index),
-            ip_address=f"192.0.2.{index + 1}",
-            **({"account_number": f"98765{index:04d}"} if own_accounts else {}),
-        )
-        for index in range(count)
-    ]
-    assert pipeline.play(requests).ok
-    pipeline.drain()
+    request_distinct(pipeline, count, prefix, own_accounts=own_accounts)
     held = [
         e
         for e in pipeline.observed()

@@ -3,7 +3,6 @@
 refused; ``paypipe review`` on the run's output directory, and the next run publishing its decisions."""
 
 import json
-import random
 from datetime import timedelta
 
 import pytest
@@ -13,10 +12,10 @@ from paypipe.embedded.evidence import run_context
 from paypipe.embedded.reconcile import reconcile
 from paypipe.embedded.reviews import DECISIONS_FILE, recorded_decisions, write_reviews
 from paypipe.embedded.runtime import EmbeddedPipeline
-from paypipe.embedded.scenario import card_number, payment_requested
 from paypipe.embedded.status_files import write_status_files
 from paypipe.events import models as ev
 from paypipe.runtime import metrics
+from tests.integration.scenario_kit import request_distinct
 
 pytestmark = pytest.mark.embedded
 
@@ -24,22 +23,7 @@ ALL_IN_REVIEW = {"FraudReviewAt": "0"}  # every payment scores review
 
 
 def request_all(pipeline: EmbeddedPipeline, count: int) -> list[str]:
-    rng = random.Random(count)
-    now = pipeline.clock.now()
-    requests = [
-        payment_requested(
-            f"rv-{index:06d}",
-            customer_id=f"rvcust-{index}",
-            amount_cents=10_000 + index,
-            pan=card_number(rng),
-            occurred_at=now + timedelta(seconds=index),
-            ip_address=f"192.0.2.{index + 1}",
-        )
-        for index in range(count)
-    ]
-    assert pipeline.play(requests).ok
-    pipeline.drain()
-    return [request.payment_id for request in requests]
+    return request_distinct(pipeline, count, "rv")
 
 
 def decision(payment_id: str, kind: str, key: str, producer: str = "operator") -> ev.Event:
