@@ -1,0 +1,258 @@
+"""A simulated acquirer behind the card processor port, and the daily settlement report it writes.
+
+Deterministic: a test card in `TEST_CARDS` always gets its answer (the numbers are the ones card
+processors publish for testing, plus one of ours that never answers); any other card is approved.
+In a fault run, `Faults` makes a seeded share of calls fail with a retryable error or time out
+(half of the timeouts after the operation happened, as a lost reply does), drawn from a SHA-256
+of the seed, the key and the attempt, never `random`. A key asked again returns the operation's
+first outcome; the same key with other content is refused.
+
+Pure: no I/O; the clock (for the settlement day) is passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from enum import Enum
+from typing import Final
+
+from paypipe.domain.card_processing import (
+    Approved,
+    AuthorizeRequest,
+    CaptureRequest,
+    Decided,
+    DeclineCode,
+    Declined,
+    Operation,
+    ProcessorError,
+    RefundRequest,
+    Result,
+    UnknownOutcome,
+    VoidRequest,
+)
+
+
+class Behaviour(Enum):
+    TIMEOUT = "always times out"
+    PROCESSING_ERROR = "always a retryable processing error"
+
+
+# fmt: off
+TEST_CARDS: Final[dict[str, DeclineCode | Behaviour]] = {
+    "4000000000000002": DeclineCode.DO_NOT_HONOR,
+    "4000000000009995": DeclineCode.INSUFFICIENT_FUNDS,
+    "4000000000000069": DeclineCode.EXPIRED_CARD,
+    "4000000000000127": DeclineCode.INCORRECT_CVC,
+    "4000000000009987": DeclineCode.LOST_OR_STOLEN,  # lost
+    "4000000000009979": DeclineCode.LOST_OR_STOLEN,  # stolen
+    "4000000000000119": Behaviour.PROCESSING_ERROR,
+    "4000000000008005": Behaviour.TIMEOUT,
+}
+# fmt: on
+
+
+@dataclass(frozen=True)
+class FeeSchedule:
+    """The acquirer's fee on each capture: ``rate_bps`` basis points of it plus ``fixed_minor``."""
+
+    rate_bps: int = 290
+    fixed_minor: int = 30
+
+    def fee(self, captured_minor: int) -> int:
+        return (captured_minor * self.rate_bps + 5_000) // 10_000 + self.fixed_minor
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Seeded transient failures: ``error_rate`` retryable errors, ``timeout_rate`` timeouts."""
+
+    seed: int = 0
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+
+    def draw(self, key: str, attempt: int) -> float:
+        digest = hashlib.sha256(f"{self.seed}:{key}:{attempt}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class _Authorization:
+    reference: str
+    payment_id: str
+    currency: str
+    authorized: int
+    captured: int = 0
+    refunded: int = 0
+    voided: bool = False
+
+
+@dataclass(frozen=True)
+class SettlementLine:
+    day: date
+    kind: str  # "capture" or "refund"
+    reference: str
+    payment_id: str
+    currency: str
+    amount_minor: int  # captured, or refunded, as a positive amount
+    fee_minor: int
+
+
+@dataclass(frozen=True)
+class SettlementTotals:
+    captured: int = 0
+    refunded: int = 0
+    fees: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.captured - self.refunded - self.fees
+
+    def add(self, line: SettlementLine) -> SettlementTotals:
+        if line.kind == "capture":
+            return replace(self, captured=self.captured + line.amount_minor, fees=self.fees + line.fee_minor)
+        return replace(self, refunded=self.refunded + line.amount_minor, fees=self.fees + line.fee_minor)
+
+
+@dataclass
+class SimulatedAcquirer:
+    """The card processor port answered in memory (see the module's docstring)."""
+
+    now: Callable[[], datetime]
+    faults: Faults = Faults()
+    fees: FeeSchedule = FeeSchedule()
+    _decided: dict[str, tuple[object, Decided]] = field(default_factory=dict)
+    _attempts: dict[str, int] = field(default_factory=dict)
+    _authorizations: dict[str, _Authorization] = field(default_factory=dict)
+    _lines: list[SettlementLine] = field(default_factory=list)
+
+    def authorize(self, request: AuthorizeRequest) -> Result:
+        return self._call(Operation.AUTHORIZE, request.key, request, lambda: self._authorize(request))
+
+    def capture(self, request: CaptureRequest) -> Result:
+        return self._call(Operation.CAPTURE, request.key, request, lambda: self._capture(request))
+
+    def void(self, request: VoidRequest) -> Result:
+        return self._call(Operation.VOID, request.key, request, lambda: self._void(request))
+
+    def refund(self, request: RefundRequest) -> Result:
+        return self._call(Operation.REFUND, request.key, request, lambda: self._refund(request))
+
+    def lookup(self, key: str) -> Decided | None:
+        found = self._decided.get(key)
+        return None if found is None else found[1]
+
+    def settlement_lines(self, day: date) -> list[SettlementLine]:
+        """The day's report lines, in the order the operations happened."""
+        return [line for line in self._lines if line.day == day]
+
+    def settlement_days(self) -> list[date]:
+        return sorted({line.day for line in self._lines})
+
+    def _call(self, operation: Operation, key: str, request: object, apply: Callable[[], Decided]) -> Result:
+        known = self._decided.get(key)
+        if known is not None:
+            if known[0] != request:
+                return ProcessorError(operation, key, "idempotency key reused with other parameters", False)
+            return known[1]
+        attempt = self._attempts.get(key, 0) + 1
+        self._attempts[key] = attempt
+        failure, applied = self._injected(operation, key, request, attempt)
+        if not applied:
+            assert failure is not None
+            return failure
+        decided = apply()
+        self._decided[key] = (request, decided)
+        return failure or decided
+
+    def _injected(
+        self, operation: Operation, key: str, request: object, attempt: int
+    ) -> tuple[ProcessorError | UnknownOutcome | None, bool]:
+        """The failure this call gets, if any, and whether the operation happens all the same
+        (a lost reply: the processor did it, the answer never came back)."""
+        pan = request.card.pan if isinstance(request, AuthorizeRequest) else ""
+        behaviour = TEST_CARDS.get(pan)
+        if behaviour is Behaviour.TIMEOUT:
+            return UnknownOutcome(operation, key), False
+        if behaviour is Behaviour.PROCESSING_ERROR:
+            return ProcessorError(operation, key, "processing error"), False
+        draw = self.faults.draw(key, attempt)
+        if draw < self.faults.error_rate:
+            return ProcessorError(operation, key, "injected processor error"), False
+        timeout_cut = self.faults.error_rate + self.faults.timeout_rate
+        if draw < timeout_cut:
+            lost_reply = draw >= self.faults.error_rate + self.faults.timeout_rate / 2
+            return UnknownOutcome(operation, key), lost_reply
+        return None, True
+
+    def _authorize(self, request: AuthorizeRequest) -> Decided:
+        op = Operation.AUTHORIZE
+        code = TEST_CARDS.get(request.card.pan)
+        if isinstance(code, DeclineCode):
+            return Declined(op, request.key, code, f"the card was declined ({code})")
+        if request.amount_cents <= 0:
+            return Declined(op, request.key, DeclineCode.INVALID_REQUEST, "amount must be positive")
+        reference = f"sim_auth_{hashlib.sha256(request.key.encode()).hexdigest()[:20]}"
+        self._authorizations[reference] = _Authorization(
+            reference, request.payment_id, request.currency, request.amount_cents
+        )
+        return Approved(op, request.key, reference, request.amount_cents, request.currency)
+
+    def _capture(self, request: CaptureRequest) -> Decided:
+        op = Operation.CAPTURE
+        auth = self._authorizations.get(request.authorization_id)
+        problem = _capture_problem(auth, request.amount_cents)
+        if auth is None or problem:
+            return Declined(op, request.key, DeclineCode.INVALID_REQUEST, problem or "no such authorization")
+        auth.captured = request.amount_cents
+        self._book("capture", auth, request.amount_cents, self.fees.fee(request.amount_cents))
+        return Approved(op, request.key, auth.reference, request.amount_cents, auth.currency)
+
+    def _void(self, request: VoidRequest) -> Decided:
+        op = Operation.VOID
+        auth = self._authorizations.get(request.authorization_id)
+        if auth is None or auth.captured:
+            problem = "no such authorization" if auth is None else "the authorization is captured: refund it"
+            return Declined(op, request.key, DeclineCode.INVALID_REQUEST, problem)
+        auth.voided = True
+        return Approved(op, request.key, auth.reference, auth.authorized, auth.currency)
+
+    def _refund(self, request: RefundRequest) -> Decided:
+        op = Operation.REFUND
+        auth = self._authorizations.get(request.authorization_id)
+        refundable = 0 if auth is None else auth.captured - auth.refunded
+        if auth is None or not 0 < request.amount_cents <= refundable:
+            problem = "no such authorization" if auth is None else f"refundable is {refundable}"
+            return Declined(op, request.key, DeclineCode.INVALID_REQUEST, problem)
+        auth.refunded += request.amount_cents
+        self._book("refund", auth, request.amount_cents, 0)
+        reference = f"sim_refund_{hashlib.sha256(request.key.encode()).hexdigest()[:20]}"
+        return Approved(op, request.key, reference, request.amount_cents, auth.currency)
+
+    def _book(self, kind: str, auth: _Authorization, amount: int, fee: int) -> None:
+        day = self.now().date()
+        self._lines.append(
+            SettlementLine(day, kind, auth.reference, auth.payment_id, auth.currency, amount, fee)
+        )
+
+
+def _capture_problem(auth: _Authorization | None, amount: int) -> str:
+    if auth is None:
+        return "no such authorization"
+    if auth.voided:
+        return "the authorization is voided"
+    if auth.captured:
+        return "the authorization is already captured"
+    if not 0 < amount <= auth.authorized:
+        return f"capture must be 1..{auth.authorized}"
+    return ""
+
+
+def settlement_totals(lines: list[SettlementLine]) -> dict[str, SettlementTotals]:
+    """Captured, refunded, fees and net per currency."""
+    totals: dict[str, SettlementTotals] = {}
+    for line in lines:
+        totals[line.currency] = totals.get(line.currency, SettlementTotals()).add(line)
+    return totals

@@ -1,0 +1,155 @@
+"""The card processor port: authorize, capture, void, refund and look an operation up by its key.
+
+Every call carries an idempotency key derived from the business key (`operation_key`), so a
+redelivered command asks the processor for the same operation and never charges or refunds twice.
+Results are classified once here, whatever the processor: approved; declined with a reason code;
+a processor error (retryable or not); or an unknown outcome (a timeout), which is resolved by
+looking the operation up before any retry (`settle_call`).
+
+Pure: the adapters (a simulated acquirer, a real processor) implement `CardProcessor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final, Protocol
+
+
+class Operation(StrEnum):
+    AUTHORIZE = "authorize"
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+
+
+class DeclineCode(StrEnum):
+    """Why the card network or issuer said no (the processor's code, normalized)."""
+
+    DO_NOT_HONOR = "do_not_honor"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    EXPIRED_CARD = "expired_card"
+    INCORRECT_CVC = "incorrect_cvc"
+    LOST_OR_STOLEN = "lost_or_stolen"
+    INVALID_REQUEST = "invalid_request"  # the processor refused the operation itself (e.g. over-refund)
+
+
+def operation_key(operation: Operation, payment_id: str, qualifier: str = "") -> str:
+    """The idempotency key of one operation of one payment: the same business step always asks
+    for the same key (``qualifier`` tells apart operations of one kind, e.g. two refunds)."""
+    suffix = f":{qualifier}" if qualifier else ""
+    return f"paypipe:{payment_id}:{operation}{suffix}"
+
+
+@dataclass(frozen=True)
+class Card:
+    """Card data for one authorization; its repr never shows the number or the CVC."""
+
+    pan: str = field(repr=False)
+    expiry_month: int
+    expiry_year: int
+    cvc: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    key: str
+    payment_id: str
+    amount_cents: int
+    currency: str
+    card: Card
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    key: str
+    authorization_id: str
+    amount_cents: int  # up to the authorized amount: a partial capture releases the rest
+
+
+@dataclass(frozen=True)
+class VoidRequest:
+    key: str
+    authorization_id: str
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    key: str
+    authorization_id: str
+    amount_cents: int  # up to what is captured and not yet refunded
+
+
+@dataclass(frozen=True)
+class Approved:
+    operation: Operation
+    key: str
+    reference: str  # the processor's id of the authorization (or of the refund)
+    amount_cents: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Declined:
+    operation: Operation
+    key: str
+    code: DeclineCode
+    message: str
+
+
+@dataclass(frozen=True)
+class ProcessorError:
+    """The processor failed to answer; ``retryable`` when asking again may succeed."""
+
+    operation: Operation
+    key: str
+    message: str
+    retryable: bool = True
+
+
+@dataclass(frozen=True)
+class UnknownOutcome:
+    """No answer (a timeout): the operation may or may not have happened."""
+
+    operation: Operation
+    key: str
+
+
+type Decided = Approved | Declined  # asking again with the same key returns it
+type Result = Approved | Declined | ProcessorError | UnknownOutcome
+
+
+class CardProcessor(Protocol):
+    def authorize(self, request: AuthorizeRequest) -> Result: ...
+    def capture(self, request: CaptureRequest) -> Result: ...
+    def void(self, request: VoidRequest) -> Result: ...
+    def refund(self, request: RefundRequest) -> Result: ...
+    def lookup(self, key: str) -> Decided | None:
+        """The decided outcome of the operation with this key, or None if the processor has none."""
+        ...
+
+
+DEFAULT_ATTEMPTS: Final = 3
+
+
+def settle_call(
+    call: Callable[[], Result], lookup: Callable[[], Decided | None], attempts: int = DEFAULT_ATTEMPTS
+) -> Result:
+    """Make ``call`` until it is decided: an unknown outcome is looked up before any retry (the
+    operation may have happened); a retryable error is retried with the same key. After
+    ``attempts`` the last undecided result is returned, for the caller to retry later."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    result: Result = ProcessorError(Operation.AUTHORIZE, "", "not called")
+    for _ in range(attempts):
+        result = call()
+        if isinstance(result, UnknownOutcome):
+            found = lookup()
+            if found is not None:
+                return found
+            continue
+        if isinstance(result, ProcessorError) and result.retryable:
+            continue
+        return result
+    return result
