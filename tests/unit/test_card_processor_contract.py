@@ -13,7 +13,6 @@ from paypipe.domain.acquirer_simulator import (
     Faults,
     FeeSchedule,
     SimulatedAcquirer,
-    settlement_totals,
 )
 from paypipe.domain.card_processing import (
     Approved,
@@ -31,6 +30,7 @@ from paypipe.domain.card_processing import (
     operation_key,
     settle_call,
 )
+from paypipe.domain.settlement import settlement_totals
 
 NOW = datetime(2026, 12, 1, 15, tzinfo=UTC)
 GOOD_CARD = "4242424242424242"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
 from typing import Final
@@ -33,6 +33,7 @@ from paypipe.domain.card_processing import (
     UnknownOutcome,
     VoidRequest,
 )
+from paypipe.domain.settlement import LineKind, SettlementLine
 
 
 class Behaviour(Enum):
@@ -87,33 +88,6 @@ class _Authorization:
     captured: int = 0
     refunded: int = 0
     voided: bool = False
-
-
-@dataclass(frozen=True)
-class SettlementLine:
-    day: date
-    kind: str  # "capture" or "refund"
-    reference: str
-    payment_id: str
-    currency: str
-    amount_minor: int  # captured, or refunded, as a positive amount
-    fee_minor: int
-
-
-@dataclass(frozen=True)
-class SettlementTotals:
-    captured: int = 0
-    refunded: int = 0
-    fees: int = 0
-
-    @property
-    def net(self) -> int:
-        return self.captured - self.refunded - self.fees
-
-    def add(self, line: SettlementLine) -> SettlementTotals:
-        if line.kind == "capture":
-            return replace(self, captured=self.captured + line.amount_minor, fees=self.fees + line.fee_minor)
-        return replace(self, refunded=self.refunded + line.amount_minor, fees=self.fees + line.fee_minor)
 
 
 @dataclass
@@ -207,7 +181,7 @@ class SimulatedAcquirer:
         if auth is None or problem:
             return Declined(op, request.key, DeclineCode.INVALID_REQUEST, problem or "no such authorization")
         auth.captured = request.amount_cents
-        self._book("capture", auth, request.amount_cents, self.fees.fee(request.amount_cents))
+        self._book(LineKind.CAPTURE, auth, request.amount_cents, self.fees.fee(request.amount_cents))
         return Approved(op, request.key, auth.reference, request.amount_cents, auth.currency)
 
     def _void(self, request: VoidRequest) -> Decided:
@@ -227,11 +201,11 @@ class SimulatedAcquirer:
             problem = "no such authorization" if auth is None else f"refundable is {refundable}"
             return Declined(op, request.key, DeclineCode.INVALID_REQUEST, problem)
         auth.refunded += request.amount_cents
-        self._book("refund", auth, request.amount_cents, 0)
+        self._book(LineKind.REFUND, auth, request.amount_cents, 0)
         reference = f"sim_refund_{hashlib.sha256(request.key.encode()).hexdigest()[:20]}"
         return Approved(op, request.key, reference, request.amount_cents, auth.currency)
 
-    def _book(self, kind: str, auth: _Authorization, amount: int, fee: int) -> None:
+    def _book(self, kind: LineKind, auth: _Authorization, amount: int, fee: int) -> None:
         day = self.now().date()
         self._lines.append(
             SettlementLine(day, kind, auth.reference, auth.payment_id, auth.currency, amount, fee)
@@ -248,11 +222,3 @@ def _capture_problem(auth: _Authorization | None, amount: int) -> str:
     if not 0 < amount <= auth.authorized:
         return f"capture must be 1..{auth.authorized}"
     return ""
-
-
-def settlement_totals(lines: list[SettlementLine]) -> dict[str, SettlementTotals]:
-    """Captured, refunded, fees and net per currency."""
-    totals: dict[str, SettlementTotals] = {}
-    for line in lines:
-        totals[line.currency] = totals.get(line.currency, SettlementTotals()).add(line)
-    return totals
