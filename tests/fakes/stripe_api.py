@@ -88,10 +88,10 @@ class StripeFake:
     refunds: list[dict[str, Any]] = field(default_factory=list)
     _cards: dict[str, str] = field(default_factory=dict)  # payment method → number (the fake's own)
     _methods: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _stored: dict[str, tuple[str, list[tuple[str, str]], int, dict[str, Any]]] = field(default_factory=dict)
+    _stored: dict[str, tuple[str, list[tuple[str, str]], Answer]] = field(default_factory=dict)
     _indexed: set[str] = field(default_factory=set)
     _injected: list[Injected] = field(default_factory=list)
-    _drop_next: bool = False
+    _drops: list[str | None] = field(default_factory=list)  # the next POSTs (to a path) to leave unanswered
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     released: threading.Event = field(default_factory=threading.Event)
@@ -102,8 +102,8 @@ class StripeFake:
     ) -> None:
         self._injected.append(Injected(status, error, headers or {}, execute))
 
-    def drop_next_reply(self) -> None:
-        self._drop_next = True
+    def drop_next_reply(self, path: str | None = None) -> None:
+        self._drops.append(path)
 
     def index(self) -> None:
         self._indexed |= set(self.intents)
@@ -126,10 +126,10 @@ class StripeFake:
     def _post(self, path: str, params: list[tuple[str, str]], key: str | None) -> Answer:
         ordered = sorted(params)
         if key is not None and key in self._stored:
-            stored_path, stored_params, status, body = self._stored[key]
+            stored_path, stored_params, stored = self._stored[key]
             if (stored_path, stored_params) != (path, ordered):
                 return _error(Refused(400, type="idempotency_error", message=_REUSED))
-            return Answer(status, body, {"Idempotent-Replayed": "true"})
+            return Answer(stored.status, stored.body, {**stored.headers, "Idempotent-Replayed": "true"})
         injected = self._injected.pop(0) if self._injected else None
         if injected is not None and not injected.execute:
             return Answer(injected.status, {"error": injected.error}, injected.headers)
@@ -140,10 +140,10 @@ class StripeFake:
             answer = Answer(injected.status, {"error": injected.error}, injected.headers)
         if key is not None and (answer.status < 400 or answer.body.get("stored", True)):
             answer.body.pop("stored", None)
-            self._stored[key] = (path, ordered, answer.status, answer.body)
+            self._stored[key] = (path, ordered, Answer(answer.status, answer.body, answer.headers))
         answer.body.pop("stored", None)
-        if self._drop_next:
-            self._drop_next = False
+        if self._drops and self._drops[0] in (None, path):
+            self._drops.pop(0)
             answer.hang = True
         return answer
 

@@ -40,7 +40,8 @@ retryable error, except a 5xx with ``Stripe-Should-Retry: false``, whose result 
 key and indeterminate, and a read timeout: both are unknown outcomes, for `lookup`. stripe-python's
 own retries are off (the port retries, `settle_call`). Card data never reaches a result, an
 exception's text or a log line: Stripe's messages go through `redact_pan`, the "stripe" logger's
-request-body records are dropped, and stripe-python's console debug logging is refused.
+request-body records are dropped (its others masked), and stripe-python's console debug logging
+(which prints request bodies to stderr) is refused.
 
 API reference: https://docs.stripe.com/api/payment_intents/create,
 https://docs.stripe.com/api/payment_intents/capture, https://docs.stripe.com/api/payment_intents/cancel,
@@ -98,16 +99,21 @@ DECLINE_CODES: Final[Mapping[str, DeclineCode]] = {
 STORED_CARD_ERRORS: Final = frozenset({"processing_error", "try_again_later"})
 
 
-class _DropRequestBodies(logging.Filter):
-    """stripe-python logs each request's encoded parameters (the card number) at debug level."""
+class _NoCardData(logging.Filter):
+    """stripe-python logs each request's encoded parameters (the card number and CVC) at debug
+    level: those records are dropped; any other is masked like every log line of the pipeline."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Post details" not in str(record.msg)
+        text = record.getMessage()
+        if "Post details" in text:
+            return False
+        record.msg, record.args = redact_pan(text), ()
+        return True
 
 
 _stripe_logger = logging.getLogger("stripe")
-if not any(isinstance(existing, _DropRequestBodies) for existing in _stripe_logger.filters):
-    _stripe_logger.addFilter(_DropRequestBodies())
+if not any(isinstance(existing, _NoCardData) for existing in _stripe_logger.filters):
+    _stripe_logger.addFilter(_NoCardData())
 
 
 class StripeProcessor:
