@@ -68,6 +68,7 @@ CLASSIFICATION = [
     (402, {}, card("card_declined", "stolen_card"), DeclineCode.LOST_OR_STOLEN),
     (402, {}, card("card_declined", "fraudulent"), DeclineCode.DO_NOT_HONOR),
     (402, {}, card("processing_error"), "final error"),
+    (402, {}, card("card_declined", "try_again_later"), "final error"),
     (400, {}, {"type": "invalid_request_error", "code": "amount_too_large"}, DeclineCode.INVALID_REQUEST),
     (404, {}, {"type": "invalid_request_error", "code": "resource_missing"}, DeclineCode.INVALID_REQUEST),
     (400, {}, {"type": "idempotency_error"}, "final error"),

@@ -33,7 +33,8 @@ other parameters (``idempotency_error``). The key is also in the objects' metada
 A lookup that cannot reach Stripe answers None, which leads to the same safe same-key retry.
 
 Errors, classified once (`classify`): a ``card_error`` is a decline with its ``decline_code``
-(else ``code``) normalized, ``processing_error`` a retryable error; ``invalid_request_error`` (an
+(else ``code``) normalized, except ``processing_error`` and ``try_again_later``, processor errors
+not worth retrying under the same key (Stripe stored them under it); ``invalid_request_error`` (an
 amount too large, a capture of a canceled PaymentIntent) a decline ``invalid_request``;
 ``idempotency_error`` a processor error not worth retrying; 409, 429, connection errors and 5xx a
 retryable error, except a 5xx with ``Stripe-Should-Retry: false``, whose result is stored under the
@@ -270,13 +271,9 @@ def _authorization_found(key: str, intent: stripe.PaymentIntent) -> Decided | No
             op, key, DeclineCode.DO_NOT_HONOR, "authentication_required: the card needs 3-D Secure"
         )
     error = intent.last_payment_error
-    if (
-        intent.status == "requires_payment_method"
-        and error is not None
-        and error.code not in STORED_CARD_ERRORS
-    ):
-        code = DECLINE_CODES.get(error.decline_code or "") or DECLINE_CODES.get(error.code or "")
-        return Declined(op, key, code or DeclineCode.DO_NOT_HONOR, _message(error.code, error.message))
+    if intent.status == "requires_payment_method" and error is not None:
+        reason = _decline_reason(error.code, error.decline_code)
+        return None if reason is None else Declined(op, key, reason, _message(error.code, error.message))
     return None  # processing: not decided yet
 
 
@@ -297,12 +294,10 @@ def classify(operation: Operation, key: str, error: stripe.StripeError) -> Resul
     """The port's result for one of stripe-python's exceptions (see the module's docstring)."""
     message = _message(error.code, error.user_message)
     if isinstance(error, stripe.CardError):
-        detail = error.error
-        decline = detail.decline_code if detail is not None else None
-        if error.code in STORED_CARD_ERRORS:  # asking again with the key replays it: a new key may pass
+        reason = _decline_reason(error.code, error.error.decline_code if error.error else None)
+        if reason is None:  # asking again with the key replays it: a new key may pass
             return ProcessorError(operation, key, message, retryable=False)
-        code = DECLINE_CODES.get(decline or "") or DECLINE_CODES.get(error.code or "")
-        return Declined(operation, key, code or DeclineCode.DO_NOT_HONOR, message)
+        return Declined(operation, key, reason, message)
     if isinstance(error, stripe.IdempotencyError):
         return ProcessorError(operation, key, message, retryable=False)
     if isinstance(error, stripe.InvalidRequestError):
@@ -314,6 +309,13 @@ def classify(operation: Operation, key: str, error: stripe.StripeError) -> Resul
     if isinstance(error, stripe.APIError):
         return _server_failure(operation, key, error, message)
     return ProcessorError(operation, key, message, retryable=False)  # authentication, permission
+
+
+def _decline_reason(code: str | None, decline_code: str | None) -> DeclineCode | None:
+    """The port's reason for a card error, or None for a processing error (not a decline)."""
+    if {code, decline_code} & STORED_CARD_ERRORS:
+        return None
+    return DECLINE_CODES.get(decline_code or "") or DECLINE_CODES.get(code or "") or DeclineCode.DO_NOT_HONOR
 
 
 def _connection_failure(operation: Operation, key: str, error: stripe.APIConnectionError) -> Result:
