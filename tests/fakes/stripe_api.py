@@ -153,7 +153,12 @@ class StripeFake:
 
     def _run(self, method: str, path: str, params: dict[str, str]) -> Answer:
         try:
-            return Answer(200, self._route(method, path, params))
+            try:
+                return Answer(200, self._route(method, path, params))
+            except KeyError as missing:
+                message = f"Missing required param: {missing.args[0]}."
+                raise Refused(400, False, type="invalid_request_error", code="parameter_missing",
+                              param=missing.args[0], message=message) from None  # fmt: skip
         except Refused as refused:
             answer = _error(refused)
             answer.body["stored"] = refused.stored

@@ -30,7 +30,9 @@ other parameters (``idempotency_error``). The key is also in the objects' metada
   voided once, and Stripe's own cancel of an expired authorization releases the hold alike).
 - refund: `GET /v1/refunds?payment_intent=` (a list, strongly consistent), matched on
   ``metadata['paypipe_key']``.
-A lookup that cannot reach Stripe answers None, which leads to the same safe same-key retry.
+A lookup finds what happened (approvals, and card declines, which leave a PaymentIntent behind);
+a refused request leaves nothing to find, and asking again with its key gets the refusal again. A
+lookup that cannot reach Stripe answers None, which leads to the same safe same-key retry.
 
 Errors, classified once (`classify`): a ``card_error`` is a decline with its ``decline_code``
 (else ``code``) normalized, except ``processing_error`` and ``try_again_later``, processor errors
