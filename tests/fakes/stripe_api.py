@@ -54,7 +54,7 @@ DECLINES: dict[str, tuple[str, str | None, str]] = {
     "4000000000000119": ("processing_error", None, "An error occurred while processing your card."),
 }
 TIMEOUT_CARDS = {pan for pan, behaviour in TEST_CARDS.items() if behaviour is Behaviour.TIMEOUT}
-_SEARCH = re.compile(r"^metadata\['(?P<field>[a-z_]+)'\]:'(?P<value>(?:[^'\\]|\\.)*)'$")
+_SEARCH = re.compile(r"^metadata\['(?P<field>[a-z_]+)'\]:'(?P<value>(?:[^'\\]|\\')*)'$")
 
 
 class Refused(Exception):
@@ -287,7 +287,7 @@ class StripeFake:
             raise Refused(
                 400, False, type="invalid_request_error", param="query", message="query not supported"
             )
-        name, value = match["field"], re.sub(r"\\(.)", r"\1", match["value"])
+        name, value = match["field"], match["value"].replace("\\'", "'")
         found = [
             intent for intent_id, intent in self.intents.items()
             if intent_id in self._indexed and intent["metadata"].get(name) == value

@@ -202,3 +202,12 @@ def test_stripe_debug_console_logging_is_refused(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(stripe, "log", "debug")
     with pytest.raises(ValueError, match="card data"):
         StripeProcessor("sk_test_fake")
+
+
+def test_a_key_with_quotes_is_found_by_search(fake: StripeFake) -> None:
+    processor = processor_for(fake)
+    request = authorization("p-o'brien-2")
+    first = processor.authorize(request)
+    assert isinstance(first, Approved)
+    assert processor.lookup(request) == first
+    assert processor.lookup(authorization("p-o'brien")) is None

@@ -250,8 +250,8 @@ def _metadata(metadata: Any, name: str) -> str | None:
 
 
 def _quoted(value: str) -> str:
-    """A value inside single quotes of Stripe's search query language."""
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+    """A value inside single quotes of Stripe's search query language (quotes escaped by a backslash)."""
+    return value.replace("'", "\\'")
 
 
 def _approved(operation: Operation, key: str, intent: stripe.PaymentIntent, amount: int) -> Approved:
