@@ -3,7 +3,8 @@ acquirer's own faults and settlement report after."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 
 import pytest
@@ -28,29 +29,38 @@ from paypipe.domain.card_processing import (
     UnknownOutcome,
     VoidRequest,
     operation_key,
+    settle,
     settle_call,
 )
 from paypipe.domain.settlement import settlement_totals
+from tests.fakes.stripe_api import fake_stripe_processor
 
 NOW = datetime(2026, 12, 1, 15, tzinfo=UTC)
 GOOD_CARD = "4242424242424242"
 TIMEOUT_CARD = "4000000000008005"
 
-Factory = Callable[[], CardProcessor]
-IMPLEMENTATIONS: dict[str, Factory] = {"simulated acquirer": lambda: SimulatedAcquirer(now=lambda: NOW)}
+Factory = Callable[[], AbstractContextManager[CardProcessor]]
+IMPLEMENTATIONS: dict[str, Factory] = {
+    "simulated acquirer": lambda: nullcontext(SimulatedAcquirer(now=lambda: NOW)),
+    "stripe (local fake)": fake_stripe_processor,
+}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def processor(request: pytest.FixtureRequest) -> CardProcessor:
-    return IMPLEMENTATIONS[request.param]()
+def processor(request: pytest.FixtureRequest) -> Iterator[CardProcessor]:
+    with IMPLEMENTATIONS[request.param]() as implementation:
+        yield implementation
+
+
+def authorization(payment_id: str, amount: int = 10_000, pan: str = GOOD_CARD) -> AuthorizeRequest:
+    card = Card(pan=pan, expiry_month=12, expiry_year=2030, cvc="123")
+    return AuthorizeRequest(operation_key(Operation.AUTHORIZE, payment_id), payment_id, amount, "USD", card)
 
 
 def authorize(
     processor: CardProcessor, payment_id: str, amount: int = 10_000, pan: str = GOOD_CARD
 ) -> object:
-    card = Card(pan=pan, expiry_month=12, expiry_year=2030, cvc="123")
-    key = operation_key(Operation.AUTHORIZE, payment_id)
-    return processor.authorize(AuthorizeRequest(key, payment_id, amount, "USD", card))
+    return processor.authorize(authorization(payment_id, amount, pan))
 
 
 def approved(result: object) -> Approved:
@@ -84,8 +94,10 @@ def test_asking_again_with_the_key_returns_the_first_outcome_and_charges_once(
     first = approved(authorize(processor, "p-2"))
     again = approved(authorize(processor, "p-2"))
     assert again == first
-    approved(processor.capture(CaptureRequest("cap-2", first.reference, 10_000)))
-    assert processor.capture(CaptureRequest("cap-2", first.reference, 10_000)) == processor.lookup("cap-2")
+    capture = CaptureRequest("cap-2", first.reference, 10_000)
+    approved(processor.capture(capture))
+    assert processor.capture(capture) == processor.lookup(capture)
+    assert processor.lookup(authorization("p-2")) == first
     second_capture = processor.capture(CaptureRequest("cap-2b", first.reference, 10_000))
     assert isinstance(second_capture, Declined)
 
@@ -124,38 +136,29 @@ def test_a_timeout_is_looked_up_before_any_retry_and_stays_unknown_when_nothing_
 
     def lookup() -> object:
         calls.append("lookup")
-        return processor.lookup(operation_key(Operation.AUTHORIZE, "p-7"))
+        return processor.lookup(authorization("p-7", pan=TIMEOUT_CARD))
 
     result = settle_call(call, lookup, attempts=3)  # type: ignore[arg-type]
     assert isinstance(result, UnknownOutcome)
     assert calls == ["call", "lookup"] * 3
-    assert processor.lookup(operation_key(Operation.AUTHORIZE, "p-7")) is None
+    assert processor.lookup(authorization("p-7", pan=TIMEOUT_CARD)) is None
 
 
 def test_lost_replies_are_found_by_lookup_and_nothing_is_authorized_twice() -> None:
     acquirer = SimulatedAcquirer(now=lambda: NOW, faults=Faults(seed=7, timeout_rate=1.0))
-    outcomes = []
-    for index in range(40):
-        key = operation_key(Operation.AUTHORIZE, f"lost-{index}")
-        request = AuthorizeRequest(key, f"lost-{index}", 500, "USD", Card(GOOD_CARD, 12, 2030))
-        outcomes.append(
-            settle_call(lambda r=request: acquirer.authorize(r), lambda k=key: acquirer.lookup(k))
-        )
-    found = [o for o in outcomes if isinstance(o, Approved)]
-    unknown = [o for o in outcomes if isinstance(o, UnknownOutcome)]
+    requests = [authorization(f"lost-{index}", 500) for index in range(40)]
+    outcomes = {request: settle(acquirer, request) for request in requests}
+    found = [o for o in outcomes.values() if isinstance(o, Approved)]
+    unknown = [r for r, o in outcomes.items() if isinstance(o, UnknownOutcome)]
     assert found and unknown and len(found) + len(unknown) == 40
     assert len({o.reference for o in found}) == len(found)
-    for o in unknown:
-        assert acquirer.lookup(o.key) is None  # never happened: safe to ask again later
+    for request in unknown:
+        assert acquirer.lookup(request) is None  # never happened: safe to ask again later
 
 
 def test_retryable_errors_are_retried_with_the_same_key() -> None:
     acquirer = SimulatedAcquirer(now=lambda: NOW, faults=Faults(seed=3, error_rate=0.5))
-    results = []
-    for index in range(30):
-        key = operation_key(Operation.AUTHORIZE, f"err-{index}")
-        request = AuthorizeRequest(key, f"err-{index}", 500, "USD", Card(GOOD_CARD, 12, 2030))
-        results.append(settle_call(lambda r=request: acquirer.authorize(r), lambda k=key: acquirer.lookup(k)))
+    results = [settle(acquirer, authorization(f"err-{index}", 500)) for index in range(30)]
     assert sum(isinstance(r, Approved) for r in results) > 20  # 1 - 0.5**3 of them
     assert all(isinstance(r, Approved | ProcessorError) for r in results)
 

@@ -71,7 +71,7 @@ def test_no_dev_dependency_is_installed(venv):
         check=True,
     ).stdout.lower()
     assert "rich==" in listed and "boto3==" in listed
-    for dev in ("moto", "pytest", "aws-sam-translator", "hypothesis"):
+    for dev in ("moto", "pytest", "aws-sam-translator", "hypothesis", "stripe"):
         assert f"\n{dev}==" not in f"\n{listed}", dev
 
 

@@ -29,6 +29,7 @@ from paypipe.domain.card_processing import (
     Operation,
     ProcessorError,
     RefundRequest,
+    Request,
     Result,
     UnknownOutcome,
     VoidRequest,
@@ -114,8 +115,8 @@ class SimulatedAcquirer:
     def refund(self, request: RefundRequest) -> Result:
         return self._call(Operation.REFUND, request.key, request, lambda: self._refund(request))
 
-    def lookup(self, key: str) -> Decided | None:
-        found = self._decided.get(key)
+    def lookup(self, request: Request) -> Decided | None:
+        found = self._decided.get(request.key)
         return None if found is None else found[1]
 
     def settlement_lines(self, day: date) -> list[SettlementLine]:

@@ -4,7 +4,7 @@ Every call carries an idempotency key derived from the business key (`operation_
 redelivered command asks the processor for the same operation and never charges or refunds twice.
 Results are classified once here, whatever the processor: approved; declined with a reason code;
 a processor error (retryable or not); or an unknown outcome (a timeout), which is resolved by
-looking the operation up before any retry (`settle_call`).
+looking the operation up before any retry (`settle_call`; `settle` for one request).
 
 Pure: the adapters (a simulated acquirer, a real processor) implement `CardProcessor`.
 """
@@ -118,6 +118,7 @@ class UnknownOutcome:
 
 type Decided = Approved | Declined  # asking again with the same key returns it
 type Result = Approved | Declined | ProcessorError | UnknownOutcome
+type Request = AuthorizeRequest | CaptureRequest | VoidRequest | RefundRequest
 
 
 class CardProcessor(Protocol):
@@ -125,8 +126,10 @@ class CardProcessor(Protocol):
     def capture(self, request: CaptureRequest) -> Result: ...
     def void(self, request: VoidRequest) -> Result: ...
     def refund(self, request: RefundRequest) -> Result: ...
-    def lookup(self, key: str) -> Decided | None:
-        """The decided outcome of the operation with this key, or None if the processor has none."""
+    def lookup(self, request: Request) -> Decided | None:
+        """The decided outcome of the operation ``request`` asked for (found by its key), or None
+        if the processor has none. The whole request, not the key alone: a processor may need
+        the operation and the authorization to find it (a real one keeps no index by our key)."""
         ...
 
 
@@ -153,3 +156,18 @@ def settle_call(
             continue
         return result
     return result
+
+
+def settle(processor: CardProcessor, request: Request, attempts: int = DEFAULT_ATTEMPTS) -> Result:
+    """`settle_call` for one request: its operation, looked up by the same request."""
+    call: Callable[[], Result]
+    match request:
+        case AuthorizeRequest():
+            call = lambda: processor.authorize(request)  # noqa: E731
+        case CaptureRequest():
+            call = lambda: processor.capture(request)  # noqa: E731
+        case VoidRequest():
+            call = lambda: processor.void(request)  # noqa: E731
+        case RefundRequest():
+            call = lambda: processor.refund(request)  # noqa: E731
+    return settle_call(call, lambda: processor.lookup(request), attempts)
