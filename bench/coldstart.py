@@ -4,19 +4,28 @@ CPU time inside the subprocess (interpreter start-up excluded; CPU rather than w
 because other work shares the machine), minimum of N runs, with the
 bytecode cache warm (as for a layer installed with pip). "init" adds the first-invocation
 build (clients, settings, rule files) that ``lazy_handler`` defers to the first event.
+
+It runs in a venv with the runtime dependencies alone (``.bench/venvs/runtime``: the Lambda
+layer's src/requirements.txt plus boto3, which the Lambda runtime provides, at the versions of the
+development venv), since packages only development installs change what an import does (structlog
+imports rich when it is there, pydantic loads the plugins that packages register).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("validate", "tokenize", "fraud", "escrow_hold", "release", "ach_batch")
+RUNTIME_VENV = REPO / ".bench" / "venvs" / "runtime"
+LAYER_REQUIREMENTS = REPO / "src" / "requirements.txt"
+STEPS = ("validate", "tokenize", "fraud", "escrow_hold", "release", "ach_batch", "ach_returns", "projector")
 BASELINE = (
     "import boto3\n"
     "from aws_lambda_powertools.utilities.batch import BatchProcessor\n"
@@ -36,7 +45,10 @@ FAKE_ENV = {
     "VELOCITY_TABLE": "velocity",
     "LEDGER_TABLE": "ledger",
     "PAYOUTS_TABLE": "payouts",
+    "REVIEWS_TABLE": "reviews",
+    "TIMELINE_TABLE": "timeline",
     "ACH_BUCKET": "ach",
+    "ACH_KMS_KEY_ID": "alias/ach",
     "LOG_FILE": os.devnull,
 }
 
@@ -65,12 +77,37 @@ class ColdStart:
     init_s: float
 
 
-def _measure(body: str, init: str, runs: int) -> tuple[float, float]:
-    env = {**os.environ, **FAKE_ENV}
+def runtime_requirements() -> list[str]:
+    """The layer's requirements and boto3, pinned to the versions this interpreter has."""
+    names = ["boto3"]
+    for line in LAYER_REQUIREMENTS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            names.append(re.split(r"[<>=!~\[ ]", line.strip(), maxsplit=1)[0])
+    return [f"{name}=={metadata.version(name)}" for name in names]
+
+
+def runtime_python() -> Path:
+    """The runtime-only venv's interpreter, built once (again when the pins change)."""
+    python = RUNTIME_VENV / "bin" / "python"
+    stamp = RUNTIME_VENV / "pinned.txt"
+    pins = "\n".join(runtime_requirements()) + "\n"
+    if not python.exists() or not stamp.exists() or stamp.read_text() != pins:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(RUNTIME_VENV)], check=True)  # noqa: S603
+        subprocess.run(  # noqa: S603 - fixed arguments
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins.split()],
+            check=True,
+        )
+        stamp.write_text(pins)
+    return python
+
+
+def _measure(python: Path | str, body: str, init: str, runs: int) -> tuple[float, float]:
+    # src/ first on the path, as the layer's python/ is: the venv has no paypipe installed.
+    env = {**os.environ, **FAKE_ENV, "PYTHONPATH": str(REPO / "src")}
     samples = []
     for _ in range(runs):
         out = subprocess.run(  # noqa: S603 - our own interpreter and script
-            [sys.executable, "-c", _PROBE.format(body=body, init=init)],
+            [str(python), "-c", _PROBE.format(body=body, init=init)],
             check=True,
             capture_output=True,
             text=True,
@@ -81,9 +118,13 @@ def _measure(body: str, init: str, runs: int) -> tuple[float, float]:
     return min(s["import"] for s in samples), min(s["init"] for s in samples)
 
 
-def measure(runs: int = 7) -> list[ColdStart]:
+def measure(runs: int = 7, python: Path | str | None = None) -> list[ColdStart]:
+    """Cold starts in the runtime-only venv (or under ``python``, e.g. the development venv's)."""
+    python = python or runtime_python()
     baseline_init = "boto3.client('dynamodb')\n"  # one client: the least any step builds
-    results = [ColdStart("boto3 + Powertools (batch, idempotency)", *_measure(BASELINE, baseline_init, runs))]
+    results = [
+        ColdStart("boto3 + Powertools (batch, idempotency)", *_measure(python, BASELINE, baseline_init, runs))
+    ]
     for step in STEPS:
         app = REPO / "services" / step / "app.py"
         body = _IMPORT_APP.format(path=str(app), code=str(app.parent))
@@ -92,5 +133,5 @@ def measure(runs: int = 7) -> list[ColdStart]:
             "from paypipe.runtime import logging as log\n"
             f"log.configure()\nfrom paypipe.steps import {step}\n{step}.build()\n"
         )
-        results.append(ColdStart(f"services/{step}/app.py", *_measure(body, init, runs)))
+        results.append(ColdStart(f"services/{step}/app.py", *_measure(python, body, init, runs)))
     return results
