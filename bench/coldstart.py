@@ -1,9 +1,10 @@
 """Cold start: import time of each Lambda entry point, each in a fresh interpreter.
 
 CPU time inside the subprocess (interpreter start-up excluded; CPU rather than wall time
-because other work shares the machine), minimum of N runs, with the
-bytecode cache warm (as for a layer installed with pip). "init" adds the first-invocation
-build (clients, settings, rule files) that ``lazy_handler`` defers to the first event.
+because other work shares the machine), minimum of N rounds (each samples every figure once),
+with the bytecode cache warm (as for a layer installed with pip). "init" adds the
+first-invocation build (clients, settings, rule files) that ``lazy_handler`` defers to the
+first event.
 
 It runs in a venv with the runtime dependencies alone (``.bench/venvs/runtime``: the Lambda
 layer's src/requirements.txt plus boto3, which the Lambda runtime provides, at the versions of the
@@ -101,37 +102,51 @@ def runtime_python() -> Path:
     return python
 
 
-def _measure(python: Path | str, body: str, init: str, runs: int) -> tuple[float, float]:
+def _sample(python: Path | str, body: str, init: str) -> tuple[float, float]:
     # src/ first on the path, as the layer's python/ is: the venv has no paypipe installed.
     env = {**os.environ, **FAKE_ENV, "PYTHONPATH": str(REPO / "src")}
-    samples = []
-    for _ in range(runs):
-        out = subprocess.run(  # noqa: S603 - our own interpreter and script
-            [str(python), "-c", _PROBE.format(body=body, init=init)],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO,
-        ).stdout
-        samples.append(json.loads(out.splitlines()[-1]))
-    return min(s["import"] for s in samples), min(s["init"] for s in samples)
+    out = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [str(python), "-c", _PROBE.format(body=body, init=init)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    ).stdout
+    sample = json.loads(out.splitlines()[-1])
+    return sample["import"], sample["init"]
 
 
-def measure(runs: int = 7, python: Path | str | None = None) -> list[ColdStart]:
-    """Cold starts in the runtime-only venv (or under ``python``, e.g. the development venv's)."""
-    python = python or runtime_python()
+def probes() -> dict[str, tuple[str, str]]:
+    """What each figure imports and then builds: the baseline, then every entry point."""
     baseline_init = "boto3.client('dynamodb')\n"  # one client: the least any step builds
-    results = [
-        ColdStart("boto3 + Powertools (batch, idempotency)", *_measure(python, BASELINE, baseline_init, runs))
-    ]
+    found = {"boto3 + Powertools (batch, idempotency)": (BASELINE, baseline_init)}
     for step in STEPS:
         app = REPO / "services" / step / "app.py"
         body = _IMPORT_APP.format(path=str(app), code=str(app.parent))
-        # Build what the first SQS event would build, without an event (no AWS call).
+        # Build what the first SQS event would build, without an event (no AWS call), and end
+        # start-up as the Lambda entry does then.
         init = (
             "from paypipe.runtime import logging as log\n"
             f"log.configure()\nfrom paypipe.steps import {step}\n{step}.build()\n"
+            "startup = sys.modules.get('paypipe.runtime.startup')\n"
+            "startup and startup.finish()\n"
         )
-        results.append(ColdStart(f"services/{step}/app.py", *_measure(python, body, init, runs)))
-    return results
+        found[f"services/{step}/app.py"] = (body, init)
+    return found
+
+
+def measure(runs: int = 7, python: Path | str | None = None) -> list[ColdStart]:
+    """Cold starts in the runtime-only venv (or under ``python``, e.g. the development venv's).
+
+    Each round samples every figure once, so a change in the machine's load between rounds
+    shows in the baseline as much as in the functions."""
+    python = python or runtime_python()
+    todo = probes()
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in todo}
+    for _ in range(runs):
+        for name, (body, init) in todo.items():
+            samples[name].append(_sample(python, body, init))
+    return [
+        ColdStart(name, min(s[0] for s in found), min(s[1] for s in found)) for name, found in samples.items()
+    ]
