@@ -128,7 +128,8 @@ def coldstart_section(
     lines = [
         "## Cold start",
         "",
-        f"CPU time to import each Lambda entry point in a fresh interpreter (min of {runs}; interpreter "
+        f"CPU time to import each Lambda entry point in a fresh interpreter (min of {runs} rounds, each "
+        "sampling every figure once; interpreter "
         "start-up excluded; bytecode cache warm), in a venv with the runtime dependencies alone "
         "(`.bench/venvs/runtime`: the layer's `src/requirements.txt` and boto3, at the development "
         "venv's versions). *init* adds what the first event builds (logging, clients, settings); the "
