@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 USAGE_PATH = REPO / "src" / "paypipe" / "data" / "cost" / "usage.json"
 REPORT_PATH = REPO / "BENCHMARKS.md"
 GOAL_RATIO = 1.5
+COLDSTART_GOAL = 1.3
 
 
 def main() -> None:
@@ -43,7 +45,8 @@ def main() -> None:
     USAGE_PATH.write_text(json.dumps(profile, indent=2) + "\n")
     breakdown = sampling.handler_time_breakdown(args.profile_payments)
     sections.append(steps_section(embedded.step_cpu(life.meter.invocations), breakdown))
-    sections.append(coldstart_section(coldstart.measure(args.runs), args.runs))
+    dev_venv = coldstart.measure(args.runs, sys.executable)
+    sections.append(coldstart_section(coldstart.measure(args.runs), args.runs, dev_venv))
     localstack = localstack_latency.measure(((60, 5.0), (100, None)))
     sections.append(latency_section(embedded.run_latency(args.latency_payments), localstack))
     with tempfile.TemporaryDirectory() as scratch:
@@ -116,24 +119,36 @@ def steps_section(steps: list[embedded.StepCpu], breakdown: Counter[str]) -> str
     return "\n".join(lines)
 
 
-def coldstart_section(results: list[coldstart.ColdStart], runs: int) -> str:
+def coldstart_section(
+    results: list[coldstart.ColdStart], runs: int, dev: list[coldstart.ColdStart] | None = None
+) -> str:
+    """``results`` from the runtime-only venv; ``dev``, the same in the development venv."""
     base = results[0]
+    met = [r.name for r in results[1:] if r.init_s / base.init_s <= COLDSTART_GOAL]
     lines = [
         "## Cold start",
         "",
-        f"CPU time to import each Lambda entry point in a fresh interpreter (min of {runs}; interpreter "
-        "start-up excluded; bytecode cache warm). *init* adds what the first event builds "
-        "(logging, clients, settings); the baseline's init builds one boto3 client.",
+        f"CPU time to import each Lambda entry point in a fresh interpreter (min of {runs} rounds, each "
+        "sampling every figure once; interpreter "
+        "start-up excluded; bytecode cache warm), in a venv with the runtime dependencies alone "
+        "(`.bench/venvs/runtime`: the layer's `src/requirements.txt` and boto3, at the development "
+        "venv's versions). *init* adds what the first event builds (logging, clients, settings); the "
+        "baseline's init builds one boto3 client. The models a function parses or publishes are built "
+        "on first use, during its first record, so they are not in these figures.",
         "",
-        "| module | import ms | vs baseline | import + init ms | vs baseline |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| module | import ms | vs baseline | import + init ms | vs baseline |"
+        + (" development venv: import + init ms | vs baseline |" if dev else ""),
+        "| --- | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if dev else ""),
     ]
-    for r in results:
-        lines.append(
+    for index, r in enumerate(results):
+        row = (
             f"| {r.name} | {r.import_s * 1000:.0f} | {r.import_s / base.import_s:.2f}x | "
             f"{r.init_s * 1000:.0f} | {r.init_s / base.init_s:.2f}x |"
         )
-    lines.append("")
+        if dev:
+            row += f" {dev[index].init_s * 1000:.0f} | {dev[index].init_s / dev[0].init_s:.2f}x |"
+        lines.append(row)
+    lines += ["", f"Goal (import + init <= {COLDSTART_GOAL}x): met by {', '.join(met) or 'no function'}.", ""]
     return "\n".join(lines)
 
 

@@ -15,9 +15,6 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 NONCE_BYTES = 12  # 96-bit GCM nonce
 DATA_KEY_BYTES = 32  # AES-256
 GCM_TAG_BYTES = 16
@@ -106,6 +103,8 @@ def encrypt(
     random_bytes: RandomBytes = secrets.token_bytes,
 ) -> Sealed:
     """AES-256-GCM with a fresh random nonce; the canonical context is the associated data."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # imported by the vaults' steps alone
+
     _require_data_key(data_key)
     nonce = random_bytes(NONCE_BYTES)
     ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, canonical_context(context))
@@ -114,6 +113,9 @@ def encrypt(
 
 def decrypt(sealed: Sealed, data_key: bytes, context: Mapping[str, str]) -> bytes:
     """Inverse of `encrypt`; raises DecryptionError unless key, context and ciphertext all match."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     _require_data_key(data_key)
     try:
         return AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, canonical_context(context))

@@ -5,8 +5,6 @@ Every event travels on EventBridge as ``detail`` = envelope + ``data``. The JSON
 (``scripts/gen_schemas.py``) and a test fails if the two drift.
 """
 
-from __future__ import annotations
-
 import re
 import uuid
 from datetime import datetime
@@ -39,7 +37,7 @@ _EVENT_ID_NAMESPACE = uuid.UUID("7c0e6c52-4d0e-4b7e-9a55-0c2f5f5d8a11")
 class Payload(BaseModel):
     """Event data. Unknown fields are ignored so minor versions can add optional fields."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class Customer(Payload):
@@ -519,7 +517,7 @@ class PayeeAccountReplacedData(Payload):
 class Event(BaseModel):
     """Envelope shared by every event; subclasses pin ``event_type`` and ``data``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     EVENT_TYPE: ClassVar[str] = ""
     PRODUCERS: ClassVar[frozenset[str]] = frozenset()  # who may publish it (source paypipe.<producer>)
@@ -545,7 +543,7 @@ class Event(BaseModel):
         payment_id: str,
         data: Any,
         producer: str,
-        cause: Event | None = None,
+        cause: "Event | None" = None,
         occurred_at: datetime | None = None,
         dedup_key: str | None = None,
     ) -> Self:

@@ -23,6 +23,21 @@ def client(service: str) -> Any:
     return _wrapper[0](service, made) if _wrapper else made
 
 
+class _LazyClient:
+    """Stands for ``client(service)`` and makes it on first use."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(client(self._service), name)
+
+
+def lazy_client(service: str) -> Any:
+    """A client made on first use: a cold start skips those of rare paths (e.g. the DLQ's)."""
+    return _LazyClient(service)
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests and the embedded runner switch endpoints)."""
     client.cache_clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from paypipe.runtime import logging as log_setup
 from paypipe.runtime import metrics
-from paypipe.runtime.aws import client, int_setting, setting
+from paypipe.runtime.aws import client, int_setting, lazy_client, setting
 from paypipe.runtime.consumer import Consumer, Observer, Route
 from paypipe.runtime.publisher import EventPublisher
 
@@ -32,7 +33,7 @@ def build_consumer(step: str, routes: Mapping[str, Route], observer: Observer | 
         step,
         routes,
         publisher=publisher(step),
-        sqs_client=client("sqs"),
+        sqs_client=lazy_client("sqs"),  # the DLQ's: parking is rare
         dlq_url=setting("DLQ_URL"),
         max_receive_count=int_setting("MAX_RECEIVE_COUNT", 5),
         idempotency_store=store,
@@ -55,13 +56,23 @@ def lazy_handler(build: Callable[[], LambdaHandler]) -> LambdaHandler:
         structlog.contextvars.clear_contextvars()
         if not built:
             log_setup.configure()
-            built.append(build())
+            try:
+                built.append(build())
+            finally:
+                _end_start_up()
         try:
             return built[0](event, context)
         finally:
             metrics.flush()
 
     return handler
+
+
+def _end_start_up() -> None:
+    """Resume garbage collection once the handler is built (see ``paypipe.runtime.startup``)."""
+    startup = sys.modules.get("paypipe.runtime.startup")  # imported by services/*/app.py alone
+    if startup is not None:
+        startup.finish()
 
 
 def sqs_handler(build: Callable[[], Consumer]) -> LambdaHandler:

@@ -38,7 +38,7 @@ from paypipe.domain.ach_calendar import EASTERN
 from paypipe.domain.ach_returns import AccountCorrection, FiledEntry, Parked
 from paypipe.events import models as ev
 from paypipe.runtime import metrics
-from paypipe.runtime.aws import client, int_setting, setting
+from paypipe.runtime.aws import client, int_setting, lazy_client, setting
 from paypipe.runtime.consumer import Receipt
 from paypipe.runtime.entry import publisher
 from paypipe.runtime.logging import get_logger
@@ -399,7 +399,7 @@ def build() -> ObjectConsumer:
         bucket=setting("ACH_BUCKET"),
         prefix=setting("ACH_INBOUND_PREFIX", INBOUND_PREFIX),
         publisher=publisher(STEP),
-        sqs_client=client("sqs"),
+        sqs_client=lazy_client("sqs"),  # the DLQ's: parking is rare
         dlq_url=setting("DLQ_URL"),
         max_receive_count=int_setting("MAX_RECEIVE_COUNT", 5),
     )
