@@ -1,4 +1,6 @@
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -486,3 +488,71 @@ def test_a_hold_written_before_disputes_had_phases_still_reads(client: Any, stor
         ("dsp-1", DisputePhase.ESCROW, True)
     ]
     applied(store.resolve_dispute("pay-1", dispute_id="dsp-1", outcome=DisputeOutcome.REFUND, at=T0))
+
+
+class BarrierClient:
+    """Threads that read, then meet at a barrier before their first write: every command decides
+    on what it read before any of them wrote. Writes to the table are serialized, as DynamoDB
+    serializes the writes of one item."""
+
+    def __init__(self, client: Any, parties: int) -> None:
+        self._client = client
+        self._barrier = threading.Barrier(parties, timeout=30)
+        self._lock = threading.Lock()
+        self._waited: set[int] = set()
+        self.writes = 0
+
+    def _write(self, operation: str, kwargs: dict[str, Any]) -> Any:
+        if threading.get_ident() not in self._waited:
+            self._waited.add(threading.get_ident())
+            self._barrier.wait()
+        with self._lock:
+            self.writes += 1
+            return getattr(self._client, operation)(**kwargs)
+
+    def put_item(self, **kwargs: Any) -> Any:
+        return self._write("put_item", kwargs)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        return self._write("transact_write_items", kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def in_threads(*commands: Callable[[], Outcome]) -> list[Outcome]:
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return [future.result() for future in [pool.submit(command) for command in commands]]
+
+
+def test_many_payments_racing_through_the_pools_never_conflict(client: Any, store: LedgerStore) -> None:
+    payments = [f"pay-{n}" for n in range(8)]
+    for payment_id in payments:
+        store.place_hold(hold_request(payment_id, 1_000))
+    barrier = BarrierClient(client, len(payments))
+    racing = racing_store(barrier, max_attempts=1)  # a lost condition would raise
+
+    outcomes = in_threads(
+        *(lambda p=p: racing.release(p, resolution_id="done", at=T0) for p in payments)  # type: ignore[misc]
+    )
+
+    assert all(isinstance(outcome, Applied) for outcome in outcomes)
+    assert barrier.writes == len(payments)  # one write each, none retried
+    assert balances(store) == {CLEARING: -8_000, PROVIDER: 8_000}
+
+
+def test_two_commands_racing_on_one_payment_apply_once(client: Any, store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+    racing = racing_store(BarrierClient(client, 2))
+
+    release, refund = in_threads(
+        lambda: racing.release("pay-1", resolution_id="done", at=T0),
+        lambda: racing.refund("pay-1", resolution_id="void", at=T0),
+    )
+
+    winner, loser = (release, refund) if isinstance(release, Applied) else (refund, release)
+    assert isinstance(winner, Applied), (release, refund)
+    rejected(loser, Rejection.ALREADY_RESOLVED)
+    assert store.get_hold("pay-1") == winner.hold
+    assert len(store.transfers("pay-1")) == 2
+    assert sum(balances(store).values()) == 0 and ESCROW not in balances(store)
