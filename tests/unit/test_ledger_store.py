@@ -532,9 +532,7 @@ def test_many_payments_racing_through_the_pools_never_conflict(client: Any, stor
     barrier = BarrierClient(client, len(payments))
     racing = racing_store(barrier, max_attempts=1)  # a lost condition would raise
 
-    outcomes = in_threads(
-        *(lambda p=p: racing.release(p, resolution_id="done", at=T0) for p in payments)
-    )
+    outcomes = in_threads(*(lambda p=p: racing.release(p, resolution_id="done", at=T0) for p in payments))
 
     assert all(isinstance(outcome, Applied) for outcome in outcomes)
     assert barrier.writes == len(payments)  # one write each, none retried
