@@ -1,4 +1,6 @@
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -314,17 +316,25 @@ def test_redelivering_every_command_leaves_balances_unchanged(store: LedgerStore
 
 
 class RacingClient:
-    """Delegates to DynamoDB but runs ``race`` right before the first transactional write."""
+    """Delegates to DynamoDB but runs ``race`` right before the first write (the command has read
+    and decided: its write meets what the race wrote)."""
 
     def __init__(self, client: Any, race: Callable[[], object], times: int = 1) -> None:
         self._client = client
         self._race = race
         self._times = times
 
-    def transact_write_items(self, **kwargs: Any) -> Any:
+    def _before_write(self) -> None:
         if self._times:
             self._times -= 1
             self._race()
+
+    def put_item(self, **kwargs: Any) -> Any:
+        self._before_write()
+        return self._client.put_item(**kwargs)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        self._before_write()
         return self._client.transact_write_items(**kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -354,26 +364,42 @@ def test_concurrent_other_resolution_loses_cleanly(client: Any, store: LedgerSto
     assert balances(store) == {CLEARING: -10_000, CUSTOMER: 10_000}
 
 
-def test_balance_guard_refuses_an_overdraft_written_concurrently(client: Any, store: LedgerStore) -> None:
+def test_a_payment_cannot_overdraw_its_own_share_of_a_pool(client: Any, store: LedgerStore) -> None:
     store.place_hold(hold_request())
+    client.update_item(  # the journal damaged by hand: the hold moved 10 cents, not 10,000
+        TableName=TABLE,
+        Key={"pk": {"S": "ledger#payment#pay-1"}, "sk": {"S": "hold"}},
+        UpdateExpression="SET journal[0].p = :postings",
+        ExpressionAttributeValues={":postings": {"L": [{"S": "card_clearing:-10"}, {"S": "escrow:10"}]}},
+    )
 
-    def drain_escrow() -> None:
-        client.update_item(
-            TableName=TABLE,
-            Key={"pk": {"S": "ledger#account#USD#escrow#"}, "sk": {"S": "balance"}},
-            UpdateExpression="SET balance_cents = :low",
-            ExpressionAttributeValues={":low": {"N": "10"}},
-        )
-
-    racing = racing_store(RacingClient(client, drain_escrow))
-
-    outcome = rejected(racing.release("pay-1", resolution_id="done", at=T0), Rejection.INSUFFICIENT_FUNDS)
+    outcome = rejected(store.release("pay-1", resolution_id="done", at=T0), Rejection.INSUFFICIENT_FUNDS)
 
     assert "escrow:USD" in outcome.message
     hold = store.get_hold("pay-1")
-    assert hold is not None
-    assert hold.status is HoldStatus.HELD
-    assert store.balance(PROVIDER) == 0
+    assert hold is not None and hold.status is HoldStatus.HELD
+    assert balances(store) == {CLEARING: -10, ESCROW: 10}
+
+
+def test_a_payout_racing_another_netting_of_the_clawback_decides_again(
+    client: Any, store: LedgerStore
+) -> None:
+    store.place_hold(hold_request("pay-1", 3_000))
+    store.release("pay-1", resolution_id="done", at=T0)
+    store.record_payout("pay-1", amount_cents=3_000, payout_ref="ach-1", at=T0)
+    store.open_dispute("pay-1", dispute_id="dsp-1", at=T0 + timedelta(days=1))  # the provider owes 3,000
+    for payment_id in ("pay-2", "pay-3"):
+        store.place_hold(hold_request(payment_id, 5_000))
+        store.release(payment_id, resolution_id="done", at=T0)
+    first = lambda: store.record_payout("pay-3", amount_cents=5_000, payout_ref="ach-3", at=T0)  # noqa: E731
+    racing = racing_store(RacingClient(client, first))
+
+    second = applied(racing.record_payout("pay-2", amount_cents=5_000, payout_ref="ach-2", at=T0))
+
+    assert (second.hold.netted_cents, second.hold.paid_out_cents) == (0, 5_000)
+    assert store.get_hold("pay-3").netted_cents == 3_000  # type: ignore[union-attr]
+    assert store.balance(CLAWBACK) == 0 == balances(store).get(CLAWBACK, 0)
+    assert store.stored_balances() == {CLAWBACK: 0}
 
 
 def test_endless_contention_raises_after_the_attempt_budget(client: Any, store: LedgerStore) -> None:
@@ -462,3 +488,69 @@ def test_a_hold_written_before_disputes_had_phases_still_reads(client: Any, stor
         ("dsp-1", DisputePhase.ESCROW, True)
     ]
     applied(store.resolve_dispute("pay-1", dispute_id="dsp-1", outcome=DisputeOutcome.REFUND, at=T0))
+
+
+class BarrierClient:
+    """Threads that read, then meet at a barrier before their first write: every command decides
+    on what it read before any of them wrote. Writes to the table are serialized, as DynamoDB
+    serializes the writes of one item."""
+
+    def __init__(self, client: Any, parties: int) -> None:
+        self._client = client
+        self._barrier = threading.Barrier(parties, timeout=30)
+        self._lock = threading.Lock()
+        self._waited: set[int] = set()
+        self.writes = 0
+
+    def _write(self, operation: str, kwargs: dict[str, Any]) -> Any:
+        if threading.get_ident() not in self._waited:
+            self._waited.add(threading.get_ident())
+            self._barrier.wait()
+        with self._lock:
+            self.writes += 1
+            return getattr(self._client, operation)(**kwargs)
+
+    def put_item(self, **kwargs: Any) -> Any:
+        return self._write("put_item", kwargs)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        return self._write("transact_write_items", kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def in_threads(*commands: Callable[[], Outcome]) -> list[Outcome]:
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return [future.result() for future in [pool.submit(command) for command in commands]]
+
+
+def test_many_payments_racing_through_the_pools_never_conflict(client: Any, store: LedgerStore) -> None:
+    payments = [f"pay-{n}" for n in range(8)]
+    for payment_id in payments:
+        store.place_hold(hold_request(payment_id, 1_000))
+    barrier = BarrierClient(client, len(payments))
+    racing = racing_store(barrier, max_attempts=1)  # a lost condition would raise
+
+    outcomes = in_threads(*(lambda p=p: racing.release(p, resolution_id="done", at=T0) for p in payments))
+
+    assert all(isinstance(outcome, Applied) for outcome in outcomes)
+    assert barrier.writes == len(payments)  # one write each, none retried
+    assert balances(store) == {CLEARING: -8_000, PROVIDER: 8_000}
+
+
+def test_two_commands_racing_on_one_payment_apply_once(client: Any, store: LedgerStore) -> None:
+    store.place_hold(hold_request())
+    racing = racing_store(BarrierClient(client, 2))
+
+    release, refund = in_threads(
+        lambda: racing.release("pay-1", resolution_id="done", at=T0),
+        lambda: racing.refund("pay-1", resolution_id="void", at=T0),
+    )
+
+    winner, loser = (release, refund) if isinstance(release, Applied) else (refund, release)
+    assert isinstance(winner, Applied), (release, refund)
+    rejected(loser, Rejection.ALREADY_RESOLVED)
+    assert store.get_hold("pay-1") == winner.hold
+    assert len(store.transfers("pay-1")) == 2
+    assert sum(balances(store).values()) == 0 and ESCROW not in balances(store)

@@ -689,3 +689,44 @@ def test_prenotes_are_not_payouts_and_a_payout_waiting_for_new_details_is_its_ow
     paid = run([*events, batched("p1")], [prenote, ENTRY], payouts=[payout_row("assigned")])
     assert paid.ok, paid.violations
     assert (paid.ach_entries, paid.ach_credit_cents, paid.prenotes) == (1, 500, 1)
+
+
+def ledger_run(state, **context):
+    return reconcile(
+        [],
+        [],
+        [],
+        [],
+        state.totals_by_currency(),
+        context=Context(
+            holds=list(state.holds.values()), transfers=list(state.transfers.values()), **context
+        ),
+    )
+
+
+def clawed_back_ledger():
+    request = ledger.HoldRequest("p1", "c", "p", 500, "USD", AT + timedelta(days=7), AT)
+    state = ledger.place_hold(ledger.LedgerState(), request).state
+    state = ledger.release(state, "p1", resolution_id="r", at=AT).state
+    state = ledger.record_payout(state, "p1", amount_cents=500, payout_ref="b1", at=AT).state
+    state = ledger.open_dispute(state, "p1", dispute_id="d1", at=AT + timedelta(days=1)).state
+    request = ledger.HoldRequest("p2", "c", "p", 700, "USD", AT + timedelta(days=7), AT)
+    return ledger.place_hold(state, request).state
+
+
+def test_pool_totals_are_the_sum_of_the_journals_and_stored_balances_agree():
+    state = clawed_back_ledger()
+    clawback = ledger.AccountId.clawback("p", "USD")
+    assert ledger_run(state, stored_balances={clawback: -500}).violations == []
+
+    assert codes(ledger_run(state, stored_balances={clawback: -400})) == ["LEDGER_ACCOUNT_MISMATCH"]
+    hold = state.transfers["p2:hold"]
+    tampered = replace(
+        hold,
+        postings=(
+            ledger.Posting(ledger.AccountId.card_clearing("USD"), ledger.Side.DEBIT, 600),
+            ledger.Posting(ledger.AccountId.escrow("USD"), ledger.Side.CREDIT, 600),
+        ),
+    )
+    state = replace(state, transfers={**state.transfers, "p2:hold": tampered})
+    assert codes(ledger_run(state, stored_balances={clawback: -500})) == ["LEDGER_SHARE_MISMATCH"]

@@ -1,27 +1,34 @@
 """Escrow ledger persisted in DynamoDB; every decision is made by ``paypipe.domain.ledger``.
 
 Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
-- ``ledger#payment#<payment id>`` / ``hold``: the hold, its disputes, returned payouts and its optimistic
-  ``version``; while HELD it sits in gsi1 under ``ledger#hold#due`` sorted by
-  ``<hold_until>#<payment id>``, otherwise while a dispute is open under ``ledger#dispute#open``
-  sorted by ``<oldest open dispute not yet signalled as aged>#<payment id>``.
-- ``ledger#payment#<payment id>`` / ``transfer#<transfer id>``: one journal entry (balanced
-  postings); written once, guarded by ``attribute_not_exists``.
-- ``ledger#account#<currency>#<kind>#<owner>`` / ``balance``: ``balance_cents`` (credits -
-  debits) and a write counter ``version``.
+- ``ledger#payment#<payment id>`` / ``hold``: the payment's item. Its hold (disputes, returned
+  payouts, optimistic ``version``) and its ``journal``: every transfer of the payment as a compact
+  entry (id after ``<payment id>:``, kind, time, reference, postings ``<account kind>:<signed
+  cents>``; the owner and currency are the hold's). While HELD it sits in gsi1 under
+  ``ledger#hold#due#<shard>`` sorted by ``<hold_until>#<payment id>``, otherwise while a dispute is
+  open under ``ledger#dispute#open#<shard>`` sorted by ``<oldest open dispute not yet signalled as
+  aged>#<payment id>`` (the shard: CRC-32 of the payment id modulo ``INDEX_SHARDS``, so no index
+  partition takes every payment's writes).
+- ``ledger#account#<currency>#clawback#<provider>`` / ``balance``: ``balance_cents`` (credits -
+  debits) of a provider's clawback account, the one balance a decision reads across payments (a
+  payout nets it).
 
-A command reads the payment's items and balances, runs the pure core and writes its result
-in one TransactWriteItems: the hold under a version check, new transfers under
-``attribute_not_exists``, balances as atomic ``ADD`` deltas where a debit of a non-negative
-account is guarded by ``balance_cents >= :debit``. Shared pool accounts (escrow, card
-clearing, settlement) are therefore not version-locked, so concurrent payments do not
-contend on them. When the transaction is cancelled (a duplicate or concurrent command won)
-the command is re-read and re-decided: the core then answers ``Duplicate`` or ``Rejected``,
-or the write is retried.
+No item is written by every payment. Pool accounts (card clearing, escrow, disputes, settlement),
+customer and provider accounts are not stored: their balance is the sum of the payments' journals
+(``balances``), and each payment's own share of a non-negative account never goes below zero (the
+core checks the command against that share), so neither does the sum.
+
+A command reads the payment's item (and for a payout the provider's clawback balance), runs the
+pure core and writes the item whole with one conditional PutItem under the version check; only
+when a transfer posts to a clawback account does it become a TransactWriteItems with that
+account's ``ADD`` delta (for a payout, guarded by the balance its netting read). When a condition
+fails (a duplicate or concurrent command won) the command is re-read and re-decided: the core then
+answers ``Duplicate`` or ``Rejected``, or the write is retried.
 """
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -64,10 +71,15 @@ DUE_INDEX = "gsi1"
 DUE_INDEX_KEY = "ledger#hold#due"
 DISPUTE_INDEX_KEY = "ledger#dispute#open"
 _ALL_SIGNALLED = "~"  # sorts after every time: a hold whose open disputes were all signalled as aged
+INDEX_SHARDS = 32  # partition keys per index: hold placements and releases spread over them
+PAYMENT_PK_PREFIX = "ledger#payment#"
 HOLD_SK = "hold"
-TRANSFER_SK_PREFIX = "transfer#"
+JOURNAL = "journal"
 BALANCE_SK = "balance"
 ACCOUNT_PK_PREFIX = "ledger#account#"
+_PROVIDER_KINDS = frozenset({AccountKind.PROVIDER, AccountKind.CLAWBACK})
+_STORED_KINDS = frozenset({AccountKind.CLAWBACK})  # kept as one item per provider (payouts net it)
+_ACCOUNT_FILTER: "Item" = {":prefix": {"S": ACCOUNT_PK_PREFIX}, ":balance": {"S": BALANCE_SK}}
 _RETRYABLE_CANCELLATIONS = frozenset({"None", "ConditionalCheckFailed", "TransactionConflict"})
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so string order is time order
 
@@ -85,7 +97,7 @@ def _parse_time(text: str) -> datetime:
 
 
 def _payment_pk(payment_id: str) -> str:
-    return f"ledger#payment#{payment_id}"
+    return f"{PAYMENT_PK_PREFIX}{payment_id}"
 
 
 def _account_key(account: AccountId) -> "Item":
@@ -140,15 +152,22 @@ def _hold_item(hold: Hold) -> "Item":
     return item
 
 
+def _shard(payment_id: str) -> int:
+    return zlib.crc32(payment_id.encode()) % INDEX_SHARDS
+
+
 def _index_entry(hold: Hold) -> "Item":
-    """gsi1 keys: the due index while HELD, else the open-dispute index while a dispute is open."""
+    """gsi1 keys: the due index while HELD, else the open-dispute index while a dispute is open;
+    each index is spread over ``INDEX_SHARDS`` partition keys by payment id."""
+    shard = _shard(hold.payment_id)
     if hold.status is HoldStatus.HELD:
-        return {"gsi1pk": _s(DUE_INDEX_KEY), "gsi1sk": _s(f"{_time(hold.hold_until)}#{hold.payment_id}")}
+        sort_key = f"{_time(hold.hold_until)}#{hold.payment_id}"
+        return {"gsi1pk": _s(f"{DUE_INDEX_KEY}#{shard}"), "gsi1sk": _s(sort_key)}
     unsignalled = [d.opened_at for d in hold.open_disputes() if d.aged_at is None]
     if not hold.open_disputes():
         return {}
     oldest = _time(min(unsignalled)) if unsignalled else _ALL_SIGNALLED
-    return {"gsi1pk": _s(DISPUTE_INDEX_KEY), "gsi1sk": _s(f"{oldest}#{hold.payment_id}")}
+    return {"gsi1pk": _s(f"{DISPUTE_INDEX_KEY}#{shard}"), "gsi1sk": _s(f"{oldest}#{hold.payment_id}")}
 
 
 def _dispute_item(dispute: Dispute) -> "Item":
@@ -253,53 +272,56 @@ def _parse_hold(item: "Item") -> Hold:
     )
 
 
-def _transfer_item(transfer: Transfer) -> "Item":
-    item: Item = {
-        "pk": _s(_payment_pk(transfer.payment_id)),
-        "sk": _s(f"{TRANSFER_SK_PREFIX}{transfer.transfer_id}"),
-        "transfer_id": _s(transfer.transfer_id),
-        "kind": _s(transfer.kind),
-        "payment_id": _s(transfer.payment_id),
-        "currency": _s(transfer.currency),
-        "at": _s(_time(transfer.at)),
-        "postings": {
-            "L": [
-                {
-                    "M": {
-                        "account_kind": _s(p.account.kind),
-                        "owner": _s(p.account.owner),
-                        "side": _s(p.side),
-                        "amount_cents": _n(p.amount_cents),
-                    }
-                }
-                for p in transfer.postings
-            ]
-        },
+def _owner(hold: Hold, kind: AccountKind) -> str:
+    if kind is AccountKind.CUSTOMER:
+        return hold.customer_id
+    return hold.provider_id if kind in _PROVIDER_KINDS else ""
+
+
+def _journal_entry(hold: Hold, transfer: Transfer) -> "AttributeValueTypeDef":
+    """A transfer as a compact map: id suffix, kind, time, reference, postings ``<kind>:<signed>``."""
+    prefix = f"{hold.payment_id}:"
+    if not transfer.transfer_id.startswith(prefix) or transfer.payment_id != hold.payment_id:
+        raise ValueError(f"transfer {transfer.transfer_id} is not of payment {hold.payment_id}")
+    for posting in transfer.postings:
+        if posting.account.owner != _owner(hold, posting.account.kind):
+            raise ValueError(f"transfer {transfer.transfer_id} posts to {posting.account}, not the payment's")
+    entry: Item = {
+        "i": _s(transfer.transfer_id.removeprefix(prefix)),
+        "k": _s(transfer.kind),
+        "t": _s(_time(transfer.at)),
+        "p": {"L": [_s(f"{p.account.kind}:{p.signed_cents}") for p in transfer.postings]},
     }
     if transfer.reference is not None:
-        item["reference"] = _s(transfer.reference)
-    return item
+        entry["r"] = _s(transfer.reference)
+    return {"M": entry}
 
 
-def _parse_transfer(item: "Item") -> Transfer:
-    currency = item["currency"]["S"]
-    postings = tuple(
-        Posting(
-            AccountId(AccountKind(p["account_kind"]["S"]), currency, p["owner"]["S"]),
-            Side(p["side"]["S"]),
-            int(p["amount_cents"]["N"]),
+def _parse_posting(hold: Hold, text: str) -> Posting:
+    kind_text, _, signed_text = text.partition(":")
+    kind = AccountKind(kind_text)
+    signed = int(signed_text)
+    side = Side.CREDIT if signed > 0 else Side.DEBIT
+    return Posting(AccountId(kind, hold.currency, _owner(hold, kind)), side, abs(signed))
+
+
+def _parse_journal(hold: Hold, item: "Item") -> list[Transfer]:
+    return [
+        Transfer(
+            transfer_id=f"{hold.payment_id}:{entry['i']['S']}",
+            kind=TransferKind(entry["k"]["S"]),
+            payment_id=hold.payment_id,
+            currency=hold.currency,
+            postings=tuple(_parse_posting(hold, p["S"]) for p in entry["p"]["L"]),
+            at=_parse_time(entry["t"]["S"]),
+            reference=_optional_str(entry, "r"),
         )
-        for p in (entry["M"] for entry in item["postings"]["L"])
-    )
-    return Transfer(
-        transfer_id=item["transfer_id"]["S"],
-        kind=TransferKind(item["kind"]["S"]),
-        payment_id=item["payment_id"]["S"],
-        currency=currency,
-        postings=postings,
-        at=_parse_time(item["at"]["S"]),
-        reference=_optional_str(item, "reference"),
-    )
+        for entry in (value["M"] for value in item.get(JOURNAL, {"L": []})["L"])
+    ]
+
+
+def _payment_item(hold: Hold, journal: Iterable[Transfer]) -> "Item":
+    return _hold_item(hold) | {JOURNAL: {"L": [_journal_entry(hold, t) for t in journal]}}
 
 
 class LedgerStore:
@@ -321,11 +343,7 @@ class LedgerStore:
     # --- commands ---------------------------------------------------------------------------------
 
     def place_hold(self, request: HoldRequest) -> Outcome:
-        try:
-            accounts = ledger.payment_accounts(request.customer_id, request.provider_id, request.currency)
-        except ValueError:
-            accounts = ()  # the core rejects the request as invalid
-        return self._execute(request.payment_id, lambda state: ledger.place_hold(state, request), accounts)
+        return self._execute(request.payment_id, lambda state: ledger.place_hold(state, request))
 
     def release(
         self, payment_id: str, *, amount_cents: int | None = None, resolution_id: str, at: datetime
@@ -388,6 +406,7 @@ class LedgerStore:
                 at=at,
                 max_entry_cents=max_entry_cents,
             ),
+            reads_clawback=True,
         )
 
     def return_payout(self, command: PayoutReturn) -> Outcome:
@@ -419,25 +438,37 @@ class LedgerStore:
         )
 
     def _index_before(self, key: str, moment: datetime, limit: int) -> list[str]:
-        pages = self._client.get_paginator("query").paginate(
-            TableName=self._table,
-            IndexName=DUE_INDEX,
-            KeyConditionExpression="gsi1pk = :key AND gsi1sk < :upper",
-            # '$' sorts right after the '#' separator, so a time equal to ``moment`` is included
-            ExpressionAttributeValues={":key": _s(key), ":upper": _s(f"{_time(moment)}$")},
-            PaginationConfig={"MaxItems": limit, "PageSize": limit},
-        )
-        return [item["payment_id"]["S"] for page in pages for item in page.get("Items", [])]
+        """The ``limit`` first entries before ``moment`` over every shard of the index, in sort order."""
+        found: list[tuple[str, str]] = []
+        for shard in range(INDEX_SHARDS):
+            pages = self._client.get_paginator("query").paginate(
+                TableName=self._table,
+                IndexName=DUE_INDEX,
+                KeyConditionExpression="gsi1pk = :key AND gsi1sk < :upper",
+                # '$' sorts right after the '#' separator, so a time equal to ``moment`` is included
+                ExpressionAttributeValues={":key": _s(f"{key}#{shard}"), ":upper": _s(f"{_time(moment)}$")},
+                PaginationConfig={"MaxItems": limit, "PageSize": limit},
+            )
+            found.extend(
+                (item["gsi1sk"]["S"], item["pk"]["S"].removeprefix(PAYMENT_PK_PREFIX))
+                for page in pages
+                for item in page.get("Items", [])
+            )
+        return [payment_id for _, payment_id in sorted(found)[:limit]]
 
     def get_hold(self, payment_id: str) -> Hold | None:
         return self._load_payment(payment_id)[0]
 
     def transfers(self, payment_id: str) -> list[Transfer]:
         """The payment's journal in time order."""
-        return sorted(self._load_payment(payment_id)[1], key=lambda t: (t.at, t.transfer_id))
+        return _in_time_order(self._load_payment(payment_id)[1])
 
     def balance(self, account: AccountId) -> int:
-        return self._load_balances([account]).get(account, 0)
+        """A provider's clawback balance is stored; any other account is summed over the journals
+        (a full Scan, see ``balances``)."""
+        if account.kind is AccountKind.CLAWBACK:
+            return self._load_clawback(account)
+        return self.balances().get(account, 0)
 
     def verify_balanced(self) -> dict[str, int]:
         """Sum of all balances per currency; every value must be 0.
@@ -451,30 +482,36 @@ class LedgerStore:
         return totals
 
     def balances(self) -> dict[AccountId, int]:
-        """Every account's balance (a full consistent Scan; see ``verify_balanced``)."""
+        """Every account's balance as the sum of the payments' journals (a full consistent Scan;
+        see ``verify_balanced``). Pool accounts exist only as this sum."""
+        deltas = balance_deltas(self.all_transfers())
+        return {account: cents for account, cents in sorted(deltas.items())}
+
+    def stored_balances(self) -> dict[AccountId, int]:
+        """The balances kept as items (each provider's clawback account), for reconciliation
+        against ``balances``."""
         found: dict[AccountId, int] = {}
-        paginator = self._client.get_paginator("scan")
-        for page in paginator.paginate(
-            TableName=self._table,
-            ConsistentRead=True,
-            FilterExpression="begins_with(pk, :prefix) AND sk = :balance",
-            ExpressionAttributeValues={":prefix": _s(ACCOUNT_PK_PREFIX), ":balance": _s(BALANCE_SK)},
-        ):
-            for item in page.get("Items", []):
-                account = AccountId(
-                    AccountKind(item["account_kind"]["S"]), item["currency"]["S"], item["owner"]["S"]
-                )
-                found[account] = int(item["balance_cents"]["N"])
+        for item in self._scan("begins_with(pk, :prefix) AND sk = :balance", _ACCOUNT_FILTER):
+            account = AccountId(
+                AccountKind(item["account_kind"]["S"]), item["currency"]["S"], item["owner"]["S"]
+            )
+            found[account] = int(item["balance_cents"]["N"])
         return found
 
     def holds(self) -> list[Hold]:
         """Every hold (a full Scan, for reconciliation)."""
-        return [_parse_hold(item) for item in self._scan("sk = :hold", {":hold": _s(HOLD_SK)})]
+        return [hold for hold, _ in self._payments()]
 
     def all_transfers(self) -> list[Transfer]:
         """Every payment's journal entries (a full Scan, for reconciliation)."""
-        items = self._scan("begins_with(sk, :transfer)", {":transfer": _s(TRANSFER_SK_PREFIX)})
-        return sorted((_parse_transfer(item) for item in items), key=lambda t: (t.at, t.transfer_id))
+        return _in_time_order(t for _, journal in self._payments() for t in journal)
+
+    def _payments(self) -> list[tuple[Hold, list[Transfer]]]:
+        found = []
+        for item in self._scan("sk = :hold", {":hold": _s(HOLD_SK)}):
+            hold = _parse_hold(item)
+            found.append((hold, _parse_journal(hold, item)))
+        return found
 
     def _scan(self, condition: str, values: "Item") -> list["Item"]:
         return [
@@ -494,31 +531,51 @@ class LedgerStore:
         self,
         payment_id: str,
         command: Callable[[LedgerState], Outcome],
-        accounts_if_new: Sequence[AccountId] = (),
+        *,
+        reads_clawback: bool = False,
     ) -> Outcome:
         for attempt in range(self._max_attempts):
-            hold, transfers = self._load_payment(payment_id)
-            accounts = hold.accounts if hold is not None else tuple(accounts_if_new)
+            hold, journal = self._load_payment(payment_id)
+            balances = balance_deltas(journal)  # the payment's own share of each account
+            seen: dict[AccountId, int] = {}
+            if hold is not None and reads_clawback:
+                clawback = AccountId.clawback(hold.provider_id, hold.currency)
+                balances[clawback] = seen[clawback] = self._load_clawback(clawback)
             state = LedgerState(
                 holds={payment_id: hold} if hold is not None else {},
-                balances=self._load_balances(accounts),
-                transfers={t.transfer_id: t for t in transfers},
+                balances=balances,
+                transfers={t.transfer_id: t for t in journal},
             )
             outcome = command(state)
             if not isinstance(outcome, Applied):
                 return outcome
-            if self._write(outcome):
+            if self._write(outcome, [*journal, *outcome.transfers], seen):
                 return outcome
             if attempt + 1 < self._max_attempts:
                 self._sleep(self._backoff_seconds * 2**attempt)
         raise LedgerContentionError(f"gave up on payment {payment_id} after {self._max_attempts} attempts")
 
-    def _write(self, applied: Applied) -> bool:
-        """Apply the write set atomically; False when a condition lost to another writer."""
+    def _write(self, applied: Applied, journal: Sequence[Transfer], seen: Mapping[AccountId, int]) -> bool:
+        """Write the payment item under its version check, and the clawback delta if any, in one
+        transaction only then; False when a condition lost to another writer."""
+        put = self._payment_put(applied, journal)
+        updates = [
+            self._clawback_update(account, delta, seen.get(account))
+            for account, delta in sorted(balance_deltas(applied.transfers).items())
+            if account.kind in _STORED_KINDS
+        ]
         try:
-            self._client.transact_write_items(TransactItems=self._write_set(applied))
+            if not updates:
+                self._client.put_item(**put)
+                return True
+            items: list[TransactWriteItemTypeDef] = [{"Put": put}]
+            items.extend({"Update": update} for update in updates)
+            self._client.transact_write_items(TransactItems=items)
         except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
+            code = error.response["Error"]["Code"]
+            if code == "ConditionalCheckFailedException":
+                return False
+            if code != "TransactionCanceledException":
                 raise
             reasons = {reason.get("Code", "None") for reason in error.response.get("CancellationReasons", [])}
             if not reasons <= _RETRYABLE_CANCELLATIONS:
@@ -526,78 +583,59 @@ class LedgerStore:
             return False
         return True
 
-    def _write_set(self, applied: Applied) -> list["TransactWriteItemTypeDef"]:
+    def _payment_put(self, applied: Applied, journal: Sequence[Transfer]) -> "PutTypeDef":
         expected = applied.expected_hold_version
-        hold_put: PutTypeDef = {"TableName": self._table, "Item": _hold_item(applied.hold)}
+        put: PutTypeDef = {"TableName": self._table, "Item": _payment_item(applied.hold, journal)}
         if expected == 0:
-            hold_put["ConditionExpression"] = "attribute_not_exists(pk)"
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
-            hold_put["ConditionExpression"] = "version = :expected"
-            hold_put["ExpressionAttributeValues"] = {":expected": _n(expected)}
-        transfer_puts: list[TransactWriteItemTypeDef] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": _transfer_item(transfer),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-            for transfer in applied.transfers
-        ]
-        return [{"Put": hold_put}, *transfer_puts, *self._balance_updates(applied.transfers)]
+            put["ConditionExpression"] = "version = :expected"
+            put["ExpressionAttributeValues"] = {":expected": _n(expected)}
+        return put
 
-    def _balance_updates(self, transfers: Iterable[Transfer]) -> list["TransactWriteItemTypeDef"]:
-        updates: list[TransactWriteItemTypeDef] = []
-        for account, delta in sorted(balance_deltas(transfers).items()):
-            values: dict[str, AttributeValueTypeDef] = {
-                ":delta": _n(delta),
-                ":one": _n(1),
-                ":kind": _s(account.kind),
-                ":currency": _s(account.currency),
-                ":owner": _s(account.owner),
-            }
-            update: UpdateTypeDef = {
-                "TableName": self._table,
-                "Key": _account_key(account),
-                "UpdateExpression": "ADD balance_cents :delta, #version :one "
-                "SET account_kind = :kind, currency = :currency, #owner = :owner",
-                "ExpressionAttributeNames": {"#version": "version", "#owner": "owner"},
-                "ExpressionAttributeValues": values,
-            }
-            if delta < 0 and not account.may_go_negative:
-                values[":debit"] = _n(-delta)
-                update["ConditionExpression"] = "balance_cents >= :debit"
-            updates.append({"Update": update})
-        return updates
+    def _clawback_update(self, account: AccountId, delta: int, seen: int | None) -> "UpdateTypeDef":
+        """ADD the delta; when the decision read the balance (a payout's netting), only onto that
+        balance, so a concurrent change makes the command decide again."""
+        values: dict[str, AttributeValueTypeDef] = {
+            ":delta": _n(delta),
+            ":kind": _s(account.kind),
+            ":currency": _s(account.currency),
+            ":owner": _s(account.owner),
+        }
+        update: UpdateTypeDef = {
+            "TableName": self._table,
+            "Key": _account_key(account),
+            "UpdateExpression": "ADD balance_cents :delta SET account_kind = :kind, currency = :currency, "
+            "#owner = :owner",
+            "ExpressionAttributeNames": {"#owner": "owner"},
+            "ExpressionAttributeValues": values,
+        }
+        if seen is not None:
+            values[":seen"] = _n(seen)
+            update["ConditionExpression"] = (
+                "balance_cents = :seen" if seen else "attribute_not_exists(pk) OR balance_cents = :seen"
+            )
+        return update
 
     def _load_payment(self, payment_id: str) -> tuple[Hold | None, list[Transfer]]:
-        hold: Hold | None = None
-        transfers: list[Transfer] = []
-        paginator = self._client.get_paginator("query")
-        for page in paginator.paginate(
+        response = self._client.get_item(
             TableName=self._table,
+            Key={"pk": _s(_payment_pk(payment_id)), "sk": _s(HOLD_SK)},
             ConsistentRead=True,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": _s(_payment_pk(payment_id))},
-        ):
-            for item in page.get("Items", []):
-                sort_key = item["sk"]["S"]
-                if sort_key == HOLD_SK:
-                    hold = _parse_hold(item)
-                elif sort_key.startswith(TRANSFER_SK_PREFIX):
-                    transfers.append(_parse_transfer(item))
-        return hold, transfers
+        )
+        item = response.get("Item")
+        if item is None:
+            return None, []
+        hold = _parse_hold(item)
+        return hold, _parse_journal(hold, item)
 
-    def _load_balances(self, accounts: Sequence[AccountId]) -> dict[AccountId, int]:
-        by_pk = {_account_key(account)["pk"]["S"]: account for account in accounts}
-        balances: dict[AccountId, int] = {}
-        pending: list[Item] = [_account_key(account) for account in accounts]
-        while pending:
-            response = self._client.batch_get_item(
-                RequestItems={self._table: {"Keys": pending, "ConsistentRead": True}}
-            )
-            for item in response.get("Responses", {}).get(self._table, []):
-                balances[by_pk[item["pk"]["S"]]] = int(item["balance_cents"]["N"])
-            unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
-            pending = list(unprocessed["Keys"]) if unprocessed else []
-        return balances
+    def _load_clawback(self, account: AccountId) -> int:
+        response = self._client.get_item(
+            TableName=self._table, Key=_account_key(account), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return int(item["balance_cents"]["N"]) if item is not None else 0
+
+
+def _in_time_order(transfers: Iterable[Transfer]) -> list[Transfer]:
+    return sorted(transfers, key=lambda t: (t.at, t.transfer_id))

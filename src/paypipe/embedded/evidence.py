@@ -195,6 +195,7 @@ def run_context(pipeline: EmbeddedPipeline) -> Context:
     return Context(
         holds=store.holds(),
         transfers=store.all_transfers(),
+        stored_balances=store.stored_balances(),
         payouts=payout_rows(pipeline),
         external_event_ids=frozenset(pipeline.external_event_ids),
         as_of=pipeline.clock.now(),

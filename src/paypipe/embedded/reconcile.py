@@ -15,7 +15,15 @@ from datetime import date, datetime, timedelta
 from itertools import pairwise
 
 from paypipe.domain.ach_calendar import next_window, settlement_problem
-from paypipe.domain.ledger import DisputePhase, Hold, Transfer, TransferKind, balance_deltas
+from paypipe.domain.ledger import (
+    AccountId,
+    AccountKind,
+    DisputePhase,
+    Hold,
+    Transfer,
+    TransferKind,
+    balance_deltas,
+)
 from paypipe.domain.ledger import payout_return_transfer_id as ledger_return_id
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import client_timestamps
@@ -96,6 +104,7 @@ class Context:
 
     holds: Sequence[Hold] = ()
     transfers: Sequence[Transfer] = ()  # the ledger's journal
+    stored_balances: Mapping[AccountId, int] = field(default_factory=dict)  # balances kept as items
     payouts: Sequence[PayoutRow] = ()
     external_event_ids: frozenset[str] = frozenset()  # events published from outside the pipeline
     as_of: datetime | None = None  # end of the run on the pipeline clock
@@ -155,11 +164,48 @@ def reconcile(
     for currency, total in sorted(ledger_totals.items()):
         if total != 0:
             result.flag("LEDGER_UNBALANCED", None, f"ledger unbalanced in {currency}: {total}")
+    _check_ledger_accounts(result, context)
     _check_disputes(result, events, context)
     _check_reviews(result, events, context)
     _check_trust(result, seen, context)
     _check_time(result, events)
     return result
+
+
+# -- pools are the sum of the payments' journals -----------------------------------------------
+
+
+def _pool_shares(hold: Hold) -> dict[AccountKind, int]:
+    """What a payment's journal must leave in each pool account, from its hold alone."""
+    clawbacks = {d.episode for d in hold.open_disputes(DisputePhase.CLAWBACK)}
+    return {
+        AccountKind.ESCROW: 0 if hold.is_resolved else hold.amount_cents,
+        AccountKind.SETTLEMENT: hold.paid_out_cents if hold.payout_ref is not None else 0,
+        AccountKind.DISPUTES: hold.released_cents * len(clawbacks),
+    }
+
+
+def _check_ledger_accounts(result: Reconciliation, context: Context) -> None:
+    """Each balance kept as an item equals the sum of the journals' postings to it
+    (``LEDGER_ACCOUNT_MISMATCH``), and each payment's journal leaves in every pool exactly what
+    its hold says (``LEDGER_SHARE_MISMATCH``), so each pool total is the sum over the payments."""
+    journal = balance_deltas(context.transfers)
+    for account, cents in sorted(context.stored_balances.items()):
+        if cents != journal.get(account, 0):
+            message = f"{account} is stored as {cents} cents, the journals sum to {journal.get(account, 0)}"
+            result.flag("LEDGER_ACCOUNT_MISMATCH", None, message)
+    by_payment: dict[str, list[Transfer]] = defaultdict(list)
+    for transfer in context.transfers:
+        by_payment[transfer.payment_id].append(transfer)
+    for hold in context.holds:
+        if hold.payment_id not in by_payment:
+            continue
+        shares = balance_deltas(by_payment[hold.payment_id])
+        for kind, expected in _pool_shares(hold).items():
+            share = shares.get(AccountId(kind, hold.currency), 0)
+            if share != expected:
+                message = f"its journal leaves {share} cents in {kind}, its hold {expected}"
+                result.flag("LEDGER_SHARE_MISMATCH", hold.payment_id, message)
 
 
 # -- payments end once ---------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""Writes per DynamoDB item in the embedded run of ``paypipe run``: no item of any table is written
+on the path of every payment. Each payment's items take a bounded number of writes whatever the
+number of payments; only a provider's items and an ACH batch's items may take more, and are named
+here with the reason."""
+
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from botocore.client import BaseClient
+
+from paypipe.embedded.demo import run_demo
+
+pytestmark = pytest.mark.embedded
+
+PAYMENTS = 8  # the small run; the large one has twice as many
+PER_ITEM_BOUND = 6  # the most writes one payment's item takes in the scenario (ledger: 3-4)
+KEY_NAMES = ("pk", "sk", "id")  # every table's key attributes (``id``: the idempotency table)
+# (table, key pattern): items that may be written by many payments, and why that does not grow globally
+ALLOWED = (
+    ("LedgerTable", re.compile(r"pk=ledger#account#[A-Z]{3}#clawback#.+")),  # one per provider
+    ("PayoutsTable", re.compile(r"pk=batch#.+")),  # one per ACH file of up to 2,500 payouts
+)
+
+type ItemKey = tuple[str, str]
+
+
+def _key(table: str, item: Mapping[str, Any]) -> ItemKey:
+    name = table.removeprefix("paypipe-embedded-")
+    return name, "|".join(f"{k}={next(iter(item[k].values()))}" for k in KEY_NAMES if k in item)
+
+
+def _written(operation: str, params: Mapping[str, Any]) -> Iterator[ItemKey]:
+    if operation == "PutItem":
+        yield _key(params["TableName"], params["Item"])
+    elif operation in ("UpdateItem", "DeleteItem"):
+        yield _key(params["TableName"], params["Key"])
+    elif operation == "TransactWriteItems":
+        for entry in params["TransactItems"]:
+            ((kind, spec),) = entry.items()
+            if kind != "ConditionCheck":
+                yield _key(spec["TableName"], spec.get("Key") or spec["Item"])
+    elif operation == "BatchWriteItem":
+        for table, requests in params["RequestItems"].items():
+            for request in requests:
+                ((_, spec),) = request.items()
+                yield _key(table, spec.get("Key") or spec["Item"])
+
+
+def writes_per_item(payments: int) -> Counter[ItemKey]:
+    counts: Counter[ItemKey] = Counter()
+    original = BaseClient._make_api_call
+
+    def counting(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if client.meta.service_model.service_name == "dynamodb":
+            counts.update(_written(operation, params))
+        return original(client, operation, params)
+
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        mock.patch.dict(os.environ, LOG_FILE=f"{scratch}/log.jsonl"),
+        mock.patch.object(BaseClient, "_make_api_call", counting),
+    ):
+        report = run_demo(payments, out_dir=Path(scratch) / "out")
+    assert report.reconciliation.ok, report.reconciliation.violations
+    return counts
+
+
+def _allowed(item: ItemKey) -> bool:
+    table, key = item
+    return any(table.startswith(name) and pattern.fullmatch(key) for name, pattern in ALLOWED)
+
+
+def test_no_item_is_written_on_the_path_of_every_payment() -> None:
+    small, large = writes_per_item(PAYMENTS), writes_per_item(2 * PAYMENTS)
+
+    for counts in (small, large):
+        hot = {item: n for item, n in counts.most_common() if n > PER_ITEM_BOUND and not _allowed(item)}
+        assert hot == {}, f"items whose writes grow with the payments: {hot}"
+    assert sum(large.values()) > 1.8 * sum(small.values())  # the large run did twice the work
