@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from botocore.exceptions import ClientError
 
@@ -84,26 +84,33 @@ class PayoutsStore:
         self._table = table_name
         self._client = client
 
-    def add_pending(self, payout: PayoutRecord, released_at: datetime) -> bool:
-        """Record a released payout once; False when it was already recorded."""
+    def add_pending(self, payout: PayoutRecord, released_at: datetime, *, fingerprint: str = "") -> bool:
+        """Record a released payout once, with the fingerprint of the event that released it;
+        False when it was already recorded from an event of other content (nothing written)."""
+        item = {
+            "pk": {"S": f"payout#{payout.payment_id}"},
+            "sk": {"S": "payout"},
+            "payout": {"S": json.dumps(asdict(payout), sort_keys=True)},
+            "released_at": {"S": released_at.isoformat()},
+            "status": {"S": "pending"},
+            "gsi1pk": {"S": PENDING_INDEX_KEY},
+            "gsi1sk": {"S": f"{released_at.isoformat()}#{payout.payment_id}"},
+        }
+        if fingerprint:
+            item["fingerprint"] = {"S": fingerprint}
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item={
-                    "pk": {"S": f"payout#{payout.payment_id}"},
-                    "sk": {"S": "payout"},
-                    "payout": {"S": json.dumps(asdict(payout), sort_keys=True)},
-                    "released_at": {"S": released_at.isoformat()},
-                    "status": {"S": "pending"},
-                    "gsi1pk": {"S": PENDING_INDEX_KEY},
-                    "gsi1sk": {"S": f"{released_at.isoformat()}#{payout.payment_id}"},
-                },
+                Item=item,
                 ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = cast("dict[str, Any]", error.response.get("Item") or {})
+            stored = old.get("fingerprint", {}).get("S", "")
+            return not (fingerprint and stored and stored != fingerprint)
         return True
 
     def pending(self) -> list[PendingPayout]:

@@ -121,7 +121,9 @@ class Route:
 
     ``handle`` returns the events to publish. With ``idempotent`` (the default) its result is
     stored under the business key and replayed on redelivery; a step whose handler is already
-    deterministic and safe to repeat (and whose output must not be stored) sets it to False.
+    deterministic and safe to repeat sets it to False: its own conditional write decides once,
+    keeps the event's ``content_fingerprint`` and refuses other content (``content_conflict``),
+    and its outgoing events derive from its input and stored state alone (same ids, same times).
     ``on_conflict`` handles the same business key arriving with different content.
     ``on_invalid`` answers a schema violation whose envelope is valid (given as a bare ``Event``
     with unparsed ``data``) instead of parking it; ``on_refused`` answers a client event refused
@@ -177,6 +179,11 @@ def content_fingerprint(event: Event) -> str:
         view["card"]["number"] = f"{pan[:6]}..{pan[-4:]}"
     payload = json.dumps(view, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def content_conflict(key: str) -> PermanentError:
+    """The refusal of a business key already processed with different content (parked)."""
+    return PermanentError("IdempotencyConflict", f"{key} was already processed with different content")
 
 
 class Consumer:
@@ -383,9 +390,7 @@ class Consumer:
             cached = self._idempotent_run(request=request, event=event, receipt=receipt)
         except IdempotencyValidationError:
             if route.on_conflict is None:
-                raise PermanentError(
-                    "IdempotencyConflict", f"{request['key']} was already processed with different content"
-                ) from None
+                raise content_conflict(request["key"]) from None
             return list(route.on_conflict(event, receipt))
         # Powertools returns None for a stored empty result.
         return [parse_detail(item["event_type"], item) for item in cached or []]
