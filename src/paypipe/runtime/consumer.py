@@ -5,9 +5,10 @@ Per record:
 2. refuse it unless its EventBridge source and envelope producer are ones the contract allows
    for its type (parked as ``UntrustedSource``); answer a client event whose timestamps are
    further than the allowed skew from the pipeline's receipt time with the route's refusal;
-3. run the step's route for that event type under idempotency on the business key
-   (payment id + step + event type); the outgoing events are cached with the key so a
-   redelivery re-publishes exactly the same events (same ids) instead of recomputing;
+3. run the step's route for that event type once per business key (payment id + step + event
+   type): under an idempotency record that caches the outgoing events with the key, so a
+   redelivery re-publishes exactly the same events (same ids) instead of recomputing, or, for a
+   route that is not ``idempotent``, by the step's own conditional write (see ``Route``);
 4. publish all outgoing events of the batch in PutEvents calls of up to 10 entries.
 
 Routes get the record's ``Receipt``: the pipeline's receipt time (see ``paypipe.runtime.clock``),

@@ -117,7 +117,10 @@ def build() -> Consumer:
     version = setting("FRAUD_RULES_VERSION", "latest")
     desk = ReviewDesk(_reviews(), deadline_hours=int_setting("REVIEW_DEADLINE_HOURS", 72))
     step = FraudStep(
-        velocity=VelocityStore(setting("VELOCITY_TABLE"), client("dynamodb")),
+        # Eventually consistent history: what it can miss (an observation recorded within the
+        # last second or so) a concurrent scoring misses anyway, and the marker, not the history,
+        # makes a redelivery's answer the first one.
+        velocity=VelocityStore(setting("VELOCITY_TABLE"), client("dynamodb"), consistent_read=False),
         ruleset=fraud.load_ruleset(None if version == "latest" else version),
         review_at=_optional_int("FRAUD_REVIEW_AT"),
         decline_at=_optional_int("FRAUD_DECLINE_AT"),
