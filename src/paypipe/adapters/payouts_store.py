@@ -39,10 +39,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from botocore.exceptions import ClientError
 
+from paypipe.adapters.dynamo import put_once
 from paypipe.domain.ach_batching import PayoutRecord, PendingPayout, PlannedBatch
 from paypipe.domain.ach_calendar import EASTERN
 from paypipe.domain.ach_returns import FiledEntry
@@ -98,20 +99,11 @@ class PayoutsStore:
         }
         if fingerprint:
             item["fingerprint"] = {"S": fingerprint}
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            old = cast("dict[str, Any]", error.response.get("Item") or {})
-            stored = old.get("fingerprint", {}).get("S", "")
-            return not (fingerprint and stored and stored != fingerprint)
-        return True
+        stored = put_once(self._client, self._table, item)
+        if stored is None:
+            return True
+        recorded_with = stored.get("fingerprint", {}).get("S", "")
+        return not (fingerprint and recorded_with and recorded_with != fingerprint)
 
     def pending(self) -> list[PendingPayout]:
         return self._indexed(PENDING_INDEX_KEY)

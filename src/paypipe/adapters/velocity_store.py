@@ -20,10 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Final
 
-from botocore.exceptions import ClientError
-
+from paypipe.adapters.dynamo import put_once
 from paypipe.domain.fraud import HISTORY_LOOKBACK, Transaction
 
 if TYPE_CHECKING:
@@ -139,17 +138,9 @@ class VelocityStore:
             "fingerprint": {"S": fingerprint},
             "decision": {"S": decision},
         }
-        try:
-            self._client.put_item(
-                TableName=self._table_name,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            item = dict(cast("Item", error.response.get("Item")) or self._marker(payment_id))
+        stored = put_once(self._client, self._table_name, item)
+        if stored is not None:
+            item = stored or dict(self._marker(payment_id))
         return Decided(
             fingerprint=item.get("fingerprint", {}).get("S", ""),
             decision=item.get("decision", {}).get("S", ""),
