@@ -76,6 +76,7 @@ class Meter:
     _excluded_cpu_ns: int = 0
     _excluded_wall_ns: int = 0
     wru_by_table: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    rru_by_table: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     _probing: bool = False
     _key_names: dict[str, list[str]] = field(default_factory=dict)
 
@@ -116,7 +117,9 @@ class Meter:
             for entry in params["TransactItems"]:
                 ((kind, spec),) = entry.items()
                 if kind == "ConditionCheck":
-                    self.dynamodb_rru += 2 * max(1, math.ceil(self._sized(spec) / 4096))
+                    units = 2 * max(1, math.ceil(self._sized(spec) / 4096))
+                    self.dynamodb_rru += units
+                    self.rru_by_table[spec["TableName"]] += units
                     continue
                 writes.append((spec["TableName"], self._key_of(spec), 2.0))
         before = self._excluded(lambda: [self._item_size(t, k) for t, k, _ in writes])
@@ -128,22 +131,26 @@ class Meter:
 
         self._excluded(account_writes)
         if operation == "GetItem":
-            self._read_units([response.get("Item")], params.get("ConsistentRead", False))
+            self._read_units(params["TableName"], [response.get("Item")], params.get("ConsistentRead", False))
         elif operation in ("Query", "Scan"):
-            self._read_units(response.get("Items", []), params.get("ConsistentRead", False))
+            self._read_units(
+                params["TableName"], response.get("Items", []), params.get("ConsistentRead", False)
+            )
         elif operation == "BatchGetItem":
             for table, items in response.get("Responses", {}).items():
                 consistent = params["RequestItems"][table].get("ConsistentRead", False)
                 for item in items:
-                    self._read_units([item], consistent)
+                    self._read_units(table, [item], consistent)
         return response
 
     def _sized(self, spec: Mapping[str, Any]) -> int:
         return int(self._excluded(lambda: self._item_size(spec["TableName"], spec["Key"])))
 
-    def _read_units(self, items: list[Any], consistent: bool) -> None:
+    def _read_units(self, table: str, items: list[Any], consistent: bool) -> None:
         size = sum(item_size(item) for item in items if item)
-        self.dynamodb_rru += max(1, math.ceil(size / 4096)) * (1.0 if consistent else 0.5)
+        units = max(1, math.ceil(size / 4096)) * (1.0 if consistent else 0.5)
+        self.dynamodb_rru += units
+        self.rru_by_table[table] += units
 
     def _key_of(self, params: Mapping[str, Any]) -> dict[str, Any]:
         if "Key" in params:

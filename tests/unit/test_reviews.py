@@ -14,9 +14,9 @@ from paypipe.domain import fraud, reviews
 from paypipe.domain.reviews import Outcome, RefusalReason, Review, ReviewStatus
 from paypipe.embedded.samples import sample_chain
 from paypipe.events import models as ev
-from paypipe.runtime.consumer import Consumer, Route
+from paypipe.runtime.consumer import Consumer
 from paypipe.runtime.publisher import PublishResult
-from paypipe.steps.fraud import FraudStep
+from paypipe.steps.fraud import FraudStep, routes
 from paypipe.steps.reviews import ReviewDesk, ReviewSweep
 from tests.tables import create_table
 from tests.unit.test_consumer import bus_body, record
@@ -108,13 +108,7 @@ def step(aws):
     capture = Capture()
     consumer = Consumer(
         "fraud",
-        {
-            "PaymentTokenized": Route(fraud_step.on_tokenized),
-            "ReviewDecided": Route(
-                desk.on_decided, business_key=lambda e: f"{e.payment_id}:{e.event_type}:{e.event_id}"
-            ),
-            "ReviewExpiryDue": Route(desk.on_expiry_due),
-        },
+        routes(fraud_step, desk),
         publisher=capture,  # type: ignore[arg-type]
         sqs_client=sqs,
         dlq_url=dlq,

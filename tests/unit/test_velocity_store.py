@@ -69,19 +69,36 @@ def test_round_trip_preserves_every_field(store: VelocityStore) -> None:
     assert store.history(TXN, AS_OF) == [stored]
 
 
-def test_one_item_per_dimension_plus_marker(store: VelocityStore, client: DynamoDBClient) -> None:
+def test_one_item_per_dimension(store: VelocityStore, client: DynamoDBClient) -> None:
     store.record(past("p1", timedelta(minutes=5)))
     keys = sorted(item["pk"]["S"] for item in all_items(client))
-    assert keys == ["card#tok-1", "customer#cust-1", "ip#203.0.113.7", "payment#p1"]
+    assert keys == ["card#tok-1", "customer#cust-1", "ip#203.0.113.7"]
 
 
-def test_record_is_idempotent_by_payment_id(store: VelocityStore, client: DynamoDBClient) -> None:
+def test_recording_again_writes_the_same_items(store: VelocityStore, client: DynamoDBClient) -> None:
     first = past("p1", timedelta(minutes=5))
     store.record(first)
+    before = all_items(client)
     store.record(first)
-    store.record(dataclasses.replace(first, occurred_at=AS_OF - timedelta(minutes=1), amount_cents=1))
-    assert len(all_items(client)) == 4
+    assert all_items(client) == before
     assert store.history(TXN, AS_OF) == [first]
+
+
+def test_the_first_decision_is_the_payments(store: VelocityStore, client: DynamoDBClient) -> None:
+    first = store.decide("p1", "fp-a", '{"score": 10}', AS_OF)
+    again = store.decide("p1", "fp-a", '{"score": 90}', AS_OF + timedelta(minutes=1))
+    other = store.decide("p1", "fp-b", '{"score": 50}', AS_OF)
+    assert first == again == other
+    assert (first.fingerprint, first.decision) == ("fp-a", '{"score": 10}')
+    (marker,) = all_items(client)
+    assert marker["pk"]["S"] == "payment#p1"
+    assert int(marker["expires_at"]["N"]) == int((AS_OF + timedelta(days=14)).timestamp())
+    assert store.decide("p2", "fp-b", "{}", AS_OF).fingerprint == "fp-b"
+
+
+def test_a_marker_never_shows_in_history(store: VelocityStore) -> None:
+    store.decide("p1", "fp-a", "{}", AS_OF - timedelta(minutes=5))
+    assert store.history(TXN, AS_OF) == []
 
 
 def test_ttl_is_about_eight_days_after_the_transaction(store: VelocityStore, client: DynamoDBClient) -> None:

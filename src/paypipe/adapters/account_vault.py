@@ -145,7 +145,7 @@ class AccountVault:
             )
             if put_new_items(self._ddb, self._table, *items):
                 return AccountToken(token, account[-4:], fingerprint)
-            existing = self._existing_token(fingerprint, tenant)
+            existing = self._existing_token(fingerprint, tenant, consistent=True)
             if existing is not None:
                 return AccountToken(existing, account[-4:], fingerprint)
         raise VaultError("could not store the account after repeated transaction conflicts")
@@ -195,9 +195,10 @@ class AccountVault:
         link: Item = {**_fingerprint_key(fingerprint, tenant), "token": _s(token), "created_at": created}
         return account_item, link
 
-    def _existing_token(self, fingerprint: str, tenant: str) -> str | None:
+    def _existing_token(self, fingerprint: str, tenant: str, *, consistent: bool = False) -> str | None:
+        """The account's token, if stored (eventually consistent first: see ``CardVault``)."""
         item = self._ddb.get_item(
-            TableName=self._table, Key=_fingerprint_key(fingerprint, tenant), ConsistentRead=True
+            TableName=self._table, Key=_fingerprint_key(fingerprint, tenant), ConsistentRead=consistent
         ).get("Item")
         return None if item is None else item["token"]["S"]
 

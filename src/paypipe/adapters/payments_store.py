@@ -79,6 +79,42 @@ class PaymentsStore:
             item["received_at"] = {"S": received_at.astimezone(UTC).isoformat()}
         self._client.put_item(TableName=self._table, Item=item)
 
+    def keep_payee(
+        self,
+        payment_id: str,
+        payee: PayeeRef,
+        received_at: datetime | None,
+        *,
+        fingerprint: str,
+        at: datetime,
+    ) -> datetime | None:
+        """Save the payout instructions of the event with this content fingerprint and return when
+        they were first saved (``at``, the first time); None when an event of other content for
+        the payment gave them (nothing written)."""
+        values = {
+            ":payee": {"S": payee.model_dump_json()},
+            ":fingerprint": {"S": fingerprint},
+            ":at": {"S": at.astimezone(UTC).isoformat()},
+        }
+        update = "SET payee = :payee, fingerprint = :fingerprint, kept_at = if_not_exists(kept_at, :at)"
+        if received_at is not None:
+            update += ", received_at = :received"
+            values[":received"] = {"S": received_at.astimezone(UTC).isoformat()}
+        try:
+            item = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"payment#{payment_id}"}, "sk": {"S": "payee"}},
+                UpdateExpression=update,
+                ConditionExpression="attribute_not_exists(pk) OR fingerprint = :fingerprint",
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return None
+        return datetime.fromisoformat(item["kept_at"]["S"])
+
     def payee(self, payment_id: str) -> PayeeRef | None:
         return self.instructions(payment_id).payee
 

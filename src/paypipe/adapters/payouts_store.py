@@ -43,6 +43,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from paypipe.adapters.dynamo import put_once
 from paypipe.domain.ach_batching import PayoutRecord, PendingPayout, PlannedBatch
 from paypipe.domain.ach_calendar import EASTERN
 from paypipe.domain.ach_returns import FiledEntry
@@ -84,27 +85,25 @@ class PayoutsStore:
         self._table = table_name
         self._client = client
 
-    def add_pending(self, payout: PayoutRecord, released_at: datetime) -> bool:
-        """Record a released payout once; False when it was already recorded."""
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "pk": {"S": f"payout#{payout.payment_id}"},
-                    "sk": {"S": "payout"},
-                    "payout": {"S": json.dumps(asdict(payout), sort_keys=True)},
-                    "released_at": {"S": released_at.isoformat()},
-                    "status": {"S": "pending"},
-                    "gsi1pk": {"S": PENDING_INDEX_KEY},
-                    "gsi1sk": {"S": f"{released_at.isoformat()}#{payout.payment_id}"},
-                },
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+    def add_pending(self, payout: PayoutRecord, released_at: datetime, *, fingerprint: str = "") -> bool:
+        """Record a released payout once, with the fingerprint of the event that released it;
+        False when it was already recorded from an event of other content (nothing written)."""
+        item = {
+            "pk": {"S": f"payout#{payout.payment_id}"},
+            "sk": {"S": "payout"},
+            "payout": {"S": json.dumps(asdict(payout), sort_keys=True)},
+            "released_at": {"S": released_at.isoformat()},
+            "status": {"S": "pending"},
+            "gsi1pk": {"S": PENDING_INDEX_KEY},
+            "gsi1sk": {"S": f"{released_at.isoformat()}#{payout.payment_id}"},
+        }
+        if fingerprint:
+            item["fingerprint"] = {"S": fingerprint}
+        stored = put_once(self._client, self._table, item)
+        if stored is None:
+            return True
+        recorded_with = stored.get("fingerprint", {}).get("S", "")
+        return not (fingerprint and recorded_with and recorded_with != fingerprint)
 
     def pending(self) -> list[PendingPayout]:
         return self._indexed(PENDING_INDEX_KEY)

@@ -481,7 +481,7 @@ class CardVault:
             ):
                 return card(token)
             # Lost a race (or conflicted) with a concurrent tokenization of the same card.
-            existing = self._existing_token(fingerprint, tenant)
+            existing = self._existing_token(fingerprint, tenant, consistent=True)
             if existing is not None:
                 self._refresh_expiry(existing, tenant, exp_month, exp_year)
                 return card(existing)
@@ -512,9 +512,12 @@ class CardVault:
 
     # --- DynamoDB operations ----------------------------------------------------------------
 
-    def _existing_token(self, fingerprint: str, tenant: str) -> str | None:
+    def _existing_token(self, fingerprint: str, tenant: str, *, consistent: bool = False) -> str | None:
+        """The card's token, if stored. A fingerprint's link is written once and never changes, so
+        an eventually consistent read is enough: one that misses a new link only sends the caller
+        to the conditional write, which refuses, and then to a ``consistent`` read."""
         response = self._ddb.get_item(
-            TableName=self._table, Key=fingerprint_key(fingerprint, tenant), ConsistentRead=True
+            TableName=self._table, Key=fingerprint_key(fingerprint, tenant), ConsistentRead=consistent
         )
         item = response.get("Item")
         return None if item is None else _read_string(item, "token")

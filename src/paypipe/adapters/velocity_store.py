@@ -6,18 +6,23 @@ Each transaction is stored once per dimension::
     pk = "card#<card fingerprint>" | "customer#<id>" | "ip#<canonical address or IPv6 /64>"
     sk = "<occurred_at, UTC, fixed width>#<payment_id>"
 
-so a time window is a single key-range Query. A marker item ``pk = "payment#<id>", sk = "recorded"``
-is written in the same transaction to make recording idempotent by payment id.
+so a time window is a single key-range Query. The observations are plain puts (no transaction):
+the same payment always writes the same items.
+
+A marker item ``pk = "payment#<id>", sk = "recorded"`` is the fraud step's idempotency record:
+the first scoring of a payment stores its decision there with the content fingerprint of the
+event scored (``decide``), and every redelivery gets that decision back instead of its own,
+since a score depends on the history at the time it was computed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from botocore.exceptions import ClientError
-
+from paypipe.adapters.dynamo import put_once
 from paypipe.domain.fraud import HISTORY_LOOKBACK, Transaction
 
 if TYPE_CHECKING:
@@ -25,12 +30,12 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import (
         AttributeValueTypeDef,
         QueryInputTypeDef,
-        TransactWriteItemTypeDef,
     )
 
     Item = Mapping[str, AttributeValueTypeDef]
 
 RETENTION: Final = timedelta(days=8)  # a little beyond the 7-day lookback
+MARKER_RETENTION: Final = timedelta(days=14)  # as long as an event may be redelivered
 _TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 _MARKER_SK: Final = "recorded"
 
@@ -91,6 +96,14 @@ def _from_item(item: Item) -> Transaction:
     )
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A payment's stored decision and the fingerprint of the event it was made for."""
+
+    fingerprint: str
+    decision: str
+
+
 class VelocityStore:
     def __init__(
         self,
@@ -116,6 +129,31 @@ class VelocityStore:
                 found.setdefault(observed.payment_id, observed)
         return sorted(found.values(), key=lambda t: (t.occurred_at, t.payment_id))
 
+    def decide(self, payment_id: str, fingerprint: str, decision: str, at: datetime) -> Decided:
+        """Store ``decision`` as the payment's, unless one is stored already: the stored one."""
+        item: dict[str, AttributeValueTypeDef] = {
+            "pk": {"S": f"payment#{payment_id}"},
+            "sk": {"S": _MARKER_SK},
+            "expires_at": {"N": str(int((at + MARKER_RETENTION).timestamp()))},
+            "fingerprint": {"S": fingerprint},
+            "decision": {"S": decision},
+        }
+        stored = put_once(self._client, self._table_name, item)
+        if stored is not None:
+            item = stored or dict(self._marker(payment_id))
+        return Decided(
+            fingerprint=item.get("fingerprint", {}).get("S", ""),
+            decision=item.get("decision", {}).get("S", ""),
+        )
+
+    def _marker(self, payment_id: str) -> Item:
+        response = self._client.get_item(
+            TableName=self._table_name,
+            Key={"pk": {"S": f"payment#{payment_id}"}, "sk": {"S": _MARKER_SK}},
+            ConsistentRead=True,
+        )
+        return response.get("Item", {})
+
     def _query(self, pk: str, low: str, high: str) -> list[Item]:
         request: QueryInputTypeDef = {
             "TableName": self._table_name,
@@ -134,36 +172,6 @@ class VelocityStore:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def record(self, txn: Transaction) -> None:
-        """Store one observation per dimension; a payment id already recorded is left as it is."""
-        marker: dict[str, AttributeValueTypeDef] = {
-            "pk": {"S": f"payment#{txn.payment_id}"},
-            "sk": {"S": _MARKER_SK},
-            "expires_at": {"N": str(_expires_at(txn))},
-        }
-        writes: list[TransactWriteItemTypeDef] = [
-            {
-                "Put": {
-                    "TableName": self._table_name,
-                    "Item": marker,
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        ]
-        writes.extend(
-            {"Put": {"TableName": self._table_name, "Item": _to_item(txn, pk)}} for pk in _partition_keys(txn)
-        )
-        try:
-            self._client.transact_write_items(TransactItems=writes)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
-            if not self._is_recorded(txn.payment_id):
-                raise
-
-    def _is_recorded(self, payment_id: str) -> bool:
-        response = self._client.get_item(
-            TableName=self._table_name,
-            Key={"pk": {"S": f"payment#{payment_id}"}, "sk": {"S": _MARKER_SK}},
-            ConsistentRead=True,
-        )
-        return "Item" in response
+        """Store one observation per dimension (the same items however often it is called)."""
+        for pk in _partition_keys(txn):
+            self._client.put_item(TableName=self._table_name, Item=_to_item(txn, pk))

@@ -5,9 +5,10 @@ Per record:
 2. refuse it unless its EventBridge source and envelope producer are ones the contract allows
    for its type (parked as ``UntrustedSource``); answer a client event whose timestamps are
    further than the allowed skew from the pipeline's receipt time with the route's refusal;
-3. run the step's route for that event type under idempotency on the business key
-   (payment id + step + event type); the outgoing events are cached with the key so a
-   redelivery re-publishes exactly the same events (same ids) instead of recomputing;
+3. run the step's route for that event type once per business key (payment id + step + event
+   type): under an idempotency record that caches the outgoing events with the key, so a
+   redelivery re-publishes exactly the same events (same ids) instead of recomputing, or, for a
+   route that is not ``idempotent``, by the step's own conditional write (see ``Route``);
 4. publish all outgoing events of the batch in PutEvents calls of up to 10 entries.
 
 Routes get the record's ``Receipt``: the pipeline's receipt time (see ``paypipe.runtime.clock``),
@@ -121,7 +122,9 @@ class Route:
 
     ``handle`` returns the events to publish. With ``idempotent`` (the default) its result is
     stored under the business key and replayed on redelivery; a step whose handler is already
-    deterministic and safe to repeat (and whose output must not be stored) sets it to False.
+    deterministic and safe to repeat sets it to False: its own conditional write decides once,
+    keeps the event's ``content_fingerprint`` and refuses other content (``content_conflict``),
+    and its outgoing events derive from its input and stored state alone (same ids, same times).
     ``on_conflict`` handles the same business key arriving with different content.
     ``on_invalid`` answers a schema violation whose envelope is valid (given as a bare ``Event``
     with unparsed ``data``) instead of parking it; ``on_refused`` answers a client event refused
@@ -177,6 +180,11 @@ def content_fingerprint(event: Event) -> str:
         view["card"]["number"] = f"{pan[:6]}..{pan[-4:]}"
     payload = json.dumps(view, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def content_conflict(key: str) -> PermanentError:
+    """The refusal of a business key already processed with different content (parked)."""
+    return PermanentError("IdempotencyConflict", f"{key} was already processed with different content")
 
 
 class Consumer:
@@ -383,9 +391,7 @@ class Consumer:
             cached = self._idempotent_run(request=request, event=event, receipt=receipt)
         except IdempotencyValidationError:
             if route.on_conflict is None:
-                raise PermanentError(
-                    "IdempotencyConflict", f"{request['key']} was already processed with different content"
-                ) from None
+                raise content_conflict(request["key"]) from None
             return list(route.on_conflict(event, receipt))
         # Powertools returns None for a stored empty result.
         return [parse_detail(item["event_type"], item) for item in cached or []]

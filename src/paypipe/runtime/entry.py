@@ -21,9 +21,10 @@ LambdaHandler = Callable[[Mapping[str, Any], Any], Any]
 
 
 def build_consumer(step: str, routes: Mapping[str, Route], observer: Observer | None = None) -> Consumer:
-    """A consumer wired to the bus, the step's DLQ and the idempotency table from the environment
-    (an ``observer`` instead of routes: see ``Consumer``)."""
-    idempotency_table = os.environ.get("IDEMPOTENCY_TABLE", "")
+    """A consumer wired to the bus, the step's DLQ and, when a route keeps idempotency records, the
+    idempotency table from the environment (an ``observer`` instead of routes: see ``Consumer``)."""
+    keeps_records = any(route.idempotent for route in routes.values())
+    idempotency_table = os.environ.get("IDEMPOTENCY_TABLE", "") if keeps_records else ""
     store = (
         DynamoDBPersistenceLayer(table_name=idempotency_table, boto3_client=client("dynamodb"))
         if idempotency_table

@@ -479,7 +479,7 @@ def _policies(function: Function) -> list[Any]:
     tables = dict(function.tables)
     if function.queued:
         statements.append(_allow("ParkInDLQ", "sqs:SendMessage", getatt(f"{logical(function.name)}DLQ.Arn")))
-    if function.consumes:  # the object consumer keeps its own record of the files it read
+    if function.consumes and function.idempotency:  # the object consumer keeps its own records
         tables = {"Idempotency": "Crud"} | tables
     policies: list[Any] = [{"Statement": [statement]} for statement in statements]
     policies += [_table_policy(table, access) for table, access in tables.items()]

@@ -53,6 +53,8 @@ class Function:
     name: str  # its service name; its logical ids are the CamelCase (escrow_hold -> EscrowHoldQueue)
     code: str  # services/<code>/, and the step whose source (paypipe.<code>) it publishes under
     consumes: tuple[str, ...] = ()  # event types its queue receives
+    # Keeps idempotency records (a route with Route.idempotent): the Idempotency table, read-write.
+    idempotency: bool = True
     objects: tuple[str, str] | None = None  # (bucket logical id, key prefix): S3 notifications it receives
     detail: dict[str, Any] | None = None  # what the rule also requires of the event detail
     schedule: tuple[str, str] | None = None  # (event name, schedule parameter)
@@ -78,6 +80,7 @@ FUNCTIONS = (
         "validate",
         "validate",
         consumes=("PaymentRequested", "PayeeAccountUpdated"),
+        idempotency=False,
         tables={"Payments": "Crud"},
         parameters=(
             "MaxAmountCents",
@@ -109,6 +112,7 @@ FUNCTIONS = (
         "escrow_hold",
         "escrow_hold",
         consumes=("PaymentScored",),
+        idempotency=False,
         detail={"data": {"assessment": {"decision": ["approve"]}}},
         tables={"Ledger": "Crud", "Payments": "Crud"},
         parameters=("HoldDays",),

@@ -41,7 +41,7 @@ from paypipe.domain.ledger import Hold
 from paypipe.domain.nacha import Payable
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
-from paypipe.runtime.consumer import Consumer, Receipt, Route
+from paypipe.runtime.consumer import Consumer, Receipt, Route, content_conflict, content_fingerprint
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
@@ -79,7 +79,9 @@ class CollectStep:
             provider_id=data.provider_id,
             account_fingerprint=payee.account_fingerprint,
         )
-        self.payouts.add_pending(payout, data.released_at)
+        # No idempotency record: the payout is recorded once per payment, with the event's content.
+        if not self.payouts.add_pending(payout, data.released_at, fingerprint=content_fingerprint(event)):
+            raise content_conflict(f"{STEP}:{event.payment_id}:{event.event_type}")
         return []
 
     def on_account_replaced(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
@@ -679,10 +681,14 @@ def originator_from_env() -> nacha.Originator:
 def build() -> Consumer:
     table, dynamodb = setting("PAYOUTS_TABLE"), client("dynamodb")
     step = CollectStep(PayoutsStore(table, dynamodb), PayeeAccounts(table, dynamodb))
-    return build_consumer(
-        STEP,
-        {"FundsReleased": Route(step.on_released), "PayeeAccountReplaced": Route(step.on_account_replaced)},
-    )
+    return build_consumer(STEP, collect_routes(step))
+
+
+def collect_routes(step: CollectStep) -> dict[str, Route]:
+    return {
+        "FundsReleased": Route(step.on_released, idempotent=False),
+        "PayeeAccountReplaced": Route(step.on_account_replaced),
+    }
 
 
 def build_cut() -> LambdaHandler:

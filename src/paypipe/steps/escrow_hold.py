@@ -1,4 +1,11 @@
-"""escrow hold: approved PaymentScored -> FundsHeld (card clearing -> escrow until hold-until)."""
+"""escrow hold: approved PaymentScored -> FundsHeld (card clearing -> escrow until hold-until).
+
+No idempotency record: the payout instructions are saved with the event's content fingerprint
+and the first receipt time (other content for the payment is refused before any money moves),
+the ledger places the hold of those terms once per payment (a redelivery finds it, a
+``Duplicate``), and FundsHeld's id and time derive from the payment and the stored hold, so a
+redelivery publishes the same event again.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,14 @@ from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import ledger
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
-from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, Route
+from paypipe.runtime.consumer import (
+    Consumer,
+    PermanentError,
+    Receipt,
+    Route,
+    content_conflict,
+    content_fingerprint,
+)
 from paypipe.runtime.entry import build_consumer
 from paypipe.steps.common import LedgerPort, ledger_from_env
 
@@ -28,19 +42,24 @@ class EscrowHoldStep:
         data = event.data
         if data.assessment.decision is not ev.Decision.APPROVE:
             return []  # review and decline never reach escrow (the rule filters them too)
+        fingerprint = content_fingerprint(event)
+        held_at = self.payments.keep_payee(
+            event.payment_id, data.payee, data.received_at, fingerprint=fingerprint, at=receipt.received_at
+        )
+        if held_at is None:
+            raise content_conflict(f"{STEP}:{event.payment_id}:{event.event_type}")
         request = ledger.HoldRequest(
             payment_id=event.payment_id,
             customer_id=data.customer.id,
             provider_id=data.provider_id,
             amount_cents=data.amount_cents,
             currency=data.currency,
-            held_at=receipt.received_at,
-            hold_until=receipt.received_at + self.hold_for,
+            held_at=held_at,  # the first receipt's, so any copy of the event asks the same hold
+            hold_until=held_at + self.hold_for,
         )
         outcome = self.ledger.place_hold(request)
         if isinstance(outcome, ledger.Rejected):
             raise PermanentError(f"Ledger{outcome.reason.value.title()}", outcome.message)
-        self.payments.save_payee(event.payment_id, data.payee, data.received_at)
         hold = outcome.hold
         held = ev.FundsHeldData(
             hold=ev.HoldRef(
@@ -73,4 +92,8 @@ def build() -> Consumer:
         payments=PaymentsStore(setting("PAYMENTS_TABLE"), client("dynamodb")),
         hold_for=timedelta(days=int_setting("HOLD_DAYS", 7)),
     )
-    return build_consumer(STEP, {"PaymentScored": Route(step.on_scored)})
+    return build_consumer(STEP, routes(step))
+
+
+def routes(step: EscrowHoldStep) -> dict[str, Route]:
+    return {"PaymentScored": Route(step.on_scored, idempotent=False)}

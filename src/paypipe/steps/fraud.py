@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from pydantic import BaseModel
 
 from paypipe.adapters.reviews_store import ReviewsStore
 from paypipe.adapters.velocity_store import VelocityStore
@@ -17,7 +20,7 @@ from paypipe.domain import fraud
 from paypipe.domain.identifiers import canonical_ip, ip_velocity_key
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
-from paypipe.runtime.consumer import Consumer, Receipt, Route
+from paypipe.runtime.consumer import Consumer, Receipt, Route, content_conflict, content_fingerprint
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
 from paypipe.steps.common import scheduled_time
 from paypipe.steps.reviews import ReviewDesk, ReviewSweep
@@ -57,30 +60,53 @@ class FraudStep:
     desk: ReviewDesk | None = None
 
     def on_tokenized(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
+        """Score the payment once: the first decision is stored on its velocity marker with the
+        event's fingerprint, and a redelivery publishes that one (other content is refused)."""
         assert isinstance(event, ev.PaymentTokenized)
         txn = transaction_of(event)
         # Scored as of the request's receipt time, so a redelivery sees the same history.
         features = fraud.compute_features(txn, self.velocity.history(txn, txn.occurred_at), txn.occurred_at)
         result = fraud.evaluate(features, self.ruleset, review_at=self.review_at, decline_at=self.decline_at)
-        self.velocity.record(txn)
-        assessment = ev.FraudAssessment(
-            score=result.score,
-            decision=ev.Decision(result.decision.value.lower()),
-            reasons=list(result.reasons),
-            rule_version=result.rule_version,
+        scored = ScoredAt(
+            assessment=ev.FraudAssessment(
+                score=result.score,
+                decision=ev.Decision(result.decision.value.lower()),
+                reasons=list(result.reasons),
+                rule_version=result.rule_version,
+            ),
+            at=receipt.received_at,
         )
+        fingerprint = content_fingerprint(event)
+        decided = self.velocity.decide(
+            event.payment_id, fingerprint, scored.model_dump_json(), receipt.received_at
+        )
+        if decided.fingerprint != fingerprint:
+            raise content_conflict(f"{STEP}:{event.payment_id}:{event.event_type}")
+        scored = ScoredAt.model_validate_json(decided.decision)
+        self.velocity.record(txn)
+        return [self._announce(event, scored, receipt)]
+
+    def _announce(self, event: ev.PaymentTokenized, scored: ScoredAt, receipt: Receipt) -> ev.Event:
+        assessment = scored.assessment
         if assessment.decision is ev.Decision.DECLINE:
             declined = ev.PaymentDeclinedData(assessment=assessment)
-            return [
-                ev.PaymentDeclined.create(
-                    payment_id=event.payment_id, data=declined, producer=STEP, cause=event
-                )
-            ]
-        scored = ev.PaymentScoredData.model_validate({**event.data.model_dump(), "assessment": assessment})
-        out = ev.PaymentScored.create(payment_id=event.payment_id, data=scored, producer=STEP, cause=event)
+            return ev.PaymentDeclined.create(
+                payment_id=event.payment_id, data=declined, producer=STEP, cause=event, occurred_at=scored.at
+            )
+        data = ev.PaymentScoredData.model_validate({**event.data.model_dump(), "assessment": assessment})
+        out = ev.PaymentScored.create(
+            payment_id=event.payment_id, data=data, producer=STEP, cause=event, occurred_at=scored.at
+        )
         if assessment.decision is ev.Decision.REVIEW and self.desk is not None:
             out = self.desk.open(out, receipt.received_at)
-        return [out]
+        return out
+
+
+class ScoredAt(BaseModel):
+    """A payment's fraud decision as its marker keeps it: the assessment and when it was made."""
+
+    assessment: ev.FraudAssessment
+    at: datetime
 
 
 def _reviews() -> ReviewsStore:
@@ -91,20 +117,27 @@ def build() -> Consumer:
     version = setting("FRAUD_RULES_VERSION", "latest")
     desk = ReviewDesk(_reviews(), deadline_hours=int_setting("REVIEW_DEADLINE_HOURS", 72))
     step = FraudStep(
-        velocity=VelocityStore(setting("VELOCITY_TABLE"), client("dynamodb")),
+        # Eventually consistent history: what it can miss (an observation recorded within the
+        # last second or so) a concurrent scoring misses anyway, and the marker, not the history,
+        # makes a redelivery's answer the first one.
+        velocity=VelocityStore(setting("VELOCITY_TABLE"), client("dynamodb"), consistent_read=False),
         ruleset=fraud.load_ruleset(None if version == "latest" else version),
         review_at=_optional_int("FRAUD_REVIEW_AT"),
         decline_at=_optional_int("FRAUD_DECLINE_AT"),
         desk=desk,
     )
-    routes = {
-        "PaymentTokenized": Route(step.on_tokenized),
+    return build_consumer(STEP, routes(step, desk))
+
+
+def routes(step: FraudStep, desk: ReviewDesk) -> dict[str, Route]:
+    return {
+        # Its idempotency record is the payment's velocity marker (VelocityStore.decide).
+        "PaymentTokenized": Route(step.on_tokenized, idempotent=False),
         # Each decision is its own request (keyed by its event id): a redelivery replays its
         # outcome, a second decision is refused by the review's state, never parked.
         "ReviewDecided": Route(desk.on_decided, business_key=_decision_key),
         "ReviewExpiryDue": Route(desk.on_expiry_due),
     }
-    return build_consumer(STEP, routes)
 
 
 def _decision_key(event: ev.Event) -> str:

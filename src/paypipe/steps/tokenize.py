@@ -42,7 +42,15 @@ class TokenizeStep:
         payee_ref = self._payee_ref(data.payee, data.tenant_id)
         fields = data.model_dump(exclude={"card", "payee"})
         out = ev.PaymentTokenizedData.model_validate({**fields, "card": card, "payee": payee_ref})
-        return [ev.PaymentTokenized.create(payment_id=event.payment_id, data=out, producer=STEP, cause=event)]
+        return [
+            ev.PaymentTokenized.create(
+                payment_id=event.payment_id,
+                data=out,
+                producer=STEP,
+                cause=event,
+                occurred_at=receipt.received_at,
+            )
+        ]
 
     def on_payee_validated(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         """New bank details for a provider go into the account vault; only their token travels on."""
@@ -97,13 +105,17 @@ def account_vault_from_env() -> AccountVault:
 
 def build() -> Consumer:
     step = TokenizeStep(vault_from_env(), account_vault_from_env())
-    return build_consumer(
-        STEP,
-        {
-            "PaymentValidated": Route(step.on_validated),
-            "PayeeAccountValidated": Route(step.on_payee_validated),
-        },
-    )
+    return build_consumer(STEP, routes(step))
+
+
+def routes(step: TokenizeStep) -> dict[str, Route]:
+    return {
+        # No idempotency record: the vault gives a card and an account the same tokens every
+        # time, so a redelivery publishes the same event (its id from the cause, its time the
+        # receipt's); content that differs for the payment is refused by fraud's marker.
+        "PaymentValidated": Route(step.on_validated, idempotent=False),
+        "PayeeAccountValidated": Route(step.on_payee_validated),
+    }
 
 
 def detokenize(vault: CardVault, request: Mapping[str, Any]) -> dict[str, str]:
