@@ -29,7 +29,7 @@ from moto import mock_aws
 from moto.events.models import events_backends
 
 from paypipe.embedded.faults import FaultPlan
-from paypipe.embedded.moto_patches import faster_transactions, pipeline_clock
+from paypipe.embedded.moto_patches import faster_transactions, linear_moto, pipeline_clock
 from paypipe.embedded.reconcile import Observed
 from paypipe.embedded.template import ACCOUNT_ID, REGION, FunctionSpec, Stack, provision_stack
 from paypipe.events.models import CLIENT_PRODUCER, EVENT_TYPES, Event, parse_detail
@@ -250,6 +250,7 @@ class EmbeddedPipeline:
         self._mock = mock_aws()
         self._transactions = faster_transactions()
         self._clock_patch = pipeline_clock(self.clock)
+        self._linear = linear_moto()
         self._saved_env: dict[str, str | None] = {}
         self.stack: Stack
         self.functions: dict[str, EmbeddedFunction] = {}
@@ -270,6 +271,7 @@ class EmbeddedPipeline:
         self._mock.start()
         self._transactions.__enter__()
         self._clock_patch.__enter__()
+        self._linear.__enter__()
         pipeline_time.use(self.clock)
         wrap_clients(self._wrap_client)
         self.session = boto3.session.Session(region_name=REGION)
@@ -301,6 +303,7 @@ class EmbeddedPipeline:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         pipeline_time.use(None)
+        self._linear.__exit__(None, None, None)
         self._clock_patch.__exit__(None, None, None)
         self._transactions.__exit__(None, None, None)
         self._mock.stop()
