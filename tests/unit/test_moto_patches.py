@@ -164,3 +164,31 @@ def test_input_templates_are_rendered_as_moto_renders_them():
         for _ in range(2):  # the second time from the parsed paths kept
             assert parse_template(template, paths, event) == EventTemplateParser.parse(template, paths, event)
     assert json.dumps(parse_template(*cases[1], event)["p"]) == '"p1"'
+
+
+def test_queue_attributes_count_messages_as_moto_counts_them(aws):
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})
+    url = sqs.create_queue(QueueName="q", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    fifo = sqs.create_queue(
+        QueueName="f.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )
+    for index in range(6):
+        sqs.send_message(QueueUrl=url, MessageBody=str(index), DelaySeconds=900 if index == 5 else 0)
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=600)
+    sqs.send_message(QueueUrl=fifo["QueueUrl"], MessageBody="x", MessageGroupId="g")
+
+    def everything() -> list[dict[str, Any]]:
+        return [
+            sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["All"])["Attributes"]
+            for u in (url, dlq, fifo["QueueUrl"])
+        ]
+
+    unpatched = everything()
+    with linear_moto():
+        patched = everything()
+    assert patched == unpatched
+    counts = [unpatched[0][f"ApproximateNumberOfMessages{kind}"] for kind in ("", "Delayed", "NotVisible")]
+    assert counts == ["3", "1", "2"]

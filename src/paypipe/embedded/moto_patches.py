@@ -15,7 +15,8 @@
 - Linear moto (``linear_moto``): paths whose cost grows with the data moto holds, made to cost
   what they cost on AWS, each with the same results as moto's own:
   an SQS receive checks each message's retention against the queue's period (moto rebuilds every
-  queue attribute, counting all messages three times, for each message received); a DynamoDB table
+  queue attribute, counting all messages three times, for each message received), and a queue's
+  attributes (read on every send) count its messages in one pass; a DynamoDB table
   Query reads only its partition (moto filters and sorts the whole table for each one);
   EventBridge parses each input path once (moto parses every path of every target's input
   transformer for each event).
@@ -39,6 +40,7 @@ from typing import Any
 
 import moto.events.utils as events_utils
 import moto.sqs.models as sqs_models
+from moto.core.utils import camelcase_to_underscores
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     MultipleTransactionsException,
@@ -214,15 +216,59 @@ REPLACED: Mapping[str, frozenset[str]] = {
         {"c13e5ac41009cb50", "0b5c3b73cdccf326"}
     ),
     "moto.sqs.models.SQSBackend.is_message_valid_based_on_retention_period": frozenset({"9c430561cf6d7cb4"}),
+    "moto.sqs.models.Queue.attributes": frozenset({"832c3d3d7ebce2bd", "ddf03540564891aa"}),
+    "moto.sqs.models.Message.visible": frozenset({"1abcc7861b9a4c5b"}),
+    "moto.sqs.models.Message.delayed": frozenset({"815515980283b0b0"}),
     "moto.dynamodb.models.table.Table.query": frozenset({"841c0c253c9cc170", "c08e16587862d4ca"}),
     "moto.events.utils.EventTemplateParser.parse": frozenset({"66797cc7a016c778", "316594ec2a681a96"}),
 }
 
 
-def fingerprint(function: Callable[..., Any]) -> str:
+def fingerprint(function: Callable[..., Any] | property) -> str:
     """A short digest of a function's source, as written (comments and layout included)."""
-    source = textwrap.dedent(inspect.getsource(inspect.unwrap(function)))
+    target = function.fget if isinstance(function, property) else function
+    assert target is not None
+    source = textwrap.dedent(inspect.getsource(inspect.unwrap(target)))
     return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+_COUNTED = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesDelayed",
+    "ApproximateNumberOfMessagesNotVisible",
+)
+
+
+def _message_counts(queue: Any) -> dict[str, int]:
+    """The three approximate counts in one pass, at one reading of the clock (moto: three passes,
+    a clock reading per message and count; the pipeline clock stands still within a call)."""
+    now = sqs_models.unix_time_millis()  # type: ignore[attr-defined]
+    available = delayed = hidden = 0
+    for message in queue._messages:
+        is_visible, is_delayed = now > message.visible_at, now < message.delayed_until
+        available += is_visible and not is_delayed
+        delayed += is_delayed
+        hidden += not is_visible
+    return dict(zip(_COUNTED, (available, delayed, hidden), strict=True))
+
+
+def queue_attributes(self: Any) -> dict[str, Any]:
+    """moto's ``Queue.attributes`` with its message counts made in one pass."""
+    counts = _message_counts(self)
+    names = list(self.BASE_ATTRIBUTES)
+    if self.fifo_queue:
+        names += self.FIFO_ATTRIBUTES
+    if self.kms_master_key_id:
+        names += self.KMS_ATTRIBUTES
+    result = {
+        name: counts[name] if name in counts else getattr(self, camelcase_to_underscores(name))
+        for name in names
+    }
+    if self.policy:
+        result["Policy"] = self.policy
+    if self.redrive_policy:
+        result["RedrivePolicy"] = json.dumps(self.redrive_policy)
+    return {key: str(value).lower() if isinstance(value, bool) else value for key, value in result.items()}
 
 
 def retained(self: Any, queue_name: str, message: Any) -> bool:
@@ -279,6 +325,7 @@ def parse_template(input_template: str, input_paths_map: dict[str, Any], event: 
 def linear_moto() -> Iterator[None]:
     replacements: list[tuple[Any, str, Any]] = [
         (sqs_models.SQSBackend, "is_message_valid_based_on_retention_period", retained),
+        (sqs_models.Queue, "attributes", property(queue_attributes)),
         (Table, "query", partition_query),
         (events_utils.EventTemplateParser, "parse", staticmethod(parse_template)),
     ]

@@ -340,6 +340,11 @@ class EmbeddedPipeline:
 
     def observations(self) -> list[Observed]:
         """Every event seen on the bus so far with its source and delivery time, in arrival order."""
+        self._read_tap()
+        return list(self._observed)
+
+    def _read_tap(self) -> None:
+        """Move what the observer queue holds into the observations."""
         sqs = self.client("sqs")
         while True:
             messages = sqs.receive_message(
@@ -360,7 +365,6 @@ class EmbeddedPipeline:
                 QueueUrl=self._tap_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
             )
-        return list(self._observed)
 
     def archived(self) -> list[dict[str, Any]]:
         """Every event the stack's archives hold, as EventBridge delivered it to them."""
@@ -401,7 +405,7 @@ class EmbeddedPipeline:
         total = 0
         for _ in range(max_rounds):
             handled = sum(function.poll_once() for function in self.functions.values())
-            self.observed()  # keeps the observer queue short: moto's cost per send grows with it
+            self._read_tap()  # keeps the observer queue short: moto's cost per send grows with it
             total += handled
             if on_round:
                 on_round(handled)
