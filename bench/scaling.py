@@ -100,9 +100,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--small", type=int, default=SMALL, help="payments in the small run")
     parser.add_argument("--large", type=int, default=LARGE, help="payments in the large runs")
+    parser.add_argument(
+        "--only", choices=("small", "large", "faults"), help="one run alone, printed (runs in parallel)"
+    )
     args = parser.parse_args(argv)
     logging.getLogger("botocore").setLevel(logging.WARNING)
-    print(section(measure(args.small, args.large)))
+    if args.only:
+        payments = args.small if args.only == "small" else args.large
+        print(run(payments, faults=args.only == "faults"))
+    else:
+        print(section(measure(args.small, args.large)))
 
 
 if __name__ == "__main__":

@@ -210,17 +210,22 @@ def pipeline_clock(clock: Clock) -> Iterator[None]:
 # -- linear moto ----------------------------------------------------------------------------------
 
 # moto's source replaced, by qualified name: its fingerprint (``fingerprint``) in each moto version
-# the replacement was checked against (5.1.0 and 5.2.5 span the versions pyproject allows).
+# the replacement was checked against (5.1.0, 5.1.11, 5.1.22, 5.2.0 and 5.2.5, within the versions
+# pyproject allows).
 REPLACED: Mapping[str, frozenset[str]] = {
     "moto.dynamodb.models.DynamoDBBackend.transact_write_items": frozenset(
-        {"c13e5ac41009cb50", "0b5c3b73cdccf326"}
+        {"c13e5ac41009cb50", "f1ff5d36d713414c", "de717cb800193df0", "0b5c3b73cdccf326"}
     ),
     "moto.sqs.models.SQSBackend.is_message_valid_based_on_retention_period": frozenset({"9c430561cf6d7cb4"}),
     "moto.sqs.models.Queue.attributes": frozenset({"832c3d3d7ebce2bd", "ddf03540564891aa"}),
     "moto.sqs.models.Message.visible": frozenset({"1abcc7861b9a4c5b"}),
     "moto.sqs.models.Message.delayed": frozenset({"815515980283b0b0"}),
-    "moto.dynamodb.models.table.Table.query": frozenset({"841c0c253c9cc170", "c08e16587862d4ca"}),
-    "moto.events.utils.EventTemplateParser.parse": frozenset({"66797cc7a016c778", "316594ec2a681a96"}),
+    "moto.dynamodb.models.table.Table.query": frozenset(
+        {"841c0c253c9cc170", "4badcb7abae8102b", "c08e16587862d4ca"}
+    ),
+    "moto.events.utils.EventTemplateParser.parse": frozenset(
+        {"66797cc7a016c778", "7f76231d155223a7", "316594ec2a681a96"}
+    ),
 }
 
 
