@@ -283,12 +283,13 @@ def retained(self: Any, queue_name: str, message: Any) -> bool:
 
 
 _QUERY = Table.query
+_QUERY_SIGNATURE = inspect.signature(_QUERY)
 
 
 def partition_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
     """moto's Query with a table query's candidates limited to its partition (same order after the
     sort by range key); index queries as moto makes them."""
-    index_name = inspect.signature(_QUERY).bind(self, hash_key, *args, **kwargs).arguments.get("index_name")
+    index_name = _QUERY_SIGNATURE.bind(self, hash_key, *args, **kwargs).arguments.get("index_name")
     if index_name is not None or hash_key is None:
         return _QUERY(self, hash_key, *args, **kwargs)
     partition = self.items.get(hash_key)
