@@ -197,14 +197,8 @@ def pipeline_clock(clock: Clock) -> Iterator[None]:
         (events_models, "unix_time", unix_time),
         (sqs_models.SQSBackend, "receive_message", receive_now),
     ]
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in replacements]
-    for owner, name, replacement in replacements:
-        setattr(owner, name, replacement)
-    try:
+    with _replaced(replacements):
         yield
-    finally:
-        for owner, name, original in saved:
-            setattr(owner, name, original)
 
 
 # -- linear moto ----------------------------------------------------------------------------------
@@ -335,7 +329,14 @@ def linear_moto() -> Iterator[None]:
         (Table, "query", partition_query),
         (events_utils.EventTemplateParser, "parse", staticmethod(parse_template)),
     ]
-    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in replacements]
+    with _replaced(replacements):
+        yield
+
+
+@contextmanager
+def _replaced(replacements: list[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Each ``(owner, name, replacement)`` in place, the originals (descriptors as defined) restored."""
+    saved = [(owner, name, vars(owner)[name]) for owner, name, _ in replacements]
     for owner, name, replacement in replacements:
         setattr(owner, name, replacement)
     try:
