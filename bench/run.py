@@ -18,7 +18,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import coldstart, embedded, localstack_latency, nacha_bench, sampling
+from bench import coldstart, embedded, localstack_latency, nacha_bench, sampling, scaling
 from paypipe import cost
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +49,7 @@ def main() -> None:
     sections.append(coldstart_section(coldstart.measure(args.runs), args.runs, dev_venv))
     localstack = localstack_latency.measure(((60, 5.0), (100, None)))
     sections.append(latency_section(embedded.run_latency(args.latency_payments), localstack))
+    sections.append(scaling.section(scaling.measure()))
     with tempfile.TemporaryDirectory() as scratch:
         sections.append(nacha_section(nacha_bench.run(Path(scratch))))
     sections.append(kms_section(quiet))

@@ -89,3 +89,21 @@ def test_secrets_are_read_from_request_details_even_malformed_ones():
         frozenset({"123"}),
         frozenset({"987654321"}),
     )
+
+
+def test_known_numbers_are_found_among_many_whatever_their_shape():
+    pans = [f"4{index:015d}" for index in range(2000)] + ["378282246310005", "4111oddly1111"]
+    accounts = [f"{index:010d}" for index in range(2000)] + ["GB29-NWBK-6016", "ab12cd34"]
+    many = Secrets.build(pans=pans, cvvs=[], accounts=accounts)
+    glued = "trace 99" + pans[1234] + "07 and 37828224 6310005"  # glued to digits; spaced
+    assert [leak.masked for leak in find_leaks("here", glued, many, Kind.ACCOUNT)] == [
+        "378282...0005",
+        "400000...1234",
+    ]
+    assert kinds("note: 4111 oddly 1111", many, Kind.ACCOUNT) == ["known card number"]
+    text = "paid 0000001999 then gb29-nwbk-6016, AB12CD34; not X0000000007 nor 00000000081"
+    assert [leak.masked for leak in find_leaks("here", text, many, Kind.PAN)] == [
+        "...1999",
+        "...CD34",
+        "...6016",
+    ]

@@ -47,6 +47,8 @@ _CVV_FIELD = re.compile(
 _ACCOUNT_FIELD = re.compile(
     rf"(?<![A-Za-z0-9])account_?number{_QUOTES}\s*[:=]\s*{_QUOTES}([0-9A-Za-z]{{1,17}})(?![0-9A-Za-z])"
 )
+_DIGIT_RUN = re.compile(r"[0-9]+")
+_ACCOUNT_RUN = re.compile(r"[0-9A-Z]+", re.IGNORECASE)  # maximal: what the stand-alone bounds admit
 MIN_SCANNED_ACCOUNT_LENGTH = 6
 NACHA_KEY_PREFIXES = (PAYOUT_FILES_PREFIX, INBOUND_PREFIX)  # payout files and the bank's answers to them
 
@@ -80,11 +82,20 @@ class Leak:
 
 @dataclass(frozen=True)
 class Secrets:
-    """The sensitive values a run's requests carried."""
+    """The sensitive values a run's requests carried, indexed for a scan linear in the text.
+
+    Known numbers are found by set lookups: each text's digit runs (card numbers) and
+    letter-and-digit runs (account numbers) are extracted once and tested against the sets, so a
+    text costs the same whatever the number of secrets. Values of another shape (a malformed
+    request's) keep a direct search, as there are few of them.
+    """
 
     pans: frozenset[str] = frozenset()
     cvvs: frozenset[str] = frozenset()
     accounts: frozenset[str] = frozenset()
+    digit_pan_lengths: frozenset[int] = field(default=frozenset(), compare=False, repr=False)
+    other_pans: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    run_accounts: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     account_pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -107,15 +118,51 @@ class Secrets:
 
     @classmethod
     def build(cls, pans: Iterable[str], cvvs: Iterable[str], accounts: Iterable[str]) -> Secrets:
-        scanned = sorted(
-            {a.strip().upper() for a in accounts if len(a.strip()) >= MIN_SCANNED_ACCOUNT_LENGTH}
+        cards = frozenset(pans)
+        scanned = frozenset(
+            a.strip().upper() for a in accounts if len(a.strip()) >= MIN_SCANNED_ACCOUNT_LENGTH
         )
+        runs = frozenset(a for a in scanned if _ACCOUNT_RUN.fullmatch(a))
+        others = sorted(scanned - runs)
         pattern = (
-            re.compile(rf"(?<![0-9A-Z])(?:{'|'.join(map(re.escape, scanned))})(?![0-9A-Z])", re.IGNORECASE)
-            if scanned
+            re.compile(rf"(?<![0-9A-Z])(?:{'|'.join(map(re.escape, others))})(?![0-9A-Z])", re.IGNORECASE)
+            if others
             else None
         )
-        return cls(frozenset(pans), frozenset(cvvs), frozenset(scanned), pattern)
+        return cls(
+            pans=cards,
+            cvvs=frozenset(cvvs),
+            accounts=scanned,
+            digit_pan_lengths=frozenset(len(pan) for pan in cards if _digits(pan)),
+            other_pans=tuple(sorted(pan for pan in cards if not _digits(pan))),
+            run_accounts=runs,
+            account_pattern=pattern,
+        )
+
+    def known_pans_in(self, compact: str) -> list[str]:
+        """The known card numbers ``compact`` holds anywhere, glued to other digits or not."""
+        found: set[str] = set()
+        if self.digit_pan_lengths:
+            for run in _DIGIT_RUN.findall(compact):
+                for length in self.digit_pan_lengths:
+                    found.update(
+                        window
+                        for start in range(len(run) - length + 1)
+                        if (window := run[start : start + length]) in self.pans
+                    )
+        found.update(pan for pan in self.other_pans if pan in compact)
+        return sorted(found)
+
+    def known_accounts_in(self, text: str) -> list[str]:
+        """The known account numbers ``text`` holds as stand-alone runs of letters and digits."""
+        found = {run.upper() for run in _ACCOUNT_RUN.findall(text) if run.upper() in self.run_accounts}
+        if self.account_pattern is not None:
+            found.update(match.upper() for match in self.account_pattern.findall(text))
+        return sorted(found)
+
+
+def _digits(value: str) -> bool:
+    return value.isascii() and value.isdigit()
 
 
 def _add_text(into: set[str], value: Any) -> None:
@@ -132,7 +179,7 @@ def _mask(digits: str) -> str:
     return f"{digits[:6]}...{digits[-4:]}"
 
 
-def _card_leaks(where: str, text: str, pans: frozenset[str]) -> list[Leak]:
+def _card_leaks(where: str, text: str, secrets: Secrets) -> list[Leak]:
     shaped_text = _HEX_DIGEST.sub(" ", text)  # digests (md5, sha-256) hold digit runs by chance
     leaks = [
         Leak(where, "card-shaped digit run", _mask(run))
@@ -140,7 +187,7 @@ def _card_leaks(where: str, text: str, pans: frozenset[str]) -> list[Leak]:
         if _card_shaped(run)
     ]
     compact = re.sub(r"[\s-]", "", text)
-    leaks.extend(Leak(where, "known card number", _mask(pan)) for pan in pans if pan in compact)
+    leaks.extend(Leak(where, "known card number", _mask(pan)) for pan in secrets.known_pans_in(compact))
     return leaks
 
 
@@ -148,9 +195,10 @@ def _account_leaks(where: str, text: str, secrets: Secrets) -> list[Leak]:
     leaks = [
         Leak(where, "account number field", f"...{value[-4:]}") for value in _ACCOUNT_FIELD.findall(text)
     ]
-    if secrets.account_pattern is not None:
-        found = {match.upper() for match in secrets.account_pattern.findall(text)}
-        leaks.extend(Leak(where, "known account number", f"...{account[-4:]}") for account in sorted(found))
+    leaks.extend(
+        Leak(where, "known account number", f"...{account[-4:]}")
+        for account in secrets.known_accounts_in(text)
+    )
     return leaks
 
 
@@ -158,7 +206,7 @@ def find_leaks(where: str, text: str, secrets: Secrets, allowed: Kind = Kind.NON
     """Every sensitive value in ``text`` that ``allowed`` does not admit there."""
     leaks: list[Leak] = []
     if Kind.PAN not in allowed:
-        leaks.extend(_card_leaks(where, text, secrets.pans))
+        leaks.extend(_card_leaks(where, text, secrets))
     if Kind.CVV not in allowed:
         leaks.extend(Leak(where, "CVV", "***") for _ in _CVV_FIELD.findall(text))
     if Kind.ACCOUNT not in allowed:

@@ -12,15 +12,35 @@
   waits, and the driven clock would never end the wait. A visibility timeout of 0 makes a
   message visible at once (moto compares times strictly, and the clock stands still between
   the run's steps).
+- Linear moto (``linear_moto``): paths whose cost grows with the data moto holds, made to cost
+  what they cost on AWS, each with the same results as moto's own:
+  an SQS receive checks each message's retention against the queue's period (moto rebuilds every
+  queue attribute, counting all messages three times, for each message received), and a queue's
+  attributes (read on every send) count its messages in one pass; a DynamoDB table
+  Query reads only its partition (moto filters and sorts the whole table for each one);
+  EventBridge parses each input path once (moto parses every path of every target's input
+  transformer for each event).
+
+Each replacement names the moto source it stands for and that source's fingerprint, per moto
+version it was checked against (``REPLACED``); tests/unit/test_moto_patches.py fails when the
+installed moto's source differs, so that a moto upgrade re-checks the patch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+import hashlib
+import inspect
+import json
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import moto.events.utils as events_utils
+import moto.sqs.models as sqs_models
+from moto.core.utils import camelcase_to_underscores
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     MultipleTransactionsException,
@@ -29,6 +49,7 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 
 from paypipe.runtime.clock import Clock
 
@@ -149,7 +170,6 @@ def faster_transactions() -> Iterator[None]:
 def pipeline_clock(clock: Clock) -> Iterator[None]:
     """SQS and EventBridge in moto read ``clock`` (the modules import moto's time helpers by name)."""
     import moto.events.models as events_models
-    import moto.sqs.models as sqs_models
 
     def unix_time(moment: datetime | None = None) -> float:
         return (moment or clock.now()).timestamp()
@@ -177,7 +197,146 @@ def pipeline_clock(clock: Clock) -> Iterator[None]:
         (events_models, "unix_time", unix_time),
         (sqs_models.SQSBackend, "receive_message", receive_now),
     ]
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in replacements]
+    with _replaced(replacements):
+        yield
+
+
+# -- linear moto ----------------------------------------------------------------------------------
+
+# moto's source replaced, by qualified name: its fingerprint (``fingerprint``) in each moto version
+# the replacement was checked against (5.1.0, 5.1.11, 5.1.22, 5.2.0 and 5.2.5, within the versions
+# pyproject allows).
+REPLACED: Mapping[str, frozenset[str]] = {
+    "moto.dynamodb.models.DynamoDBBackend.transact_write_items": frozenset(
+        {"c13e5ac41009cb50", "f1ff5d36d713414c", "de717cb800193df0", "0b5c3b73cdccf326"}
+    ),
+    "moto.sqs.models.SQSBackend.is_message_valid_based_on_retention_period": frozenset({"9c430561cf6d7cb4"}),
+    "moto.sqs.models.Queue.attributes": frozenset({"832c3d3d7ebce2bd", "ddf03540564891aa"}),
+    "moto.sqs.models.Message.visible": frozenset({"1abcc7861b9a4c5b"}),
+    "moto.sqs.models.Message.delayed": frozenset({"815515980283b0b0"}),
+    "moto.dynamodb.models.table.Table.query": frozenset(
+        {"841c0c253c9cc170", "4badcb7abae8102b", "c08e16587862d4ca"}
+    ),
+    "moto.events.utils.EventTemplateParser.parse": frozenset(
+        {"66797cc7a016c778", "7f76231d155223a7", "316594ec2a681a96"}
+    ),
+}
+
+
+def fingerprint(function: Callable[..., Any] | property) -> str:
+    """A short digest of a function's source, as written (comments and layout included)."""
+    target = function.fget if isinstance(function, property) else function
+    assert target is not None
+    source = textwrap.dedent(inspect.getsource(inspect.unwrap(target)))
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+_COUNTED = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesDelayed",
+    "ApproximateNumberOfMessagesNotVisible",
+)
+
+
+def _message_counts(queue: Any) -> dict[str, int]:
+    """The three approximate counts in one pass, at one reading of the clock (moto: three passes,
+    a clock reading per message and count; the pipeline clock stands still within a call)."""
+    now = sqs_models.unix_time_millis()  # type: ignore[attr-defined]
+    available = delayed = hidden = 0
+    for message in queue._messages:
+        is_visible, is_delayed = now > message.visible_at, now < message.delayed_until
+        available += is_visible and not is_delayed
+        delayed += is_delayed
+        hidden += not is_visible
+    return dict(zip(_COUNTED, (available, delayed, hidden), strict=True))
+
+
+def queue_attributes(self: Any) -> dict[str, Any]:
+    """moto's ``Queue.attributes`` with its message counts made in one pass."""
+    counts = _message_counts(self)
+    names = list(self.BASE_ATTRIBUTES)
+    if self.fifo_queue:
+        names += self.FIFO_ATTRIBUTES
+    if self.kms_master_key_id:
+        names += self.KMS_ATTRIBUTES
+    result = {
+        name: counts[name] if name in counts else getattr(self, camelcase_to_underscores(name))
+        for name in names
+    }
+    if self.policy:
+        result["Policy"] = self.policy
+    if self.redrive_policy:
+        result["RedrivePolicy"] = json.dumps(self.redrive_policy)
+    return {key: str(value).lower() if isinstance(value, bool) else value for key, value in result.items()}
+
+
+def retained(self: Any, queue_name: str, message: Any) -> bool:
+    """moto's retention check reading the queue's period alone."""
+    period = int(self.get_queue(queue_name).message_retention_period)
+    return bool(period + message.sent_timestamp / 1000 > sqs_models.unix_time())  # type: ignore[attr-defined]
+
+
+_QUERY = Table.query
+_QUERY_SIGNATURE = inspect.signature(_QUERY)
+
+
+def partition_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+    """moto's Query with a table query's candidates limited to its partition (same order after the
+    sort by range key); index queries as moto makes them."""
+    index_name = _QUERY_SIGNATURE.bind(self, hash_key, *args, **kwargs).arguments.get("index_name")
+    if index_name is not None or hash_key is None:
+        return _QUERY(self, hash_key, *args, **kwargs)
+    partition = self.items.get(hash_key)
+    candidates = [] if partition is None else [partition]
+    if partition is not None and self.range_key_attr:
+        candidates = list(partition.values())
+    self.all_items = lambda: candidates
+    try:
+        return _QUERY(self, hash_key, *args, **kwargs)
+    finally:
+        del self.all_items
+
+
+@functools.cache
+def _json_path(path: str) -> Any:
+    from jsonpath_ng.ext import parse  # type: ignore[attr-defined]
+
+    return parse(path)
+
+
+def parse_template(input_template: str, input_paths_map: dict[str, Any], event: Any) -> dict[str, Any]:
+    """moto's ``EventTemplateParser.parse`` with each input path parsed once per run."""
+    parser = events_utils.EventTemplateParser
+    template = input_template or parser.DEFAULT_EVENT_INPUT_TEMPLATE
+    paths = input_paths_map or parser.DEFAULT_EVENT_INPUT_PATHS_MAP
+    for name, path in paths.items():
+        matches = _json_path(path).find(event)
+        result = parser._stringify(matches[0].value) if matches else None
+        if result:
+            template = template.replace(f"<{name}>", result)
+    defaults = {"aws.events.event.json": event, "aws.events.event.ingestion-time": event["ingestion-time"]}
+    for name, value in defaults.items():
+        template = template.replace(f"<{name}>", parser._stringify(value))
+    parsed: dict[str, Any] = json.loads(template)
+    return parsed
+
+
+@contextmanager
+def linear_moto() -> Iterator[None]:
+    replacements: list[tuple[Any, str, Any]] = [
+        (sqs_models.SQSBackend, "is_message_valid_based_on_retention_period", retained),
+        (sqs_models.Queue, "attributes", property(queue_attributes)),
+        (Table, "query", partition_query),
+        (events_utils.EventTemplateParser, "parse", staticmethod(parse_template)),
+    ]
+    with _replaced(replacements):
+        yield
+
+
+@contextmanager
+def _replaced(replacements: list[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Each ``(owner, name, replacement)`` in place, the originals (descriptors as defined) restored."""
+    saved = [(owner, name, vars(owner)[name]) for owner, name, _ in replacements]
     for owner, name, replacement in replacements:
         setattr(owner, name, replacement)
     try:

@@ -516,17 +516,23 @@ def _check_stale(result: Reconciliation, row: PayoutRow, as_of: datetime, lead: 
 def _check_disputes(result: Reconciliation, events: Sequence[ev.Event], context: Context) -> None:
     opened = {(e.payment_id, e.data.dispute_id) for e in events if isinstance(e, ev.DisputeOpened)}
     by_id = {e.event_id: e for e in events}
-    for index, event in enumerate(events):
+    earlier: dict[str, list[ev.Event]] = defaultdict(list)  # each payment's events so far
+    aged: dict[str, set[str]] = defaultdict(set)
+    for event in events:
+        before = earlier[event.payment_id]
         dispute_id = _resolved_dispute(event, by_id)
         if dispute_id is not None and (event.payment_id, dispute_id) not in opened:
             message = f"{event.event_type} resolves dispute {dispute_id}, which was never opened"
             result.flag("RESOLUTION_WITHOUT_DISPUTE", event.payment_id, message)
         if isinstance(event, ev.FundsReleased | ev.FundsRefunded) and not _after_release(event):
-            _check_frozen_resolution(result, events[:index], event, dispute_id)
+            _check_frozen_resolution(result, before, event, dispute_id)
         if event.event_type in PAYOUT_TYPES:
-            _check_disputed_payout(result, events[:index], event)
+            _check_disputed_payout(result, before, event)
+        if isinstance(event, ev.DisputeAged):
+            aged[event.payment_id].add(event.data.dispute_id)
+        before.append(event)
     for hold in context.holds:
-        _check_hold_disputes(result, hold, events, context)
+        _check_hold_disputes(result, hold, aged[hold.payment_id], context)
 
 
 def _resolved_dispute(event: ev.Event, by_id: Mapping[str, ev.Event]) -> str | None:
@@ -574,9 +580,8 @@ def _check_disputed_payout(result: Reconciliation, before: Sequence[ev.Event], e
         result.flag("PAYOUT_WHILE_DISPUTED", event.payment_id, message)
 
 
-def _check_hold_disputes(
-    result: Reconciliation, hold: Hold, events: Sequence[ev.Event], context: Context
-) -> None:
+def _check_hold_disputes(result: Reconciliation, hold: Hold, aged_events: set[str], context: Context) -> None:
+    """``aged_events``: the disputes of the hold's payment a DisputeAged signalled."""
     pid = hold.payment_id
     for dispute in hold.open_disputes(DisputePhase.PAYOUT):
         if hold.payout_ref is not None:
@@ -588,7 +593,6 @@ def _check_hold_disputes(
             result.flag("FROZEN_HOLD_RELEASED", pid, message)
     if context.as_of is None:
         return
-    aged_events = {e.data.dispute_id for e in events if isinstance(e, ev.DisputeAged) and e.payment_id == pid}
     for dispute in hold.open_disputes():
         if dispute.opened_at + context.dispute_max_age > context.as_of:
             continue

@@ -29,7 +29,7 @@ from moto import mock_aws
 from moto.events.models import events_backends
 
 from paypipe.embedded.faults import FaultPlan
-from paypipe.embedded.moto_patches import faster_transactions, pipeline_clock
+from paypipe.embedded.moto_patches import faster_transactions, linear_moto, pipeline_clock
 from paypipe.embedded.reconcile import Observed
 from paypipe.embedded.template import ACCOUNT_ID, REGION, FunctionSpec, Stack, provision_stack
 from paypipe.events.models import CLIENT_PRODUCER, EVENT_TYPES, Event, parse_detail
@@ -250,6 +250,7 @@ class EmbeddedPipeline:
         self._mock = mock_aws()
         self._transactions = faster_transactions()
         self._clock_patch = pipeline_clock(self.clock)
+        self._linear = linear_moto()
         self._saved_env: dict[str, str | None] = {}
         self.stack: Stack
         self.functions: dict[str, EmbeddedFunction] = {}
@@ -270,6 +271,7 @@ class EmbeddedPipeline:
         self._mock.start()
         self._transactions.__enter__()
         self._clock_patch.__enter__()
+        self._linear.__enter__()
         pipeline_time.use(self.clock)
         wrap_clients(self._wrap_client)
         self.session = boto3.session.Session(region_name=REGION)
@@ -301,6 +303,7 @@ class EmbeddedPipeline:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         pipeline_time.use(None)
+        self._linear.__exit__(None, None, None)
         self._clock_patch.__exit__(None, None, None)
         self._transactions.__exit__(None, None, None)
         self._mock.stop()
@@ -337,6 +340,11 @@ class EmbeddedPipeline:
 
     def observations(self) -> list[Observed]:
         """Every event seen on the bus so far with its source and delivery time, in arrival order."""
+        self._read_tap()
+        return list(self._observed)
+
+    def _read_tap(self) -> None:
+        """Move what the observer queue holds into the observations."""
         sqs = self.client("sqs")
         while True:
             messages = sqs.receive_message(
@@ -357,7 +365,6 @@ class EmbeddedPipeline:
                 QueueUrl=self._tap_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
             )
-        return list(self._observed)
 
     def archived(self) -> list[dict[str, Any]]:
         """Every event the stack's archives hold, as EventBridge delivered it to them."""
@@ -398,7 +405,7 @@ class EmbeddedPipeline:
         total = 0
         for _ in range(max_rounds):
             handled = sum(function.poll_once() for function in self.functions.values())
-            self.observed()  # keeps the observer queue short: moto's cost per send grows with it
+            self._read_tap()  # keeps the observer queue short: moto's cost per send grows with it
             total += handled
             if on_round:
                 on_round(handled)
