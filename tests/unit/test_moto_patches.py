@@ -192,3 +192,28 @@ def test_queue_attributes_count_messages_as_moto_counts_them(aws):
     assert patched == unpatched
     counts = [unpatched[0][f"ApproximateNumberOfMessages{kind}"] for kind in ("", "Delayed", "NotVisible")]
     assert counts == ["3", "1", "2"]
+
+
+def test_a_message_older_than_twelve_hours_is_released_after_a_peek_as_sqs_allows(aws):
+    from datetime import UTC, datetime, timedelta
+
+    from botocore.exceptions import ClientError
+
+    from paypipe.embedded.moto_patches import pipeline_clock
+    from paypipe.runtime.clock import ManualClock
+
+    clock = ManualClock(datetime(2026, 12, 1, tzinfo=UTC))
+    with pipeline_clock(clock):
+        sqs = boto3.client("sqs", region_name=REGION)
+        url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="parked")
+        clock.advance(timedelta(hours=13))
+        (message,) = sqs.receive_message(QueueUrl=url, VisibilityTimeout=30)["Messages"]
+        handle = message["ReceiptHandle"]
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+        assert [m["Body"] for m in sqs.receive_message(QueueUrl=url)["Messages"]] == ["parked"]
+        with pytest.raises(ClientError, match="beyond the limit"):  # an extension is still moto's to judge
+            sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=60)
+    (again,) = sqs.receive_message(QueueUrl=url, VisibilityTimeout=30)["Messages"]
+    with pytest.raises(ClientError, match="beyond the limit"):  # unpatched moto refuses even a release
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=again["ReceiptHandle"], VisibilityTimeout=0)

@@ -11,7 +11,9 @@
   real time on AWS. Receives do not long-poll: in one process nothing can send while a receive
   waits, and the driven clock would never end the wait. A visibility timeout of 0 makes a
   message visible at once (moto compares times strictly, and the clock stands still between
-  the run's steps).
+  the run's steps), and is never refused: moto measures SQS's 12-hour visibility limit from the
+  message's send, so a dead-lettered message older than 12 hours of the run's clock could not be
+  released after a peek; SQS measures it from the receive, and a timeout of 0 extends nothing.
 - Linear moto (``linear_moto``): paths whose cost grows with the data moto holds, made to cost
   what they cost on AWS, each with the same results as moto's own:
   an SQS receive checks each message's retention against the queue's period (moto rebuilds every
@@ -50,6 +52,7 @@ from moto.dynamodb.exceptions import (
 )
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.sqs.exceptions import ReceiptHandleIsInvalid
 
 from paypipe.runtime.clock import Clock
 
@@ -190,7 +193,22 @@ def pipeline_clock(clock: Clock) -> Iterator[None]:
         else:
             change_visibility(self, visibility_timeout)
 
+    change_message_visibility: Callable[..., None] = sqs_models.SQSBackend.change_message_visibility
+
+    def released(self: Any, queue_name: str, receipt_handle: str, visibility_timeout: int) -> None:
+        if int(visibility_timeout) != 0:
+            return change_message_visibility(self, queue_name, receipt_handle, visibility_timeout)
+        queue = self.get_queue(queue_name)
+        for message in queue._messages:
+            if message.had_receipt_handle(receipt_handle):
+                message.change_visibility(0)
+                if message in queue.pending_messages:
+                    queue.pending_messages.remove(message)
+                return None
+        raise ReceiptHandleIsInvalid()
+
     replacements: list[tuple[Any, str, Any]] = [
+        (sqs_models.SQSBackend, "change_message_visibility", released),
         (sqs_models.Message, "change_visibility", visible_again),
         (sqs_models, "unix_time", unix_time),
         (sqs_models, "unix_time_millis", unix_time_millis),
@@ -211,6 +229,7 @@ REPLACED: Mapping[str, frozenset[str]] = {
         {"c13e5ac41009cb50", "f1ff5d36d713414c", "de717cb800193df0", "0b5c3b73cdccf326"}
     ),
     "moto.sqs.models.SQSBackend.is_message_valid_based_on_retention_period": frozenset({"9c430561cf6d7cb4"}),
+    "moto.sqs.models.SQSBackend.change_message_visibility": frozenset({"9c89525e42fd0d37"}),
     "moto.sqs.models.Queue.attributes": frozenset({"832c3d3d7ebce2bd", "ddf03540564891aa"}),
     "moto.sqs.models.Message.visible": frozenset({"1abcc7861b9a4c5b"}),
     "moto.sqs.models.Message.delayed": frozenset({"815515980283b0b0"}),
