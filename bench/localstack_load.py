@@ -48,6 +48,7 @@ PARAMETERS = {"FunctionTimeout": "60", "QueueVisibilityTimeout": "360", "ClientC
 PUBLISH_THREADS = 4
 TAP_THREADS = 2
 STALL_SECONDS = 180  # a phase gives up when no awaited event arrived for this long
+BUDGET_SECONDS = 3600  # the whole run's, after the deploy
 CUT_ATTEMPTS = 5
 # (stage, from event, to event): the time between the two tap deliveries of a payment.
 STAGES = (
@@ -115,11 +116,11 @@ class LocalStackDeployment:
         return str(resource["StackResourceDetail"]["PhysicalResourceId"])
 
 
-def measure(payments: int = 1000) -> LoadRun | str:
-    """The load run, or why it could not be made."""
+def measure(payments: int = 1000, budget_seconds: float = BUDGET_SECONDS) -> LoadRun | str:
+    """The load run (cut short, and said so, past ``budget_seconds``), or why it could not be made."""
     try:
         with deployed_stack(STACK, PARAMETERS) as outputs:
-            return _run(LocalStackDeployment(STACK, outputs), payments)
+            return _run(LocalStackDeployment(STACK, outputs), payments, budget_seconds)
     except LocalStackUnavailable as error:
         return f"{error.what}: {error.output.strip()[-200:]}"
 
@@ -127,7 +128,8 @@ def measure(payments: int = 1000) -> LoadRun | str:
 class LoadTap:
     """This run's events, read off a tap queue by background threads as they arrive."""
 
-    def __init__(self, deployment: LocalStackDeployment, run_id: str) -> None:
+    def __init__(self, deployment: LocalStackDeployment, run_id: str, budget_seconds: float) -> None:
+        self.deadline = time.monotonic() + budget_seconds
         self.sqs, self.events = deployment.client("sqs"), deployment.client("events")
         self.bus = deployment.stack.outputs["EventBusName"]
         self.run_id = run_id
@@ -190,12 +192,16 @@ class LoadTap:
     def wait(
         self, what: str, payment_ids: Sequence[str], event_types: Sequence[str], notes: list[str]
     ) -> bool:
-        """Until each payment has one of ``event_types``, or nothing arrived for STALL_SECONDS (noted)."""
+        """Until each payment has one of ``event_types``; False (noted) when nothing arrived for
+        STALL_SECONDS or the run's budget is spent."""
         while not self.reached(payment_ids, *event_types):
             with self._lock:
                 idle = time.time() - self.last_arrival
             if idle > STALL_SECONDS:
                 notes.append(f"{what}: nothing arrived for {STALL_SECONDS} s")
+                return False
+            if time.monotonic() > self.deadline:
+                notes.append(f"{what}: the run's time budget ran out")
                 return False
             time.sleep(0.5)
         return True
@@ -254,7 +260,7 @@ def publish(publisher: EventPublisher, events: Sequence[ev.Event], tap: LoadTap,
     return time.perf_counter() - started
 
 
-def _run(deployment: LocalStackDeployment, payments: int) -> LoadRun:
+def _run(deployment: LocalStackDeployment, payments: int, budget_seconds: float) -> LoadRun:
     run_id = f"load{uuid.uuid4().hex[:8]}"
     s3, bucket = deployment.client("s3"), deployment.stack.outputs["AchBucketName"]
     files_before = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
@@ -262,7 +268,7 @@ def _run(deployment: LocalStackDeployment, payments: int) -> LoadRun:
     publisher = EventPublisher(
         deployment.client("events"), deployment.stack.outputs["EventBusName"], "client"
     )
-    tap = LoadTap(deployment, run_id)
+    tap = LoadTap(deployment, run_id, budget_seconds)
     notes: list[str] = []
     try:
         wanted = requests(run_id, payments, datetime.now(UTC).replace(microsecond=0))
@@ -300,7 +306,12 @@ def _phases(
 ) -> tuple[list[Phase], float, datetime]:
     ids = [request.payment_id for request in wanted]
     publish_seconds = publish(publisher, wanted, tap, "requested")
-    tap.wait("holds", ids, HELD_OR_DONE, notes)
+    if not tap.wait("holds", ids, HELD_OR_DONE, notes):  # measured as far as it got, not reconciled
+        return (
+            [_phase("request -> held", tap, ids, "requested", "FundsHeld")],
+            publish_seconds,
+            datetime.now(UTC),
+        )
     phases = [_phase("request -> held", tap, ids, "requested", "FundsHeld")]
     holds = tap.of(ev.FundsHeld)
     completions = [
@@ -403,10 +414,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--payments", type=int, default=1000)
+    parser.add_argument("--budget", type=float, default=BUDGET_SECONDS, help="seconds the run may take")
     args = parser.parse_args()
     from bench.run import load_section
 
-    print(load_section(measure(args.payments)))
+    print(load_section(measure(args.payments, args.budget)))
 
 
 if __name__ == "__main__":
