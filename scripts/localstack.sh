@@ -92,8 +92,9 @@ start_host() {
   rm -f "$CLOCK_FILE"
   if ! moto_healthy; then
     stop_group "$STATE/moto.pid"
-    MOTO_ACCOUNT_ID=000000000000 setsid "${PROJECT_PY%/python}/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" \
-      >"$STATE/moto.log" 2>&1 </dev/null &
+    # One request at a time, with the project's moto patches (see the script's docstring).
+    MOTO_ACCOUNT_ID=000000000000 PYTHONPATH="$PWD/src" setsid "$PROJECT_PY" scripts/moto_dynamodb_server.py \
+      --host 127.0.0.1 --port "$MOTO_PORT" >"$STATE/moto.log" 2>&1 </dev/null &
     echo $! >"$STATE/moto.pid"
   fi
   # No DNS server, no telemetry, no downloads: nothing leaves loopback.
