@@ -1,9 +1,9 @@
 """DynamoDB for LocalStack in host mode: a moto server serving one request at a time, with the
 project's moto patches.
 
-moto's own server is threaded, and moto's TransactWriteItems copies each table it touches and puts
-the copies back when the transaction is cancelled: a write another request made in between is
-lost (the load test saw the settlement balance short of one payout). DynamoDB is strongly
+moto's own server is threaded and its writes are not safe to run concurrently (a cancelled
+TransactWriteItems puts back a copy of each table it touched, losing what another request wrote in
+between); a load test on it saw the settlement balance one payout short of the journal. DynamoDB is strongly
 consistent per item, so one request at a time is correct, only slower; the patched transactions
 (``faster_transactions``) check every condition before writing and copy no table.
 
