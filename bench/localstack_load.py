@@ -61,6 +61,7 @@ STAGES = (
     ("cut -> batched", "cut", "PayoutBatched"),
 )
 HELD_OR_DONE = ("FundsHeld", "PaymentRejected", "PaymentDeclined")
+DOCUMENTATION_NETS = ("198.51.100", "203.0.113", "192.0.2")  # RFC 5737: 750 distinct addresses
 
 
 @dataclass(frozen=True)
@@ -235,8 +236,7 @@ def requests(run_id: str, payments: int, now: datetime) -> list[ev.PaymentReques
             amount_cents=rng.randrange(2_000, 50_000),
             pan=card_number(rng),
             occurred_at=now,
-            ip_address=f"{(198, 203, 192)[index // 250 % 3]}.{(51, 0, 0)[index // 250 % 3]}"
-            f".{(100, 113, 2)[index // 250 % 3]}.{index % 250 + 1}",
+            ip_address=f"{DOCUMENTATION_NETS[index // 250 % 3]}.{index % 250 + 1}",
             provider_id=f"prov-{run_id}-{index}",
         )
         for index in range(payments)
