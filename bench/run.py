@@ -205,12 +205,13 @@ def load_section(run: localstack_load.LoadRun | str) -> str:
     states = ", ".join(f"{state} {count}" for state, count in sorted(result.states.items()))
     verdict = "reconciled" if run.ok else "NOT reconciled"
     violations = "".join(f"; {v}" for v in result.violations[:3])
+    batched = result.states["PayoutBatched"]
     lines += [
         f"{run.payments:,} payments, {verdict}: {states}; DLQ messages {run.dlq_messages}; "
         f"violations {len(result.violations)}{violations}. "
         f"Requests published at {run.publish_per_second:.0f}/s; {run.environments} execution environments "
         f"started; load average {run.load_average:.1f} at the end. End to end (first request to last "
-        f"payout batched): {run.seconds:.0f} s, {run.payments / run.seconds:.1f} payments/s."
+        f"payout batched): {run.seconds:.0f} s, {batched / run.seconds:.1f} payments batched/s."
         + "".join(f" {note}." for note in run.notes),
         "",
         "| phase | payments | seconds | payments/s |",
