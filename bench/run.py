@@ -18,7 +18,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import coldstart, embedded, localstack_latency, nacha_bench, sampling, scaling
+from bench import coldstart, embedded, localstack_latency, localstack_load, nacha_bench, sampling, scaling
 from paypipe import cost
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument("--latency-payments", type=int, default=200, help="payments in the latency run")
     parser.add_argument("--profile-payments", type=int, default=100, help="payments in the sampled run")
     parser.add_argument("--runs", type=int, default=7, help="subprocesses per cold-start figure")
+    parser.add_argument(
+        "--load-payments", type=int, default=1000, help="payments in the LocalStack load test"
+    )
     args = parser.parse_args()
     logging.getLogger("botocore").setLevel(logging.WARNING)
     started = time.perf_counter()
@@ -50,6 +53,7 @@ def main() -> None:
     localstack = localstack_latency.measure(((60, 5.0), (100, None)))
     sections.append(latency_section(embedded.run_latency(args.latency_payments), localstack))
     sections.append(scaling.section(scaling.measure()))
+    sections.append(load_section(localstack_load.measure(args.load_payments)))
     with tempfile.TemporaryDirectory() as scratch:
         sections.append(nacha_section(nacha_bench.run(Path(scratch))))
     sections.append(kms_section(quiet))
@@ -194,6 +198,58 @@ def _latency_row(where: str, requests: int, held: int, seconds: float, latencies
     return (
         f"| {where} | {requests} | {held} | {held / seconds:.1f} | {p[50]:.0f} | {p[95]:.0f} | {p[99]:.0f} |"
     )
+
+
+def load_section(run: localstack_load.LoadRun | str) -> str:
+    lines = [
+        "## Load test on LocalStack",
+        "",
+        "The template deployed by `scripts/localstack_deploy.py` on LocalStack (functions as local "
+        "processes, LocalStack's event source mappings, DynamoDB in a moto server; FunctionTimeout 60 s, "
+        "visibility timeout 360 s), in three phases, each published as fast as the client can "
+        f"(PutEvents of 10 from {localstack_load.PUBLISH_THREADS} threads) and waited for: "
+        "PaymentRequested -> FundsHeld; ServiceCompleted -> FundsReleased and the payout recorded; the "
+        "ACH cut invoked -> PayoutBatched. Then reconciled with the embedded run's checks. Each event's "
+        "time is its delivery to a bench-only tap queue (SQS `SentTimestamp`), so every stage includes "
+        "that hop. The machine's 2 cores run LocalStack, the moto server, every function process and the "
+        "client: these are this machine's figures, not AWS's.",
+        "",
+    ]
+    if isinstance(run, str):
+        return "\n".join([*lines, f"Not measured: {run}", ""])
+    result = run.reconciliation
+    states = ", ".join(f"{state} {count}" for state, count in sorted(result.states.items()))
+    verdict = "reconciled" if run.ok else "NOT reconciled"
+    violations = "".join(f"; {v}" for v in result.violations[:3])
+    batched = result.states["PayoutBatched"]
+    lines += [
+        f"{run.payments:,} payments, {verdict}: {states}; DLQ messages {run.dlq_messages}; "
+        f"violations {len(result.violations)}{violations}. "
+        f"Requests published at {run.publish_per_second:.0f}/s; {run.environments} execution environments "
+        f"started; load average {run.load_average:.1f} at the end. End to end (first request to last "
+        f"payout batched): {run.seconds:.0f} s, {batched / run.seconds:.1f} payments batched/s."
+        + "".join(f" {note}." for note in run.notes),
+        "",
+        "| phase | payments | seconds | payments/s |",
+        "| --- | ---: | ---: | ---: |",
+        *(
+            f"| {p.name} | {p.payments} | {p.seconds:.0f} | {p.payments / p.seconds:.1f} |"
+            if p.seconds
+            else f"| {p.name} | {p.payments} | - | - |"
+            for p in run.phases
+        ),
+        "",
+        "| stage (tap to tap) | payments | p50 ms | p90 ms | p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for stage, values in run.stages_ms.items():
+        if values:
+            p = {q: embedded.percentile(values, q) for q in (50, 90, 99)}
+            lines.append(f"| {stage} | {len(values)} | {p[50]:.0f} | {p[90]:.0f} | {p[99]:.0f} |")
+        else:
+            lines.append(f"| {stage} | 0 | - | - | - |")
+    lines.append("")
+    return "\n".join(lines)
 
 
 def nacha_section(results: list[nacha_bench.NachaResult]) -> str:

@@ -23,6 +23,9 @@ START_DEADLINE=${LOCALSTACK_START_DEADLINE:-120}
 # An idle queue's event source mapping backs off up to 10 s between polls by default: a record then
 # waits that long at each step. 1 s keeps a payment's trip through the steps within seconds.
 ESM_POLL_BACKOFF=LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC=1
+# After a batch LocalStack's one poller per mapping waits 1 s before polling again (AWS polls on at
+# once): with a backlog that caps each step at a batch per (invocation + 1 s). Poll on at once.
+ESM_POLL_INTERVAL=LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC=0
 LS_PINS=("localstack-core[runtime]==4.14.0" "cbor2<5.7" "cryptography<44" "pyopenssl==24.2.1" "service-identity")
 
 healthy() { curl -fsS --max-time 2 "$HEALTH_URL" >/dev/null 2>&1; }
@@ -75,7 +78,7 @@ wait_healthy() {
 
 start_docker() {
   docker rm -f "$CONTAINER" >/dev/null 2>&1 || true
-  docker run -d --name "$CONTAINER" -p "127.0.0.1:$PORT:4566" -e "$ESM_POLL_BACKOFF" \
+  docker run -d --name "$CONTAINER" -p "127.0.0.1:$PORT:4566" -e "$ESM_POLL_BACKOFF" -e "$ESM_POLL_INTERVAL" \
     -v /var/run/docker.sock:/var/run/docker.sock "$IMAGE" >/dev/null
   echo docker >"$STATE/mode"
   docker logs -f "$CONTAINER" >"$STATE/localstack.log" 2>&1 &
@@ -89,12 +92,13 @@ start_host() {
   rm -f "$CLOCK_FILE"
   if ! moto_healthy; then
     stop_group "$STATE/moto.pid"
-    MOTO_ACCOUNT_ID=000000000000 setsid "${PROJECT_PY%/python}/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" \
-      >"$STATE/moto.log" 2>&1 </dev/null &
+    # One request at a time, with the project's moto patches (see the script's docstring).
+    MOTO_ACCOUNT_ID=000000000000 PYTHONPATH="$PWD/src" setsid "$PROJECT_PY" scripts/moto_dynamodb_server.py \
+      --host 127.0.0.1 --port "$MOTO_PORT" >"$STATE/moto.log" 2>&1 </dev/null &
     echo $! >"$STATE/moto.pid"
   fi
   # No DNS server, no telemetry, no downloads: nothing leaves loopback.
-  env "$ESM_POLL_BACKOFF" GATEWAY_LISTEN="127.0.0.1:$PORT" LOCALSTACK_HOST="127.0.0.1:$PORT" SQS_ENDPOINT_STRATEGY=path \
+  env "$ESM_POLL_BACKOFF" "$ESM_POLL_INTERVAL" GATEWAY_LISTEN="127.0.0.1:$PORT" LOCALSTACK_HOST="127.0.0.1:$PORT" SQS_ENDPOINT_STRATEGY=path \
     DNS_ADDRESS=0 DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 LOCALSTACK_VOLUME_DIR="$PWD/$STATE/volume" \
     LAMBDA_RUNTIME_EXECUTOR=local-process PAYPIPE_LAMBDA_PYTHON="$PWD/$PROJECT_PY" \
     PAYPIPE_LAMBDA_LOG_DIR="$PWD/$STATE/lambda" PAYPIPE_LAMBDA_CLOCK_FILE="$PWD/$CLOCK_FILE" \

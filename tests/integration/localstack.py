@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,9 +57,10 @@ def localstack(command: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def deployed_stack(stack: str) -> Iterator[dict[str, str]]:
+def deployed_stack(stack: str, parameters: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
     """LocalStack up (started here unless already running, then stopped again) and ``stack``
-    deployed from infra/sam/template.yaml; yields the stack's outputs."""
+    deployed from infra/sam/template.yaml (``parameters`` over the deploy script's); yields the
+    stack's outputs."""
     started_here = localstack("status").returncode != 0
     if started_here:
         started = localstack("start")
@@ -67,7 +68,13 @@ def deployed_stack(stack: str) -> Iterator[dict[str, str]]:
             raise LocalStackUnavailable("LocalStack did not start", started.stdout + started.stderr)
     try:
         deploy = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "scripts" / "localstack_deploy.py"), "--stack", stack],
+            [
+                sys.executable,
+                str(REPO_ROOT / "scripts" / "localstack_deploy.py"),
+                "--stack",
+                stack,
+                *(f"--param={key}={value}" for key, value in (parameters or {}).items()),
+            ],
             capture_output=True,
             text=True,
             check=False,

@@ -1,8 +1,9 @@
-"""What an embedded run leaves behind, read for reconciliation and reports.
+"""What a run leaves behind, read for reconciliation and reports.
 
 DLQ contents (peeked, so they stay for the card number scan and for replays), every entry of
 every NACHA file in the ACH bucket, the ledger, and the run's context (final holds, settings,
-the pipeline clock at the end).
+the pipeline clock at the end). Read from an embedded pipeline or from any deployed stack
+(``Deployment``: its clients, outputs and parameters), e.g. the template on LocalStack.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from paypipe.adapters.ledger_store import LedgerStore
 from paypipe.domain import nacha
@@ -23,6 +25,23 @@ from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.ops.dlq_aws import peek
 from paypipe.steps.ach_batch import PAYOUT_FILES_PREFIX
 from paypipe.steps.ach_returns import INBOUND_PREFIX
+
+
+class StackDescription(Protocol):
+    @property
+    def outputs(self) -> Mapping[str, str]: ...
+
+    @property
+    def parameters(self) -> Mapping[str, str]: ...
+
+
+class Deployment(Protocol):
+    """A deployed stack as the readers here need it (an ``EmbeddedPipeline`` is one)."""
+
+    @property
+    def stack(self) -> StackDescription: ...
+
+    def client(self, service: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +87,7 @@ class FileEntry:
         }
 
 
-def dlq_records(pipeline: EmbeddedPipeline) -> list[DlqRecord]:
+def dlq_records(pipeline: Deployment) -> list[DlqRecord]:
     sqs = pipeline.client("sqs")
     return [
         DlqRecord(name, message.payment_id, message.detail_type if message.event else None, message.reason)
@@ -101,7 +120,7 @@ def file_entries(text: str, key: str) -> list[FileEntry]:
     ]
 
 
-def payout_rows(pipeline: EmbeddedPipeline) -> list[PayoutRow]:
+def payout_rows(pipeline: Deployment) -> list[PayoutRow]:
     """Every payout the ACH batch step recorded, with its status (pending, assigned, blocked...)."""
     dynamodb = pipeline.client("dynamodb")
     rows: list[PayoutRow] = []
@@ -122,9 +141,7 @@ def payout_rows(pipeline: EmbeddedPipeline) -> list[PayoutRow]:
     return rows
 
 
-def ach_file_entries(
-    pipeline: EmbeddedPipeline, out_dir: Path | None = None
-) -> tuple[list[FileEntry], list[Path]]:
+def ach_file_entries(pipeline: Deployment, out_dir: Path | None = None) -> tuple[list[FileEntry], list[Path]]:
     """Every entry of every file in the ACH bucket (not only those announced by events); with
     ``out_dir``, the files are copied there too."""
     s3 = pipeline.client("s3")
@@ -144,7 +161,7 @@ def ach_file_entries(
     return entries, files
 
 
-def bank_answers(pipeline: EmbeddedPipeline) -> list[BankAnswer]:
+def bank_answers(pipeline: Deployment) -> list[BankAnswer]:
     """Every return and notification of change in the bank's files under the inbound prefix."""
     s3 = pipeline.client("s3")
     bucket = pipeline.stack.outputs["AchBucketName"]
@@ -183,26 +200,35 @@ def _answers(key: str, parsed: nacha.AchFile) -> list[BankAnswer]:
     return found
 
 
-def ledger(pipeline: EmbeddedPipeline) -> LedgerStore:
+def ledger(pipeline: Deployment) -> LedgerStore:
     return LedgerStore(pipeline.stack.outputs["LedgerTableName"], pipeline.client("dynamodb"))
 
 
 def run_context(pipeline: EmbeddedPipeline) -> Context:
     """What reconciliation needs besides the evidence: final holds, journal and payouts, the run's
     settings and its end."""
-    parameters = pipeline.stack.parameters
-    store = ledger(pipeline)
+    return stack_context(pipeline, as_of=pipeline.clock.now(), external_event_ids=pipeline.external_event_ids)
+
+
+def stack_context(
+    deployment: Deployment, *, as_of: datetime, external_event_ids: Iterable[str], only: str = ""
+) -> Context:
+    """``run_context`` for any deployed stack; with ``only``, of the payments whose id starts with it
+    (a stack that served other runs before)."""
+    parameters = deployment.stack.parameters
+    store = ledger(deployment)
     return Context(
-        holds=store.holds(),
-        transfers=store.all_transfers(),
-        stored_balances=store.stored_balances(),
-        payouts=payout_rows(pipeline),
-        external_event_ids=frozenset(pipeline.external_event_ids),
-        as_of=pipeline.clock.now(),
+        holds=[hold for hold in store.holds() if hold.payment_id.startswith(only)],
+        transfers=[transfer for transfer in store.all_transfers() if transfer.payment_id.startswith(only)],
+        payouts=[row for row in payout_rows(deployment) if row.payment_id.startswith(only)],
+        # A clawback item sums every run's payments: matched against the journals of all of them only.
+        stored_balances={} if only else store.stored_balances(),
+        external_event_ids=frozenset(external_event_ids),
+        as_of=as_of,
         client_skew=timedelta(seconds=int(parameters["ClientClockSkewSeconds"])),
         dispute_max_age=timedelta(days=int(parameters["DisputeMaxAgeDays"])),
         submission_lead=timedelta(minutes=int(parameters["AchSubmissionLeadMinutes"])),
-        bank_answers=bank_answers(pipeline),
+        bank_answers=bank_answers(deployment),
         review_sweep_period=schedule_period(parameters["SweepSchedule"]),
     )
 
