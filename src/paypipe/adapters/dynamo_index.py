@@ -32,20 +32,7 @@ def query_shards(
 ) -> list[dict[str, Any]]:
     """The index's items over every shard of ``key`` in ``gsi1sk`` order (those sorting before
     ``before`` if given), at most ``limit`` of them."""
-    shards = [_query(client, table, index, shard, before, limit) for shard in _shard_keys(key)]
-    merged = heapq.merge(*shards, key=lambda item: str(item["gsi1sk"]["S"]))
-    return list(itertools.islice(merged, limit))
-
-
-def _shard_keys(key: str) -> list[str]:
-    return [f"{key}#{shard}" for shard in range(INDEX_SHARDS)]
-
-
-def _query(
-    client: Any, table: str, index: str, key: str, before: str | None, limit: int | None
-) -> Iterator[dict[str, Any]]:
-    """One shard's items in sort order, a page at a time (pages of ``limit`` when given)."""
-    values: dict[str, Any] = {":key": {"S": key}}
+    values: dict[str, Any] = {}
     condition = "gsi1pk = :key"
     if before is not None:
         condition += " AND gsi1sk < :before"
@@ -54,12 +41,21 @@ def _query(
         "TableName": table,
         "IndexName": index,
         "KeyConditionExpression": condition,
-        "ExpressionAttributeValues": values,
         **({"Limit": limit} if limit else {}),
     }
+    shards = [
+        _query(client, {**request, "ExpressionAttributeValues": {**values, ":key": {"S": f"{key}#{shard}"}}})
+        for shard in range(INDEX_SHARDS)
+    ]
+    merged = heapq.merge(*shards, key=lambda item: str(item["gsi1sk"]["S"]))
+    return list(itertools.islice(merged, limit))
+
+
+def _query(client: Any, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One shard's items in sort order, a page at a time (pages of ``limit`` items when given)."""
     while True:
         response = client.query(**request)
         yield from response.get("Items", [])
         if "LastEvaluatedKey" not in response:
             return
-        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}

@@ -435,7 +435,9 @@ class LedgerStore:
     def _index_before(self, key: str, moment: datetime, limit: int) -> list[str]:
         """The ``limit`` first entries before ``moment`` over every shard of the index, in sort order."""
         # '$' sorts right after the '#' separator, so a time equal to ``moment`` is included
-        items = query_shards(self._client, self._table, key, index=DUE_INDEX, before=f"{_time(moment)}$", limit=limit)
+        items = query_shards(
+            self._client, self._table, key, index=DUE_INDEX, before=f"{_time(moment)}$", limit=limit
+        )
         return [item["pk"]["S"].removeprefix(PAYMENT_PK_PREFIX) for item in items]
 
     def get_hold(self, payment_id: str) -> Hold | None:
