@@ -1,7 +1,8 @@
 """Writes per DynamoDB item in the embedded run of ``paypipe run``: no item of any table is written
 on the path of every payment. Each payment's items take a bounded number of writes whatever the
 number of payments; only a provider's items and an ACH batch's items may take more, and are named
-here with the reason."""
+here with the reason. The same holds for the partitions of the tables' index: the entries written
+under each index partition key (``gsi1pk``) are counted as if it were an item."""
 
 import os
 import re
@@ -28,6 +29,8 @@ ALLOWED = (
     ("PayoutsTable", re.compile(r"pk=batch#.+")),  # one per ACH file of up to 2,500 payouts
 )
 
+INDEX_SET = re.compile(r"\bgsi1pk = (:\w+)")  # an update setting the index partition key
+
 type ItemKey = tuple[str, str]
 
 
@@ -36,21 +39,34 @@ def _key(table: str, item: Mapping[str, Any]) -> ItemKey:
     return name, "|".join(f"{k}={next(iter(item[k].values()))}" for k in KEY_NAMES if k in item)
 
 
+def _index_entry(table: str, spec: Mapping[str, Any]) -> Iterator[ItemKey]:
+    """The index partition a write puts an entry under (the item's ``gsi1pk`` or an update's new one)."""
+    if "Item" in spec and "gsi1pk" in spec["Item"]:
+        yield table.removeprefix("paypipe-embedded-"), f"gsi1pk={spec['Item']['gsi1pk']['S']}"
+    set_to = INDEX_SET.search(spec.get("UpdateExpression", ""))
+    if set_to:
+        value = spec["ExpressionAttributeValues"][set_to.group(1)]["S"]
+        yield table.removeprefix("paypipe-embedded-"), f"gsi1pk={value}"
+
+
+def _write(table: str, spec: Mapping[str, Any]) -> Iterator[ItemKey]:
+    yield _key(table, spec.get("Key") or spec["Item"])
+    yield from _index_entry(table, spec)
+
+
 def _written(operation: str, params: Mapping[str, Any]) -> Iterator[ItemKey]:
-    if operation == "PutItem":
-        yield _key(params["TableName"], params["Item"])
-    elif operation in ("UpdateItem", "DeleteItem"):
-        yield _key(params["TableName"], params["Key"])
+    if operation in ("PutItem", "UpdateItem", "DeleteItem"):
+        yield from _write(params["TableName"], params)
     elif operation == "TransactWriteItems":
         for entry in params["TransactItems"]:
             ((kind, spec),) = entry.items()
             if kind != "ConditionCheck":
-                yield _key(spec["TableName"], spec.get("Key") or spec["Item"])
+                yield from _write(spec["TableName"], spec)
     elif operation == "BatchWriteItem":
         for table, requests in params["RequestItems"].items():
             for request in requests:
                 ((_, spec),) = request.items()
-                yield _key(table, spec.get("Key") or spec["Item"])
+                yield from _write(table, spec)
 
 
 def writes_per_item(payments: int) -> Counter[ItemKey]:

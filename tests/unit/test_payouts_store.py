@@ -7,8 +7,15 @@ from datetime import UTC, date, datetime, timedelta
 import boto3
 import pytest
 
+from paypipe.adapters.dynamo_index import INDEX_SHARDS
 from paypipe.adapters.payee_accounts import PayeeAccounts
-from paypipe.adapters.payouts_store import FILE_ID_MODIFIERS, FileIdsExhaustedError, PayoutsStore
+from paypipe.adapters.payouts_store import (
+    BLOCKED_INDEX_KEY,
+    FILE_ID_MODIFIERS,
+    PENDING_INDEX_KEY,
+    FileIdsExhaustedError,
+    PayoutsStore,
+)
 from paypipe.domain.ach_batching import PayoutRecord, PlannedBatch
 from paypipe.domain.ach_returns import FiledEntry
 from paypipe.domain.nacha import TRACE_SEQUENCE_SPAN, Payout, trace_block_wraps
@@ -125,3 +132,42 @@ def test_a_batch_keeps_the_payouts_it_prenotes_and_a_prenote_entry_says_it_is_on
     assert not states["fp-1"].history().verified
     assert states["fp-2"].paid_trace == "011000010000009" and states["fp-2"].history().verified
     assert states["fp-3"].history(prenote_in_flight=True).verified
+
+
+def index_items() -> list[dict]:
+    return [item for item in boto3.client("dynamodb").scan(TableName="payouts")["Items"] if "gsi1pk" in item]
+
+
+def payout_record(payment_id: str) -> PayoutRecord:
+    return PayoutRecord(payment_id, 100, "JANE DOE", "021000021", "tok", "2345", "checking", "individual")
+
+
+def test_pending_payouts_spread_over_the_index_shards_and_read_back_oldest_first(store):
+    start = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    released = {f"pay-{i:03}": start + timedelta(seconds=(i * 37) % 200) for i in range(200)}
+    for payment_id, at in released.items():
+        store.add_pending(payout_record(payment_id), at)
+    in_order = sorted(released, key=lambda pid: (released[pid], pid))
+
+    index_keys = {item["gsi1pk"]["S"] for item in index_items()}
+    assert len(index_keys) == INDEX_SHARDS and all(k.startswith(f"{PENDING_INDEX_KEY}#") for k in index_keys)
+    assert [p.payout.payment_id for p in store.pending()] == in_order
+    assert [p.payout.payment_id for p in store.pending(limit=25)] == in_order[:25]
+
+
+def test_blocked_and_waiting_payouts_are_sharded_too_and_read_in_order(store):
+    start = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    for i in range(40):
+        store.add_pending(payout_record(f"pay-{i:02}"), start - timedelta(minutes=i))
+    for pending in store.pending():
+        if pending.payout.payment_id < "pay-20":
+            store.block(pending)
+        else:
+            store.wait(pending, "R01")
+    blocked = [p.payout.payment_id for p in store.blocked()]
+    waiting = [p.payout.payment_id for p in store.waiting()]
+    assert blocked == [f"pay-{i:02}" for i in reversed(range(20))]
+    assert waiting == [f"pay-{i:02}" for i in reversed(range(20, 40))]
+    assert store.pending() == []
+    index_keys = {item["gsi1pk"]["S"] for item in index_items()}
+    assert len({k for k in index_keys if k.startswith(f"{BLOCKED_INDEX_KEY}#")}) > 1

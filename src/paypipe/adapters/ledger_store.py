@@ -7,8 +7,8 @@ Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
   cents>``; the owner and currency are the hold's). While HELD it sits in gsi1 under
   ``ledger#hold#due#<shard>`` sorted by ``<hold_until>#<payment id>``, otherwise while a dispute is
   open under ``ledger#dispute#open#<shard>`` sorted by ``<oldest open dispute not yet signalled as
-  aged>#<payment id>`` (the shard: CRC-32 of the payment id modulo ``INDEX_SHARDS``, so no index
-  partition takes every payment's writes).
+  aged>#<payment id>`` (the shard: ``paypipe.adapters.dynamo_index.shard_key`` of the payment id,
+  so no index partition takes every payment's writes).
 - ``ledger#account#<currency>#clawback#<provider>`` / ``balance``: ``balance_cents`` (credits -
   debits) of a provider's clawback account, the one balance a decision reads across payments (a
   payout nets it).
@@ -27,13 +27,13 @@ answers ``Duplicate`` or ``Rejected``, or the write is retried.
 """
 
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from paypipe.adapters.dynamo_index import query_shards, shard_key
 from paypipe.domain import ledger
 from paypipe.domain.ledger import (
     AccountId,
@@ -71,7 +71,6 @@ DUE_INDEX = "gsi1"
 DUE_INDEX_KEY = "ledger#hold#due"
 DISPUTE_INDEX_KEY = "ledger#dispute#open"
 _ALL_SIGNALLED = "~"  # sorts after every time: a hold whose open disputes were all signalled as aged
-INDEX_SHARDS = 32  # partition keys per index: hold placements and releases spread over them
 PAYMENT_PK_PREFIX = "ledger#payment#"
 HOLD_SK = "hold"
 JOURNAL = "journal"
@@ -152,22 +151,18 @@ def _hold_item(hold: Hold) -> "Item":
     return item
 
 
-def _shard(payment_id: str) -> int:
-    return zlib.crc32(payment_id.encode()) % INDEX_SHARDS
-
-
 def _index_entry(hold: Hold) -> "Item":
     """gsi1 keys: the due index while HELD, else the open-dispute index while a dispute is open;
-    each index is spread over ``INDEX_SHARDS`` partition keys by payment id."""
-    shard = _shard(hold.payment_id)
+    each index is spread over shards by payment id."""
     if hold.status is HoldStatus.HELD:
         sort_key = f"{_time(hold.hold_until)}#{hold.payment_id}"
-        return {"gsi1pk": _s(f"{DUE_INDEX_KEY}#{shard}"), "gsi1sk": _s(sort_key)}
+        return {"gsi1pk": _s(shard_key(DUE_INDEX_KEY, hold.payment_id)), "gsi1sk": _s(sort_key)}
     unsignalled = [d.opened_at for d in hold.open_disputes() if d.aged_at is None]
     if not hold.open_disputes():
         return {}
     oldest = _time(min(unsignalled)) if unsignalled else _ALL_SIGNALLED
-    return {"gsi1pk": _s(f"{DISPUTE_INDEX_KEY}#{shard}"), "gsi1sk": _s(f"{oldest}#{hold.payment_id}")}
+    index_key = shard_key(DISPUTE_INDEX_KEY, hold.payment_id)
+    return {"gsi1pk": _s(index_key), "gsi1sk": _s(f"{oldest}#{hold.payment_id}")}
 
 
 def _dispute_item(dispute: Dispute) -> "Item":
@@ -439,22 +434,11 @@ class LedgerStore:
 
     def _index_before(self, key: str, moment: datetime, limit: int) -> list[str]:
         """The ``limit`` first entries before ``moment`` over every shard of the index, in sort order."""
-        found: list[tuple[str, str]] = []
-        for shard in range(INDEX_SHARDS):
-            pages = self._client.get_paginator("query").paginate(
-                TableName=self._table,
-                IndexName=DUE_INDEX,
-                KeyConditionExpression="gsi1pk = :key AND gsi1sk < :upper",
-                # '$' sorts right after the '#' separator, so a time equal to ``moment`` is included
-                ExpressionAttributeValues={":key": _s(f"{key}#{shard}"), ":upper": _s(f"{_time(moment)}$")},
-                PaginationConfig={"MaxItems": limit, "PageSize": limit},
-            )
-            found.extend(
-                (item["gsi1sk"]["S"], item["pk"]["S"].removeprefix(PAYMENT_PK_PREFIX))
-                for page in pages
-                for item in page.get("Items", [])
-            )
-        return [payment_id for _, payment_id in sorted(found)[:limit]]
+        # '$' sorts right after the '#' separator, so a time equal to ``moment`` is included
+        items = query_shards(
+            self._client, self._table, key, index=DUE_INDEX, before=f"{_time(moment)}$", limit=limit
+        )
+        return [item["pk"]["S"].removeprefix(PAYMENT_PK_PREFIX) for item in items]
 
     def get_hold(self, payment_id: str) -> Hold | None:
         return self._load_payment(payment_id)[0]

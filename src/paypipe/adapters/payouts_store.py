@@ -3,12 +3,14 @@
 Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
 - ``payout#<payment id>`` / ``payout``: the payout (its payee account by vault token), release time and status
   (``pending`` -> ``assigned``; ``blocked`` while a dispute holds it back, ``cancelled`` once
-  the release was refunded); while pending it sits in gsi1 under ``payout#pending``, while
-  blocked under ``payout#blocked``.
+  the release was refunded); while pending it sits in gsi1 under ``payout#pending#<shard>``
+  sorted by ``<released_at>#<payment id>``, while blocked under ``payout#blocked#<shard>`` (the
+  shard: ``paypipe.adapters.dynamo_index.shard_key`` of the payment id, so no index partition
+  takes every payout's writes; reads merge the shards in sort order).
 - ``batch#<batch id>`` / ``batch``: members, window and excluded members (the ledger refused
   their payout when the batch was filed) of a cut batch, and the payouts whose account it prenotes
   (as they stood when it was cut); while it is not yet fully written, uploaded and announced it
-  sits in gsi1 under ``batch#open``.
+  sits in gsi1 under ``batch#open`` (one key: written per batch, not per payout).
 - ``filemod#<ODFI routing>#<yyyymmdd>`` / ``counter``: file id modifiers used per ODFI and per
   creation date as the file header writes it (Eastern time).
 - ``trace#<ODFI routing>`` / ``counter``: the ODFI's running entry sequence (trace numbers are
@@ -29,7 +31,7 @@ Items (table keys ``pk``/``sk``, index ``gsi1`` on ``gsi1pk``/``gsi1sk``):
   the provider's payouts whose own account the bank said takes no credits (``PayeeAccountUpdated``).
 
 A payout returned by the bank goes back to ``pending`` when it may be sent again, or to
-``waiting`` (gsi1 ``payout#waiting``) until its account details change.
+``waiting`` (gsi1 ``payout#waiting#<shard>``) until its account details change.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from paypipe.adapters.dynamo import put_once
+from paypipe.adapters.dynamo_index import query_shards, shard_key
 from paypipe.domain.ach_batching import PayoutRecord, PendingPayout, PlannedBatch
 from paypipe.domain.ach_calendar import EASTERN
 from paypipe.domain.ach_returns import FiledEntry
@@ -94,7 +97,7 @@ class PayoutsStore:
             "payout": {"S": json.dumps(asdict(payout), sort_keys=True)},
             "released_at": {"S": released_at.isoformat()},
             "status": {"S": "pending"},
-            "gsi1pk": {"S": PENDING_INDEX_KEY},
+            "gsi1pk": {"S": shard_key(PENDING_INDEX_KEY, payout.payment_id)},
             "gsi1sk": {"S": f"{released_at.isoformat()}#{payout.payment_id}"},
         }
         if fingerprint:
@@ -105,17 +108,19 @@ class PayoutsStore:
         recorded_with = stored.get("fingerprint", {}).get("S", "")
         return not (fingerprint and recorded_with and recorded_with != fingerprint)
 
-    def pending(self) -> list[PendingPayout]:
-        return self._indexed(PENDING_INDEX_KEY)
+    def pending(self, limit: int | None = None) -> list[PendingPayout]:
+        """Pending payouts, oldest release first (the ``limit`` oldest when given)."""
+        return self._indexed(PENDING_INDEX_KEY, limit)
 
     def blocked(self) -> list[PendingPayout]:
         """Payouts a dispute holds back (each cut asks the ledger whether it still does)."""
         return self._indexed(BLOCKED_INDEX_KEY)
 
-    def _indexed(self, key: str) -> list[PendingPayout]:
+    def _indexed(self, key: str, limit: int | None = None) -> list[PendingPayout]:
+        """The payouts under every shard of ``key``, oldest release first."""
         return [
             PendingPayout(_payout(item), datetime.fromisoformat(item["released_at"]["S"]))
-            for item in self._query_index(key)
+            for item in query_shards(self._client, self._table, key, limit=limit)
         ]
 
     def block(self, pending: PendingPayout) -> None:
@@ -232,7 +237,7 @@ class PayoutsStore:
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":status": {"S": status},
-                    ":index": {"S": index_key},
+                    ":index": {"S": shard_key(index_key, payment_id)},
                     ":sort": {"S": f"{pending.released_at.isoformat()}#{payment_id}"},
                     ":reason": {"S": reason},
                 },
