@@ -36,13 +36,11 @@ if TYPE_CHECKING:
         refused_correction_file,
     )
     from paypipe.domain.nacha.builder import (
-        ALLOWED_TEXT_CHARS,
         TRACE_SEQUENCE_SPAN,
         Payable,
         build_file,
         payment_trace_numbers,
         payout_problem,
-        to_nacha_text,
         trace_block_wraps,
         trace_number,
         traces_needed,
@@ -95,11 +93,12 @@ if TYPE_CHECKING:
         routing_check_digit,
     )
     from paypipe.domain.nacha.reader import parse
+    from paypipe.domain.nacha.text import ALLOWED_TEXT_CHARS, to_nacha_text
     from paypipe.domain.nacha.totals import entry_hash
     from paypipe.domain.nacha.writer import write
 
 _HOMES = {
-    "ALLOWED_TEXT_CHARS": "builder",
+    "ALLOWED_TEXT_CHARS": "text",
     "AccountType": "model",
     "AchFile": "model",
     "Addenda": "model",
@@ -170,7 +169,7 @@ _HOMES = {
     "payout_problem": "builder",
     "refused_correction_file": "answers",
     "routing_check_digit": "model",
-    "to_nacha_text": "builder",
+    "to_nacha_text": "text",
     "trace_block_wraps": "builder",
     "trace_number": "builder",
     "traces_needed": "builder",
