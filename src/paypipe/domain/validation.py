@@ -13,7 +13,7 @@ from stdnum.us import rtn
 
 from paypipe.domain.currencies import is_iso_currency
 from paypipe.domain.identifiers import ID_GRAMMAR, canonical_ip, is_valid_id
-from paypipe.domain.nacha import to_nacha_text
+from paypipe.domain.nacha.text import to_nacha_text
 from paypipe.domain.payout_rails import rail_for
 
 

@@ -3,94 +3,178 @@ and the files answering with them (`answers`).
 
 Pure: no I/O and no clock. Each record's layout is stated once in `layouts`; the writer
 formats and the reader parses from it.
+
+Names load on first use (PEP 562), so a step imports only the NACHA modules it uses.
 """
 
-from paypipe.domain.nacha.ach_codes import (
-    CHANGE_REASONS,
-    CORRECTED_DATA_WIDTH,
-    RETURN_REASONS,
-    ChangeReason,
-    ReturnKind,
-    ReturnReason,
-    decode_corrected_data,
-    encode_corrected_data,
-)
-from paypipe.domain.nacha.answers import (
-    Answer,
-    ChangeAnswer,
-    Dishonor,
-    Refusal,
-    ReturnAnswer,
-    answer_file,
-    answer_transaction_code,
-    corrected_data_problem,
-    correction_refusal,
-    dishonored_return_file,
-    is_forward,
-    refused_correction_file,
-)
-from paypipe.domain.nacha.builder import (
-    ALLOWED_TEXT_CHARS,
-    TRACE_SEQUENCE_SPAN,
-    Payable,
-    build_file,
-    payment_trace_numbers,
-    payout_problem,
-    to_nacha_text,
-    trace_block_wraps,
-    trace_number,
-    traces_needed,
-)
-from paypipe.domain.nacha.layouts import (
-    ENTRY_HASH_MODULUS,
-    LAYOUTS,
-    MAX_ENTRY_AMOUNT_CENTS,
-    MAX_TOTAL_CENTS,
-    RECORD_NAMES,
-    NachaFieldError,
-    NachaParseError,
-)
-from paypipe.domain.nacha.model import (
-    BLOCKING_FACTOR,
-    CREDIT_CODE_DIGITS,
-    DEBIT_CODE_DIGITS,
-    EASTERN,
-    PADDING_RECORD,
-    RECORD_LENGTH,
-    SAME_DAY_LIMIT_CENTS,
-    SERVICE_CLASS_CREDITS,
-    SERVICE_CLASS_DEBITS,
-    SERVICE_CLASS_MIXED,
-    AccountType,
-    AchFile,
-    Addenda,
-    AddendaRecord,
-    Batch,
-    BatchControl,
-    BatchHeader,
-    ContestedDishonoredReturn,
-    Correction,
-    CtxEntryDetail,
-    DishonoredReturn,
-    EntryCorrection,
-    EntryDetail,
-    EntryReturn,
-    FileControl,
-    FileHeader,
-    OffsetAccount,
-    Originator,
-    PayeeType,
-    Payout,
-    RawAddenda,
-    RefusedCorrection,
-    Return,
-    SecCode,
-    is_valid_routing_number,
-    routing_check_digit,
-)
-from paypipe.domain.nacha.reader import parse
-from paypipe.domain.nacha.totals import entry_hash
-from paypipe.domain.nacha.writer import write
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from paypipe.domain.nacha.ach_codes import (
+        CHANGE_REASONS,
+        CORRECTED_DATA_WIDTH,
+        RETURN_REASONS,
+        ChangeReason,
+        ReturnKind,
+        ReturnReason,
+        decode_corrected_data,
+        encode_corrected_data,
+    )
+    from paypipe.domain.nacha.answers import (
+        Answer,
+        ChangeAnswer,
+        Dishonor,
+        Refusal,
+        ReturnAnswer,
+        answer_file,
+        answer_transaction_code,
+        corrected_data_problem,
+        correction_refusal,
+        dishonored_return_file,
+        is_forward,
+        refused_correction_file,
+    )
+    from paypipe.domain.nacha.builder import (
+        TRACE_SEQUENCE_SPAN,
+        Payable,
+        build_file,
+        payment_trace_numbers,
+        payout_problem,
+        trace_block_wraps,
+        trace_number,
+        traces_needed,
+    )
+    from paypipe.domain.nacha.layouts import (
+        ENTRY_HASH_MODULUS,
+        LAYOUTS,
+        MAX_ENTRY_AMOUNT_CENTS,
+        MAX_TOTAL_CENTS,
+        RECORD_NAMES,
+        NachaFieldError,
+        NachaParseError,
+    )
+    from paypipe.domain.nacha.model import (
+        BLOCKING_FACTOR,
+        CREDIT_CODE_DIGITS,
+        DEBIT_CODE_DIGITS,
+        EASTERN,
+        PADDING_RECORD,
+        RECORD_LENGTH,
+        SAME_DAY_LIMIT_CENTS,
+        SERVICE_CLASS_CREDITS,
+        SERVICE_CLASS_DEBITS,
+        SERVICE_CLASS_MIXED,
+        AccountType,
+        AchFile,
+        Addenda,
+        AddendaRecord,
+        Batch,
+        BatchControl,
+        BatchHeader,
+        ContestedDishonoredReturn,
+        Correction,
+        CtxEntryDetail,
+        DishonoredReturn,
+        EntryCorrection,
+        EntryDetail,
+        EntryReturn,
+        FileControl,
+        FileHeader,
+        OffsetAccount,
+        Originator,
+        PayeeType,
+        Payout,
+        RawAddenda,
+        RefusedCorrection,
+        Return,
+        SecCode,
+        is_valid_routing_number,
+        routing_check_digit,
+    )
+    from paypipe.domain.nacha.reader import parse
+    from paypipe.domain.nacha.text import ALLOWED_TEXT_CHARS, to_nacha_text
+    from paypipe.domain.nacha.totals import entry_hash
+    from paypipe.domain.nacha.writer import write
+
+_HOMES = {
+    "ALLOWED_TEXT_CHARS": "text",
+    "AccountType": "model",
+    "AchFile": "model",
+    "Addenda": "model",
+    "AddendaRecord": "model",
+    "Answer": "answers",
+    "BLOCKING_FACTOR": "model",
+    "Batch": "model",
+    "BatchControl": "model",
+    "BatchHeader": "model",
+    "CHANGE_REASONS": "ach_codes",
+    "CORRECTED_DATA_WIDTH": "ach_codes",
+    "CREDIT_CODE_DIGITS": "model",
+    "ChangeAnswer": "answers",
+    "ChangeReason": "ach_codes",
+    "ContestedDishonoredReturn": "model",
+    "Correction": "model",
+    "CtxEntryDetail": "model",
+    "DEBIT_CODE_DIGITS": "model",
+    "Dishonor": "answers",
+    "DishonoredReturn": "model",
+    "EASTERN": "model",
+    "ENTRY_HASH_MODULUS": "layouts",
+    "EntryCorrection": "model",
+    "EntryDetail": "model",
+    "EntryReturn": "model",
+    "FileControl": "model",
+    "FileHeader": "model",
+    "LAYOUTS": "layouts",
+    "MAX_ENTRY_AMOUNT_CENTS": "layouts",
+    "MAX_TOTAL_CENTS": "layouts",
+    "NachaFieldError": "layouts",
+    "NachaParseError": "layouts",
+    "OffsetAccount": "model",
+    "Originator": "model",
+    "PADDING_RECORD": "model",
+    "Payable": "builder",
+    "PayeeType": "model",
+    "Payout": "model",
+    "RECORD_LENGTH": "model",
+    "RECORD_NAMES": "layouts",
+    "RETURN_REASONS": "ach_codes",
+    "RawAddenda": "model",
+    "Refusal": "answers",
+    "RefusedCorrection": "model",
+    "Return": "model",
+    "ReturnAnswer": "answers",
+    "ReturnKind": "ach_codes",
+    "ReturnReason": "ach_codes",
+    "SAME_DAY_LIMIT_CENTS": "model",
+    "SERVICE_CLASS_CREDITS": "model",
+    "SERVICE_CLASS_DEBITS": "model",
+    "SERVICE_CLASS_MIXED": "model",
+    "SecCode": "model",
+    "TRACE_SEQUENCE_SPAN": "builder",
+    "answer_file": "answers",
+    "answer_transaction_code": "answers",
+    "build_file": "builder",
+    "corrected_data_problem": "answers",
+    "correction_refusal": "answers",
+    "decode_corrected_data": "ach_codes",
+    "dishonored_return_file": "answers",
+    "encode_corrected_data": "ach_codes",
+    "entry_hash": "totals",
+    "is_forward": "answers",
+    "is_valid_routing_number": "model",
+    "parse": "reader",
+    "payment_trace_numbers": "builder",
+    "payout_problem": "builder",
+    "refused_correction_file": "answers",
+    "routing_check_digit": "model",
+    "to_nacha_text": "text",
+    "trace_block_wraps": "builder",
+    "trace_number": "builder",
+    "traces_needed": "builder",
+    "write": "writer",
+}
 
 __all__ = [
     "ALLOWED_TEXT_CHARS",
@@ -170,3 +254,16 @@ __all__ = [
     "traces_needed",
     "write",
 ]
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

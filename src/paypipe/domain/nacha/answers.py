@@ -22,7 +22,7 @@ from paypipe.domain.nacha.ach_codes import (
     RETURN_REASONS,
     ReturnKind,
 )
-from paypipe.domain.nacha.builder import to_nacha_text, trace_block_wraps, trace_number
+from paypipe.domain.nacha.builder import trace_block_wraps, trace_number
 from paypipe.domain.nacha.layouts import (
     DISHONORED_RETURN_ADDENDA,
     FILE_HEADER,
@@ -46,6 +46,7 @@ from paypipe.domain.nacha.model import (
     is_valid_routing_number,
     routing_check_digit,
 )
+from paypipe.domain.nacha.text import to_nacha_text
 from paypipe.domain.nacha.totals import batch_control, file_control
 
 COR: Final = "COR"

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import string
-import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
@@ -40,16 +38,8 @@ from paypipe.domain.nacha.model import (
     SecCode,
     is_valid_routing_number,
 )
+from paypipe.domain.nacha.text import to_nacha_text
 from paypipe.domain.nacha.totals import batch_control, file_control
-
-# Characters the builder emits in text fields.
-ALLOWED_TEXT_CHARS: Final = frozenset(string.ascii_uppercase + string.digits + " &'(),-./#")
-# Letters that Unicode decomposition does not reduce to ASCII.
-_TRANSLITERATIONS: Final = {
-    "Æ": "AE", "æ": "AE", "Œ": "OE", "œ": "OE", "Ø": "O", "ø": "O", "Ł": "L", "ł": "L",
-    "Đ": "D", "đ": "D", "Ð": "D", "ð": "D", "Þ": "TH", "þ": "TH", "ß": "SS", "\u0131": "I",
-    "\u2018": "'", "\u2019": "'", "\u2013": "-", "\u2014": "-",
-}  # fmt: skip
 
 _CREDIT_CODES: Final[dict[AccountType, int]] = {"checking": 22, "savings": 32}
 _PRENOTE_CODES: Final[dict[AccountType, int]] = {"checking": 23, "savings": 33}
@@ -67,23 +57,6 @@ _FILE_ID_MODIFIER: Final = FILE_HEADER.field("file_id_modifier")
 TRACE_SEQUENCE_SPAN: Final = 10**7 - 1
 _ACCOUNT_NUMBER_SHAPE: Final = re.compile(rf"[0-9A-Z-]{{1,{_ACCOUNT_NUMBER.width}}}")
 _NOT_ID_CHARACTERS: Final = re.compile("[^0-9A-Z]")
-
-
-def to_nacha_text(value: str) -> str:
-    """Upper-case ASCII for a NACHA text field: accents stripped, whitespace collapsed.
-
-    Raises ValueError naming the first character that has no ASCII equivalent.
-    """
-    if value.isascii():  # nothing to transliterate or decompose
-        stripped = value
-    else:
-        decomposed = unicodedata.normalize("NFKD", "".join(_TRANSLITERATIONS.get(ch, ch) for ch in value))
-        stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    text = " ".join(stripped.upper().split())
-    if not ALLOWED_TEXT_CHARS.issuperset(text):
-        ch = next(ch for ch in text if ch not in ALLOWED_TEXT_CHARS)
-        raise ValueError(f"{value!r}: character {ch!r} is not allowed in a NACHA text field")
-    return text
 
 
 def trace_number(odfi_routing: str, sequence: int) -> str:
