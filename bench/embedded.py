@@ -20,6 +20,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from bench.instrument import Invocation, Meter, payment_id_of
+from paypipe.adapters import dynamo_index
+from paypipe.embedded import runtime
 from paypipe.embedded.demo import run_demo
 from paypipe.embedded.runtime import EmbeddedPipeline, scheduled_event
 from paypipe.embedded.scenario import build_scenario, card_number
@@ -131,6 +133,8 @@ def run_lifecycle(payments: int) -> LifecycleRun:
     with (
         tempfile.TemporaryDirectory() as scratch,
         mock.patch.dict(os.environ, LOG_FILE=f"{scratch}/log.jsonl"),
+        # Requests counted at the deployed stack's index shards, not the embedded run's.
+        mock.patch.object(runtime, "EMBEDDED_INDEX_SHARDS", dynamo_index.INDEX_SHARDS),
     ):
         start = time.perf_counter()
         with meter.installed():

@@ -16,6 +16,8 @@ from unittest import mock
 import pytest
 from botocore.client import BaseClient
 
+from paypipe.adapters import dynamo_index
+from paypipe.embedded import runtime
 from paypipe.embedded.demo import run_demo
 
 pytestmark = pytest.mark.embedded
@@ -82,6 +84,8 @@ def writes_per_item(payments: int) -> Counter[ItemKey]:
         tempfile.TemporaryDirectory() as scratch,
         mock.patch.dict(os.environ, LOG_FILE=f"{scratch}/log.jsonl"),
         mock.patch.object(BaseClient, "_make_api_call", counting),
+        # The deployed stack's shard count: what a key takes per payment is what this test measures.
+        mock.patch.object(runtime, "EMBEDDED_INDEX_SHARDS", dynamo_index.INDEX_SHARDS),
     ):
         report = run_demo(payments, out_dir=Path(scratch) / "out")
     assert report.reconciliation.ok, report.reconciliation.violations

@@ -2,7 +2,9 @@
 
 An index key every item of a kind shares is one partition taking every one of their writes; the
 key ``<key>#<shard>`` (shard: CRC-32 of the item's id modulo ``INDEX_SHARDS``) spreads them over
-``INDEX_SHARDS`` partitions, and a read queries each shard and merges them by sort key.
+``INDEX_SHARDS`` partitions, and a read queries each shard and merges them by sort key. Every
+function of a stack must use the same count; an embedded run lowers it while it runs
+(``index_shards``): moto has no partitions to spread, and each shard read is a round trip.
 """
 
 from __future__ import annotations
@@ -11,9 +13,23 @@ import heapq
 import itertools
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 INDEX_SHARDS = 32  # partition keys per index: 2 writes per item spread over them
+
+
+@contextmanager
+def index_shards(count: int) -> Iterator[None]:
+    """Indexes spread over ``count`` shards inside (this process only), the count restored after."""
+    global INDEX_SHARDS  # noqa: PLW0603 - one process-wide setting, as the deployed constant is
+    if count < 1:
+        raise ValueError("an index has at least one shard")
+    saved, INDEX_SHARDS = INDEX_SHARDS, count
+    try:
+        yield
+    finally:
+        INDEX_SHARDS = saved
 
 
 def shard_key(key: str, item_id: str) -> str:

@@ -28,6 +28,7 @@ import boto3
 from moto import mock_aws
 from moto.events.models import events_backends
 
+from paypipe.adapters import dynamo_index
 from paypipe.embedded.faults import FaultPlan
 from paypipe.embedded.moto_patches import faster_transactions, linear_moto, pipeline_clock
 from paypipe.embedded.reconcile import Observed
@@ -228,6 +229,9 @@ def scheduled_event(at: datetime, rule: str = "embedded-schedule") -> dict[str, 
 # Template parameters the embedded stack takes unless its overrides say otherwise: no prenotes, so a
 # run's first payouts are filed at once (``AchPrenote=on`` turns them on, as ``paypipe run --prenote``).
 EMBEDDED_PARAMETERS: Mapping[str, str] = {"AchPrenote": "off"}
+# Index shards in an embedded run (the deployed stack: dynamo_index.INDEX_SHARDS): still more than
+# one, so every read merges shards, but not a moto round trip per deployed partition key.
+EMBEDDED_INDEX_SHARDS = 2
 
 
 class EmbeddedPipeline:
@@ -242,6 +246,7 @@ class EmbeddedPipeline:
         stack_name: str = "paypipe-embedded",
         faults: FaultPlan | None = None,
         start: datetime | None = None,
+        index_shards: int | None = None,
     ) -> None:
         self._overrides = {**EMBEDDED_PARAMETERS, **(overrides or {})}
         self.faults = faults
@@ -251,6 +256,7 @@ class EmbeddedPipeline:
         self._transactions = faster_transactions()
         self._clock_patch = pipeline_clock(self.clock)
         self._linear = linear_moto()
+        self._shards = dynamo_index.index_shards(index_shards or EMBEDDED_INDEX_SHARDS)
         self._saved_env: dict[str, str | None] = {}
         self.stack: Stack
         self.functions: dict[str, EmbeddedFunction] = {}
@@ -272,6 +278,7 @@ class EmbeddedPipeline:
         self._transactions.__enter__()
         self._clock_patch.__enter__()
         self._linear.__enter__()
+        self._shards.__enter__()
         pipeline_time.use(self.clock)
         wrap_clients(self._wrap_client)
         self.session = boto3.session.Session(region_name=REGION)
@@ -303,6 +310,7 @@ class EmbeddedPipeline:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         pipeline_time.use(None)
+        self._shards.__exit__(None, None, None)
         self._linear.__exit__(None, None, None)
         self._clock_patch.__exit__(None, None, None)
         self._transactions.__exit__(None, None, None)
