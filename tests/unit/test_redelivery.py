@@ -136,9 +136,7 @@ def assert_redelivery_repeats_itself(step: Step, event: ev.Event) -> list[ev.Eve
     first = step.deliver(event)
     after_first = step.stored()
     assert step.deliver(event) == first  # same ids, same content, same times
-    assert [e.event_id for e in step.deliver(event, "m2", later=timedelta(minutes=5))] == [
-        e.event_id for e in first
-    ]
+    assert step.deliver(event, "m2", later=timedelta(minutes=5)) == first  # a later copy too
     assert step.stored() == after_first
     assert after_first["idem"] == []
     assert step.parked() == []

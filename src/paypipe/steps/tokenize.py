@@ -48,7 +48,7 @@ class TokenizeStep:
                 data=out,
                 producer=STEP,
                 cause=event,
-                occurred_at=receipt.received_at,
+                occurred_at=event.occurred_at,  # the cause's time: a redelivery republishes it unchanged
             )
         ]
 
@@ -111,8 +111,8 @@ def build() -> Consumer:
 def routes(step: TokenizeStep) -> dict[str, Route]:
     return {
         # No idempotency record: the vault gives a card and an account the same tokens every
-        # time, so a redelivery publishes the same event (its id from the cause, its time the
-        # receipt's); content that differs for the payment is refused by fraud's marker.
+        # time, so a redelivery publishes the same event (its id and its time from the cause);
+        # content that differs for the payment is refused by fraud's marker.
         "PaymentValidated": Route(step.on_validated, idempotent=False),
         "PayeeAccountValidated": Route(step.on_payee_validated),
     }
