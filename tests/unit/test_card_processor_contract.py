@@ -4,11 +4,14 @@ acquirer's own faults and settlement report after."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from paypipe.adapters.acquirer_store import DynamoAcquirer
 from paypipe.domain.acquirer_simulator import (
     TEST_CARDS,
     Faults,
@@ -34,14 +37,27 @@ from paypipe.domain.card_processing import (
 )
 from paypipe.domain.settlement import settlement_totals
 from tests.fakes.stripe_api import fake_stripe_processor
+from tests.tables import create_table
 
 NOW = datetime(2026, 12, 1, 15, tzinfo=UTC)
 GOOD_CARD = "4242424242424242"
 TIMEOUT_CARD = "4000000000008005"
 
 Factory = Callable[[], AbstractContextManager[CardProcessor]]
+
+
+@contextmanager
+def dynamo_acquirer() -> Iterator[CardProcessor]:
+    """The simulated acquirer with its state in a (moto) acquirer table."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, "acquirer", gsi=True)
+        yield DynamoAcquirer("acquirer", client, lambda: NOW)
+
+
 IMPLEMENTATIONS: dict[str, Factory] = {
     "simulated acquirer": lambda: nullcontext(SimulatedAcquirer(now=lambda: NOW)),
+    "simulated acquirer on DynamoDB": dynamo_acquirer,
     "stripe (local fake)": fake_stripe_processor,
 }
 

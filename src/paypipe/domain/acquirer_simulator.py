@@ -13,8 +13,9 @@ Pure: no I/O; the clock (for the settlement day) is passed in.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from enum import Enum
 from typing import Final
@@ -81,7 +82,7 @@ class Faults:
 
 
 @dataclass
-class _Authorization:
+class Authorization:
     reference: str
     payment_id: str
     currency: str
@@ -92,16 +93,37 @@ class _Authorization:
 
 
 @dataclass
+class SimulatorState:
+    """What the acquirer remembers: each key's request fingerprint and decided outcome, the
+    attempts per key (fault draws), the authorizations, and the settlement lines booked."""
+
+    decided: dict[str, tuple[str, Decided]] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    authorizations: dict[str, Authorization] = field(default_factory=dict)
+    lines: list[SettlementLine] = field(default_factory=list)
+
+
+def request_fingerprint(request: Request) -> str:
+    """A SHA-256 of the request's every field (the card's too): tells a key's reuse with other
+    content, without keeping the card number."""
+    canonical = json.dumps({"type": type(request).__name__, **asdict(request)}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def authorization_reference(authorize_key: str) -> str:
+    """The reference the simulator gives the authorization asked for under ``authorize_key``."""
+    return f"sim_auth_{hashlib.sha256(authorize_key.encode()).hexdigest()[:20]}"
+
+
+@dataclass
 class SimulatedAcquirer:
-    """The card processor port answered in memory (see the module's docstring)."""
+    """The card processor port answered from ``state`` (in memory unless an adapter loads and
+    saves it; see the module's docstring)."""
 
     now: Callable[[], datetime]
     faults: Faults = Faults()
     fees: FeeSchedule = FeeSchedule()
-    _decided: dict[str, tuple[object, Decided]] = field(default_factory=dict)
-    _attempts: dict[str, int] = field(default_factory=dict)
-    _authorizations: dict[str, _Authorization] = field(default_factory=dict)
-    _lines: list[SettlementLine] = field(default_factory=list)
+    state: SimulatorState = field(default_factory=SimulatorState)
 
     def authorize(self, request: AuthorizeRequest) -> Result:
         return self._call(Operation.AUTHORIZE, request.key, request, lambda: self._authorize(request))
@@ -116,34 +138,35 @@ class SimulatedAcquirer:
         return self._call(Operation.REFUND, request.key, request, lambda: self._refund(request))
 
     def lookup(self, request: Request) -> Decided | None:
-        found = self._decided.get(request.key)
+        found = self.state.decided.get(request.key)
         return None if found is None else found[1]
 
     def settlement_lines(self, day: date) -> list[SettlementLine]:
         """The day's report lines, in the order the operations happened."""
-        return [line for line in self._lines if line.day == day]
+        return [line for line in self.state.lines if line.day == day]
 
     def settlement_days(self) -> list[date]:
-        return sorted({line.day for line in self._lines})
+        return sorted({line.day for line in self.state.lines})
 
-    def _call(self, operation: Operation, key: str, request: object, apply: Callable[[], Decided]) -> Result:
-        known = self._decided.get(key)
+    def _call(self, operation: Operation, key: str, request: Request, apply: Callable[[], Decided]) -> Result:
+        fingerprint = request_fingerprint(request)
+        known = self.state.decided.get(key)
         if known is not None:
-            if known[0] != request:
+            if known[0] != fingerprint:
                 return ProcessorError(operation, key, "idempotency key reused with other parameters", False)
             return known[1]
-        attempt = self._attempts.get(key, 0) + 1
-        self._attempts[key] = attempt
+        attempt = self.state.attempts.get(key, 0) + 1
+        self.state.attempts[key] = attempt
         failure, applied = self._injected(operation, key, request, attempt)
         if not applied:
             assert failure is not None
             return failure
         decided = apply()
-        self._decided[key] = (request, decided)
+        self.state.decided[key] = (fingerprint, decided)
         return failure or decided
 
     def _injected(
-        self, operation: Operation, key: str, request: object, attempt: int
+        self, operation: Operation, key: str, request: Request, attempt: int
     ) -> tuple[ProcessorError | UnknownOutcome | None, bool]:
         """The failure this call gets, if any, and whether the operation happens all the same
         (a lost reply: the processor did it, the answer never came back)."""
@@ -169,15 +192,15 @@ class SimulatedAcquirer:
             return Declined(op, request.key, code, f"the card was declined ({code})")
         if request.amount_cents <= 0:
             return Declined(op, request.key, DeclineCode.INVALID_REQUEST, "amount must be positive")
-        reference = f"sim_auth_{hashlib.sha256(request.key.encode()).hexdigest()[:20]}"
-        self._authorizations[reference] = _Authorization(
+        reference = authorization_reference(request.key)
+        self.state.authorizations[reference] = Authorization(
             reference, request.payment_id, request.currency, request.amount_cents
         )
         return Approved(op, request.key, reference, request.amount_cents, request.currency)
 
     def _capture(self, request: CaptureRequest) -> Decided:
         op = Operation.CAPTURE
-        auth = self._authorizations.get(request.authorization_id)
+        auth = self.state.authorizations.get(request.authorization_id)
         problem = _capture_problem(auth, request.amount_cents)
         if auth is None or problem:
             return Declined(op, request.key, DeclineCode.INVALID_REQUEST, problem or "no such authorization")
@@ -187,7 +210,7 @@ class SimulatedAcquirer:
 
     def _void(self, request: VoidRequest) -> Decided:
         op = Operation.VOID
-        auth = self._authorizations.get(request.authorization_id)
+        auth = self.state.authorizations.get(request.authorization_id)
         if auth is None or auth.captured:
             problem = "no such authorization" if auth is None else "the authorization is captured: refund it"
             return Declined(op, request.key, DeclineCode.INVALID_REQUEST, problem)
@@ -196,7 +219,7 @@ class SimulatedAcquirer:
 
     def _refund(self, request: RefundRequest) -> Decided:
         op = Operation.REFUND
-        auth = self._authorizations.get(request.authorization_id)
+        auth = self.state.authorizations.get(request.authorization_id)
         refundable = 0 if auth is None else auth.captured - auth.refunded
         if auth is None or not 0 < request.amount_cents <= refundable:
             problem = "no such authorization" if auth is None else f"refundable is {refundable}"
@@ -206,14 +229,14 @@ class SimulatedAcquirer:
         reference = f"sim_refund_{hashlib.sha256(request.key.encode()).hexdigest()[:20]}"
         return Approved(op, request.key, reference, request.amount_cents, auth.currency)
 
-    def _book(self, kind: LineKind, auth: _Authorization, amount: int, fee: int) -> None:
+    def _book(self, kind: LineKind, auth: Authorization, amount: int, fee: int) -> None:
         day = self.now().date()
-        self._lines.append(
+        self.state.lines.append(
             SettlementLine(day, kind, auth.reference, auth.payment_id, auth.currency, amount, fee)
         )
 
 
-def _capture_problem(auth: _Authorization | None, amount: int) -> str:
+def _capture_problem(auth: Authorization | None, amount: int) -> str:
     if auth is None:
         return "no such authorization"
     if auth.voided:

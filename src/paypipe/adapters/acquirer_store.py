@@ -1,0 +1,203 @@
+"""The simulated acquirer with its state in DynamoDB, so every Lambda container sees one acquirer.
+
+One item per authorization (``pk = auth#<reference>``; an authorization's reference derives from
+its authorize key, so every operation finds its item before it happens) holds what the
+simulator remembers of it: each key's request fingerprint (a SHA-256: no card data is stored) and
+decided outcome, the attempts per key and the authorization's amounts, under a version check.
+A call loads that item into a `SimulatedAcquirer`, runs there, and saves the item back with the
+settlement lines it booked (one item each, ``gsi1pk = day#<date>`` sharded, so a day's report is
+an index query and no item is shared between payments) in one transaction. A call that loses the
+race to another container is a retryable processor error: the port's retry loads it again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from paypipe.adapters.dynamo_index import query_shards, shard_key
+from paypipe.domain.acquirer_simulator import (
+    Authorization,
+    Faults,
+    FeeSchedule,
+    SimulatedAcquirer,
+    SimulatorState,
+    authorization_reference,
+)
+from paypipe.domain.card_processing import (
+    Approved,
+    AuthorizeRequest,
+    CaptureRequest,
+    Decided,
+    DeclineCode,
+    Declined,
+    Operation,
+    ProcessorError,
+    RefundRequest,
+    Request,
+    Result,
+    VoidRequest,
+)
+from paypipe.domain.settlement import LineKind, SettlementLine
+
+DAY_INDEX = "day"
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    acquirer: SimulatedAcquirer
+    version: int
+
+
+class DynamoAcquirer:
+    """`CardProcessor` answered by the simulator over the acquirer table (see the module)."""
+
+    def __init__(
+        self,
+        table_name: str,
+        client: Any,
+        now: Callable[[], datetime],
+        *,
+        faults: Faults | None = None,
+        fees: FeeSchedule | None = None,
+    ) -> None:
+        self._table = table_name
+        self._ddb = client
+        self._now = now
+        self._faults = faults or Faults()
+        self._fees = fees or FeeSchedule()
+
+    def authorize(self, request: AuthorizeRequest) -> Result:
+        return self._run(request, lambda acquirer: acquirer.authorize(request))
+
+    def capture(self, request: CaptureRequest) -> Result:
+        return self._run(request, lambda acquirer: acquirer.capture(request))
+
+    def void(self, request: VoidRequest) -> Result:
+        return self._run(request, lambda acquirer: acquirer.void(request))
+
+    def refund(self, request: RefundRequest) -> Result:
+        return self._run(request, lambda acquirer: acquirer.refund(request))
+
+    def lookup(self, request: Request) -> Decided | None:
+        return self._load(_reference(request)).acquirer.lookup(request)
+
+    def settlement_lines(self, day: date) -> list[SettlementLine]:
+        """The day's report lines, in the order the operations happened."""
+        items = query_shards(self._ddb, self._table, f"{DAY_INDEX}#{day.isoformat()}")
+        return [_line(json.loads(item["line"]["S"])) for item in items]
+
+    def _run(self, request: Request, call: Callable[[SimulatedAcquirer], Result]) -> Result:
+        reference = _reference(request)
+        loaded = self._load(reference)
+        result = call(loaded.acquirer)
+        if not self._save(reference, loaded):
+            return ProcessorError(_operation(request), request.key, "concurrent call on the authorization")
+        return result
+
+    def _load(self, reference: str) -> _Loaded:
+        item = self._ddb.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"auth#{reference}"}, "sk": {"S": "state"}},
+            ConsistentRead=True,
+        ).get("Item")
+        state = SimulatorState() if item is None else _state(json.loads(item["state"]["S"]))
+        version = 0 if item is None else int(item["version"]["N"])
+        acquirer = SimulatedAcquirer(now=self._now, faults=self._faults, fees=self._fees, state=state)
+        return _Loaded(acquirer, version)
+
+    def _save(self, reference: str, loaded: _Loaded) -> bool:
+        """Write the state back if no other call did since it was loaded, with its new lines."""
+        state = loaded.acquirer.state
+        item = {
+            "pk": {"S": f"auth#{reference}"},
+            "sk": {"S": "state"},
+            "state": {"S": json.dumps(_state_record(state), sort_keys=True)},
+            "version": {"N": str(loaded.version + 1)},
+        }
+        condition = "attribute_not_exists(pk)" if loaded.version == 0 else "version = :seen"
+        put: dict[str, Any] = {"TableName": self._table, "Item": item, "ConditionExpression": condition}
+        if loaded.version:
+            put["ExpressionAttributeValues"] = {":seen": {"N": str(loaded.version)}}
+        writes = [
+            {"Put": put},
+            *(self._line_put(reference, loaded.version, n, line) for n, line in enumerate(state.lines)),
+        ]
+        try:
+            self._ddb.transact_write_items(TransactItems=writes)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            return False
+        return True
+
+    def _line_put(self, reference: str, version: int, number: int, line: SettlementLine) -> dict[str, Any]:
+        line_id = f"{reference}#{version}#{number}"
+        record = {**asdict(line), "day": line.day.isoformat(), "kind": line.kind.value}
+        at = self._now().isoformat()
+        item = {
+            "pk": {"S": f"line#{line_id}"},
+            "sk": {"S": "line"},
+            "line": {"S": json.dumps(record, sort_keys=True)},
+            "gsi1pk": {"S": shard_key(f"{DAY_INDEX}#{line.day.isoformat()}", line_id)},
+            "gsi1sk": {"S": f"{at}#{line_id}"},
+        }
+        return {"Put": {"TableName": self._table, "Item": item}}
+
+
+def _reference(request: Request) -> str:
+    if isinstance(request, AuthorizeRequest):
+        return authorization_reference(request.key)
+    return request.authorization_id
+
+
+def _operation(request: Request) -> Operation:
+    operations = {AuthorizeRequest: Operation.AUTHORIZE, CaptureRequest: Operation.CAPTURE}
+    operations |= {VoidRequest: Operation.VOID, RefundRequest: Operation.REFUND}
+    return operations[type(request)]
+
+
+def _state_record(state: SimulatorState) -> dict[str, Any]:
+    """The state to store, without its lines (each has its own item, written once)."""
+    return {
+        "decided": {
+            key: [fingerprint, _outcome(decided)] for key, (fingerprint, decided) in state.decided.items()
+        },
+        "attempts": state.attempts,
+        "authorizations": {ref: asdict(auth) for ref, auth in state.authorizations.items()},
+    }
+
+
+def _state(record: dict[str, Any]) -> SimulatorState:
+    return SimulatorState(
+        decided={
+            key: (fingerprint, _decided(outcome)) for key, (fingerprint, outcome) in record["decided"].items()
+        },
+        attempts={key: int(count) for key, count in record["attempts"].items()},
+        authorizations={ref: Authorization(**auth) for ref, auth in record["authorizations"].items()},
+    )
+
+
+def _outcome(decided: Decided) -> dict[str, Any]:
+    return {"approved" if isinstance(decided, Approved) else "declined": asdict(decided)}
+
+
+def _decided(outcome: dict[str, Any]) -> Decided:
+    if "approved" in outcome:
+        fields = outcome["approved"]
+        return Approved(**{**fields, "operation": Operation(fields["operation"])})
+    fields = outcome["declined"]
+    return Declined(
+        **{**fields, "operation": Operation(fields["operation"]), "code": DeclineCode(fields["code"])}
+    )
+
+
+def _line(record: dict[str, Any]) -> SettlementLine:
+    return SettlementLine(
+        **{**record, "day": date.fromisoformat(record["day"]), "kind": LineKind(record["kind"])}
+    )
