@@ -286,7 +286,8 @@ def test_a_mixed_batch_processes_the_good_records(harness):
     [
         ("TokenizeFunction", "Tokenize", "PaymentValidated"),
         ("FraudFunction", "Fraud", "PaymentTokenized"),
-        ("EscrowHoldFunction", "EscrowHold", "PaymentScored"),
+        ("ChargeFunction", "Charge", "PaymentScored"),
+        ("EscrowHoldFunction", "EscrowHold", "PaymentCharged"),
         ("ReleaseFunction", "Release", "ServiceCompleted"),
         ("AchBatchFunction", "AchBatch", "FundsReleased"),
     ],
@@ -316,7 +317,7 @@ def test_every_consumer_parks_what_it_cannot_read(harness, function, step, route
     [
         ("TokenizeFunction", "Tokenize", "PaymentValidated"),
         ("FraudFunction", "Fraud", "PaymentTokenized"),
-        ("EscrowHoldFunction", "EscrowHold", "PaymentScored"),
+        ("ChargeFunction", "Charge", "PaymentScored"),
         ("AchBatchFunction", "AchBatch", "FundsReleased"),
     ],
 )

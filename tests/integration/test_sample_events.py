@@ -35,6 +35,7 @@ SQS_FUNCTIONS = (
     "ValidateFunction",
     "TokenizeFunction",
     "FraudFunction",
+    "ChargeFunction",
     "EscrowHoldFunction",
     "ReleaseFunction",
     "AchBatchFunction",
@@ -165,7 +166,7 @@ def test_samples_take_one_payment_from_request_to_an_ach_file():
         seed_vaults_with_sample_card_and_account(pipeline)
 
         # Each step publishes exactly the event the next step's sample holds.
-        for logical_id, next_id in itertools.pairwise(SQS_FUNCTIONS[:4]):
+        for logical_id, next_id in itertools.pairwise(SQS_FUNCTIONS[:5]):
             (published,) = invoke_sqs(pipeline, logical_id)
             assert without_time(published) == without_time(sample_event(next_id)), logical_id
         # The hold is what the samples expect, and the ServiceCompleted sample follows it.

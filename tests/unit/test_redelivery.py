@@ -207,25 +207,25 @@ def escrow_routes(dynamodb: Any) -> dict[str, Route]:
 def test_escrow_redelivered_publishes_the_same_hold_and_holds_once(make_step, chain):
     dynamodb = boto3.client("dynamodb")
     step = make_step("escrow_hold", escrow_routes(dynamodb))
-    (held,) = assert_redelivery_repeats_itself(step, chain.scored)
-    assert isinstance(held, ev.FundsHeld) and held.data.hold.amount_cents == chain.scored.data.amount_cents
-    hold = LedgerStore("ledger", dynamodb).get_hold(chain.scored.payment_id)
-    assert hold is not None and hold.amount_cents == chain.scored.data.amount_cents
+    (held,) = assert_redelivery_repeats_itself(step, chain.charged)
+    assert isinstance(held, ev.FundsHeld) and held.data.hold.amount_cents == chain.charged.data.amount_cents
+    hold = LedgerStore("ledger", dynamodb).get_hold(chain.charged.payment_id)
+    assert hold is not None and hold.amount_cents == chain.charged.data.amount_cents
 
 
 def test_escrow_other_content_for_the_payment_is_parked_before_any_money_moves(make_step, chain):
     dynamodb = boto3.client("dynamodb")
     step = make_step("escrow_hold", escrow_routes(dynamodb))
-    step.deliver(chain.scored)
+    step.deliver(chain.charged)
     before = step.stored()
-    other_payee = chain.scored.data.payee.model_copy(update={"name": "Someone Else"})
-    changed = chain.scored.model_copy(
-        update={"data": chain.scored.data.model_copy(update={"payee": other_payee})}
+    other_payee = chain.charged.data.payee.model_copy(update={"name": "Someone Else"})
+    changed = chain.charged.model_copy(
+        update={"data": chain.charged.data.model_copy(update={"payee": other_payee})}
     )
     assert step.deliver(changed, "m2") == []
     assert step.parked() == ["IdempotencyConflict"]
     assert step.stored() == before
-    assert PaymentsStore("payments", dynamodb).payee(chain.scored.payment_id) == chain.scored.data.payee
+    assert PaymentsStore("payments", dynamodb).payee(chain.charged.payment_id) == chain.charged.data.payee
 
 
 def collect_routes(dynamodb: Any) -> dict[str, Route]:

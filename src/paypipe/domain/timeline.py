@@ -45,6 +45,7 @@ STATES: Final = {
         State("tokenized", False, "card and account in the vaults; not scored yet"),
         State("approved", False, "approved by fraud scoring; funds not held yet"),
         State("in_review", False, "fraud scoring asked for a review; a person must decide"),
+        State("charged", False, "the card is authorized and captured; funds not held yet"),
         State("held", False, "funds held in escrow"),
         State("disputed", False, "a dispute froze the hold"),
         State("released", False, "released to the provider; waiting for the next ACH cut"),
@@ -55,7 +56,7 @@ STATES: Final = {
         State("returned", True, "the bank returned the payout; it waits for new account details"),
         State("disputed_after_payout", False, "a dispute after the payout: a clawback is booked"),
         State("rejected", True, "rejected by validation"),
-        State("declined", True, "declined by fraud scoring"),
+        State("declined", True, "declined by fraud scoring or by the card processor"),
         State("refunded", True, "refunded to the customer"),
         State("netted", True, "the released amount settled the provider's clawbacks"),
         State("paid_out", True, "paid out: an entry of a NACHA file"),
@@ -111,7 +112,10 @@ KEY_FACTS: Final[Mapping[str, KeyFacts]] = {  # in pipeline order: it orders eve
     "ReviewExpiryDue": KeyFacts(("opened_at", "deadline")),
     "ReviewDecided": KeyFacts(("decision", "reviewer")),  # not its note: free text stays in the table
     "ReviewDecisionRefused": KeyFacts(("decision", "reviewer", "reason", "status")),
-    "PaymentDeclined": KeyFacts((*_ASSESSMENT, "reason_code", *_REVIEW), "declined"),
+    "PaymentCharged": KeyFacts(("charge.processor", "charge.captured_cents", "charge.currency"), "charged"),
+    "PaymentDeclined": KeyFacts(
+        (*_ASSESSMENT, "reason_code", "card_decline=card.code", *_REVIEW), "declined"
+    ),
     "FundsHeld": KeyFacts(("hold.hold_id", "hold.amount_cents", "hold.currency", "hold.hold_until"), "held"),
     "ServiceCompleted": KeyFacts(("completed_at",)),
     "DisputeOpened": KeyFacts(("dispute_id", "reason")),

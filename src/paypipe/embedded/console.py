@@ -134,6 +134,8 @@ def print_summary(console: Console, report: RunReport) -> None:
             f"fraud reviews: {counts['opened']} opened, {counts['approved']} approved, "
             f"{counts['declined']} declined, {counts['expired']} expired"
         )
+    if report.card_declines:
+        console.print(f"card declines by reason: {dict(sorted(report.card_declines.items()))}")
     if recon.prenotes:
         console.print(f"prenotes: {recon.prenotes} filed, {recon.prenotes_returned} returned by the bank")
     for path in report.ach_files:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -44,6 +44,7 @@ class RunReport:
     injected: Counter[str] = field(default_factory=Counter)
     stored_data_leaks: list[str] = field(default_factory=list)
     reviews: dict[str, int] = field(default_factory=dict)  # opened, approved, declined, expired
+    card_declines: Counter[str] = field(default_factory=Counter)  # by the processor's decline code
 
     @property
     def ok(self) -> bool:
@@ -199,7 +200,16 @@ def _report(
         injected=Counter(faults.injected) if faults else Counter(),
         stored_data_leaks=[str(leak) for leak in leaks],
         reviews=review_counts(observed),
+        card_declines=card_declines(observed),
     )
+
+
+def card_declines(events: Iterable[ev.Event]) -> Counter[str]:
+    """The card processor's declines by decline code (each payment once)."""
+    codes = {
+        e.payment_id: e.data.card.code for e in events if isinstance(e, ev.PaymentDeclined) and e.data.card
+    }
+    return Counter(codes.values())
 
 
 def _follow_ups(held: list[ev.FundsHeld], rng: random.Random, now: datetime) -> tuple[list[ev.Event], ...]:

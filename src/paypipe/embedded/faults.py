@@ -40,6 +40,10 @@ class FaultPlan:
     dynamodb_throttle: float = 0.05  # per attempt; the SDK retries
     retries_exhausted: float = 0.002  # per call: throttling outlasts the SDK's retries
     response_lost: float = 0.02  # per write: applied, response lost, the SDK sends it again
+    # Per card processor call, by the simulated acquirer (seeded from ``seed``): a retryable error,
+    # or a timeout (half of them after the operation happened), each looked up and retried.
+    processor_error: float = 0.05
+    processor_timeout: float = 0.05
     injected: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -52,6 +56,14 @@ class FaultPlan:
             if hit:
                 self.injected[kind] += 1
             return hit
+
+    def environment(self) -> dict[str, str]:
+        """What the functions' environment adds: the simulated acquirer's faults."""
+        return {
+            "ACQUIRER_FAULT_SEED": str(self.seed),
+            "ACQUIRER_ERROR_RATE": str(self.processor_error),
+            "ACQUIRER_TIMEOUT_RATE": str(self.processor_timeout),
+        }
 
     def wrap_client(self, service: str, client: Any) -> Any:
         if service in {"events", "kms", "dynamodb"}:

@@ -98,8 +98,9 @@ class EmbeddedFunction:
 
     @contextlib.contextmanager
     def environment(self) -> Iterator[None]:
-        saved = {key: os.environ.get(key) for key in self.spec.environment}
-        os.environ.update(self.spec.environment)
+        variables = {**self.spec.environment, **(self._faults.environment() if self._faults else {})}
+        saved = {key: os.environ.get(key) for key in variables}
+        os.environ.update(variables)
         try:
             yield
         finally:

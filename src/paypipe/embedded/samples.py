@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from paypipe.domain import fraud, ledger
+from paypipe.domain.acquirer_simulator import SimulatedAcquirer
 from paypipe.domain.validation import card_brand
 from paypipe.embedded.scenario import payment_requested
 from paypipe.embedded.template import (
@@ -30,6 +31,8 @@ from paypipe.embedded.template import (
     parameter_values,
 )
 from paypipe.events import models as ev
+from paypipe.runtime.consumer import Receipt
+from paypipe.steps.charge import SIMULATOR, ChargeStep
 from paypipe.steps.fraud import transaction_of
 
 EVENTS_DIR = Path(__file__).resolve().parents[3] / "events"
@@ -69,6 +72,7 @@ class SampleChain:
     validated: ev.PaymentValidated
     tokenized: ev.PaymentTokenized
     scored: ev.PaymentScored
+    charged: ev.PaymentCharged
     held: ev.FundsHeld
     completed: ev.ServiceCompleted
     released: ev.FundsReleased
@@ -92,7 +96,8 @@ def sample_chain(hold_days: int | None = None) -> SampleChain:
     validated = _validated(requested)
     tokenized = _tokenized(validated)
     scored = _scored(tokenized)
-    held = _held(scored, hold_days)
+    charged = _charged(scored)
+    held = _held(charged, hold_days)
     completed = ev.ServiceCompleted.create(
         payment_id=PAYMENT_ID,
         data=ev.ServiceCompletedData(completed_at=COMPLETED_AT),
@@ -100,7 +105,8 @@ def sample_chain(hold_days: int | None = None) -> SampleChain:
         cause=held,
         occurred_at=COMPLETED_AT,
     )
-    return SampleChain(requested, validated, tokenized, scored, held, completed, _released(held, completed))
+    released = _released(held, completed)
+    return SampleChain(requested, validated, tokenized, scored, charged, held, completed, released)
 
 
 def _validated(requested: ev.PaymentRequested) -> ev.PaymentValidated:
@@ -171,14 +177,28 @@ def _scored(tokenized: ev.PaymentTokenized) -> ev.PaymentScored:
     )
 
 
-def _held(scored: ev.PaymentScored, hold_days: int) -> ev.FundsHeld:
-    data = scored.data
+def _charged(scored: ev.PaymentScored) -> ev.PaymentCharged:
+    """Authorized and captured by the simulated acquirer, as the charge step asks it."""
+    acquirer = SimulatedAcquirer(now=lambda: scored.occurred_at)
+    step = ChargeStep(acquirer, SIMULATOR, _SampleCards())
+    (charged,) = step.on_scored(scored, Receipt(received_at=scored.occurred_at))
+    assert isinstance(charged, ev.PaymentCharged)
+    return charged
+
+
+class _SampleCards:
+    def detokenize(self, token: str, *, tenant: str) -> str:
+        return SAMPLE_PAN
+
+
+def _held(charged: ev.PaymentCharged, hold_days: int) -> ev.FundsHeld:
+    data = charged.data
     hold = ev.HoldRef(
         hold_id=ledger.hold_transfer_id(PAYMENT_ID),
         amount_cents=data.amount_cents,
         currency=data.currency,
-        held_at=scored.occurred_at,
-        hold_until=scored.occurred_at + timedelta(days=hold_days),
+        held_at=charged.occurred_at,
+        hold_until=charged.occurred_at + timedelta(days=hold_days),
     )
     return ev.FundsHeld.create(
         payment_id=PAYMENT_ID,
@@ -190,7 +210,7 @@ def _held(scored: ev.PaymentScored, hold_days: int) -> ev.FundsHeld:
             received_at=data.received_at,
         ),
         producer="escrow_hold",
-        cause=scored,
+        cause=charged,
         dedup_key="hold",
         occurred_at=REQUESTED_AT + 4 * _STEP,
     )
@@ -333,7 +353,8 @@ def sample_events(template: Mapping[str, Any] | None = None) -> dict[str, dict[s
         "ValidateFunction": chain.requested,
         "TokenizeFunction": chain.validated,
         "FraudFunction": chain.tokenized,
-        "EscrowHoldFunction": chain.scored,
+        "ChargeFunction": chain.scored,
+        "EscrowHoldFunction": chain.charged,
         "ReleaseFunction": chain.completed,
         "AchBatchFunction": chain.released,
         "ProjectorFunction": chain.held,  # it records every event; a card-bearing one arrives reduced

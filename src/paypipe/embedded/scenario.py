@@ -8,9 +8,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from pydantic import SecretStr
 
+from paypipe.domain.acquirer_simulator import TEST_CARDS
+from paypipe.domain.card_processing import DeclineCode
 from paypipe.domain.validation import CardBrand, card_brand
 from paypipe.events import models as ev
 
@@ -102,10 +105,17 @@ class Scenario:
         return Counter(self.intent.values())
 
 
+# The simulated acquirer's declining test cards, one per decline reason.
+DECLINE_CARDS: Final = tuple(
+    {code: pan for pan, code in TEST_CARDS.items() if isinstance(code, DeclineCode)}.values()
+)
+
+
 def build_scenario(
     count: int, *, seed: int = 7, now: datetime | None = None, run_id: str = "demo"
 ) -> Scenario:
-    """``count`` payment requests: ~80% good, ~8% invalid, ~6% risky (review), a card-testing burst."""
+    """``count`` payment requests: ~75% good, ~8% invalid, ~6% risky (review), ~5% declined by the
+    card processor, a card-testing burst."""
     rng = random.Random(seed)
     start = now or datetime.now(UTC)  # one request a second from here, as the pipeline clock runs
     scenario = Scenario()
@@ -137,6 +147,9 @@ def build_scenario(
         elif index % 17 == 3:
             kind = "review"
             kwargs = {"ip_country": "RO", "billing_country": "US"}
+        elif index % 19 == 7:
+            kind = "card_declined"  # a test card the simulated acquirer declines, by its reason
+            kwargs = {"pan": DECLINE_CARDS[(index // 19) % len(DECLINE_CARDS)]}
         elif index % 23 == 11 or index % 29 == 13:
             # Payees at the simulated bank's test accounts: one always returned (no account), one
             # whose account number the bank corrects (docs/operations.md, "Simulated bank").
@@ -168,6 +181,7 @@ def final_states(events: Iterable[ev.Event]) -> dict[str, str]:
         "PaymentValidated": "validated",
         "PaymentTokenized": "tokenized",
         "PaymentScored": "scored",
+        "PaymentCharged": "charged",
         "FundsHeld": "held",
         "HoldFrozen": "frozen",
         "FundsReleased": "released",

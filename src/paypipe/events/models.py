@@ -198,12 +198,36 @@ class PaymentScoredData(PaymentTokenizedData):
     )
 
 
+class CardCharge(Payload):
+    """The card authorized and captured into the platform's escrow, as the processor booked it."""
+
+    processor: str = Field(description="The card processor that captured it (e.g. simulator, stripe)")
+    authorization_id: str = Field(min_length=1, max_length=255, description="The processor's reference")
+    captured_cents: PositiveCents
+    currency: CurrencyCode
+
+
+class PaymentChargedData(PaymentScoredData):
+    charge: CardCharge
+
+
+class CardDecline(Payload):
+    """Why the card processor refused the authorization (its code, normalized)."""
+
+    processor: str
+    code: str = Field(description="do_not_honor, insufficient_funds, expired_card, incorrect_cvc, ...")
+    operation: str = Field(description="The refused operation: authorize or capture")
+
+
 class PaymentDeclinedData(Payload):
     assessment: FraudAssessment
     reason_code: str | None = Field(
-        default=None, description="REVIEW_DECLINED or REVIEW_EXPIRED after a review; none when scored so"
+        default=None,
+        description="REVIEW_DECLINED or REVIEW_EXPIRED after a review, CARD_DECLINED when the card "
+        "processor refused it; none when scored so",
     )
     review: ReviewRef | None = None
+    card: CardDecline | None = Field(default=None, description="The processor's decline (CARD_DECLINED)")
 
 
 _CARD_LIKE = re.compile(r"\d(?:[ -]?\d){11,}")
@@ -634,11 +658,20 @@ class PaymentScored(Event):
     data: PaymentScoredData
 
 
+class PaymentCharged(Event):
+    """The approved payment's card is authorized and captured: the money is the platform's to hold."""
+
+    EVENT_TYPE: ClassVar[str] = "PaymentCharged"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"charge"})
+    event_type: Literal["PaymentCharged"]
+    data: PaymentChargedData
+
+
 class PaymentDeclined(Event):
-    """Terminal: fraud scoring declined the payment."""
+    """Terminal: fraud scoring declined the payment, or the card processor refused the card."""
 
     EVENT_TYPE: ClassVar[str] = "PaymentDeclined"
-    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"fraud"})
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"fraud", "charge"})
     event_type: Literal["PaymentDeclined"]
     data: PaymentDeclinedData
 
@@ -929,6 +962,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PaymentRejected,
         PaymentTokenized,
         PaymentScored,
+        PaymentCharged,
         PaymentDeclined,
         FundsHeld,
         ServiceCompleted,

@@ -74,8 +74,16 @@ METRICS = (
         SECONDS,
         ("step", "milestone"),
         "Seconds from the request's receipt at validate to the milestone event",
-        events=("PaymentTokenized", "PaymentScored", "FundsHeld", "FundsReleased"),
+        events=("PaymentTokenized", "PaymentScored", "PaymentCharged", "FundsHeld", "FundsReleased"),
     ),
+    Metric(
+        "CardDeclines",
+        COUNT,
+        ("step", "reason"),
+        "Cards the processor declined, by decline code",
+        events=("PaymentDeclined",),
+    ),
+    Metric("ChargedCents", CENTS, _STEP, "Amounts captured from cards, in cents", events=("PaymentCharged",)),
     Metric("HeldCents", CENTS, _STEP, "Amounts put in escrow, in cents", events=("FundsHeld",)),
     Metric(
         "ReleasedCents", CENTS, _STEP, "Amounts released to providers, in cents", events=("FundsReleased",)

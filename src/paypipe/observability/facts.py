@@ -29,7 +29,7 @@ class Fact:
 
 
 type Rule = Callable[[Any, str], Iterator[Fact]]
-MILESTONES = ("PaymentTokenized", "PaymentScored", "FundsHeld", "FundsReleased")
+MILESTONES = ("PaymentTokenized", "PaymentScored", "PaymentCharged", "FundsHeld", "FundsReleased")
 
 
 def score_bucket(score: int) -> str:
@@ -45,6 +45,9 @@ def _rejected(data: ev.PaymentRejectedData, step: str) -> Iterator[Fact]:
 
 
 def _assessed(data: ev.PaymentScoredData | ev.PaymentDeclinedData, step: str) -> Iterator[Fact]:
+    if isinstance(data, ev.PaymentDeclinedData) and data.card is not None:  # the processor's, not fraud's
+        yield Fact.of("CardDeclines", 1, step=step, reason=data.card.code)
+        return
     review = data.review
     if review is not None and review.decided_at is not None:  # a fraud review closed
         if data.assessment.decision is ev.Decision.APPROVE:
@@ -92,6 +95,7 @@ RULES: dict[str, Rule] = {
     "RequestRefused": _one("RequestsRefused", reason="code"),
     "PaymentScored": _assessed,
     "PaymentDeclined": _assessed,
+    "PaymentCharged": _one("ChargedCents", lambda data: data.charge.captured_cents),
     "FundsHeld": _one("HeldCents", lambda data: data.hold.amount_cents),
     "FundsReleased": _one("ReleasedCents", lambda data: data.amount_cents),
     "FundsRefunded": _one("RefundedCents", lambda data: data.amount_cents),
@@ -123,6 +127,8 @@ def facts(event: ev.Event) -> list[Fact]:
 def _reason(data: Any) -> str | None:
     if isinstance(data, ev.PaymentRejectedData):
         return ",".join(dict.fromkeys(reason.code for reason in data.reasons))
+    if isinstance(data, ev.PaymentDeclinedData) and data.card is not None:
+        return data.card.code
     if isinstance(data, ev.PaymentScoredData | ev.PaymentDeclinedData):
         return data.assessment.decision.value
     for attribute in ("code", "return_code", "change_code", "reason", "trigger", "outcome"):

@@ -36,6 +36,7 @@ TABLES = {
     "Payouts": Table(retain=True, index=True),
     "Timeline": Table(ttl="expires_at"),
     "Reviews": Table(index=True),  # fraud reviews; gsi1: the open ones by opened time
+    "Acquirer": Table(index=True),  # the simulated acquirer's operations; gsi1: settlement lines by day
 }
 
 
@@ -109,11 +110,21 @@ FUNCTIONS = (
         parameters=("FraudRulesVersion", "FraudReviewAt", "FraudDeclineAt", "ReviewDeadlineHours"),
     ),
     Function(
-        "escrow_hold",
-        "escrow_hold",
+        "charge",
+        "charge",
         consumes=("PaymentScored",),
         idempotency=False,
         detail={"data": {"assessment": {"decision": ["approve"]}}},
+        tables={"Acquirer": "Crud"},
+        # Detokenizes cards (in memory, for the processor's authorization): never account keys.
+        vault=Vault("DecryptCards", (CARD_VAULT_PURPOSE,)),
+        parameters=("CardProcessor",),
+    ),
+    Function(
+        "escrow_hold",
+        "escrow_hold",
+        consumes=("PaymentCharged",),
+        idempotency=False,
         tables={"Ledger": "Crud", "Payments": "Crud"},
         parameters=("HoldDays",),
     ),

@@ -1,4 +1,4 @@
-"""escrow hold: approved PaymentScored -> FundsHeld (card clearing -> escrow until hold-until).
+"""escrow hold: PaymentCharged -> FundsHeld (card clearing -> escrow until hold-until).
 
 No idempotency record: the payout instructions are saved with the event's content fingerprint
 and the first receipt time (other content for the payment is refused before any money moves),
@@ -37,11 +37,10 @@ class EscrowHoldStep:
     payments: PaymentsStore
     hold_for: timedelta
 
-    def on_scored(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
-        assert isinstance(event, ev.PaymentScored)
+    def on_charged(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
+        """The captured card money goes from card clearing into escrow until the hold-until time."""
+        assert isinstance(event, ev.PaymentCharged)
         data = event.data
-        if data.assessment.decision is not ev.Decision.APPROVE:
-            return []  # review and decline never reach escrow (the rule filters them too)
         fingerprint = content_fingerprint(event)
         held_at = self.payments.keep_payee(
             event.payment_id, data.payee, data.received_at, fingerprint=fingerprint, at=receipt.received_at
@@ -96,4 +95,4 @@ def build() -> Consumer:
 
 
 def routes(step: EscrowHoldStep) -> dict[str, Route]:
-    return {"PaymentScored": Route(step.on_scored, idempotent=False)}
+    return {"PaymentCharged": Route(step.on_charged, idempotent=False)}

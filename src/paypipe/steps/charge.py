@@ -1,0 +1,144 @@
+"""charge: approved PaymentScored -> PaymentCharged (the card authorized and captured into the
+platform's escrow) or a terminal PaymentDeclined with the processor's reason.
+
+Capture at hold: an escrow hold (7 days by default, longer when disputed) outlives a
+card-not-present authorization (5-7 days by network), so the card is captured at once and the
+platform holds the captured money itself; authorize-then-capture at release would suit only
+holds shorter than the authorization (see docs/decisions.md).
+
+No idempotency record: every processor call carries a key derived from the payment
+(``operation_key``), so a redelivery asks for the same operations and gets their first outcomes
+(nothing is charged twice); the events' ids and times derive from the cause, so a redelivery
+publishes the same events again. A processor that stays undecided (errors, timeouts the lookup
+cannot resolve) fails the record for SQS to redeliver, and to park in the DLQ at the last receive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from paypipe.adapters.acquirer_store import DynamoAcquirer
+from paypipe.adapters.vault import TenantMismatchError, UnknownTokenError
+from paypipe.domain import card_processing as cp
+from paypipe.domain.acquirer_simulator import Faults
+from paypipe.events import models as ev
+from paypipe.runtime import clock
+from paypipe.runtime.aws import client, int_setting, setting
+from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, Route
+from paypipe.runtime.entry import build_consumer
+from paypipe.steps.tokenize import vault_from_env
+
+STEP = "charge"
+SIMULATOR = "simulator"
+CARD_DECLINED = "CARD_DECLINED"
+
+
+class ProcessorUndecided(RuntimeError):
+    """The processor gave no decided answer after its attempts: try the record again later."""
+
+
+class CardSource(Protocol):
+    """Where the charge step reads a card number for a token (the card vault, decrypt only)."""
+
+    def detokenize(self, token: str, *, tenant: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class ChargeStep:
+    processor: cp.CardProcessor
+    processor_name: str
+    cards: CardSource
+
+    def on_scored(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
+        assert isinstance(event, ev.PaymentScored)
+        data = event.data
+        if data.assessment.decision is not ev.Decision.APPROVE:
+            return []  # review and decline are never charged (the rule filters them too)
+        authorized = self._decide(self._authorize_request(event))
+        if isinstance(authorized, cp.Declined):
+            return [self._declined(event, authorized)]
+        captured = self._decide(
+            cp.CaptureRequest(
+                key=cp.operation_key(cp.Operation.CAPTURE, event.payment_id),
+                authorization_id=authorized.reference,
+                amount_cents=data.amount_cents,
+            )
+        )
+        if isinstance(captured, cp.Declined):
+            self._decide(
+                cp.VoidRequest(cp.operation_key(cp.Operation.VOID, event.payment_id), authorized.reference)
+            )
+            return [self._declined(event, captured)]
+        charge = ev.CardCharge(
+            processor=self.processor_name,
+            authorization_id=authorized.reference,
+            captured_cents=captured.amount_cents,
+            currency=data.currency,
+        )
+        charged = ev.PaymentChargedData.model_validate({**data.model_dump(), "charge": charge})
+        return [
+            ev.PaymentCharged.create(
+                payment_id=event.payment_id,
+                data=charged,
+                producer=STEP,
+                cause=event,
+                occurred_at=event.occurred_at,  # the cause's time: a redelivery republishes it unchanged
+            )
+        ]
+
+    def _authorize_request(self, event: ev.PaymentScored) -> cp.AuthorizeRequest:
+        data = event.data
+        try:
+            pan = self.cards.detokenize(data.card.token, tenant=data.tenant_id)
+        except (UnknownTokenError, TenantMismatchError) as error:  # no retry finds another card
+            raise PermanentError(type(error).__name__.removesuffix("Error"), str(error)) from error
+        return cp.AuthorizeRequest(
+            key=cp.operation_key(cp.Operation.AUTHORIZE, event.payment_id),
+            payment_id=event.payment_id,
+            amount_cents=data.amount_cents,
+            currency=data.currency,
+            card=cp.Card(pan=pan, expiry_month=data.card.exp_month, expiry_year=data.card.exp_year),
+        )
+
+    def _decide(self, request: cp.Request) -> cp.Decided:
+        result = cp.settle(self.processor, request)
+        if isinstance(result, cp.Approved | cp.Declined):
+            return result
+        if isinstance(result, cp.ProcessorError) and not result.retryable:
+            raise PermanentError("ProcessorRefused", f"{result.operation}: {result.message}")
+        raise ProcessorUndecided(f"{result.operation} undecided after {cp.DEFAULT_ATTEMPTS} attempts")
+
+    def _declined(self, event: ev.PaymentScored, declined: cp.Declined) -> ev.PaymentDeclined:
+        decline = ev.CardDecline(
+            processor=self.processor_name, code=declined.code.value, operation=declined.operation.value
+        )
+        assessment = event.data.assessment
+        data = ev.PaymentDeclinedData(assessment=assessment, reason_code=CARD_DECLINED, card=decline)
+        return ev.PaymentDeclined.create(
+            payment_id=event.payment_id, data=data, producer=STEP, cause=event, occurred_at=event.occurred_at
+        )
+
+
+def routes(step: ChargeStep) -> dict[str, Route]:
+    return {"PaymentScored": Route(step.on_scored, idempotent=False)}
+
+
+def processor_from_env() -> cp.CardProcessor:
+    """The processor the stack is configured for (``CARD_PROCESSOR``): the simulated acquirer,
+    its state in the acquirer table, with the fault run's seeded faults when it sets them."""
+    name = setting("CARD_PROCESSOR", SIMULATOR)
+    if name != SIMULATOR:
+        raise ValueError(f"CARD_PROCESSOR={name!r}: only {SIMULATOR!r} is deployable (see the README)")
+    faults = Faults(
+        seed=int_setting("ACQUIRER_FAULT_SEED", 0),
+        error_rate=float(setting("ACQUIRER_ERROR_RATE", "0")),
+        timeout_rate=float(setting("ACQUIRER_TIMEOUT_RATE", "0")),
+    )
+    return DynamoAcquirer(setting("ACQUIRER_TABLE"), client("dynamodb"), clock.now, faults=faults)
+
+
+def build() -> Consumer:
+    step = ChargeStep(processor_from_env(), SIMULATOR, vault_from_env())
+    return build_consumer(STEP, routes(step))

@@ -1,0 +1,130 @@
+"""The charge step on the simulated acquirer: approved cards captured once, declines terminal with
+the processor's reason, undecided calls failing the record, never a second charge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+
+from paypipe.domain import card_processing as cp
+from paypipe.domain.acquirer_simulator import TEST_CARDS, Faults, SimulatedAcquirer
+from paypipe.domain.settlement import LineKind
+from paypipe.embedded.samples import SAMPLE_PAN, sample_chain
+from paypipe.events import models as ev
+from paypipe.runtime.consumer import PermanentError, Receipt
+from paypipe.steps.charge import CARD_DECLINED, SIMULATOR, ChargeStep, ProcessorUndecided
+
+NOW = datetime(2026, 12, 1, 15, tzinfo=UTC)
+DECLINE_CARDS = sorted(pan for pan, code in TEST_CARDS.items() if isinstance(code, cp.DeclineCode))
+
+
+@dataclass
+class Cards:
+    pan: str = SAMPLE_PAN
+
+    def detokenize(self, token: str, *, tenant: str) -> str:
+        return self.pan
+
+
+def charge(step: ChargeStep, event: ev.PaymentScored) -> list[ev.Event]:
+    return list(step.on_scored(event, Receipt(received_at=event.occurred_at)))
+
+
+def captures(acquirer: SimulatedAcquirer) -> list[int]:
+    return [
+        line.amount_minor for line in acquirer.settlement_lines(NOW.date()) if line.kind is LineKind.CAPTURE
+    ]
+
+
+def charge_until_decided(step: ChargeStep, event: ev.PaymentScored, deliveries: int = 10) -> list[ev.Event]:
+    """Delivered again (as SQS does) while the processor stays undecided."""
+    for _ in range(deliveries - 1):
+        try:
+            return charge(step, event)
+        except ProcessorUndecided:
+            continue
+    return charge(step, event)
+
+
+@pytest.fixture
+def scored() -> ev.PaymentScored:
+    return sample_chain().scored
+
+
+def test_an_approved_card_is_captured_in_full_and_charged_once(scored: ev.PaymentScored) -> None:
+    acquirer = SimulatedAcquirer(now=lambda: NOW)
+    step = ChargeStep(acquirer, SIMULATOR, Cards())
+    (charged,) = charge(step, scored)
+    assert isinstance(charged, ev.PaymentCharged)
+    assert charged.data.charge.captured_cents == scored.data.amount_cents == 12_500
+    assert charged.data.charge.currency == "USD"
+    assert charged.data.amount_cents == scored.data.amount_cents
+    assert charged.data.payee == scored.data.payee
+    assert charge(step, scored) == [charged]  # a redelivery: the same event, no second capture
+    assert captures(acquirer) == [12_500]
+
+
+@pytest.mark.parametrize("pan", DECLINE_CARDS)
+def test_a_declined_card_ends_declined_with_the_processor_reason(scored: ev.PaymentScored, pan: str) -> None:
+    acquirer = SimulatedAcquirer(now=lambda: NOW)
+    (declined,) = charge(ChargeStep(acquirer, SIMULATOR, Cards(pan)), scored)
+    assert isinstance(declined, ev.PaymentDeclined)
+    assert declined.data.reason_code == CARD_DECLINED
+    assert declined.data.card == ev.CardDecline(
+        processor=SIMULATOR, code=TEST_CARDS[pan], operation="authorize"
+    )
+    assert declined.data.assessment == scored.data.assessment
+    assert captures(acquirer) == []
+
+
+def test_a_processor_that_never_answers_fails_the_record_for_redelivery(scored: ev.PaymentScored) -> None:
+    acquirer = SimulatedAcquirer(now=lambda: NOW)
+    with pytest.raises(ProcessorUndecided):
+        charge(ChargeStep(acquirer, SIMULATOR, Cards("4000000000008005")), scored)
+    assert captures(acquirer) == []
+
+
+def test_lost_replies_and_errors_are_settled_without_a_second_charge(scored: ev.PaymentScored) -> None:
+    acquirer = SimulatedAcquirer(now=lambda: NOW, faults=Faults(seed=7, error_rate=0.3, timeout_rate=0.4))
+    step = ChargeStep(acquirer, SIMULATOR, Cards())
+    outcomes = []
+    for n in range(40):
+        event = scored.model_copy(update={"payment_id": f"pay-{n}"})
+        outcomes.append(charge_until_decided(step, event))
+    assert all(isinstance(out[0], ev.PaymentCharged) for out in outcomes)
+    assert captures(acquirer) == [12_500] * 40
+
+
+def test_the_same_payment_with_other_content_is_refused_not_charged(scored: ev.PaymentScored) -> None:
+    acquirer = SimulatedAcquirer(now=lambda: NOW)
+    step = ChargeStep(acquirer, SIMULATOR, Cards())
+    charge(step, scored)
+    data = scored.data.model_copy(update={"amount_cents": 99_900})
+    with pytest.raises(PermanentError) as refused:
+        charge(step, scored.model_copy(update={"data": data}))
+    assert refused.value.reason == "ProcessorRefused"
+    assert captures(acquirer) == [12_500]
+
+
+def test_a_refused_capture_voids_the_authorization(scored: ev.PaymentScored) -> None:
+    class RefusesCaptures(SimulatedAcquirer):
+        def capture(self, request: cp.CaptureRequest) -> cp.Result:
+            return cp.Declined(cp.Operation.CAPTURE, request.key, cp.DeclineCode.DO_NOT_HONOR, "no")
+
+    acquirer = RefusesCaptures(now=lambda: NOW)
+    (declined,) = charge(ChargeStep(acquirer, SIMULATOR, Cards()), scored)
+    assert isinstance(declined, ev.PaymentDeclined)
+    assert declined.data.card is not None and declined.data.card.operation == "capture"
+    void = cp.VoidRequest(cp.operation_key(cp.Operation.VOID, scored.payment_id), "")
+    assert isinstance(acquirer.lookup(void), cp.Approved)
+
+
+@pytest.mark.parametrize("decision", [ev.Decision.REVIEW, ev.Decision.DECLINE])
+def test_only_approved_payments_are_charged(scored: ev.PaymentScored, decision: ev.Decision) -> None:
+    assessment = scored.data.assessment.model_copy(update={"decision": decision})
+    event = scored.model_copy(update={"data": scored.data.model_copy(update={"assessment": assessment})})
+    acquirer = SimulatedAcquirer(now=lambda: NOW)
+    assert charge(ChargeStep(acquirer, SIMULATOR, Cards()), event) == []
+    assert acquirer.settlement_days() == []
