@@ -1,7 +1,8 @@
-"""Lambda entry point for the charge step (SQS event source)."""
+"""Lambda entry points for the charge step and its refunds (SQS event sources)."""
 
 from paypipe.runtime import startup  # noqa: F401 - first: see paypipe.runtime.startup
 from paypipe.runtime.entry import sqs_handler
 from paypipe.steps import charge
 
 handler = sqs_handler(charge.build)
+refund_handler = sqs_handler(charge.build_refunds)

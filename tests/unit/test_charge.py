@@ -1,20 +1,26 @@
 """The charge step on the simulated acquirer: approved cards captured once, declines terminal with
-the processor's reason, undecided calls failing the record, never a second charge."""
+the processor's reason, undecided calls failing the record, never a second charge; refunds back to
+the card once."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import card_processing as cp
 from paypipe.domain.acquirer_simulator import TEST_CARDS, Faults, SimulatedAcquirer
 from paypipe.domain.settlement import LineKind
-from paypipe.embedded.samples import SAMPLE_PAN, sample_chain
+from paypipe.embedded.samples import SAMPLE_PAN, sample_chain, sample_refund
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import PermanentError, Receipt
-from paypipe.steps.charge import CARD_DECLINED, SIMULATOR, ChargeStep, ProcessorUndecided
+from paypipe.steps.charge import CARD_DECLINED, SIMULATOR, ChargeStep, ProcessorUndecided, RefundStep
+from tests.tables import create_table
 
 NOW = datetime(2026, 12, 1, 15, tzinfo=UTC)
 DECLINE_CARDS = sorted(pan for pan, code in TEST_CARDS.items() if isinstance(code, cp.DeclineCode))
@@ -128,3 +134,83 @@ def test_only_approved_payments_are_charged(scored: ev.PaymentScored, decision: 
     acquirer = SimulatedAcquirer(now=lambda: NOW)
     assert charge(ChargeStep(acquirer, SIMULATOR, Cards()), event) == []
     assert acquirer.settlement_days() == []
+
+
+# -- refunds -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def payments() -> Iterator[PaymentsStore]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, "payments")
+        yield PaymentsStore("payments", client)
+
+
+def charged_and_kept(acquirer: SimulatedAcquirer, payments: PaymentsStore) -> ev.PaymentCharged:
+    """The sample payment charged, and its charge kept with its payout instructions (escrow hold)."""
+    (charged,) = charge(ChargeStep(acquirer, SIMULATOR, Cards()), sample_chain().scored)
+    assert isinstance(charged, ev.PaymentCharged)
+    data = charged.data
+    payments.keep_payee(
+        charged.payment_id, data.payee, data.received_at, fingerprint="f", at=NOW, charge=data.charge
+    )
+    return charged
+
+
+def refund(step: RefundStep, event: ev.Event) -> list[ev.Event]:
+    return list(step.on_refunded(event, Receipt(received_at=event.occurred_at)))
+
+
+def refunds(acquirer: SimulatedAcquirer) -> list[int]:
+    return [
+        line.amount_minor for line in acquirer.settlement_lines(NOW.date()) if line.kind is LineKind.REFUND
+    ]
+
+
+def test_a_refund_in_escrow_goes_back_to_the_card_once(payments: PaymentsStore) -> None:
+    acquirer = SimulatedAcquirer(now=lambda: NOW)
+    charged = charged_and_kept(acquirer, payments)
+    step = RefundStep(acquirer, payments)
+    refunded = sample_refund(sample_chain().held)
+    (card_refunded,) = refund(step, refunded)
+    assert isinstance(card_refunded, ev.CardRefunded)
+    assert card_refunded.data.amount_cents == refunded.data.amount_cents == 12_500
+    assert card_refunded.data.authorization_id == charged.data.charge.authorization_id
+    assert card_refunded.data.refund_of == "FundsRefunded"
+    assert refund(step, refunded) == [card_refunded]  # a redelivery: the same event, one refund
+    assert refunds(acquirer) == [12_500]
+
+
+def test_a_lost_clawback_refunds_the_card_and_a_cancelled_one_does_not(payments: PaymentsStore) -> None:
+    acquirer = SimulatedAcquirer(now=lambda: NOW)
+    charged_and_kept(acquirer, payments)
+    step = RefundStep(acquirer, payments)
+
+    def clawback(outcome: ev.DisputeOutcome) -> ev.ClawbackResolved:
+        data = ev.ClawbackResolvedData(
+            dispute_id="d1", provider_id="prov-sample", amount_cents=2_500, currency="USD", outcome=outcome
+        )
+        return ev.ClawbackResolved.create(
+            payment_id=sample_chain().held.payment_id, data=data, producer="release"
+        )
+
+    assert refund(step, clawback(ev.DisputeOutcome.RELEASE)) == []
+    (card_refunded,) = refund(step, clawback(ev.DisputeOutcome.REFUND))
+    assert isinstance(card_refunded, ev.CardRefunded) and card_refunded.data.amount_cents == 2_500
+    assert refunds(acquirer) == [2_500]
+
+
+def test_a_refund_without_a_charge_or_beyond_it_is_parked_not_retried(payments: PaymentsStore) -> None:
+    acquirer = SimulatedAcquirer(now=lambda: NOW)
+    step = RefundStep(acquirer, payments)
+    refunded = sample_refund(sample_chain().held)
+    with pytest.raises(PermanentError) as missing:
+        refund(step, refunded)
+    assert missing.value.reason == "NoCardCharge"
+    charged_and_kept(acquirer, payments)
+    too_much = refunded.model_copy(update={"data": refunded.data.model_copy(update={"amount_cents": 12_501})})
+    with pytest.raises(PermanentError) as refused:
+        refund(step, too_much)
+    assert refused.value.reason == "RefundRefused"
+    assert refunds(acquirer) == []

@@ -16,6 +16,7 @@ from paypipe.embedded.reconcile import (
     PayoutRow,
     reconcile,
 )
+from paypipe.embedded.samples import sample_chain
 from paypipe.events import models as ev
 
 AT = datetime(2026, 2, 2, tzinfo=UTC)
@@ -730,3 +731,62 @@ def test_pool_totals_are_the_sum_of_the_journals_and_stored_balances_agree():
     )
     state = replace(state, transfers={**state.transfers, "p2:hold": tampered})
     assert codes(ledger_run(state, stored_balances={clawback: -500})) == ["LEDGER_SHARE_MISMATCH"]
+
+
+# -- card money --------------------------------------------------------------------------------
+
+
+def charged(pid, cents=500):
+    sample = sample_chain().charged
+    charge = sample.data.charge.model_copy(update={"captured_cents": cents})
+    data = sample.data.model_copy(update={"charge": charge, "amount_cents": cents})
+    return sample.model_copy(update={"payment_id": pid, "event_id": f"{pid}-charged", "data": data})
+
+
+def refunded(pid, cents=500):
+    data = ev.FundsRefundedData(
+        hold_id=f"{pid}:hold", amount_cents=cents, currency="USD", customer_id="c", refunded_at=AT
+    )
+    return ev.FundsRefunded.create(
+        payment_id=pid, data=data, producer="release", dedup_key="resolution", occurred_at=AT
+    )
+
+
+def card_refunded(pid, cents=500, cause=None):
+    data = ev.CardRefundedData(
+        processor="simulator",
+        authorization_id="sim_auth_1",
+        refund_id=f"sim_refund_{cents}",
+        amount_cents=cents,
+        currency="USD",
+        refund_of="FundsRefunded",
+    )
+    return ev.CardRefunded.create(payment_id=pid, data=data, producer="charge", cause=cause, occurred_at=AT)
+
+
+def test_a_charged_payment_refunded_at_the_card_reconciles():
+    refund = refunded("p1")
+    assert "REFUND_NOT_AT_CARD" not in codes(
+        run([charged("p1"), held("p1"), refund, card_refunded("p1", cause=refund)])
+    )
+
+
+def test_a_hold_other_than_the_capture_is_reported():
+    result = run([charged("p1", cents=499), held("p1")])
+    assert [(v.code, v.payment_id) for v in result.violations if v.code == "HELD_NOT_CAPTURED"] == [
+        ("HELD_NOT_CAPTURED", "p1")
+    ]
+
+
+@pytest.mark.parametrize("at_card", [[], [400], [500, 500]])
+def test_a_refund_the_card_did_not_get_back_exactly_is_reported(at_card):
+    """None, too little, or twice (two refunds, not one redelivered)."""
+    events = [charged("p1"), held("p1"), refunded("p1"), *(card_refunded("p1", cents) for cents in at_card)]
+    result = run(events)
+    assert [v.code for v in result.violations if v.code == "REFUND_NOT_AT_CARD"] == ["REFUND_NOT_AT_CARD"]
+
+
+def test_a_redelivered_card_refund_counts_once():
+    refund = refunded("p1")
+    copy = card_refunded("p1", cause=refund)
+    assert "REFUND_NOT_AT_CARD" not in codes(run([charged("p1"), held("p1"), refund, copy, copy]))

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from paypipe.events.models import PayeeRef
+from paypipe.events.models import CardCharge, PayeeRef
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Instructions:
 
     payee: PayeeRef | None
     received_at: datetime | None
+    charge: CardCharge | None = None  # the card charge a refund goes back to
 
 
 class PaymentsStore:
@@ -87,6 +88,7 @@ class PaymentsStore:
         *,
         fingerprint: str,
         at: datetime,
+        charge: CardCharge | None = None,
     ) -> datetime | None:
         """Save the payout instructions of the event with this content fingerprint and return when
         they were first saved (``at``, the first time); None when an event of other content for
@@ -97,6 +99,9 @@ class PaymentsStore:
             ":at": {"S": at.astimezone(UTC).isoformat()},
         }
         update = "SET payee = :payee, fingerprint = :fingerprint, kept_at = if_not_exists(kept_at, :at)"
+        if charge is not None:
+            update += ", charge = :charge"
+            values[":charge"] = {"S": charge.model_dump_json()}
         if received_at is not None:
             update += ", received_at = :received"
             values[":received"] = {"S": received_at.astimezone(UTC).isoformat()}
@@ -127,7 +132,9 @@ class PaymentsStore:
         if not item:
             return Instructions(None, None)
         received = item.get("received_at", {}).get("S")
+        charge = item.get("charge", {}).get("S")
         return Instructions(
             PayeeRef.model_validate(json.loads(item["payee"]["S"])),
             datetime.fromisoformat(received) if received else None,
+            CardCharge.model_validate_json(charge) if charge else None,
         )

@@ -126,6 +126,7 @@ KEY_FACTS: Final[Mapping[str, KeyFacts]] = {  # in pipeline order: it orders eve
     "HoldExpiryDue": KeyFacts(("hold_until",)),
     "FundsReleased": KeyFacts(("amount_cents", "currency", "trigger", "released_at"), "released"),
     "FundsRefunded": KeyFacts(("amount_cents", "currency", "dispute_id", "after_release"), "refunded"),
+    "CardRefunded": KeyFacts(("amount_cents", "currency", "refund_of", "processor")),
     "PayoutHeldBack": KeyFacts(("dispute_id", "amount_cents", "currency"), "payout_held_back"),
     "ItemSetAside": KeyFacts(("job", "reason"), _set_aside),
     "AchFilesDeferred": KeyFacts(("creation_date", "batches", "payouts", "reason")),

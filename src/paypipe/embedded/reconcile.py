@@ -169,7 +169,35 @@ def reconcile(
     _check_reviews(result, events, context)
     _check_trust(result, seen, context)
     _check_time(result, events)
+    _check_card_money(result, events)
     return result
+
+
+def _check_card_money(result: Reconciliation, events: Sequence[ev.Event]) -> None:
+    """A charged payment's hold is what its card gave (``HELD_NOT_CAPTURED``), and its card gets
+    back exactly what escrow and lost clawbacks refunded the customer (``REFUND_NOT_AT_CARD``)."""
+    unique = list({e.event_id: e for e in events}.values())
+    captured = {
+        e.payment_id: e.data.charge.captured_cents for e in unique if isinstance(e, ev.PaymentCharged)
+    }
+    for event in unique:
+        if isinstance(event, ev.FundsHeld) and event.payment_id in captured:
+            held, card = event.data.hold.amount_cents, captured[event.payment_id]
+            if held != card:
+                result.flag("HELD_NOT_CAPTURED", event.payment_id, f"held {held} cents, the card gave {card}")
+    owed: Counter[str] = Counter()
+    returned: Counter[str] = Counter()
+    for event in unique:
+        if isinstance(event, ev.FundsRefunded) or (
+            isinstance(event, ev.ClawbackResolved) and event.data.outcome is ev.DisputeOutcome.REFUND
+        ):
+            owed[event.payment_id] += event.data.amount_cents
+        elif isinstance(event, ev.CardRefunded):
+            returned[event.payment_id] += event.data.amount_cents
+    for payment_id in sorted((owed | returned).keys() & captured.keys()):
+        if owed[payment_id] != returned[payment_id]:
+            message = f"refunded {owed[payment_id]} cents, the card got back {returned[payment_id]}"
+            result.flag("REFUND_NOT_AT_CARD", payment_id, message)
 
 
 # -- pools are the sum of the payments' journals -----------------------------------------------

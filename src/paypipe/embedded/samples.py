@@ -237,6 +237,26 @@ def _released(held: ev.FundsHeld, completed: ev.ServiceCompleted) -> ev.FundsRel
     )
 
 
+def sample_refund(held: ev.FundsHeld) -> ev.FundsRefunded:
+    """The sample hold refunded in full, as release refunds a hold whose dispute the customer won."""
+    data = held.data
+    return ev.FundsRefunded.create(
+        payment_id=PAYMENT_ID,
+        data=ev.FundsRefundedData(
+            hold_id=data.hold.hold_id,
+            amount_cents=data.hold.amount_cents,
+            currency=data.hold.currency,
+            customer_id=data.customer_id,
+            refunded_at=COMPLETED_AT,
+            dispute_id="dsp-sample",
+        ),
+        producer="release",
+        cause=held,
+        dedup_key="resolution",
+        occurred_at=COMPLETED_AT,
+    )
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -355,6 +375,7 @@ def sample_events(template: Mapping[str, Any] | None = None) -> dict[str, dict[s
         "FraudFunction": chain.tokenized,
         "ChargeFunction": chain.scored,
         "EscrowHoldFunction": chain.charged,
+        "RefundFunction": sample_refund(chain.held),
         "ReleaseFunction": chain.completed,
         "AchBatchFunction": chain.released,
         "ProjectorFunction": chain.held,  # it records every event; a card-bearing one arrives reduced

@@ -343,6 +343,19 @@ class FundsRefundedData(Payload):
     )
 
 
+class CardRefundedData(Payload):
+    processor: str
+    authorization_id: str = Field(min_length=1, max_length=255, description="The captured charge refunded")
+    refund_id: str = Field(
+        min_length=1, max_length=255, description="The processor's reference of the refund"
+    )
+    amount_cents: PositiveCents
+    currency: CurrencyCode
+    refund_of: str = Field(
+        description="The event that refunded the customer: FundsRefunded or ClawbackResolved"
+    )
+
+
 class HoldExpiryDueData(Payload):
     hold_until: datetime
 
@@ -752,6 +765,15 @@ class FundsRefunded(Event):
     data: FundsRefundedData
 
 
+class CardRefunded(Event):
+    """The card processor refunded the customer's card (after FundsRefunded or a lost clawback)."""
+
+    EVENT_TYPE: ClassVar[str] = "CardRefunded"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"charge"})
+    event_type: Literal["CardRefunded"]
+    data: CardRefundedData
+
+
 class PayoutBatched(Event):
     """Terminal: the payout is an entry in a NACHA file uploaded to S3."""
 
@@ -972,6 +994,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         HoldFrozen,
         FundsReleased,
         FundsRefunded,
+        CardRefunded,
         PayoutBatched,
         AchBatchCreated,
         RequestRefused,

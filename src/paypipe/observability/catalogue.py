@@ -92,6 +92,13 @@ METRICS = (
         "RefundedCents", CENTS, _STEP, "Amounts refunded to customers, in cents", events=("FundsRefunded",)
     ),
     Metric(
+        "CardRefundedCents",
+        CENTS,
+        _STEP,
+        "Amounts the card processor refunded to customers' cards, in cents",
+        events=("CardRefunded",),
+    ),
+    Metric(
         "PaidOutCents", CENTS, _STEP, "Credits written to NACHA files, in cents", events=("AchBatchCreated",)
     ),
     Metric(

@@ -99,6 +99,7 @@ RULES: dict[str, Rule] = {
     "FundsHeld": _one("HeldCents", lambda data: data.hold.amount_cents),
     "FundsReleased": _one("ReleasedCents", lambda data: data.amount_cents),
     "FundsRefunded": _one("RefundedCents", lambda data: data.amount_cents),
+    "CardRefunded": _one("CardRefundedCents", lambda data: data.amount_cents),
     "AchBatchCreated": _batch,
     "AchFilesDeferred": _one("AchFilesDeferred"),
     "ItemSetAside": _set_aside,

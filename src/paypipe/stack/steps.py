@@ -121,6 +121,16 @@ FUNCTIONS = (
         parameters=("CardProcessor",),
     ),
     Function(
+        "refund",
+        "charge",
+        consumes=("FundsRefunded", "ClawbackResolved"),
+        idempotency=False,
+        handler="refund_handler",
+        description="paypipe refund - refunds the card through the processor when escrow refunds a payment",
+        tables={"Acquirer": "Crud", "Payments": "Read"},
+        parameters=("CardProcessor",),
+    ),
+    Function(
         "escrow_hold",
         "escrow_hold",
         consumes=("PaymentCharged",),

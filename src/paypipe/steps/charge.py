@@ -1,5 +1,7 @@
 """charge: approved PaymentScored -> PaymentCharged (the card authorized and captured into the
-platform's escrow) or a terminal PaymentDeclined with the processor's reason.
+platform's escrow) or a terminal PaymentDeclined with the processor's reason; and (its refund
+function) FundsRefunded or a clawback resolved as a refund -> CardRefunded, the money back on the
+card through the same processor, against the charge escrow hold saved with the payout instructions.
 
 Capture at hold: an escrow hold (7 days by default, longer when disputed) outlives a
 card-not-present authorization (5-7 days by network), so the card is captured at once and the
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from paypipe.adapters.acquirer_store import DynamoAcquirer
+from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.adapters.vault import TenantMismatchError, UnknownTokenError
 from paypipe.domain import card_processing as cp
 from paypipe.domain.acquirer_simulator import Faults
@@ -103,12 +106,7 @@ class ChargeStep:
         )
 
     def _decide(self, request: cp.Request) -> cp.Decided:
-        result = cp.settle(self.processor, request)
-        if isinstance(result, cp.Approved | cp.Declined):
-            return result
-        if isinstance(result, cp.ProcessorError) and not result.retryable:
-            raise PermanentError("ProcessorRefused", f"{result.operation}: {result.message}")
-        raise ProcessorUndecided(f"{result.operation} undecided after {cp.DEFAULT_ATTEMPTS} attempts")
+        return _decided(cp.settle(self.processor, request))
 
     def _declined(self, event: ev.PaymentScored, declined: cp.Declined) -> ev.PaymentDeclined:
         decline = ev.CardDecline(
@@ -119,6 +117,15 @@ class ChargeStep:
         return ev.PaymentDeclined.create(
             payment_id=event.payment_id, data=data, producer=STEP, cause=event, occurred_at=event.occurred_at
         )
+
+
+def _decided(result: cp.Result) -> cp.Decided:
+    """The decided answer, or the record fails: for good (a refusal) or for redelivery."""
+    if isinstance(result, cp.Approved | cp.Declined):
+        return result
+    if isinstance(result, cp.ProcessorError) and not result.retryable:
+        raise PermanentError("ProcessorRefused", f"{result.operation}: {result.message}")
+    raise ProcessorUndecided(f"{result.operation} undecided after {cp.DEFAULT_ATTEMPTS} attempts")
 
 
 def routes(step: ChargeStep) -> dict[str, Route]:
@@ -142,3 +149,57 @@ def processor_from_env() -> cp.CardProcessor:
 def build() -> Consumer:
     step = ChargeStep(processor_from_env(), SIMULATOR, vault_from_env())
     return build_consumer(STEP, routes(step))
+
+
+@dataclass(frozen=True)
+class RefundStep:
+    """FundsRefunded, or a clawback resolved as a refund -> CardRefunded: the card gets it back."""
+
+    processor: cp.CardProcessor
+    payments: PaymentsStore
+
+    def on_refunded(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
+        assert isinstance(event, ev.FundsRefunded | ev.ClawbackResolved)
+        data = event.data
+        if isinstance(data, ev.ClawbackResolvedData) and data.outcome is not ev.DisputeOutcome.REFUND:
+            return []  # the receivable was cancelled: the provider keeps the money, nothing to refund
+        charge = self.payments.instructions(event.payment_id).charge
+        if charge is None:
+            raise PermanentError("NoCardCharge", f"payment {event.payment_id} has no card charge to refund")
+        request = cp.RefundRequest(
+            key=cp.operation_key(cp.Operation.REFUND, event.payment_id, event.event_id),
+            authorization_id=charge.authorization_id,
+            amount_cents=data.amount_cents,
+        )
+        result = _decided(cp.settle(self.processor, request))
+        if isinstance(result, cp.Declined):
+            raise PermanentError("RefundRefused", f"{result.code}: {result.message}")
+        refunded = ev.CardRefundedData(
+            processor=charge.processor,
+            authorization_id=charge.authorization_id,
+            refund_id=result.reference,
+            amount_cents=data.amount_cents,
+            currency=data.currency,
+            refund_of=event.event_type,
+        )
+        return [
+            ev.CardRefunded.create(
+                payment_id=event.payment_id,
+                data=refunded,
+                producer=STEP,
+                cause=event,
+                occurred_at=event.occurred_at,  # the cause's time: a redelivery republishes it unchanged
+            )
+        ]
+
+
+def refund_routes(step: RefundStep) -> dict[str, Route]:
+    return {
+        "FundsRefunded": Route(step.on_refunded, idempotent=False),
+        "ClawbackResolved": Route(step.on_refunded, idempotent=False),
+    }
+
+
+def build_refunds() -> Consumer:
+    payments = PaymentsStore(setting("PAYMENTS_TABLE"), client("dynamodb"))
+    return build_consumer(STEP, refund_routes(RefundStep(processor_from_env(), payments)))

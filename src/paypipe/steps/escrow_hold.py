@@ -1,6 +1,7 @@
 """escrow hold: PaymentCharged -> FundsHeld (card clearing -> escrow until hold-until).
 
-No idempotency record: the payout instructions are saved with the event's content fingerprint
+No idempotency record: the payout instructions (and the card charge a refund goes back to) are
+saved with the event's content fingerprint
 and the first receipt time (other content for the payment is refused before any money moves),
 the ledger places the hold of those terms once per payment (a redelivery finds it, a
 ``Duplicate``), and FundsHeld's id and time derive from the payment and the stored hold, so a
@@ -43,7 +44,12 @@ class EscrowHoldStep:
         data = event.data
         fingerprint = content_fingerprint(event)
         held_at = self.payments.keep_payee(
-            event.payment_id, data.payee, data.received_at, fingerprint=fingerprint, at=receipt.received_at
+            event.payment_id,
+            data.payee,
+            data.received_at,
+            fingerprint=fingerprint,
+            at=receipt.received_at,
+            charge=data.charge,
         )
         if held_at is None:
             raise content_conflict(f"{STEP}:{event.payment_id}:{event.event_type}")
