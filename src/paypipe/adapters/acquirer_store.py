@@ -7,7 +7,8 @@ decided outcome, the attempts per key and the authorization's amounts, under a v
 A call loads that item into a `SimulatedAcquirer`, runs there, and saves the item back with the
 settlement lines it booked (one item each, ``gsi1pk = day#<date>`` sharded, so a day's report is
 an index query and no item is shared between payments) in one transaction. A call that loses the
-race to another container is a retryable processor error: the port's retry loads it again.
+race to another container is a retryable processor error: the port's retry loads it again. A call
+that books no line (an authorization, a void, a refused one) is a single conditional put.
 """
 
 from __future__ import annotations
@@ -124,14 +125,15 @@ class DynamoAcquirer:
         put: dict[str, Any] = {"TableName": self._table, "Item": item, "ConditionExpression": condition}
         if loaded.version:
             put["ExpressionAttributeValues"] = {":seen": {"N": str(loaded.version)}}
-        writes = [
-            {"Put": put},
-            *(self._line_put(reference, loaded.version, n, line) for n, line in enumerate(state.lines)),
-        ]
+        lines = [self._line_put(reference, loaded.version, n, line) for n, line in enumerate(state.lines)]
         try:
-            self._ddb.transact_write_items(TransactItems=writes)
+            if lines:  # the state and its new lines together, or neither
+                self._ddb.transact_write_items(TransactItems=[{"Put": put}, *lines])
+            else:  # a single conditional put costs half a transaction's units
+                self._ddb.put_item(**put)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            code = error.response.get("Error", {}).get("Code")
+            if code not in {"TransactionCanceledException", "ConditionalCheckFailedException"}:
                 raise
             return False
         return True
