@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from paypipe.domain import ledger
+from paypipe.domain.acquirer_simulator import FeeSchedule
+from paypipe.domain.settlement import LineKind, SettlementLine
 from paypipe.embedded.reconcile import (
     AchEntry,
     BankAnswer,
@@ -790,3 +792,40 @@ def test_a_redelivered_card_refund_counts_once():
     refund = refunded("p1")
     copy = card_refunded("p1", cause=refund)
     assert "REFUND_NOT_AT_CARD" not in codes(run([charged("p1"), held("p1"), refund, copy, copy]))
+
+
+def report_line(kind, cents, fee):
+    return SettlementLine(AT.date(), kind, "sim_auth_1", "p1", "USD", cents, fee)
+
+
+def settled_payment():
+    """A payment charged 500 cents and refunded 200 at the card, and what the acquirer reports."""
+    refund = refunded("p1", cents=200)
+    events = [charged("p1"), held("p1"), refund, card_refunded("p1", 200, cause=refund)]
+    fee = FeeSchedule().fee(500)
+    return events, [report_line(LineKind.CAPTURE, 500, fee), report_line(LineKind.REFUND, 200, 0)]
+
+
+def test_a_settlement_report_that_settles_the_run_reconciles():
+    events, lines = settled_payment()
+    assert "SETTLEMENT_MISMATCH" not in codes(run(events, settlement_lines=lines))
+
+
+@pytest.mark.parametrize(
+    "tamper, kinds",
+    [
+        (lambda lines: lines[1:], {"captured", "fees", "net"}),  # a capture the acquirer never settled
+        (lambda lines: lines[:1], {"refunded", "net"}),  # a card refund it never paid back
+        (lambda lines: [replace(lines[0], fee_minor=lines[0].fee_minor + 1), lines[1]], {"fees", "net"}),
+        (
+            lambda lines: [*lines, report_line(LineKind.CAPTURE, 500, FeeSchedule().fee(500))],
+            {"captured", "fees", "net"},
+        ),
+    ],
+)
+def test_a_report_that_does_not_settle_the_run_is_reported(tamper, kinds):
+    events, lines = settled_payment()
+    violations = [
+        v for v in run(events, settlement_lines=tamper(lines)).violations if v.code == "SETTLEMENT_MISMATCH"
+    ]
+    assert {v.message.split(" ")[4].rstrip(":") for v in violations} == kinds  # "over the run, USD <kind>:"

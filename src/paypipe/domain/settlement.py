@@ -15,7 +15,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Final
 
@@ -30,6 +30,16 @@ COLUMNS: Final = (
     "net_minor",
 )
 TOTAL: Final = "total"
+REPORT_PREFIX: Final = "acquirer/settlement/"  # where the acquirer drops its reports (one per day)
+
+
+def report_key(day: date) -> str:
+    return f"{REPORT_PREFIX}{day:%Y/%m/%d}.csv"
+
+
+def report_day(key: str) -> date:
+    """The day of the report at ``key`` (ValueError for any other key)."""
+    return datetime.strptime(key.removeprefix(REPORT_PREFIX), "%Y/%m/%d.csv").date()
 
 
 class LineKind(StrEnum):

@@ -136,6 +136,11 @@ def print_summary(console: Console, report: RunReport) -> None:
         )
     if report.card_declines:
         console.print(f"card declines by reason: {dict(sorted(report.card_declines.items()))}")
+    for currency, totals in sorted(report.settled.items()):
+        console.print(
+            f"acquirer settlement ({currency}): captured {totals.captured / 100:,.2f}, refunded "
+            f"{totals.refunded / 100:,.2f}, fees {totals.fees / 100:,.2f}, net {totals.net / 100:,.2f}"
+        )
     if recon.prenotes:
         console.print(f"prenotes: {recon.prenotes} filed, {recon.prenotes_returned} returned by the bank")
     for path in report.ach_files:

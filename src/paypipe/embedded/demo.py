@@ -17,6 +17,7 @@ from pathlib import Path
 from paypipe.adapters.payouts_store import PayoutsStore
 from paypipe.domain.ach_calendar import EASTERN
 from paypipe.domain.bank_simulator import BankSimulator
+from paypipe.domain.settlement import SettlementTotals, settlement_totals
 from paypipe.embedded.bank import SimulatedBank
 from paypipe.embedded.data_scan import Secrets, pipeline_sources, scan
 from paypipe.embedded.evidence import ach_file_entries, dlq_records, ledger, run_context
@@ -45,6 +46,7 @@ class RunReport:
     stored_data_leaks: list[str] = field(default_factory=list)
     reviews: dict[str, int] = field(default_factory=dict)  # opened, approved, declined, expired
     card_declines: Counter[str] = field(default_factory=Counter)  # by the processor's decline code
+    settled: dict[str, SettlementTotals] = field(default_factory=dict)  # the acquirer's reports, per currency
 
     @property
     def ok(self) -> bool:
@@ -184,6 +186,7 @@ def _report(
         Secrets.of(ev.to_detail(request) for request in scenario.requests),
     )
     entries, files = ach_file_entries(pipeline, out_dir)
+    context = run_context(pipeline)
     return RunReport(
         payments=len(scenario.requests),
         intents=scenario.mix(),
@@ -193,7 +196,7 @@ def _report(
             dlq_records(pipeline),
             [entry.as_ach_entry() for entry in entries],
             ledger(pipeline).verify_balanced(),
-            context=run_context(pipeline),
+            context=context,
         ),
         ach_files=files,
         events_seen=len(observed),
@@ -201,6 +204,7 @@ def _report(
         stored_data_leaks=[str(leak) for leak in leaks],
         reviews=review_counts(observed),
         card_declines=card_declines(observed),
+        settled=settlement_totals(context.settlement_lines or ()),
     )
 
 

@@ -12,7 +12,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,11 +20,13 @@ from typing import Any, Protocol
 from paypipe.adapters.ledger_store import LedgerStore
 from paypipe.domain import nacha
 from paypipe.domain.ach_calendar import EASTERN
+from paypipe.domain.settlement import REPORT_PREFIX, SettlementLine, parse_report, report_day
 from paypipe.embedded.reconcile import AchEntry, BankAnswer, Context, DlqRecord, PayoutRow
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.ops.dlq_aws import peek
 from paypipe.steps.ach_batch import PAYOUT_FILES_PREFIX
 from paypipe.steps.ach_returns import INBOUND_PREFIX
+from paypipe.steps.charge import STEP as CHARGE_STEP
 
 
 class StackDescription(Protocol):
@@ -151,7 +153,7 @@ def ach_file_entries(pipeline: Deployment, out_dir: Path | None = None) -> tuple
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for item in page.get("Contents", []):
             text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode("ascii")
-            if out_dir is not None:
+            if out_dir is not None and not item["Key"].startswith(REPORT_PREFIX):  # not the acquirer's
                 path = out_dir / item["Key"]
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
@@ -206,8 +208,33 @@ def ledger(pipeline: Deployment) -> LedgerStore:
 
 def run_context(pipeline: EmbeddedPipeline) -> Context:
     """What reconciliation needs besides the evidence: final holds, journal and payouts, the run's
-    settings and its end."""
-    return stack_context(pipeline, as_of=pipeline.clock.now(), external_event_ids=pipeline.external_event_ids)
+    settings and its end, and every day of it settled by the simulated acquirer."""
+    context = stack_context(
+        pipeline, as_of=pipeline.clock.now(), external_event_ids=pipeline.external_event_ids
+    )
+    return replace(context, settlement_lines=settle_the_run(pipeline))
+
+
+SETTLEMENT_REPORT_FUNCTION = "AcquirerReportFunction"
+
+
+def settle_the_run(pipeline: EmbeddedPipeline) -> list[SettlementLine]:
+    """The simulated acquirer's report of each day from the first card charged to the end of the
+    run (written again when it was already), read back from the bucket as it dropped them."""
+    charges = [e.occurred_at for e in pipeline.observed() if e.producer == CHARGE_STEP]
+    if not charges:
+        return []
+    day, last = min(charges).date(), pipeline.clock.now().date()
+    while day <= last:
+        pipeline.functions[SETTLEMENT_REPORT_FUNCTION].invoke({"day": day.isoformat()})
+        day += timedelta(days=1)
+    s3, bucket = pipeline.client("s3"), pipeline.stack.outputs["AchBucketName"]
+    lines: list[SettlementLine] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=REPORT_PREFIX):
+        for item in page.get("Contents", []):
+            text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+            lines.extend(parse_report(text, report_day(item["Key"])).lines)
+    return lines
 
 
 def stack_context(

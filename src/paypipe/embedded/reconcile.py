@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 
 from paypipe.domain.ach_calendar import next_window, settlement_problem
+from paypipe.domain.acquirer_simulator import FeeSchedule
 from paypipe.domain.ledger import (
     AccountId,
     AccountKind,
@@ -25,6 +26,7 @@ from paypipe.domain.ledger import (
     balance_deltas,
 )
 from paypipe.domain.ledger import payout_return_transfer_id as ledger_return_id
+from paypipe.domain.settlement import SettlementLine, SettlementTotals, compare, settlement_totals
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import client_timestamps
 
@@ -113,6 +115,9 @@ class Context:
     submission_lead: timedelta = timedelta(minutes=15)
     bank_answers: Sequence[BankAnswer] = ()  # every return and correction in the bank's files
     review_sweep_period: timedelta = timedelta(minutes=5)  # how often the review sweep runs
+    # The acquirer's settlement report lines of every day of the run (None: no report to match).
+    settlement_lines: Sequence[SettlementLine] | None = None
+    acquirer_fees: FeeSchedule = field(default_factory=FeeSchedule)  # the acquirer contract's fees
 
 
 @dataclass
@@ -170,7 +175,32 @@ def reconcile(
     _check_trust(result, seen, context)
     _check_time(result, events)
     _check_card_money(result, events)
+    _check_settlement(result, events, context)
     return result
+
+
+def _check_settlement(result: Reconciliation, events: Sequence[ev.Event], context: Context) -> None:
+    """The acquirer's reports over the run settle what the pipeline charged and refunded, less the
+    contracted fees: captured, refunded, fees and net per currency (``SETTLEMENT_MISMATCH``)."""
+    if context.settlement_lines is None:
+        return
+    booked: dict[str, SettlementTotals] = {}
+    for event in {e.event_id: e for e in events}.values():
+        if isinstance(event, ev.PaymentCharged):
+            charge = event.data.charge
+            totals = booked.get(charge.currency, SettlementTotals())
+            booked[charge.currency] = replace(
+                totals,
+                captured=totals.captured + charge.captured_cents,
+                fees=totals.fees + context.acquirer_fees.fee(charge.captured_cents),
+            )
+        elif isinstance(event, ev.CardRefunded):
+            totals = booked.get(event.data.currency, SettlementTotals())
+            booked[event.data.currency] = replace(totals, refunded=totals.refunded + event.data.amount_cents)
+    last_day = (context.as_of or datetime.now(UTC)).date()
+    for mismatch in compare(last_day, booked, settlement_totals(context.settlement_lines)):
+        message = f"over the run, {mismatch.currency} {mismatch.kind}: booked {mismatch.booked_minor}, "
+        result.flag("SETTLEMENT_MISMATCH", None, message + f"the acquirer reported {mismatch.reported_minor}")
 
 
 def _check_card_money(result: Reconciliation, events: Sequence[ev.Event]) -> None:

@@ -388,6 +388,8 @@ def sample_events(template: Mapping[str, Any] | None = None) -> dict[str, dict[s
         "AchCutFunction": ACH_CUT_AT,
         # Past the default review deadline (72 hours) of a review opened when the sample was scored.
         "ReviewSweepFunction": (REQUESTED_AT + timedelta(hours=73)).replace(minute=0, second=0),
+        # 00:30 the day after the sample was charged: the settlement report of its capture.
+        "AcquirerReportFunction": (REQUESTED_AT + timedelta(days=1)).replace(hour=0, minute=30),
     }
     samples: dict[str, dict[str, Any]] = {}
     for logical_id, function in _functions(template).items():

@@ -15,6 +15,7 @@ from typing import Any
 
 from paypipe.adapters.account_vault import ACCOUNT_FINGERPRINT_PURPOSE, ACCOUNT_PURPOSE
 from paypipe.adapters.vault import CARD_VAULT_PURPOSE, FINGERPRINT_KEY_PURPOSE
+from paypipe.domain.settlement import REPORT_PREFIX
 from paypipe.stack.cfn import getatt, ref, sub
 from paypipe.steps.ach_returns import ANSWERS_PREFIX, INBOUND_PREFIX
 
@@ -129,6 +130,29 @@ FUNCTIONS = (
         description="paypipe refund - refunds the card through the processor when escrow refunds a payment",
         tables={"Acquirer": "Crud", "Payments": "Read"},
         parameters=("CardProcessor",),
+    ),
+    Function(
+        "acquirer_report",
+        "charge",
+        schedule=("AcquirerReport", "SettlementReportSchedule"),
+        handler="report_handler",
+        description="paypipe simulated acquirer - its daily settlement report to S3, as an acquirer drops it",
+        tables={"Acquirer": "Read"},
+        parameters=("CardProcessor",),
+        environment={"REPORT_BUCKET": ref("AchBucket"), "REPORT_KMS_KEY_ID": getatt("StorageKey.Arn")},
+        statements=(
+            {
+                "Sid": "WriteSettlementReports",
+                "Action": "s3:PutObject",
+                "Resource": sub(f"${{AchBucket.Arn}}/{REPORT_PREFIX}*"),
+            },
+            {
+                "Sid": "EncryptSettlementReports",
+                "Action": "kms:GenerateDataKey",
+                "Resource": getatt("StorageKey.Arn"),
+            },
+        ),
+        publishes=False,
     ),
     Function(
         "escrow_hold",

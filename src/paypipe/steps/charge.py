@@ -17,20 +17,23 @@ cannot resolve) fails the record for SQS to redeliver, and to park in the DLQ at
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import date, timedelta
+from typing import Any, Protocol
 
 from paypipe.adapters.acquirer_store import DynamoAcquirer
 from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.adapters.vault import TenantMismatchError, UnknownTokenError
 from paypipe.domain import card_processing as cp
 from paypipe.domain.acquirer_simulator import Faults
+from paypipe.domain.settlement import render_report, report_key
 from paypipe.events import models as ev
 from paypipe.runtime import clock
 from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, Route
-from paypipe.runtime.entry import build_consumer
+from paypipe.runtime.entry import LambdaHandler, build_consumer
+from paypipe.steps.common import scheduled_time
 from paypipe.steps.tokenize import vault_from_env
 
 STEP = "charge"
@@ -132,7 +135,7 @@ def routes(step: ChargeStep) -> dict[str, Route]:
     return {"PaymentScored": Route(step.on_scored, idempotent=False)}
 
 
-def processor_from_env() -> cp.CardProcessor:
+def processor_from_env() -> DynamoAcquirer:
     """The processor the stack is configured for (``CARD_PROCESSOR``): the simulated acquirer,
     its state in the acquirer table, with the fault run's seeded faults when it sets them."""
     name = setting("CARD_PROCESSOR", SIMULATOR)
@@ -203,3 +206,37 @@ def refund_routes(step: RefundStep) -> dict[str, Route]:
 def build_refunds() -> Consumer:
     payments = PaymentsStore(setting("PAYMENTS_TABLE"), client("dynamodb"))
     return build_consumer(STEP, refund_routes(RefundStep(processor_from_env(), payments)))
+
+
+def write_settlement_report(
+    acquirer: DynamoAcquirer, s3: Any, bucket: str, kms_key_id: str, day: date
+) -> dict[str, Any]:
+    """The simulated acquirer's report of ``day``, dropped in the bucket as an acquirer drops it."""
+    lines = acquirer.settlement_lines(day)
+    key = report_key(day)
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=render_report(day, lines).encode(),
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId=kms_key_id,
+    )
+    return {"day": day.isoformat(), "key": key, "lines": len(lines)}
+
+
+def build_settlement_report() -> LambdaHandler:
+    """Scheduled: yesterday's report (the schedule's own time); invoked with {"day": "YYYY-MM-DD"}:
+    that day's, written again."""
+    acquirer = processor_from_env()
+    s3, bucket, key_id = client("s3"), setting("REPORT_BUCKET"), setting("REPORT_KMS_KEY_ID")
+
+    def handler(event: Mapping[str, Any], _context: Any) -> dict[str, Any]:
+        asked = event.get("day")
+        day = (
+            date.fromisoformat(asked)
+            if isinstance(asked, str)
+            else (scheduled_time(event) - timedelta(days=1)).date()
+        )
+        return write_settlement_report(acquirer, s3, bucket, key_id, day)
+
+    return handler
