@@ -104,9 +104,18 @@ class SimulatorState:
 
 
 def request_fingerprint(request: Request) -> str:
-    """A SHA-256 of the request's every field (the card's too): tells a key's reuse with other
-    content, without keeping the card number."""
-    canonical = json.dumps({"type": type(request).__name__, **asdict(request)}, sort_keys=True)
+    """A SHA-256 of the request's fields, telling a key's reuse with other content. Of a card, only
+    what may be kept in clear (first six, last four, expiry): an unkeyed hash of a card number can
+    be reversed by trying the numbers its BIN and last four leave, and nothing of a CVC is kept."""
+    fields = asdict(request)
+    if isinstance(request, AuthorizeRequest):
+        card = request.card
+        fields["card"] = {
+            "bin6": card.pan[:6],
+            "last4": card.pan[-4:],
+            "expiry": [card.expiry_month, card.expiry_year],
+        }
+    canonical = json.dumps({"type": type(request).__name__, **fields}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
