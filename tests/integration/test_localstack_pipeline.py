@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from paypipe.domain import nacha
+from paypipe.domain import nacha, settlement
 from paypipe.embedded.runtime import scheduled_event
 from paypipe.embedded.scenario import card_number
 from paypipe.events import models as ev
@@ -52,7 +52,8 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
     tester = {"customer_id": f"cust-{run_id}-tester", "ip_address": "203.0.113.9", "amount_cents": 100}
     tester_pan = card_number(rng)
     probes = [request(f"{run_id}-probe{i}", rng, pan=tester_pan, **tester) for i in range(3)]
-    assert client.publish([rejected, completed, expiring, *probes]).ok
+    no_funds = request(f"{run_id}-no-funds", rng, pan="4000000000009995")  # the acquirer's test card
+    assert client.publish([rejected, completed, expiring, *probes, no_funds]).ok
 
     tap.wait_for("rejection", lambda: bool(tap.of(rejected.payment_id, ev.PaymentRejected)))
 
@@ -60,6 +61,13 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
         return bool(tap.of(payment.payment_id, ev.FundsHeld))
 
     tap.wait_for("holds", lambda: held(completed) and held(expiring))
+    for payment in (completed, expiring):
+        (charged,) = tap.of(payment.payment_id, ev.PaymentCharged)
+        assert charged.data.charge.captured_cents == payment.data.amount_cents
+    tap.wait_for("card decline", lambda: bool(tap.of(no_funds.payment_id, ev.PaymentDeclined)))
+    (card_declined,) = tap.of(no_funds.payment_id, ev.PaymentDeclined)
+    assert card_declined.data.card is not None and card_declined.data.card.code == "insufficient_funds"
+    assert not tap.of(no_funds.payment_id, ev.FundsHeld)
     scored = (ev.PaymentScored, ev.PaymentDeclined)
     tap.wait_for("probes scored", lambda: all(tap.of(p.payment_id, scored) for p in probes))
 
@@ -112,9 +120,23 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
         assert entries[payout.data.trace_number].amount_cents == released.data.amount_cents
         assert payout.data.amount_cents == released.data.amount_cents
 
+    # The simulated acquirer's report of the day settles both captures.
+    day = tap.of(completed.payment_id, ev.PaymentCharged)[0].occurred_at.date()
+    written = aws("lambda").invoke(
+        FunctionName=function_name("AcquirerReportFunction"),
+        Payload=json.dumps({"day": day.isoformat()}).encode(),
+    )
+    report_key = json.loads(written["Payload"].read())["key"]
+    report = s3.get_object(Bucket=stack_outputs["AchBucketName"], Key=report_key)["Body"].read().decode()
+    captured = {line.payment_id: line.amount_minor for line in settlement.parse_report(report, day).lines}
+    assert {pid: captured.get(pid) for pid in paid} == {
+        payment.payment_id: payment.data.amount_cents for payment in (completed, expiring)
+    }
+
     terminal = {e.payment_id: e.event_type for e in tap.seen if e.event_type in ev.TERMINAL_EVENT_TYPES}
     assert terminal[rejected.payment_id] == "PaymentRejected"
     assert terminal[declined.payment_id] == "PaymentDeclined"
+    assert terminal[no_funds.payment_id] == "PaymentDeclined"
     assert terminal[completed.payment_id] == terminal[expiring.payment_id] == "PayoutBatched"
 
 
