@@ -23,6 +23,7 @@ from bench.instrument import Invocation, Meter, payment_id_of
 from paypipe.adapters import dynamo_index
 from paypipe.embedded import runtime
 from paypipe.embedded.demo import run_demo
+from paypipe.embedded.evidence import schedule_period
 from paypipe.embedded.runtime import EmbeddedPipeline, scheduled_event
 from paypipe.embedded.scenario import build_scenario, card_number
 from paypipe.embedded.template import load_template
@@ -167,7 +168,7 @@ def kms_keys_in_template() -> int:
 
 
 def schedule_per_month(function: str) -> float:
-    """Invocations per month of a scheduled function (``rate(N minutes)`` schedules)."""
+    """Invocations per month of a scheduled function (a cron schedule counts as daily)."""
     template = load_template()
     for event in template["Resources"][function]["Properties"].get("Events", {}).values():
         if event["Type"] != "Schedule":
@@ -175,9 +176,7 @@ def schedule_per_month(function: str) -> float:
         schedule = event["Properties"]["Schedule"]
         if isinstance(schedule, dict) and "Ref" in schedule:
             schedule = template["Parameters"][schedule["Ref"]]["Default"]
-        amount, unit = str(schedule).removeprefix("rate(").removesuffix(")").split()
-        minutes = {"minute": 1, "minutes": 1, "hour": 60, "hours": 60, "day": 1440, "days": 1440}[unit]
-        return MONTH_MINUTES / (int(amount) * minutes)
+        return MONTH_MINUTES / (schedule_period(str(schedule)).total_seconds() / 60)
     return 0.0
 
 
