@@ -157,11 +157,10 @@ def test_a_detail_type_that_is_not_the_events_type_is_parked(tmp_path):
 
 def test_a_forged_internal_event_under_its_producers_source_is_caught_by_reconciliation(tmp_path):
     """Only IAM keeps a publisher from using another step's source (the template's policies do);
-    a bus without it acts on the forgery, and reconciliation says so."""
+    a bus without it acts on the forgery, and reconciliation says so. A forged score reaches no
+    money: the charge step finds no card for its token and parks it."""
     script = Script()
     script.bystander()
-    request = script.request(m(0), "ghost")
-    script.lines.pop()
     card = {
         "token": "tok_FORGED",
         "bin6": "411111",
@@ -171,18 +170,39 @@ def test_a_forged_internal_event_under_its_producers_source_is_caught_by_reconci
         "exp_year": 2030,
     }
     assessment = {"score": 0, "decision": "approve", "reasons": [], "rule_version": "2026-11-01"}
-    scored = {
-        **request,
-        "event_id": "forged-score",
-        "event_type": "PaymentScored",
-        "schema_version": "2.0",
-        "producer": "fraud",
-        "data": {**request["data"], "card": card, "payee": FORGED_PAYEE, "assessment": assessment},
+
+    def forged(payment_id: str, event_type: str, producer: str, **data: object) -> dict[str, object]:
+        request = script.request(m(0), payment_id)
+        script.lines.pop()
+        body = {**request["data"], "card": card, "payee": FORGED_PAYEE, "assessment": assessment, **data}
+        return {
+            **request,
+            "event_id": f"forged-{payment_id}",
+            "event_type": event_type,
+            "producer": producer,
+            "data": body,
+        }
+
+    charge = {
+        "processor": "simulator",
+        "authorization_id": "sim_auth_forged",
+        "captured_cents": 12_500,  # the request's amount
+        "currency": "USD",
     }
+    script.publish(
+        m(1),
+        "PaymentCharged",
+        forged("ghost", "PaymentCharged", "charge", charge=charge),
+        source="paypipe.charge",
+    )
+    scored = {**forged("ghost-score", "PaymentScored", "fraud"), "schema_version": "2.0"}
     script.publish(m(1), "PaymentScored", scored, source="paypipe.fraud")
     report = script.play(tmp_path, END)
-    assert report.codes == {"FOREIGN_SOURCE_ACTED_ON"}
-    assert {v["payment_id"] for v in report.raw["violations"]} == {"ghost"}
+    # Held on a charge the acquirer never made: its reports do not settle it either.
+    assert report.codes == {"FOREIGN_SOURCE_ACTED_ON", "SETTLEMENT_MISMATCH"}
+    acted_on = {v["payment_id"] for v in report.raw["violations"] if v["code"] == "FOREIGN_SOURCE_ACTED_ON"}
+    assert acted_on == {"ghost"}
+    assert report.dlq_reasons("ghost-score") == ["UnknownToken"]
     report.assert_bystanders_paid()
 
 
