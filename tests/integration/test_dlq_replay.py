@@ -18,6 +18,7 @@ from paypipe.embedded.template import load_template
 from paypipe.events import models as ev
 from paypipe.ops.dlq import CAPPED, FILTERED, MALFORMED, DlqError, build_filters, dlqs_from_outputs
 from paypipe.ops.dlq_aws import JsonlAudit, Replayer, ReplayOptions, discover, peek
+from paypipe.stack.steps import FUNCTIONS
 
 pytestmark = pytest.mark.embedded
 
@@ -377,7 +378,10 @@ def test_outputs_and_tags_find_the_same_dlqs(pipeline):
     from_tags = stack_dlqs(pipeline)
     assert from_tags.source == "tags"
     assert set(from_outputs.dlqs) == set(from_tags.dlqs)
-    assert len(from_tags.dlqs) == 17  # a consumer and a rule DLQ per queued step, one for schedules
+    queued = sum(1 for function in FUNCTIONS if function.queued)
+    assert (
+        len(from_tags.dlqs) == 2 * queued + 1
+    )  # a consumer and a rule DLQ per queued step, one for schedules
     assert {d.kind for d in from_tags.dlqs} == {"consumer", "rule-target", "scheduled"}
     fraud = next(d for d in from_tags.dlqs if d.name == "FraudDLQ")
     assert fraud.source_queue_url == pipeline.stack.outputs["FraudQueueUrl"]
