@@ -84,11 +84,17 @@ def test_emf_counts_equal_the_events_on_the_bus(embedded_run):
     assert sum(totals(lines, "AchEntries", window=w) for w in ("same_day", "standard")) == sum(
         e.data.entry_count for e in files
     )
-    scored = [  # a review's outcome counts under ReviewsDecided
+    card_declines = [e for e in observed if isinstance(e, ev.PaymentDeclined) and e.data.card is not None]
+    assert card_declines  # the scenario's test cards
+    for code in {e.data.card.code for e in card_declines if e.data.card}:
+        expected = sum(1 for e in card_declines if e.data.card and e.data.card.code == code)
+        assert totals(lines, "CardDeclines", step="charge", reason=code) == expected
+    scored = [  # a review's outcome counts under ReviewsDecided, a card decline under CardDeclines
         e
         for e in observed
         if isinstance(e, ev.PaymentScored | ev.PaymentDeclined)
         and (e.data.review is None or e.data.review.decided_at is None)
+        and e not in card_declines
     ]
     for decision in ev.Decision:
         expected = sum(e.data.assessment.decision is decision for e in scored)

@@ -13,7 +13,7 @@ import pytest
 from paypipe.adapters.account_vault import AccountVault
 from paypipe.adapters.payouts_store import PayoutsStore
 from paypipe.adapters.vault import CardVault, DataKeyCache, KmsKeyProvider
-from paypipe.domain import nacha
+from paypipe.domain import nacha, settlement
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.samples import (
     PAYMENT_ID,
@@ -39,6 +39,7 @@ SQS_FUNCTIONS = (
     "EscrowHoldFunction",
     "ReleaseFunction",
     "AchBatchFunction",
+    "RefundFunction",
 )
 
 
@@ -225,4 +226,31 @@ def test_release_sweep_sample_auto_releases_the_sample_hold_once_expired():
             "disputes_aged": 0,
             "set_aside": 0,
         }
+        assert_nothing_parked(pipeline)
+
+
+def test_charge_refund_and_report_samples_charge_refund_and_settle_the_sample_card():
+    with EmbeddedPipeline() as pipeline:
+        seed_vaults_with_sample_card_and_account(pipeline)
+        (charged,) = invoke_sqs(pipeline, "ChargeFunction")
+        assert isinstance(charged, ev.PaymentCharged)
+        assert without_time(charged) == without_time(sample_event("EscrowHoldFunction"))
+        invoke_sqs(pipeline, "EscrowHoldFunction")  # keeps the charge with the payout instructions
+        (refunded,) = invoke_sqs(pipeline, "RefundFunction")
+        assert isinstance(refunded, ev.CardRefunded)
+        assert refunded.data.authorization_id == charged.data.charge.authorization_id
+        assert refunded.data.amount_cents == sample_event("RefundFunction").data.amount_cents
+
+        day = pipeline.clock.now().date()  # the acquirer books on the pipeline's clock
+        report = pipeline.functions["AcquirerReportFunction"].invoke({"day": day.isoformat()})
+        text = (
+            pipeline.session.client("s3")
+            .get_object(Bucket=pipeline.stack.outputs["AchBucketName"], Key=report["key"])["Body"]
+            .read()
+        )
+        lines = settlement.parse_report(text.decode(), day).lines
+        assert [(line.kind.value, line.amount_minor) for line in lines] == [
+            ("capture", 12_500),
+            ("refund", 12_500),
+        ]
         assert_nothing_parked(pipeline)
