@@ -99,7 +99,7 @@ def test_each_function_puts_only_events_of_its_own_source(sam_template, expanded
             assert statement["Condition"] == {"StringEquals": {"events:source": f"paypipe.{step}"}}, name
             assert statement["Resource"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
         publishers += bool(put_events)
-    assert publishers == 10  # every function but detokenize publishes
+    assert publishers == 12  # every function but detokenize, the projector and the acquirer's report
 
 
 def test_queue_policies_admit_only_their_rules(expanded):
@@ -142,7 +142,12 @@ def test_async_invocations_have_dead_letter_queues(expanded):
         if "ScheduleExpression" in rule["Properties"]
         for target in rule["Properties"]["Targets"]
     }
-    assert set(scheduled) == {"ReleaseSweepFunction", "ReviewSweepFunction", "AchCutFunction"}
+    assert set(scheduled) == {
+        "ReleaseSweepFunction",
+        "ReviewSweepFunction",
+        "AchCutFunction",
+        "AcquirerReportFunction",
+    }
     for name, target in scheduled.items():
         assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduledDLQ", "Arn"]}}
         assert functions[name]["Properties"]["DeadLetterConfig"] == {
@@ -294,7 +299,7 @@ def vault_decrypt_statements(expanded: dict[str, Any]) -> dict[str, list[dict[st
     return found
 
 
-def test_only_tokenize_detokenize_the_ach_cut_and_returns_decrypt_with_the_vault_key_each_for_its_purpose(
+def test_only_tokenize_charge_detokenize_the_ach_cut_and_returns_decrypt_with_the_vault_key_each_for_its_purpose(  # noqa: E501
     expanded,
 ):
     from paypipe.adapters.account_vault import ACCOUNT_FINGERPRINT_PURPOSE, ACCOUNT_PURPOSE
@@ -303,6 +308,7 @@ def test_only_tokenize_detokenize_the_ach_cut_and_returns_decrypt_with_the_vault
     decrypting = vault_decrypt_statements(expanded)
     assert set(decrypting) == {
         "TokenizeFunctionRole",
+        "ChargeFunctionRole",
         "DetokenizeFunctionRole",
         "AchCutFunctionRole",
         "AchReturnsFunctionRole",
@@ -313,6 +319,7 @@ def test_only_tokenize_detokenize_the_ach_cut_and_returns_decrypt_with_the_vault
         return set(as_list(statement["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"]))
 
     assert purposes("DetokenizeFunctionRole") == {CARD_VAULT_PURPOSE}
+    assert purposes("ChargeFunctionRole") == {CARD_VAULT_PURPOSE}  # cards only, never accounts
     assert purposes("AchCutFunctionRole") == {ACCOUNT_PURPOSE}
     # A notification of change's corrected account is vaulted: account purposes, never card ones.
     assert purposes("AchReturnsFunctionRole") == {ACCOUNT_PURPOSE, ACCOUNT_FINGERPRINT_PURPOSE}

@@ -105,6 +105,17 @@ def run_with_console(
     return 0 if report.ok else 1
 
 
+def print_card_money(console: Console, report: RunReport) -> None:
+    """The card processor's declines by reason and the acquirer's settlement of the run."""
+    if report.card_declines:
+        console.print(f"card declines by reason: {dict(sorted(report.card_declines.items()))}")
+    for currency, totals in sorted(report.settled.items()):
+        console.print(
+            f"acquirer settlement ({currency}): captured {totals.captured / 100:,.2f}, refunded "
+            f"{totals.refunded / 100:,.2f}, fees {totals.fees / 100:,.2f}, net {totals.net / 100:,.2f}"
+        )
+
+
 def print_summary(console: Console, report: RunReport) -> None:
     recon = report.reconciliation
     table = Table(title="Payments by final state")
@@ -134,13 +145,7 @@ def print_summary(console: Console, report: RunReport) -> None:
             f"fraud reviews: {counts['opened']} opened, {counts['approved']} approved, "
             f"{counts['declined']} declined, {counts['expired']} expired"
         )
-    if report.card_declines:
-        console.print(f"card declines by reason: {dict(sorted(report.card_declines.items()))}")
-    for currency, totals in sorted(report.settled.items()):
-        console.print(
-            f"acquirer settlement ({currency}): captured {totals.captured / 100:,.2f}, refunded "
-            f"{totals.refunded / 100:,.2f}, fees {totals.fees / 100:,.2f}, net {totals.net / 100:,.2f}"
-        )
+    print_card_money(console, report)
     if recon.prenotes:
         console.print(f"prenotes: {recon.prenotes} filed, {recon.prenotes_returned} returned by the bank")
     for path in report.ach_files:
