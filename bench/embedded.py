@@ -29,7 +29,7 @@ from paypipe.embedded.scenario import build_scenario, card_number
 from paypipe.embedded.template import load_template
 from paypipe.events.models import parse_detail
 from paypipe.runtime.aws import client
-from paypipe.steps import tokenize
+from paypipe.steps import vaults
 
 MONTH_MINUTES = 30 * 24 * 60
 CLOUDWATCH_EVENT_OVERHEAD = 26  # bytes CloudWatch Logs adds to each log event for billing
@@ -324,7 +324,7 @@ def quiet_figures() -> QuietFigures:
         # KMS on moto; the vault table in memory (only KMS calls are counted here).
         function = pipeline.functions["TokenizeFunction"]
         with function.environment():
-            vault = tokenize.vault_from_env()
+            vault = vaults.vault_from_env()
         vault._ddb = MemoryVaultTable()  # type: ignore[assignment]
         kms_calls: Counter[str] = Counter()
         client("kms").meta.events.register(

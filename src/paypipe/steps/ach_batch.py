@@ -47,7 +47,7 @@ from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
 from paypipe.runtime.retry import is_throttling, retry_throttled
 from paypipe.steps.common import LedgerPort, ledger_from_env, scheduled_time
-from paypipe.steps.tokenize import account_vault_from_env
+from paypipe.steps.vaults import account_vault_from_env
 
 STEP = "ach_batch"
 PAYOUT_FILES_PREFIX = "ach/"  # the ACH bucket's payout files (the bank's answers: ach_returns)

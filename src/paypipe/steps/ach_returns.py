@@ -45,7 +45,7 @@ from paypipe.runtime.logging import get_logger
 from paypipe.runtime.objects import ObjectConsumer, ObjectRoute, StoredObject
 from paypipe.runtime.retry import retry_throttled
 from paypipe.steps.common import LedgerPort, ledger_from_env
-from paypipe.steps.tokenize import account_vault_from_env
+from paypipe.steps.vaults import account_vault_from_env
 
 STEP = "ach_returns"
 INBOUND_PREFIX = "inbound/"

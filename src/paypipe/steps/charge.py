@@ -34,7 +34,7 @@ from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer
 from paypipe.steps.common import scheduled_time
-from paypipe.steps.tokenize import vault_from_env
+from paypipe.steps.vaults import vault_from_env
 
 STEP = "charge"
 SIMULATOR = "simulator"

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from paypipe.adapters.account_vault import AccountVault
-from paypipe.adapters.vault import CardVault, DataKeyCache, KmsKeyProvider
+from paypipe.adapters.vault import CardVault
 from paypipe.domain.validation import card_brand
 from paypipe.events import models as ev
-from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, Receipt, Route
 from paypipe.runtime.entry import build_consumer
+from paypipe.steps.vaults import account_vault_from_env, vault_from_env
 
 STEP = "tokenize"
 
@@ -84,23 +84,6 @@ class TokenizeStep:
             payee_type=payee.payee_type,
             tenant_id=tenant,
         )
-
-
-def _key_cache() -> DataKeyCache:
-    return DataKeyCache(
-        max_age_seconds=int_setting("VAULT_DATA_KEY_MAX_AGE_SECONDS", 300),
-        max_messages_per_key=int_setting("VAULT_DATA_KEY_MAX_MESSAGES", 1000),
-    )
-
-
-def vault_from_env() -> CardVault:
-    provider = KmsKeyProvider(client("kms"), setting("VAULT_KEY_ID"))
-    return CardVault(setting("VAULT_TABLE"), client("dynamodb"), provider, _key_cache())
-
-
-def account_vault_from_env() -> AccountVault:
-    provider = KmsKeyProvider(client("kms"), setting("VAULT_KEY_ID"))
-    return AccountVault(setting("VAULT_TABLE"), client("dynamodb"), provider, _key_cache())
 
 
 def build() -> Consumer:
