@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 
@@ -26,7 +26,7 @@ from paypipe.domain.ledger import (
     balance_deltas,
 )
 from paypipe.domain.ledger import payout_return_transfer_id as ledger_return_id
-from paypipe.domain.settlement import SettlementLine, SettlementTotals, compare, settlement_totals
+from paypipe.domain.settlement import LineKind, SettlementLine, compare, settlement_totals
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import client_timestamps
 
@@ -174,39 +174,44 @@ def reconcile(
     _check_reviews(result, events, context)
     _check_trust(result, seen, context)
     _check_time(result, events)
-    _check_card_money(result, events)
-    _check_settlement(result, events, context)
+    unique = list({e.event_id: e for e in events}.values())  # each event once, however delivered
+    _check_card_money(result, unique)
+    _check_settlement(result, unique, context)
     return result
 
 
-def _check_settlement(result: Reconciliation, events: Sequence[ev.Event], context: Context) -> None:
+def _check_settlement(result: Reconciliation, unique: Sequence[ev.Event], context: Context) -> None:
     """The acquirer's reports over the run settle what the pipeline charged and refunded, less the
     contracted fees: captured, refunded, fees and net per currency (``SETTLEMENT_MISMATCH``)."""
     if context.settlement_lines is None:
         return
-    booked: dict[str, SettlementTotals] = {}
-    for event in {e.event_id: e for e in events}.values():
-        if isinstance(event, ev.PaymentCharged):
-            charge = event.data.charge
-            totals = booked.get(charge.currency, SettlementTotals())
-            booked[charge.currency] = replace(
-                totals,
-                captured=totals.captured + charge.captured_cents,
-                fees=totals.fees + context.acquirer_fees.fee(charge.captured_cents),
-            )
-        elif isinstance(event, ev.CardRefunded):
-            totals = booked.get(event.data.currency, SettlementTotals())
-            booked[event.data.currency] = replace(totals, refunded=totals.refunded + event.data.amount_cents)
+    booked = [line for event in unique if (line := _booked_line(event, context.acquirer_fees))]
     last_day = (context.as_of or datetime.now(UTC)).date()
-    for mismatch in compare(last_day, booked, settlement_totals(context.settlement_lines)):
+    for mismatch in compare(last_day, settlement_totals(booked), settlement_totals(context.settlement_lines)):
         message = f"over the run, {mismatch.currency} {mismatch.kind}: booked {mismatch.booked_minor}, "
         result.flag("SETTLEMENT_MISMATCH", None, message + f"the acquirer reported {mismatch.reported_minor}")
 
 
-def _check_card_money(result: Reconciliation, events: Sequence[ev.Event]) -> None:
+def _booked_line(event: ev.Event, fees: FeeSchedule) -> SettlementLine | None:
+    """The line the acquirer's report owes for a card event the pipeline saw (None: not one)."""
+    day = event.occurred_at.date()
+    if isinstance(event, ev.PaymentCharged):
+        charge = event.data.charge
+        cents, fee = charge.captured_cents, fees.fee(charge.captured_cents)
+        return SettlementLine(
+            day, LineKind.CAPTURE, charge.authorization_id, event.payment_id, charge.currency, cents, fee
+        )
+    if isinstance(event, ev.CardRefunded):
+        data = event.data
+        return SettlementLine(
+            day, LineKind.REFUND, data.authorization_id, event.payment_id, data.currency, data.amount_cents, 0
+        )
+    return None
+
+
+def _check_card_money(result: Reconciliation, unique: Sequence[ev.Event]) -> None:
     """A charged payment's hold is what its card gave (``HELD_NOT_CAPTURED``), and its card gets
     back exactly what escrow and lost clawbacks refunded the customer (``REFUND_NOT_AT_CARD``)."""
-    unique = list({e.event_id: e for e in events}.values())
     captured = {
         e.payment_id: e.data.charge.captured_cents for e in unique if isinstance(e, ev.PaymentCharged)
     }
