@@ -102,11 +102,9 @@ class DynamoAcquirer:
         return result
 
     def _load(self, reference: str) -> _Loaded:
-        item = self._ddb.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": f"auth#{reference}"}, "sk": {"S": "state"}},
-            ConsistentRead=True,
-        ).get("Item")
+        item = self._ddb.get_item(TableName=self._table, Key=_state_key(reference), ConsistentRead=True).get(
+            "Item"
+        )
         state = SimulatorState() if item is None else _state(json.loads(item["state"]["S"]))
         version = 0 if item is None else int(item["version"]["N"])
         acquirer = SimulatedAcquirer(now=self._now, faults=self._faults, fees=self._fees, state=state)
@@ -116,8 +114,7 @@ class DynamoAcquirer:
         """Write the state back if no other call did since it was loaded, with its new lines."""
         state = loaded.acquirer.state
         item = {
-            "pk": {"S": f"auth#{reference}"},
-            "sk": {"S": "state"},
+            **_state_key(reference),
             "state": {"S": json.dumps(_state_record(state), sort_keys=True)},
             "version": {"N": str(loaded.version + 1)},
         }
@@ -150,6 +147,10 @@ class DynamoAcquirer:
             "gsi1sk": {"S": f"{at}#{line_id}"},
         }
         return {"Put": {"TableName": self._table, "Item": item}}
+
+
+def _state_key(reference: str) -> dict[str, Any]:
+    return {"pk": {"S": f"auth#{reference}"}, "sk": {"S": "state"}}
 
 
 def _reference(request: Request) -> str:

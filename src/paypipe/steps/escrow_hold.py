@@ -1,11 +1,10 @@
 """escrow hold: PaymentCharged -> FundsHeld (card clearing -> escrow until hold-until).
 
 No idempotency record: the payout instructions (and the card charge a refund goes back to) are
-saved with the event's content fingerprint
-and the first receipt time (other content for the payment is refused before any money moves),
-the ledger places the hold of those terms once per payment (a redelivery finds it, a
-``Duplicate``), and FundsHeld's id and time derive from the payment and the stored hold, so a
-redelivery publishes the same event again.
+saved with the event's content fingerprint and the first receipt time (other content for the
+payment is refused before any money moves), the ledger places the hold of those terms once per
+payment (a redelivery finds it, a ``Duplicate``), and FundsHeld's id and time derive from the
+payment and the stored hold, so a redelivery publishes the same event again.
 """
 
 from __future__ import annotations
