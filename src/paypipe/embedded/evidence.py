@@ -220,13 +220,15 @@ SETTLEMENT_REPORT_FUNCTION = "AcquirerReportFunction"
 
 def settle_the_run(pipeline: EmbeddedPipeline) -> list[SettlementLine]:
     """The simulated acquirer's report of each day from the first card charged to the end of the
-    run (written again when it was already), read back from the bucket as it dropped them."""
+    run (written again when it was already), read back from the bucket as it dropped them. Each
+    day is invoked as the schedule would (retried on failure); a day still unwritten after the
+    retries is missing from the lines, and reconciliation reports its mismatch."""
     charges = [e.occurred_at for e in pipeline.observed() if e.producer == CHARGE_STEP]
     if not charges:
         return []
     day, last = min(charges).date(), pipeline.clock.now().date()
     while day <= last:
-        pipeline.functions[SETTLEMENT_REPORT_FUNCTION].invoke({"day": day.isoformat()})
+        pipeline.functions[SETTLEMENT_REPORT_FUNCTION].invoke_async({"day": day.isoformat()})
         day += timedelta(days=1)
     s3, bucket = pipeline.client("s3"), pipeline.stack.outputs["AchBucketName"]
     lines: list[SettlementLine] = []

@@ -118,6 +118,17 @@ class EmbeddedFunction:
             self.stats.invocations += 1
             return handler(event, context)
 
+    def invoke_async(self, event: Mapping[str, Any], attempts: int = 3) -> Any:
+        """Invoke as Lambda's asynchronous invocation would: a failed run is retried (``attempts``
+        in all); the last error is returned in place of a result."""
+        result: Any = None
+        for _ in range(attempts):
+            try:
+                return self.invoke(event)
+            except Exception as error:
+                result = error
+        return result
+
     def poll_once(self) -> int:
         """One receive + invoke per SQS source, like one event source mapping poll."""
         handled = 0
@@ -437,14 +448,9 @@ class EmbeddedPipeline:
     def run_schedule(self, logical_id: str, at: datetime, attempts: int = 3) -> Any:
         """Invoke one scheduled function as its schedule would at ``at`` (see ``run_scheduled``)."""
         self.advance_to(at)
-        function = self.functions[logical_id]
-        result: Any = None
-        for _ in range(attempts):
-            try:
-                return function.invoke(scheduled_event(at, rule=f"{logical_id}-schedule"))
-            except Exception as error:
-                result = error
-        return result
+        return self.functions[logical_id].invoke_async(
+            scheduled_event(at, rule=f"{logical_id}-schedule"), attempts
+        )
 
     def queue_depths(self, kind: str | None = None) -> dict[str, int]:
         """Visible + in-flight messages per DLQ output (``kind``: consumer, rule-target, scheduled)."""
