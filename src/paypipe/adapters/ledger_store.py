@@ -175,6 +175,8 @@ def _dispute_item(dispute: Dispute) -> "Item":
     }
     if dispute.outcome is not None:
         item["outcome"] = _s(dispute.outcome)
+    if dispute.network:
+        item["network"] = {"BOOL": True}
     return item
 
 
@@ -214,6 +216,7 @@ def _parse_dispute(item: "Item") -> Dispute:
         outcome=DisputeOutcome(outcome) if outcome else None,
         closed_at=_optional_time(item, "closed_at"),
         aged_at=_optional_time(item, "aged_at"),
+        network=item.get("network", {}).get("BOOL", False),
     )
 
 
@@ -356,20 +359,34 @@ class LedgerStore:
         )
 
     def open_dispute(
-        self, payment_id: str, *, dispute_id: str, at: datetime, window: timedelta | None = None
+        self,
+        payment_id: str,
+        *,
+        dispute_id: str,
+        at: datetime,
+        window: timedelta | None = None,
+        network: bool = False,
     ) -> Outcome:
         return self._execute(
             payment_id,
-            lambda state: ledger.open_dispute(state, payment_id, dispute_id=dispute_id, at=at, window=window),
+            lambda state: ledger.open_dispute(
+                state, payment_id, dispute_id=dispute_id, at=at, window=window, network=network
+            ),
         )
 
     def resolve_dispute(
-        self, payment_id: str, *, dispute_id: str, outcome: DisputeOutcome, at: datetime
+        self,
+        payment_id: str,
+        *,
+        dispute_id: str,
+        outcome: DisputeOutcome,
+        at: datetime,
+        network: bool = False,
     ) -> Outcome:
         return self._execute(
             payment_id,
             lambda state: ledger.resolve_dispute(
-                state, payment_id, dispute_id=dispute_id, outcome=outcome, at=at
+                state, payment_id, dispute_id=dispute_id, outcome=outcome, at=at, network=network
             ),
         )
 

@@ -291,6 +291,9 @@ class Dispute:
     outcome: DisputeOutcome | None = None
     closed_at: datetime | None = None
     aged_at: datetime | None = None  # when the sweep signalled it open past its age
+    # A chargeback: opened at the card network, which took the money back from the platform and
+    # alone decides it; no dispute window applies and a lost one is not refunded at the card again.
+    network: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -388,6 +391,11 @@ class Hold:
     def payout_blocked(self) -> bool:
         return bool(self.open_disputes(DisputePhase.PAYOUT))
 
+    @property
+    def charged_back(self) -> bool:
+        """A chargeback was decided for the customer: the network gave the card its money back."""
+        return any(d.network and d.outcome is DisputeOutcome.REFUND for d in self.disputes)
+
 
 @dataclass(frozen=True, slots=True)
 class LedgerState:
@@ -419,6 +427,7 @@ class Rejection(StrEnum):
     DISPUTE_NOT_OPEN = "DISPUTE_NOT_OPEN"
     DISPUTE_ALREADY_RESOLVED = "DISPUTE_ALREADY_RESOLVED"
     DISPUTE_WINDOW_CLOSED = "DISPUTE_WINDOW_CLOSED"
+    DISPUTE_OF_ANOTHER_PARTY = "DISPUTE_OF_ANOTHER_PARTY"  # a chargeback resolved by a client, or vice versa
     ALREADY_PAID_OUT = "ALREADY_PAID_OUT"
     NOT_PAID_OUT = "NOT_PAID_OUT"
     ALREADY_RETURNED = "ALREADY_RETURNED"
@@ -780,10 +789,12 @@ def open_dispute(
     dispute_id: str,
     at: datetime,
     window: timedelta | None = None,
+    network: bool = False,
 ) -> Outcome:
     """Open a dispute: freeze the hold, hold the payout back or book a clawback, by phase.
 
-    ``window`` is how long after the hold resolved disputes are still accepted (None: always).
+    ``window`` is how long after the hold resolved disputes are still accepted (None: always); a
+    ``network`` dispute (a chargeback) is accepted whenever it comes: the money is already gone.
     """
     _require_aware("at", at)
     hold = state.holds.get(payment_id)
@@ -794,12 +805,12 @@ def open_dispute(
         booked = clawback_transfer_id(payment_id, known.episode)
         return Duplicate(hold, _existing(state, booked) if known.episode == dispute_id else ())
     at = _effective(hold, at)
-    if (refused := _dispute_refusal(hold, at, window)) is not None:
+    if (refused := _dispute_refusal(hold, at, None if network else window)) is not None:
         return refused
     phase = dispute_phase(hold, at)
     running = hold.open_disputes(phase)
     episode = running[0].episode if running else dispute_id
-    dispute = Dispute(dispute_id, phase, at, episode)
+    dispute = Dispute(dispute_id, phase, at, episode, network=network)
     status = HoldStatus.FROZEN if phase is DisputePhase.ESCROW else hold.status
     changed = _changed(replace(hold, status=status, disputes=(*hold.disputes, dispute)), at)
     transfers: tuple[Transfer, ...] = ()
@@ -823,9 +834,16 @@ def _settled_dispute(state: LedgerState, hold: Hold, dispute: Dispute, outcome: 
 
 
 def resolve_dispute(
-    state: LedgerState, payment_id: str, *, dispute_id: str, outcome: DisputeOutcome, at: datetime
+    state: LedgerState,
+    payment_id: str,
+    *,
+    dispute_id: str,
+    outcome: DisputeOutcome,
+    at: datetime,
+    network: bool = False,
 ) -> Outcome:
-    """Close an open dispute; the last open one of its phase decides what the money does."""
+    """Close an open dispute; the last open one of its phase decides what the money does. Only
+    the network resolves a chargeback (``network``), and it resolves nothing else."""
     _require_aware("at", at)
     hold = state.holds.get(payment_id)
     if hold is None:
@@ -834,6 +852,12 @@ def resolve_dispute(
     if dispute is None:
         return Rejected(
             Rejection.DISPUTE_NOT_OPEN, f"payment {payment_id} has no dispute {dispute_id} to resolve"
+        )
+    if dispute.network is not network:
+        decider = "the card network" if dispute.network else "the platform's client"
+        return Rejected(
+            Rejection.DISPUTE_OF_ANOTHER_PARTY,
+            f"dispute {dispute_id} of payment {payment_id} is {decider}'s to resolve",
         )
     if not dispute.is_open:
         return _settled_dispute(state, hold, dispute, outcome)

@@ -125,7 +125,9 @@ KEY_FACTS: Final[Mapping[str, KeyFacts]] = {  # in pipeline order: it orders eve
     "DisputeClosed": KeyFacts(("dispute_id", "outcome", "phase", "still_open")),
     "HoldExpiryDue": KeyFacts(("hold_until",)),
     "FundsReleased": KeyFacts(("amount_cents", "currency", "trigger", "released_at"), "released"),
-    "FundsRefunded": KeyFacts(("amount_cents", "currency", "dispute_id", "after_release"), "refunded"),
+    "FundsRefunded": KeyFacts(
+        ("amount_cents", "currency", "dispute_id", "after_release", "chargeback"), "refunded"
+    ),
     "CardRefunded": KeyFacts(("amount_cents", "currency", "refund_of", "processor")),
     "PayoutHeldBack": KeyFacts(("dispute_id", "amount_cents", "currency"), "payout_held_back"),
     "ItemSetAside": KeyFacts(("job", "reason"), _set_aside),
@@ -143,7 +145,7 @@ KEY_FACTS: Final[Mapping[str, KeyFacts]] = {  # in pipeline order: it orders eve
     "PayeeAccountCorrected": KeyFacts(("original_trace_number", "change_code", "reason", "apply_by")),
     "AchInboundParked": KeyFacts(("reason", "code", "original_trace_number", "answer", "answer_code")),
     "ClawbackBooked": KeyFacts(("dispute_id", "amount_cents", "payout_ref"), "disputed_after_payout"),
-    "ClawbackResolved": KeyFacts(("dispute_id", "amount_cents", "outcome"), _clawback_resolved),
+    "ClawbackResolved": KeyFacts(("dispute_id", "amount_cents", "outcome", "chargeback"), _clawback_resolved),
     "PayeeAccountUpdated": KeyFacts(("provider_id",)),
     "PayeeAccountValidated": KeyFacts(("provider_id", "received_at")),
     "PayeeAccountRejected": KeyFacts(_REJECTION),

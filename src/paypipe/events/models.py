@@ -20,6 +20,7 @@ SCHEMA_MAJOR = 1  # the major of event types that never changed incompatibly (ea
 EVENT_SOURCE_PREFIX = "paypipe"
 CLIENT_PRODUCER = "client"
 CLIENT_SOURCE = f"{EVENT_SOURCE_PREFIX}.{CLIENT_PRODUCER}"
+PROCESSOR_PRODUCER = "processor"  # the card processor's notifications (chargebacks), relayed by its feed
 OPERATOR_PRODUCER = "operator"  # a person deciding a fraud review (paypipe review)
 OPERATOR_SOURCE = f"{EVENT_SOURCE_PREFIX}.{OPERATOR_PRODUCER}"
 
@@ -341,6 +342,11 @@ class FundsRefundedData(Payload):
     after_release: bool = Field(
         default=False, description="True when a dispute reversed a release before its payout was filed"
     )
+    chargeback: bool = Field(
+        default=False,
+        description="True when a chargeback the network decided for the customer gave the money back: "
+        "the card is not refunded again",
+    )
 
 
 class CardRefundedData(Payload):
@@ -456,6 +462,11 @@ class ClawbackResolvedData(Payload):
     amount_cents: PositiveCents
     currency: CurrencyCode
     outcome: DisputeOutcome = Field(description="refund: the customer is paid; release: receivable cancelled")
+    chargeback: bool = Field(
+        default=False,
+        description="True when a chargeback the network decided for the customer gave the money back: "
+        "the card is not refunded again",
+    )
 
 
 class DisputeAgedData(Payload):
@@ -710,19 +721,21 @@ class ServiceCompleted(Event):
 
 
 class DisputeOpened(Event):
-    """The customer disputes the payment; freezes the hold."""
+    """The customer disputes the payment (through the platform, or at the card network: a
+    chargeback, relayed by the processor's feed); freezes the hold."""
 
     EVENT_TYPE: ClassVar[str] = "DisputeOpened"
-    PRODUCERS: ClassVar[frozenset[str]] = frozenset({CLIENT_PRODUCER})
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({CLIENT_PRODUCER, PROCESSOR_PRODUCER})
     event_type: Literal["DisputeOpened"]
     data: DisputeOpenedData
 
 
 class DisputeResolved(Event):
-    """A dispute ended with release to the provider or refund to the customer."""
+    """A dispute ended with release to the provider or refund to the customer (a chargeback's by
+    the network alone, through the processor's feed)."""
 
     EVENT_TYPE: ClassVar[str] = "DisputeResolved"
-    PRODUCERS: ClassVar[frozenset[str]] = frozenset({CLIENT_PRODUCER})
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({CLIENT_PRODUCER, PROCESSOR_PRODUCER})
     event_type: Literal["DisputeResolved"]
     data: DisputeResolvedData
 

@@ -166,6 +166,8 @@ class RefundStep:
         data = event.data
         if isinstance(data, ev.ClawbackResolvedData) and data.outcome is not ev.DisputeOutcome.REFUND:
             return []  # the receivable was cancelled: the provider keeps the money, nothing to refund
+        if data.chargeback:
+            return []  # the network already took the money back for the card (a lost chargeback)
         charge = self.payments.instructions(event.payment_id).charge
         if charge is None:
             raise PermanentError("NoCardCharge", f"payment {event.payment_id} has no card charge to refund")

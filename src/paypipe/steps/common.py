@@ -17,10 +17,22 @@ class LedgerPort(Protocol):
     def release(self, payment_id: str, *, resolution_id: str, at: datetime) -> ledger.Outcome: ...
     def refund(self, payment_id: str, *, resolution_id: str, at: datetime) -> ledger.Outcome: ...
     def open_dispute(
-        self, payment_id: str, *, dispute_id: str, at: datetime, window: timedelta | None = None
+        self,
+        payment_id: str,
+        *,
+        dispute_id: str,
+        at: datetime,
+        window: timedelta | None = None,
+        network: bool = False,
     ) -> ledger.Outcome: ...
     def resolve_dispute(
-        self, payment_id: str, *, dispute_id: str, outcome: ledger.DisputeOutcome, at: datetime
+        self,
+        payment_id: str,
+        *,
+        dispute_id: str,
+        outcome: ledger.DisputeOutcome,
+        at: datetime,
+        network: bool = False,
     ) -> ledger.Outcome: ...
     def mark_dispute_aged(self, payment_id: str, *, dispute_id: str, at: datetime) -> ledger.Outcome: ...
     def expire(self, payment_id: str, *, as_of: datetime) -> ledger.Outcome: ...

@@ -41,11 +41,19 @@ REFUSAL_CODES: Mapping[ledger.Rejection, ev.RefusalCode] = {
     ledger.Rejection.DISPUTE_NOT_OPEN: ev.RefusalCode.DISPUTE_NOT_OPEN,
     ledger.Rejection.DISPUTE_ALREADY_RESOLVED: ev.RefusalCode.DISPUTE_ALREADY_RESOLVED,
     ledger.Rejection.DISPUTE_WINDOW_CLOSED: ev.RefusalCode.DISPUTE_WINDOW_CLOSED,
+    # Not open to the one resolving it: a client's for the network's chargeback, or the reverse.
+    ledger.Rejection.DISPUTE_OF_ANOTHER_PARTY: ev.RefusalCode.DISPUTE_NOT_OPEN,
 }
+_NOT_YET_OPEN = {ledger.Rejection.NOT_FOUND, ledger.Rejection.DISPUTE_NOT_OPEN}
 _OUTCOMES = {
     ev.DisputeOutcome.RELEASE: ledger.DisputeOutcome.RELEASE,
     ev.DisputeOutcome.REFUND: ledger.DisputeOutcome.REFUND,
 }
+
+
+class DisputeNotYetOpenError(Exception):
+    """The network decided a chargeback whose opening has not been booked yet: retry later (the
+    network's decision is never refused)."""
 
 
 class HoldNotFoundError(Exception):
@@ -95,7 +103,11 @@ class ReleaseStep:
                 refused(event, ev.RefusalCode.IDENTIFIER_INVALID, message, receipt.received_at, "dispute_id")
             ]
         outcome = self.ledger.open_dispute(
-            event.payment_id, dispute_id=dispute_id, at=receipt.received_at, window=self.dispute_window
+            event.payment_id,
+            dispute_id=dispute_id,
+            at=receipt.received_at,
+            window=self.dispute_window,
+            network=event.producer == ev.PROCESSOR_PRODUCER,
         )
         if (refusal := self._refusal(event, outcome, receipt)) is not None:
             return [refusal]
@@ -107,13 +119,16 @@ class ReleaseStep:
 
     def on_dispute_resolved(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.DisputeResolved)
-        data = event.data
+        data, network = event.data, event.producer == ev.PROCESSOR_PRODUCER
         outcome = self.ledger.resolve_dispute(
             event.payment_id,
             dispute_id=data.dispute_id,
             outcome=_OUTCOMES[data.outcome],
             at=receipt.received_at,
+            network=network,
         )
+        if network and isinstance(outcome, ledger.Rejected) and outcome.reason in _NOT_YET_OPEN:
+            raise DisputeNotYetOpenError(outcome.message)
         if isinstance(outcome, ledger.Rejected) and outcome.reason is ledger.Rejection.NOT_FOUND:
             # No hold, so no dispute of this payment was ever opened.
             message = f"payment {event.payment_id} has no dispute {data.dispute_id}"
@@ -200,6 +215,7 @@ class ReleaseStep:
             refunded_at=hold.reversed_at or hold.last_change,
             dispute_id=cause.data.dispute_id if isinstance(cause, ev.DisputeResolved) else None,
             after_release=True,
+            chargeback=hold.charged_back,
         )
         return [
             ev.FundsRefunded.create(
@@ -254,6 +270,7 @@ class ReleaseStep:
                 customer_id=hold.customer_id,
                 refunded_at=resolved_at,
                 dispute_id=(hold.resolution_id or "").removeprefix(ledger.DISPUTE_RESOLUTION_PREFIX) or None,
+                chargeback=hold.charged_back,
             )
             events.append(
                 ev.FundsRefunded.create(
@@ -319,6 +336,7 @@ def clawback_resolved(hold: ledger.Hold, dispute: ledger.Dispute, cause: ev.Even
         amount_cents=hold.released_cents,
         currency=hold.currency,
         outcome=ev.DisputeOutcome.REFUND if refund else ev.DisputeOutcome.RELEASE,
+        chargeback=refund and hold.charged_back,
     )
     return ev.ClawbackResolved.create(
         payment_id=hold.payment_id,
