@@ -44,7 +44,7 @@ def test_a_rendered_report_reads_back_to_the_same_lines_and_totals(lines: list[S
     assert list(report.lines) == lines
     assert report.totals == settlement_totals(lines)
     for totals in report.totals.values():
-        assert totals.net == totals.captured - totals.refunded - totals.fees
+        assert totals.net == totals.captured - totals.refunded - totals.charged_back - totals.fees
 
 
 def sample() -> str:
@@ -70,7 +70,8 @@ def test_the_report_states_gross_fee_and_net_per_line_and_per_currency() -> None
     [
         (",7500,320,7180", ",7600,320,7280", "lines add up to"),  # a total that is not the lines' sum
         (",9680\n", ",9681\n", "net 9681 is not gross"),  # a line whose net is wrong
-        ("capture,a1", "chargeback,a1", "unknown type"),
+        ("capture,a1", "payout,a1", "unknown type"),
+        ("capture,a1", "chargeback,a1", "a chargeback with gross 10000"),
         (",10000,320,9680", ",-10000,320,-10320", "a capture with gross"),
         ("2026-12-01,refund", "2026-12-02,refund", "a line of 2026-12-02 in the report of 2026-12-01"),
         ("settlement_date", "date", "header"),

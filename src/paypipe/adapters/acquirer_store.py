@@ -6,7 +6,9 @@ simulator remembers of it: each key's request fingerprint (a SHA-256: no card da
 decided outcome, the attempts per key and the authorization's amounts, under a version check.
 A call loads that item into a `SimulatedAcquirer`, runs there, and saves the item back with the
 settlement lines it booked (one item each, ``gsi1pk = day#<date>`` sharded, so a day's report is
-an index query and no item is shared between payments) in one transaction. A call that loses the
+an index query and no item is shared between payments) and the chargeback notices it booked (one
+item each, ``gsi1pk = notice`` sharded, sorted by when each falls due; deleted once relayed) in
+one transaction. A call that loses the
 race to another container is a retryable processor error: the port's retry loads it again. A call
 that books no line (an authorization, a void, a refused one) is a single conditional put.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -37,6 +39,8 @@ from paypipe.domain.card_processing import (
     Decided,
     DeclineCode,
     Declined,
+    DisputeNotice,
+    NoticeKind,
     Operation,
     ProcessorError,
     RefundRequest,
@@ -47,6 +51,7 @@ from paypipe.domain.card_processing import (
 from paypipe.domain.settlement import LineKind, SettlementLine
 
 DAY_INDEX = "day"
+NOTICE_INDEX = "notice"
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,14 @@ class DynamoAcquirer:
         items = query_shards(self._ddb, self._table, f"{DAY_INDEX}#{day.isoformat()}")
         return [_line(json.loads(item["line"]["S"])) for item in items]
 
+    def due_notices(self, as_of: datetime) -> list[DisputeNotice]:
+        """The chargeback notices due by ``as_of`` and not acknowledged, oldest first."""
+        items = query_shards(self._ddb, self._table, NOTICE_INDEX, before=f"{_utc(as_of)}~")
+        return [_notice(json.loads(item["notice"]["S"])) for item in items]
+
+    def acknowledge(self, notice: DisputeNotice) -> None:
+        self._ddb.delete_item(TableName=self._table, Key=_notice_key(notice))
+
     def _run(self, request: Request, call: Callable[[SimulatedAcquirer], Result]) -> Result:
         reference = _reference(request)
         loaded = self._load(reference)
@@ -122,10 +135,11 @@ class DynamoAcquirer:
         put: dict[str, Any] = {"TableName": self._table, "Item": item, "ConditionExpression": condition}
         if loaded.version:
             put["ExpressionAttributeValues"] = {":seen": {"N": str(loaded.version)}}
-        lines = [self._line_put(reference, loaded.version, n, line) for n, line in enumerate(state.lines)]
+        booked = [self._line_put(reference, loaded.version, n, line) for n, line in enumerate(state.lines)]
+        booked += [self._notice_put(notice) for notice in state.notices]
         try:
-            if lines:  # the state and its new lines together, or neither
-                self._ddb.transact_write_items(TransactItems=[{"Put": put}, *lines])
+            if booked:  # the state and its new lines and notices together, or neither
+                self._ddb.transact_write_items(TransactItems=[{"Put": put}, *booked])
             else:  # a single conditional put costs half a transaction's units
                 self._ddb.put_item(**put)
         except ClientError as error:
@@ -147,6 +161,30 @@ class DynamoAcquirer:
             "gsi1sk": {"S": f"{at}#{line_id}"},
         }
         return {"Put": {"TableName": self._table, "Item": item}}
+
+    def _notice_put(self, notice: DisputeNotice) -> dict[str, Any]:
+        record = {**asdict(notice), "due_at": _utc(notice.due_at), "kind": notice.kind.value}
+        item = {
+            **_notice_key(notice),
+            "notice": {"S": json.dumps(record, sort_keys=True)},
+            "gsi1pk": {"S": shard_key(NOTICE_INDEX, notice.notice_id)},
+            "gsi1sk": {"S": f"{_utc(notice.due_at)}#{notice.notice_id}"},
+        }
+        return {"Put": {"TableName": self._table, "Item": item}}
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
+
+
+def _notice_key(notice: DisputeNotice) -> dict[str, Any]:
+    return {"pk": {"S": f"notice#{notice.notice_id}"}, "sk": {"S": "notice"}}
+
+
+def _notice(record: dict[str, Any]) -> DisputeNotice:
+    return DisputeNotice(
+        **{**record, "due_at": datetime.fromisoformat(record["due_at"]), "kind": NoticeKind(record["kind"])}
+    )
 
 
 def _state_key(reference: str) -> dict[str, Any]:

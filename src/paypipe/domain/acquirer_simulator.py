@@ -2,6 +2,9 @@
 
 Deterministic: a test card in `TEST_CARDS` always gets its answer (the numbers are the ones card
 processors publish for testing, plus one of ours that never answers); any other card is approved.
+The disputed card is captured, then charged back by the network a day later (a chargeback line
+with the network's dispute fee, and an ``opened`` notice) and lost two days after that (a
+``lost`` notice).
 In a fault run, `Faults` makes a seeded share of calls fail with a retryable error or time out
 (half of the timeouts after the operation happened, as a lost reply does), drawn from a SHA-256
 of the seed, the key and the attempt, never `random`. A key asked again returns the operation's
@@ -16,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Final
 
@@ -27,6 +30,8 @@ from paypipe.domain.card_processing import (
     Decided,
     DeclineCode,
     Declined,
+    DisputeNotice,
+    NoticeKind,
     Operation,
     ProcessorError,
     RefundRequest,
@@ -41,6 +46,7 @@ from paypipe.domain.settlement import LineKind, SettlementLine
 class Behaviour(Enum):
     TIMEOUT = "always times out"
     PROCESSING_ERROR = "always a retryable processing error"
+    CHARGEBACK = "approved, then charged back as fraudulent and lost"
 
 
 # fmt: off
@@ -53,8 +59,12 @@ TEST_CARDS: Final[dict[str, DeclineCode | Behaviour]] = {
     "4000000000009979": DeclineCode.LOST_OR_STOLEN,  # stolen
     "4000000000000119": Behaviour.PROCESSING_ERROR,
     "4000000000008005": Behaviour.TIMEOUT,
+    "4000000000000259": Behaviour.CHARGEBACK,
 }
 # fmt: on
+CHARGEBACK_OPENS_AFTER: Final = timedelta(days=1)  # after the capture
+CHARGEBACK_DECIDED_AFTER: Final = timedelta(days=3)
+CHARGEBACK_REASON: Final = "fraudulent"
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class FeeSchedule:
 
     rate_bps: int = 290
     fixed_minor: int = 30
+    chargeback_minor: int = 1_500  # the network's fee on each chargeback
 
     def fee(self, captured_minor: int) -> int:
         return (captured_minor * self.rate_bps + 5_000) // 10_000 + self.fixed_minor
@@ -90,17 +101,20 @@ class Authorization:
     captured: int = 0
     refunded: int = 0
     voided: bool = False
+    disputed: bool = False  # the card will be charged back once captured
 
 
 @dataclass
 class SimulatorState:
     """What the acquirer remembers: each key's request fingerprint and decided outcome, the
-    attempts per key (fault draws), the authorizations, and the settlement lines booked."""
+    attempts per key (fault draws), the authorizations, and the settlement lines and chargeback
+    notices booked (an adapter that stores them apart keeps here only those of the call)."""
 
     decided: dict[str, tuple[str, Decided]] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     authorizations: dict[str, Authorization] = field(default_factory=dict)
     lines: list[SettlementLine] = field(default_factory=list)
+    notices: list[DisputeNotice] = field(default_factory=list)
 
 
 def request_fingerprint(request: Request) -> str:
@@ -157,6 +171,13 @@ class SimulatedAcquirer:
     def settlement_days(self) -> list[date]:
         return sorted({line.day for line in self.state.lines})
 
+    def due_notices(self, as_of: datetime) -> list[DisputeNotice]:
+        """The chargeback notices due by ``as_of`` and not acknowledged, oldest first."""
+        return sorted((n for n in self.state.notices if n.due_at <= as_of), key=lambda n: n.due_at)
+
+    def acknowledge(self, notice: DisputeNotice) -> None:
+        self.state.notices = [n for n in self.state.notices if n.notice_id != notice.notice_id]
+
     def _call(self, operation: Operation, key: str, request: Request, apply: Callable[[], Decided]) -> Result:
         fingerprint = request_fingerprint(request)
         known = self.state.decided.get(key)
@@ -203,7 +224,11 @@ class SimulatedAcquirer:
             return Declined(op, request.key, DeclineCode.INVALID_REQUEST, "amount must be positive")
         reference = authorization_reference(request.key)
         self.state.authorizations[reference] = Authorization(
-            reference, request.payment_id, request.currency, request.amount_cents
+            reference,
+            request.payment_id,
+            request.currency,
+            request.amount_cents,
+            disputed=code is Behaviour.CHARGEBACK,
         )
         return Approved(op, request.key, reference, request.amount_cents, request.currency)
 
@@ -215,6 +240,8 @@ class SimulatedAcquirer:
             return Declined(op, request.key, DeclineCode.INVALID_REQUEST, problem or "no such authorization")
         auth.captured = request.amount_cents
         self._book(LineKind.CAPTURE, auth, request.amount_cents, self.fees.fee(request.amount_cents))
+        if auth.disputed:
+            self._charge_back(auth)
         return Approved(op, request.key, auth.reference, request.amount_cents, auth.currency)
 
     def _void(self, request: VoidRequest) -> Decided:
@@ -238,10 +265,36 @@ class SimulatedAcquirer:
         reference = f"sim_refund_{hashlib.sha256(request.key.encode()).hexdigest()[:20]}"
         return Approved(op, request.key, reference, request.amount_cents, auth.currency)
 
-    def _book(self, kind: LineKind, auth: Authorization, amount: int, fee: int) -> None:
-        day = self.now().date()
+    def _charge_back(self, auth: Authorization) -> None:
+        """The cardholder disputes the capture at the network, which takes it back and decides."""
+        captured_at = self.now()
+        opened_at = captured_at + CHARGEBACK_OPENS_AFTER
+        dispute_id = f"sim_dp_{auth.reference.removeprefix('sim_auth_')}"
+        for kind, due_at in (
+            (NoticeKind.OPENED, opened_at),
+            (NoticeKind.LOST, captured_at + CHARGEBACK_DECIDED_AFTER),
+        ):
+            self.state.notices.append(
+                DisputeNotice(
+                    dispute_id,
+                    kind,
+                    due_at,
+                    auth.payment_id,
+                    auth.reference,
+                    auth.captured,
+                    auth.currency,
+                    CHARGEBACK_REASON,
+                )
+            )
+        self._book(LineKind.CHARGEBACK, auth, auth.captured, self.fees.chargeback_minor, opened_at.date())
+
+    def _book(
+        self, kind: LineKind, auth: Authorization, amount: int, fee: int, day: date | None = None
+    ) -> None:
         self.state.lines.append(
-            SettlementLine(day, kind, auth.reference, auth.payment_id, auth.currency, amount, fee)
+            SettlementLine(
+                day or self.now().date(), kind, auth.reference, auth.payment_id, auth.currency, amount, fee
+            )
         )
 
 

@@ -6,6 +6,9 @@ Results are classified once here, whatever the processor: approved; declined wit
 a processor error (retryable or not); or an unknown outcome (a timeout), which is resolved by
 looking the operation up before any retry (`settle_call`; `settle` for one request).
 
+A processor also tells of chargebacks (`DisputeNotice`: a dispute opened at the card network,
+then won or lost), through its `DisputeFeed`; the processor's feed relays each as an event.
+
 Pure: the adapters (a simulated acquirer, a real processor) implement `CardProcessor`.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Final, Protocol
 
@@ -171,3 +175,34 @@ def settle(processor: CardProcessor, request: Request, attempts: int = DEFAULT_A
         case RefundRequest():
             call = lambda: processor.refund(request)  # noqa: E731
     return settle_call(call, lambda: processor.lookup(request), attempts)
+
+
+class NoticeKind(StrEnum):
+    OPENED = "opened"  # the network took the payment back for the cardholder, pending its decision
+    WON = "won"  # decided for the platform: the money comes back
+    LOST = "lost"  # decided for the cardholder: the money stays with the card
+
+
+@dataclass(frozen=True)
+class DisputeNotice:
+    """One thing the processor tells of a chargeback, due at ``due_at`` (its time at the network)."""
+
+    dispute_id: str
+    kind: NoticeKind
+    due_at: datetime
+    payment_id: str
+    authorization_id: str
+    amount_cents: int
+    currency: str
+    reason: str
+
+    @property
+    def notice_id(self) -> str:
+        return f"{self.dispute_id}#{self.kind}"
+
+
+class DisputeFeed(Protocol):
+    """The processor's chargeback notices: those due by a time, each acknowledged once relayed."""
+
+    def due_notices(self, as_of: datetime) -> list[DisputeNotice]: ...
+    def acknowledge(self, notice: DisputeNotice) -> None: ...

@@ -1,9 +1,10 @@
 """The acquirer's daily settlement report, and its match against what the ledger booked.
 
-The report is a CSV file, one line per capture or refund and a total line per currency:
-``settlement_date,type,reference,payment_id,currency,gross_minor,fee_minor,net_minor``, where a
-refund's gross is negative and net = gross - fee; the totals' net is captured - refunded - fees,
-the amount the acquirer pays out for the day. `parse_report` refuses a report whose lines do not
+The report is a CSV file, one line per capture, refund or chargeback and a total line per
+currency: ``settlement_date,type,reference,payment_id,currency,gross_minor,fee_minor,net_minor``,
+where a refund's and a chargeback's gross are negative and net = gross - fee (a chargeback's fee
+is the network's dispute fee); the totals' net is captured - refunded - charged back - fees, the
+amount the acquirer pays out for the day. `parse_report` refuses a report whose lines do not
 add up to its totals; `compare` lists every way a day's booking and report disagree.
 
 Pure: no I/O.
@@ -45,6 +46,7 @@ def report_day(key: str) -> date:
 class LineKind(StrEnum):
     CAPTURE = "capture"
     REFUND = "refund"
+    CHARGEBACK = "chargeback"  # the network took a captured payment back for the cardholder
 
 
 class SettlementReportError(ValueError):
@@ -58,7 +60,7 @@ class SettlementLine:
     reference: str
     payment_id: str
     currency: str
-    amount_minor: int  # captured, or refunded, as a positive amount
+    amount_minor: int  # captured, refunded or charged back, as a positive amount
     fee_minor: int
 
     @property
@@ -71,15 +73,28 @@ class SettlementTotals:
     captured: int = 0
     refunded: int = 0
     fees: int = 0
+    charged_back: int = 0
+
+    @property
+    def gross(self) -> int:
+        return self.captured - self.refunded - self.charged_back
 
     @property
     def net(self) -> int:
-        return self.captured - self.refunded - self.fees
+        return self.gross - self.fees
 
     def add(self, line: SettlementLine) -> SettlementTotals:
-        if line.kind is LineKind.CAPTURE:
-            return replace(self, captured=self.captured + line.amount_minor, fees=self.fees + line.fee_minor)
-        return replace(self, refunded=self.refunded + line.amount_minor, fees=self.fees + line.fee_minor)
+        field = _TOTAL_OF[line.kind]
+        return replace(
+            self, **{field: getattr(self, field) + line.amount_minor}, fees=self.fees + line.fee_minor
+        )
+
+
+_TOTAL_OF: Final = {
+    LineKind.CAPTURE: "captured",
+    LineKind.REFUND: "refunded",
+    LineKind.CHARGEBACK: "charged_back",
+}
 
 
 def settlement_totals(lines: Iterable[SettlementLine]) -> dict[str, SettlementTotals]:
@@ -120,8 +135,7 @@ def render_report(day: date, lines: Iterable[SettlementLine]) -> str:
             )
         )
     for currency, totals in sorted(settlement_totals(rows).items()):
-        gross = totals.captured - totals.refunded
-        writer.writerow((day, TOTAL, "", "", currency, gross, totals.fees, totals.net))
+        writer.writerow((day, TOTAL, "", "", currency, totals.gross, totals.fees, totals.net))
     return out.getvalue()
 
 
@@ -174,7 +188,7 @@ def _line(
 def _check_totals(totals: Mapping[str, SettlementTotals], stated: Mapping[str, tuple[int, int, int]]) -> None:
     for currency in sorted(set(totals) | set(stated)):
         summed = totals.get(currency, SettlementTotals())
-        expected = (summed.captured - summed.refunded, summed.fees, summed.net)
+        expected = (summed.gross, summed.fees, summed.net)
         if stated.get(currency) != expected:
             raise SettlementReportError(
                 f"{currency}: total row {stated.get(currency)} but lines add up to {expected}"
@@ -184,6 +198,7 @@ def _check_totals(totals: Mapping[str, SettlementTotals], stated: Mapping[str, t
 class MismatchKind(StrEnum):
     CAPTURED = "captured"
     REFUNDED = "refunded"
+    CHARGED_BACK = "charged_back"
     FEES = "fees"
     NET = "net"
 
