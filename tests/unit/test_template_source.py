@@ -100,8 +100,9 @@ def test_a_type_from_several_sources_gets_one_branch_per_source_set():
     pattern = event_pattern(("ServiceCompleted", "HoldExpiryDue", "DisputeOpened"))
     assert pattern == {
         "$or": [
-            {"source": [ev.CLIENT_SOURCE], "detail-type": ["ServiceCompleted", "DisputeOpened"]},
+            {"source": [ev.CLIENT_SOURCE], "detail-type": ["ServiceCompleted"]},
             {"source": ["paypipe.release"], "detail-type": ["HoldExpiryDue"]},
+            {"source": [ev.CLIENT_SOURCE, "paypipe.processor"], "detail-type": ["DisputeOpened"]},
         ]
     }
     shared = event_pattern(("RequestRefused",), {"data": {"code": ["X"]}})

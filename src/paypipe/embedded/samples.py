@@ -390,6 +390,8 @@ def sample_events(template: Mapping[str, Any] | None = None) -> dict[str, dict[s
         "ReviewSweepFunction": (REQUESTED_AT + timedelta(hours=73)).replace(minute=0, second=0),
         # 00:30 the day after the sample was charged: the settlement report of its capture.
         "AcquirerReportFunction": (REQUESTED_AT + timedelta(days=1)).replace(hour=0, minute=30),
+        # A day after the sample was charged: the notices the processor has by then (none for it).
+        "ProcessorFeedFunction": REQUESTED_AT + timedelta(days=1),
     }
     samples: dict[str, dict[str, Any]] = {}
     for logical_id, function in _functions(template).items():

@@ -155,6 +155,14 @@ FUNCTIONS = (
         publishes=False,
     ),
     Function(
+        "processor_feed",
+        "processor",
+        schedule=("ProcessorFeed", "ProcessorFeedSchedule"),
+        description="paypipe processor feed - the card processor's chargeback notices as dispute events",
+        tables={"Acquirer": "Crud"},
+        parameters=("CardProcessor",),
+    ),
+    Function(
         "escrow_hold",
         "escrow_hold",
         consumes=("PaymentCharged",),
