@@ -98,7 +98,14 @@ def test_every_payment_ends_once_and_ach_matches_releases(duplicate):
         per_payment = Counter(payment_id for payment_id, _ in terminal)
         assert set(per_payment.values()) == {1}, "a payment reached two different terminal events"
 
-        released = {e.payment_id: e.data.amount_cents for e in observed if isinstance(e, ev.FundsReleased)}
+        reversed_ = {
+            e.payment_id for e in observed if isinstance(e, ev.FundsRefunded) and e.data.after_release
+        }
+        released = {
+            e.payment_id: e.data.amount_cents
+            for e in observed
+            if isinstance(e, ev.FundsReleased) and e.payment_id not in reversed_  # refunded before payout
+        }
         batches = {e.data.batch_id: e for e in observed if isinstance(e, ev.AchBatchCreated)}
         paid = Counter(pid for batch in batches.values() for pid in batch.data.payment_ids)
         assert set(paid.values()) == {1}, "a payout appears in two ACH files"

@@ -829,3 +829,44 @@ def test_a_report_that_does_not_settle_the_run_is_reported(tamper, kinds):
         v for v in run(events, settlement_lines=tamper(lines)).violations if v.code == "SETTLEMENT_MISMATCH"
     ]
     assert {v.message.split(" ")[4].rstrip(":") for v in violations} == kinds  # "over the run, USD <kind>:"
+
+
+def charged_back_payment():
+    """A payment charged 500 cents, charged back by the network and lost: the hold refunded to
+    the customer with ``chargeback`` set, and the acquirer's capture and chargeback lines."""
+    opened = ev.DisputeOpened.create(
+        payment_id="p1",
+        data=ev.DisputeOpenedData(dispute_id="sim_dp_1", reason="fraudulent"),
+        producer=ev.PROCESSOR_PRODUCER,
+        occurred_at=AT,
+    )
+    refund = refunded("p1")
+    refund = refund.model_copy(update={"data": refund.data.model_copy(update={"chargeback": True})})
+    fees = FeeSchedule()
+    lines = [
+        report_line(LineKind.CAPTURE, 500, fees.fee(500)),
+        report_line(LineKind.CHARGEBACK, 500, fees.chargeback_minor),
+    ]
+    return [charged("p1"), held("p1"), opened, refund], lines
+
+
+def test_a_lost_chargeback_needs_no_refund_at_the_card_and_settles():
+    events, lines = charged_back_payment()
+    found = codes(run(events, settlement_lines=lines))
+    assert "REFUND_NOT_AT_CARD" not in found and "SETTLEMENT_MISMATCH" not in found
+
+
+def test_a_lost_chargeback_refunded_at_the_card_as_well_is_reported():
+    events, lines = charged_back_payment()
+    events.append(card_refunded("p1", 500, cause=events[-1]))
+    lines.append(report_line(LineKind.REFUND, 500, 0))
+    assert "REFUND_NOT_AT_CARD" in codes(run(events, settlement_lines=lines))
+
+
+def test_a_chargeback_the_reports_do_not_show_or_the_run_never_saw_is_reported():
+    events, lines = charged_back_payment()
+    missing = run(events, settlement_lines=lines[:1]).violations
+    kinds = {v.message.split(" ")[4].rstrip(":") for v in missing if v.code == "SETTLEMENT_MISMATCH"}
+    assert kinds == {"charged_back", "fees", "net"}
+    unseen = [e for e in events if not isinstance(e, ev.DisputeOpened)]
+    assert "SETTLEMENT_MISMATCH" in codes(run(unseen, settlement_lines=lines))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from paypipe.adapters.payouts_store import PayoutsStore
 from paypipe.domain.ach_calendar import EASTERN
+from paypipe.domain.acquirer_simulator import CHARGEBACK_DECIDED_AFTER, CHARGEBACK_OPENS_AFTER
 from paypipe.domain.bank_simulator import BankSimulator
 from paypipe.domain.settlement import SettlementTotals, settlement_totals
 from paypipe.embedded.bank import SimulatedBank
@@ -79,6 +80,7 @@ def run_demo(
         _decide_reviews(pipeline, out_dir, notify)
         write_reviews(pipeline, out_dir)  # as they stand before the run fast-forwards past deadlines
         _complete_and_dispute(pipeline, rng, notify)
+        _relay_chargebacks(pipeline, now, notify)
         _run_schedules(pipeline, now, notify)
         if bank is not None:
             _bank_answers(pipeline, bank, notify)
@@ -120,6 +122,23 @@ def _complete_and_dispute(pipeline: EmbeddedPipeline, rng: random.Random, notify
         if wave and not pipeline.publish(wave).ok:
             raise RuntimeError("follow-up events could not be published")
         _drain(pipeline, "release", notify)
+
+
+PROCESSOR_FEED_FUNCTION = "ProcessorFeedFunction"
+
+
+def _relay_chargebacks(pipeline: EmbeddedPipeline, now: datetime, notify: Progress) -> None:
+    """The processor's feed when the network's chargebacks open and when it decides them, while
+    the holds still stand (later notices are relayed by the schedules after the holds expire)."""
+    charged = [e.occurred_at for e in pipeline.observed() if isinstance(e, ev.PaymentCharged)]
+    expiry = now + timedelta(days=int(pipeline.stack.parameters["HoldDays"]))
+    for after in (CHARGEBACK_OPENS_AFTER, CHARGEBACK_DECIDED_AFTER) if charged else ():
+        at = max(charged) + after + timedelta(minutes=15)
+        if at >= expiry:
+            return
+        notify("processor feed: chargebacks", 0, 0)
+        pipeline.run_schedule(PROCESSOR_FEED_FUNCTION, at)
+        _drain(pipeline, "processor feed -> release", notify)
 
 
 def _run_schedules(pipeline: EmbeddedPipeline, now: datetime, notify: Progress) -> None:

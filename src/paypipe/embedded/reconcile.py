@@ -181,20 +181,37 @@ def reconcile(
 
 
 def _check_settlement(result: Reconciliation, unique: Sequence[ev.Event], context: Context) -> None:
-    """The acquirer's reports over the run settle what the pipeline charged and refunded, less the
-    contracted fees: captured, refunded, fees and net per currency (``SETTLEMENT_MISMATCH``)."""
+    """The acquirer's reports over the run settle what the pipeline charged, refunded and was
+    charged back, less the contracted fees: captured, refunded, charged back, fees and net per
+    currency (``SETTLEMENT_MISMATCH``)."""
     if context.settlement_lines is None:
         return
-    booked = [line for event in unique if (line := _booked_line(event, context.acquirer_fees))]
+    charges = {e.payment_id: e.data.charge for e in unique if isinstance(e, ev.PaymentCharged)}
+    booked = [line for event in unique if (line := _booked_line(event, charges, context.acquirer_fees))]
     last_day = (context.as_of or datetime.now(UTC)).date()
     for mismatch in compare(last_day, settlement_totals(booked), settlement_totals(context.settlement_lines)):
         message = f"over the run, {mismatch.currency} {mismatch.kind}: booked {mismatch.booked_minor}, "
         result.flag("SETTLEMENT_MISMATCH", None, message + f"the acquirer reported {mismatch.reported_minor}")
 
 
-def _booked_line(event: ev.Event, fees: FeeSchedule) -> SettlementLine | None:
+def _booked_line(
+    event: ev.Event, charges: Mapping[str, ev.CardCharge], fees: FeeSchedule
+) -> SettlementLine | None:
     """The line the acquirer's report owes for a card event the pipeline saw (None: not one)."""
     day = event.occurred_at.date()
+    if isinstance(event, ev.DisputeOpened) and event.producer == ev.PROCESSOR_PRODUCER:
+        charge = charges.get(event.payment_id)
+        if charge is None:
+            return None  # a chargeback of no charge the run saw: the report's line is a mismatch
+        return SettlementLine(
+            day,
+            LineKind.CHARGEBACK,
+            charge.authorization_id,
+            event.payment_id,
+            charge.currency,
+            charge.captured_cents,
+            fees.chargeback_minor,
+        )
     if isinstance(event, ev.PaymentCharged):
         charge = event.data.charge
         cents, fee = charge.captured_cents, fees.fee(charge.captured_cents)
@@ -211,7 +228,8 @@ def _booked_line(event: ev.Event, fees: FeeSchedule) -> SettlementLine | None:
 
 def _check_card_money(result: Reconciliation, unique: Sequence[ev.Event]) -> None:
     """A charged payment's hold is what its card gave (``HELD_NOT_CAPTURED``), and its card gets
-    back exactly what escrow and lost clawbacks refunded the customer (``REFUND_NOT_AT_CARD``)."""
+    back exactly what escrow and lost clawbacks refunded the customer (``REFUND_NOT_AT_CARD``):
+    through the processor, or already through a lost chargeback (the network gave it back)."""
     captured = {
         e.payment_id: e.data.charge.captured_cents for e in unique if isinstance(e, ev.PaymentCharged)
     }
@@ -227,6 +245,8 @@ def _check_card_money(result: Reconciliation, unique: Sequence[ev.Event]) -> Non
             isinstance(event, ev.ClawbackResolved) and event.data.outcome is ev.DisputeOutcome.REFUND
         ):
             owed[event.payment_id] += event.data.amount_cents
+            if event.data.chargeback:
+                returned[event.payment_id] += event.data.amount_cents
         elif isinstance(event, ev.CardRefunded):
             returned[event.payment_id] += event.data.amount_cents
     for payment_id in sorted((owed | returned).keys() & captured.keys()):
@@ -387,7 +407,10 @@ def _check_payouts(
     reversed_ = {e.payment_id for e in events if isinstance(e, ev.FundsRefunded) and e.data.after_release}
     batched = {(e.data.file_key, e.data.trace_number): e for e in events if isinstance(e, ev.PayoutBatched)}
     netted = [e for e in events if isinstance(e, ev.PayoutNetted)]
-    result.released_cents = sum(released.values())
+    # Released to be paid out: a release a dispute reversed before its payout was filed is refunded.
+    result.released_cents = sum(
+        cents for payment_id, cents in released.items() if payment_id not in reversed_
+    )
     credits = [entry for entry in ach_entries if entry.is_credit and not entry.prenote]
     result.prenotes = sum(1 for entry in ach_entries if entry.prenote)
     result.ach_entries = len(credits)

@@ -12,7 +12,7 @@ from typing import Final
 
 from pydantic import SecretStr
 
-from paypipe.domain.acquirer_simulator import TEST_CARDS
+from paypipe.domain.acquirer_simulator import TEST_CARDS, Behaviour
 from paypipe.domain.card_processing import DeclineCode
 from paypipe.domain.validation import CardBrand, card_brand
 from paypipe.events import models as ev
@@ -110,12 +110,15 @@ DECLINE_CARDS: Final = tuple(
     {code: pan for pan, code in TEST_CARDS.items() if isinstance(code, DeclineCode)}.values()
 )
 
+# Captured, then charged back by the network and lost (the simulated acquirer's disputed card).
+CHARGEBACK_CARD: Final = next(pan for pan, code in TEST_CARDS.items() if code is Behaviour.CHARGEBACK)
+
 
 def build_scenario(
     count: int, *, seed: int = 7, now: datetime | None = None, run_id: str = "demo"
 ) -> Scenario:
     """``count`` payment requests: ~75% good, ~8% invalid, ~6% risky (review), ~5% declined by the
-    card processor, a card-testing burst."""
+    card processor, ~3% charged back by the card network, a card-testing burst."""
     rng = random.Random(seed)
     start = now or datetime.now(UTC)  # one request a second from here, as the pipeline clock runs
     scenario = Scenario()
@@ -144,18 +147,8 @@ def build_scenario(
                 {"routing_number": "123456789"},  # bad ABA check digit
             ]
             kwargs = variants[variant]
-        elif index % 17 == 3:
-            kind = "review"
-            kwargs = {"ip_country": "RO", "billing_country": "US"}
-        elif index % 19 == 7:
-            kind = "card_declined"  # a test card the simulated acquirer declines, by its reason
-            kwargs = {"pan": DECLINE_CARDS[(index // 19) % len(DECLINE_CARDS)]}
-        elif index % 23 == 11 or index % 29 == 13:
-            # Payees at the simulated bank's test accounts: one always returned (no account), one
-            # whose account number the bank corrects (docs/operations.md, "Simulated bank").
-            kind = "bank_return" if index % 23 == 11 else "bank_correction"
-            kwargs = {"account_number": "SIMR03" if kind == "bank_return" else "SIMC01"}
-            kwargs["provider_id"] = "prov-r03" if kind == "bank_return" else "prov-c01"
+        elif (fixed := _fixed_variant(index)) is not None:
+            kind, kwargs = fixed
         customer_id = str(kwargs.pop("customer_id", f"cust-{index % max(1, count // 3):04d}"))
         kwargs.setdefault("ip_address", customer_ip(customer_id))
         request = payment_requested(
@@ -171,6 +164,23 @@ def build_scenario(
         scenario.requests.append(request)
         scenario.intent[payment_id] = kind
     return scenario
+
+
+def _fixed_variant(index: int) -> tuple[str, dict[str, object]] | None:
+    """The traffic kinds a payment's index alone decides (None: a good payment)."""
+    if index % 17 == 3:
+        return "review", {"ip_country": "RO", "billing_country": "US"}
+    if index % 19 == 7:  # a test card the simulated acquirer declines, by its reason
+        return "card_declined", {"pan": DECLINE_CARDS[(index // 19) % len(DECLINE_CARDS)]}
+    if index % 31 == 17:  # captured, then disputed at the network and lost
+        return "chargeback", {"pan": CHARGEBACK_CARD}
+    if index % 23 == 11 or index % 29 == 13:
+        # Payees at the simulated bank's test accounts: one always returned (no account), one
+        # whose account number the bank corrects (docs/operations.md, "Simulated bank").
+        if index % 23 == 11:
+            return "bank_return", {"account_number": "SIMR03", "provider_id": "prov-r03"}
+        return "bank_correction", {"account_number": "SIMC01", "provider_id": "prov-c01"}
+    return None
 
 
 def final_states(events: Iterable[ev.Event]) -> dict[str, str]:
