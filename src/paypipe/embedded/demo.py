@@ -131,8 +131,10 @@ def _relay_chargebacks(pipeline: EmbeddedPipeline, now: datetime, notify: Progre
     """The processor's feed when the network's chargebacks open and when it decides them, while
     the holds still stand (later notices are relayed by the schedules after the holds expire)."""
     charged = [e.occurred_at for e in pipeline.observed() if isinstance(e, ev.PaymentCharged)]
+    if not charged:
+        return
     expiry = now + timedelta(days=int(pipeline.stack.parameters["HoldDays"]))
-    for after in (CHARGEBACK_OPENS_AFTER, CHARGEBACK_DECIDED_AFTER) if charged else ():
+    for after in (CHARGEBACK_OPENS_AFTER, CHARGEBACK_DECIDED_AFTER):
         at = max(charged) + after + timedelta(minutes=15)
         if at >= expiry:
             return
