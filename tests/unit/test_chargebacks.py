@@ -71,6 +71,7 @@ def assert_charged_back(acquirer: Any, reference: str) -> None:
     assert (opened.kind, opened.payment_id, opened.amount_cents) == (cp.NoticeKind.OPENED, "pay-1", 10_000)
     both = acquirer.due_notices(NOW + CHARGEBACK_DECIDED_AFTER)
     assert [n.kind for n in both] == [cp.NoticeKind.OPENED, cp.NoticeKind.LOST]
+    assert acquirer.due_notices(NOW + CHARGEBACK_DECIDED_AFTER, limit=1) == both[:1]  # the oldest
     acquirer.acknowledge(opened)
     assert [n.kind for n in acquirer.due_notices(NOW + CHARGEBACK_DECIDED_AFTER)] == [cp.NoticeKind.LOST]
 

@@ -98,9 +98,9 @@ class DynamoAcquirer:
         items = query_shards(self._ddb, self._table, f"{DAY_INDEX}#{day.isoformat()}")
         return [_line(json.loads(item["line"]["S"])) for item in items]
 
-    def due_notices(self, as_of: datetime) -> list[DisputeNotice]:
+    def due_notices(self, as_of: datetime, limit: int | None = None) -> list[DisputeNotice]:
         """The chargeback notices due by ``as_of`` and not acknowledged, oldest first."""
-        items = query_shards(self._ddb, self._table, NOTICE_INDEX, before=f"{_utc(as_of)}~")
+        items = query_shards(self._ddb, self._table, NOTICE_INDEX, before=f"{_utc(as_of)}~", limit=limit)
         return [_notice(json.loads(item["notice"]["S"])) for item in items]
 
     def acknowledge(self, notice: DisputeNotice) -> None:

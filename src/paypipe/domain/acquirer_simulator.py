@@ -171,9 +171,10 @@ class SimulatedAcquirer:
     def settlement_days(self) -> list[date]:
         return sorted({line.day for line in self.state.lines})
 
-    def due_notices(self, as_of: datetime) -> list[DisputeNotice]:
+    def due_notices(self, as_of: datetime, limit: int | None = None) -> list[DisputeNotice]:
         """The chargeback notices due by ``as_of`` and not acknowledged, oldest first."""
-        return sorted((n for n in self.state.notices if n.due_at <= as_of), key=lambda n: n.due_at)
+        due = sorted((n for n in self.state.notices if n.due_at <= as_of), key=lambda n: n.due_at)
+        return due[:limit]
 
     def acknowledge(self, notice: DisputeNotice) -> None:
         self.state.notices = [n for n in self.state.notices if n.notice_id != notice.notice_id]

@@ -202,7 +202,8 @@ class DisputeNotice:
 
 
 class DisputeFeed(Protocol):
-    """The processor's chargeback notices: those due by a time, each acknowledged once relayed."""
+    """The processor's chargeback notices: those due by a time (the oldest ``limit`` of them),
+    each acknowledged once relayed."""
 
-    def due_notices(self, as_of: datetime) -> list[DisputeNotice]: ...
+    def due_notices(self, as_of: datetime, limit: int | None = None) -> list[DisputeNotice]: ...
     def acknowledge(self, notice: DisputeNotice) -> None: ...

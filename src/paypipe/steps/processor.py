@@ -69,7 +69,7 @@ class ProcessorFeed:
         relayed: list[tuple[cp.DisputeNotice, ev.Event]] = []
         opened_now: set[str] = set()
         waiting = malformed = 0
-        for notice in self.feed.due_notices(as_of)[: self.max_notices]:
+        for notice in self.feed.due_notices(as_of, self.max_notices):
             if notice.kind is not cp.NoticeKind.OPENED and notice.dispute_id in opened_now:
                 waiting += 1  # its opening goes first: decided on the next run
                 continue
