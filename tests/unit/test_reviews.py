@@ -235,3 +235,40 @@ def test_an_expiry_after_a_decision_changes_nothing(step):
         occurred_at=at + timedelta(hours=72),
     )
     assert deliver(step, expiry, at + timedelta(hours=73)) == []
+
+
+class ResentUpdates:
+    """A DynamoDB client whose update responses are lost once applied, so each is sent again."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def update_item(self, **kwargs):
+        self._client.update_item(**kwargs)
+        return self._client.update_item(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("closing", ["expiry", "decision"])
+def test_a_close_whose_response_was_lost_still_gets_its_outcome(step, closing):
+    scored, at = opened(step)
+    step["store"]._client = ResentUpdates(step["store"]._client)
+    if closing == "expiry":
+        (due,) = _sweep(step, at)
+        (outcome,) = deliver(step, due, at + timedelta(hours=73))
+        assert isinstance(outcome, ev.PaymentDeclined) and outcome.data.reason_code == "REVIEW_EXPIRED"
+    else:
+        (outcome,) = deliver(step, decision("decline", scored.payment_id, "d1"), at + timedelta(hours=1))
+        assert isinstance(outcome, ev.PaymentDeclined) and outcome.data.reason_code == "REVIEW_DECLINED"
+    assert not step["store"].get(scored.payment_id).is_open
+    # Another decision after it is still refused.
+    (refused,) = deliver(step, decision("approve", scored.payment_id, "d2"), at + timedelta(hours=80))
+    assert refused.data.reason is ev.ReviewRefusal.ALREADY_DECIDED
+
+
+def _sweep(step, at):
+    sweep = ReviewSweep(step["store"], Capture())  # type: ignore[arg-type]
+    sweep.sweep(at + timedelta(hours=73))
+    return sweep.events.events

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from botocore.exceptions import ClientError
 
@@ -98,7 +98,11 @@ class ReviewsStore:
         return from_item(item) if item else None
 
     def close(self, review: Review) -> bool:
-        """Move an open review to ``review``'s outcome; False when it was no longer open."""
+        """Move an open review to ``review``'s outcome; False when another decision closed it.
+
+        A close found already made by the same decision (its response lost, the request sent
+        again) is this close: True.
+        """
         names = {"#status": "status"}
         values: dict[str, Any] = {":open": {"S": OPEN}, ":status": {"S": review.status.value}}
         sets = ["#status = :status"]
@@ -115,11 +119,14 @@ class ReviewsStore:
                 ConditionExpression="#status = :open",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            return False
+            stored = cast("dict[str, dict[str, str]]", error.response.get("Item") or {})
+            mine = {"decided_by": review.decided_by, "status": review.status.value}
+            return all(stored.get(name, {}).get("S") == value for name, value in mine.items())
         return True
 
     def open_reviews(self, opened_before: datetime | None = None, limit: int = 1000) -> Iterator[Review]:
