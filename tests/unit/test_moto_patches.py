@@ -202,7 +202,9 @@ def test_a_message_older_than_twelve_hours_is_released_after_a_peek_as_sqs_allow
     from paypipe.embedded.moto_patches import pipeline_clock
     from paypipe.runtime.clock import ManualClock
 
-    clock = ManualClock(datetime(2026, 12, 1, tzinfo=UTC))
+    # A day before the wall clock, which moto reads outside the pipeline clock: within the
+    # queue's retention, and past the visibility timeouts set on the pipeline clock.
+    clock = ManualClock(datetime.now(UTC) - timedelta(days=1))
     with pipeline_clock(clock):
         sqs = boto3.client("sqs", region_name=REGION)
         url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
