@@ -99,7 +99,8 @@ def test_each_function_puts_only_events_of_its_own_source(sam_template, expanded
             assert statement["Condition"] == {"StringEquals": {"events:source": f"paypipe.{step}"}}, name
             assert statement["Resource"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
         publishers += bool(put_events)
-    assert publishers == 13  # every function but detokenize, the projector and the acquirer's report
+    # Every function but detokenize, the projector, the acquirer's report and the card book.
+    assert publishers == 14
 
 
 def test_queue_policies_admit_only_their_rules(expanded):
@@ -148,6 +149,7 @@ def test_async_invocations_have_dead_letter_queues(expanded):
         "AchCutFunction",
         "AcquirerReportFunction",
         "ProcessorFeedFunction",
+        "SettlementMatchFunction",
     }
     for name, target in scheduled.items():
         assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduledDLQ", "Arn"]}}

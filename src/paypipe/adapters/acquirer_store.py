@@ -48,7 +48,7 @@ from paypipe.domain.card_processing import (
     Result,
     VoidRequest,
 )
-from paypipe.domain.settlement import LineKind, SettlementLine
+from paypipe.domain.settlement import SettlementLine, line_from_record, line_record
 
 DAY_INDEX = "day"
 NOTICE_INDEX = "notice"
@@ -96,7 +96,7 @@ class DynamoAcquirer:
     def settlement_lines(self, day: date) -> list[SettlementLine]:
         """The day's report lines, in the order the operations happened."""
         items = query_shards(self._ddb, self._table, f"{DAY_INDEX}#{day.isoformat()}")
-        return [_line(json.loads(item["line"]["S"])) for item in items]
+        return [line_from_record(json.loads(item["line"]["S"])) for item in items]
 
     def due_notices(self, as_of: datetime, limit: int | None = None) -> list[DisputeNotice]:
         """The chargeback notices due by ``as_of`` and not acknowledged, oldest first."""
@@ -151,7 +151,7 @@ class DynamoAcquirer:
 
     def _line_put(self, reference: str, version: int, number: int, line: SettlementLine) -> dict[str, Any]:
         line_id = f"{reference}#{version}#{number}"
-        record = {**asdict(line), "day": line.day.isoformat(), "kind": line.kind.value}
+        record = line_record(line)
         at = self._now().isoformat()
         item = {
             "pk": {"S": f"line#{line_id}"},
@@ -235,10 +235,4 @@ def _decided(outcome: dict[str, Any]) -> Decided:
     fields = outcome["declined"]
     return Declined(
         **{**fields, "operation": Operation(fields["operation"]), "code": DeclineCode(fields["code"])}
-    )
-
-
-def _line(record: dict[str, Any]) -> SettlementLine:
-    return SettlementLine(
-        **{**record, "day": date.fromisoformat(record["day"]), "kind": LineKind(record["kind"])}
     )

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
-from datetime import date, datetime
+from collections.abc import Iterable, Mapping, Set
+from dataclasses import asdict, dataclass, replace
+from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 COLUMNS: Final = (
     "settlement_date",
@@ -228,3 +228,93 @@ def compare(
             if mine != other:
                 mismatches.append(SettlementMismatch(day, currency, kind, mine, other))
     return mismatches
+
+
+# -- the pipeline's booked card lines matched line by line against the acquirer's reports ---------
+
+BOOKED_GRACE_DAYS: Final = (
+    2  # a booked line on none of the reports of its day and these days after: NOT_REPORTED
+)
+
+
+class DiscrepancyKind(StrEnum):
+    NOT_BOOKED = "not_booked"  # on the acquirer's report, but the pipeline booked no such line
+    NOT_REPORTED = "not_reported"  # booked, but on no report within BOOKED_GRACE_DAYS
+    FEE = "fee"  # matched, but the reported fee is not the contracted one
+
+
+@dataclass(frozen=True)
+class BookedLine:
+    """A card line the pipeline booked (its own id) and, once matched, the report's day."""
+
+    line_id: str
+    line: SettlementLine
+    matched_day: date | None = None
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    kind: DiscrepancyKind
+    line: SettlementLine  # the reported line (NOT_BOOKED, FEE) or the booked one (NOT_REPORTED)
+    booked_minor: int | None  # the booked amount, or the contracted fee for FEE
+    reported_minor: int | None
+
+
+@dataclass(frozen=True)
+class DayMatch:
+    matched: tuple[BookedLine, ...]  # the booked lines the report accounts for
+    discrepancies: tuple[Discrepancy, ...]
+
+
+def _match_key(line: SettlementLine) -> tuple[str, LineKind, str, str, int]:
+    return (line.payment_id, line.kind, line.reference, line.currency, line.amount_minor)
+
+
+def match_report(
+    day: date,
+    reported: Iterable[SettlementLine],
+    booked: Iterable[BookedLine],
+    *,
+    stale: Iterable[BookedLine] = (),
+    matched_days: Set[date] = frozenset(),
+) -> DayMatch:
+    """Each line of ``day``'s report against a booked line not yet matched on another day (same
+    payment, kind, reference, currency and amount; oldest first), and the ``stale`` booked lines
+    (not matched before) that no report accounted for: neither this one nor those of their own
+    day and the ``BOOKED_GRACE_DAYS`` after it, all of them matched (``matched_days``)."""
+    free: dict[tuple[str, LineKind, str, str, int], list[BookedLine]] = {}
+    for entry in sorted(booked, key=lambda entry: (entry.line.day, entry.line_id)):
+        if entry.matched_day in (None, day):
+            free.setdefault(_match_key(entry.line), []).append(entry)
+    matched: list[BookedLine] = []
+    found: list[Discrepancy] = []
+    for line in reported:
+        candidates = free.get(_match_key(line))
+        if not candidates:
+            found.append(Discrepancy(DiscrepancyKind.NOT_BOOKED, line, None, line.amount_minor))
+            continue
+        entry = candidates.pop(0)
+        matched.append(entry)
+        if entry.line.fee_minor != line.fee_minor:
+            found.append(Discrepancy(DiscrepancyKind.FEE, line, entry.line.fee_minor, line.fee_minor))
+    taken = {entry.line_id for entry in matched}
+    for entry in sorted(stale, key=lambda entry: (entry.line.day, entry.line_id)):
+        if entry.line_id not in taken and grace_days(entry.line.day) <= {*matched_days, day}:
+            found.append(Discrepancy(DiscrepancyKind.NOT_REPORTED, entry.line, entry.line.amount_minor, None))
+    return DayMatch(tuple(matched), tuple(found))
+
+
+def grace_days(booked: date) -> set[date]:
+    """The reports that may account for a line booked on ``booked``: its day's and the grace days'."""
+    return {booked + timedelta(days=n) for n in range(BOOKED_GRACE_DAYS + 1)}
+
+
+def line_record(line: SettlementLine) -> dict[str, object]:
+    """A line as stored (JSON): the acquirer's lines and the pipeline's booked ones alike."""
+    return {**asdict(line), "day": line.day.isoformat(), "kind": line.kind.value}
+
+
+def line_from_record(record: Mapping[str, Any]) -> SettlementLine:
+    return SettlementLine(
+        **{**record, "day": date.fromisoformat(record["day"]), "kind": LineKind(record["kind"])}
+    )

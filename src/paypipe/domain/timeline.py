@@ -129,6 +129,7 @@ KEY_FACTS: Final[Mapping[str, KeyFacts]] = {  # in pipeline order: it orders eve
         ("amount_cents", "currency", "dispute_id", "after_release", "chargeback"), "refunded"
     ),
     "CardRefunded": KeyFacts(("amount_cents", "currency", "refund_of", "processor")),
+    "SettlementReconciled": KeyFacts(("day", "lines", "matched", "discrepancy_count", "report_error")),
     "PayoutHeldBack": KeyFacts(("dispute_id", "amount_cents", "currency"), "payout_held_back"),
     "ItemSetAside": KeyFacts(("job", "reason"), _set_aside),
     "AchFilesDeferred": KeyFacts(("creation_date", "batches", "payouts", "reason")),

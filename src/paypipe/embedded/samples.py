@@ -379,6 +379,7 @@ def sample_events(template: Mapping[str, Any] | None = None) -> dict[str, dict[s
         "ReleaseFunction": chain.completed,
         "AchBatchFunction": chain.released,
         "ProjectorFunction": chain.held,  # it records every event; a card-bearing one arrives reduced
+        "CardBookFunction": chain.charged,
     }
     scheduled = {
         # Past the sample hold's hold-until time: auto-releases it (when nothing released it before).
@@ -392,6 +393,8 @@ def sample_events(template: Mapping[str, Any] | None = None) -> dict[str, dict[s
         "AcquirerReportFunction": (REQUESTED_AT + timedelta(days=1)).replace(hour=0, minute=30),
         # A day after the sample was charged: the notices the processor has by then (none for it).
         "ProcessorFeedFunction": REQUESTED_AT + timedelta(days=1),
+        # 02:00 the day after the sample was charged: that day's report against the card book.
+        "SettlementMatchFunction": (REQUESTED_AT + timedelta(days=1)).replace(hour=2, minute=0),
     }
     samples: dict[str, dict[str, Any]] = {}
     for logical_id, function in _functions(template).items():

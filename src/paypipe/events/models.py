@@ -7,7 +7,7 @@ Every event travels on EventBridge as ``detail`` = envelope + ``data``. The JSON
 
 import re
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -360,6 +360,45 @@ class CardRefundedData(Payload):
     refund_of: str = Field(
         description="The event that refunded the customer: FundsRefunded or ClawbackResolved"
     )
+
+
+class SettlementDiscrepancy(Payload):
+    """One way the acquirer's report and the pipeline's booked card lines disagree."""
+
+    kind: str = Field(
+        description="not_booked (reported, never booked), not_reported (booked, on no report within "
+        "the grace days) or fee (matched, but the reported fee is not the contracted one)"
+    )
+    payment_id: Identifier
+    line_kind: str = Field(description="capture, refund or chargeback")
+    reference: str = Field(max_length=255, description="The processor's reference of the charge")
+    currency: CurrencyCode
+    booked_minor: Cents | None = Field(description="The booked amount (fee: the contracted fee)")
+    reported_minor: Cents | None = Field(description="The reported amount (fee: the reported fee)")
+
+
+class SettlementCurrencyTotals(Payload):
+    currency: CurrencyCode
+    captured: Cents
+    refunded: Cents
+    charged_back: Cents
+    fees: Cents = Field(description="The acquirer's fees: the platform's expense")
+    net: Cents = Field(description="captured - refunded - charged back - fees: what the acquirer pays out")
+
+
+class SettlementReconciledData(Payload):
+    day: date = Field(description="The settlement day the acquirer reported")
+    report_key: str = Field(description="The report's key in the bucket")
+    report_error: str | None = Field(
+        default=None, description="The report was missing or malformed: nothing could be matched"
+    )
+    lines: int = Field(strict=True, ge=0, description="Lines on the report")
+    matched: int = Field(strict=True, ge=0, description="Reported lines matched to a booked line")
+    discrepancy_count: int = Field(strict=True, ge=0)
+    discrepancies: list[SettlementDiscrepancy] = Field(
+        max_length=50, description="The first discrepancies (all of them are counted)"
+    )
+    reported: list[SettlementCurrencyTotals] = Field(description="The report's totals per currency")
 
 
 class HoldExpiryDueData(Payload):
@@ -787,6 +826,16 @@ class CardRefunded(Event):
     data: CardRefundedData
 
 
+class SettlementReconciled(Event):
+    """A day's settlement report matched against the pipeline's booked card lines; ``payment_id``
+    is ``settlement-<YYYYMMDD>``. Discrepancies (or a report missing) alarm."""
+
+    EVENT_TYPE: ClassVar[str] = "SettlementReconciled"
+    PRODUCERS: ClassVar[frozenset[str]] = frozenset({"settlement"})
+    event_type: Literal["SettlementReconciled"]
+    data: SettlementReconciledData
+
+
 class PayoutBatched(Event):
     """Terminal: the payout is an entry in a NACHA file uploaded to S3."""
 
@@ -1008,6 +1057,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         FundsReleased,
         FundsRefunded,
         CardRefunded,
+        SettlementReconciled,
         PayoutBatched,
         AchBatchCreated,
         RequestRefused,

@@ -99,6 +99,13 @@ METRICS = (
         events=("CardRefunded",),
     ),
     Metric(
+        "SettlementDiscrepancies",
+        COUNT,
+        _STEP,
+        "Ways a day's settlement report and the card book disagree (a missing report counts once)",
+        events=("SettlementReconciled",),
+    ),
+    Metric(
         "PaidOutCents", CENTS, _STEP, "Credits written to NACHA files, in cents", events=("AchBatchCreated",)
     ),
     Metric(

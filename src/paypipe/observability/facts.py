@@ -100,6 +100,7 @@ RULES: dict[str, Rule] = {
     "FundsReleased": _one("ReleasedCents", lambda data: data.amount_cents),
     "FundsRefunded": _one("RefundedCents", lambda data: data.amount_cents),
     "CardRefunded": _one("CardRefundedCents", lambda data: data.amount_cents),
+    "SettlementReconciled": _one("SettlementDiscrepancies", lambda data: data.discrepancy_count),
     "AchBatchCreated": _batch,
     "AchFilesDeferred": _one("AchFilesDeferred"),
     "ItemSetAside": _set_aside,

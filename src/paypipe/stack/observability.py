@@ -31,6 +31,7 @@ THRESHOLDS = {  # alarm threshold parameters (declared with their defaults in sh
     "SetAsideAlarmThreshold": "Payouts or holds set aside in an hour above which a job alarms",
     "DeferredFilesAlarmThreshold": "Deferred ACH cuts in an hour above which the cut alarms",
     "DisputesPastAgeAlarmThreshold": "Disputes past DisputeMaxAgeDays in an hour above which release alarms",
+    "SettlementDiscrepancyAlarmThreshold": "Settlement discrepancies in a day above which the match alarms",
     "ReturnRateAlarmPercent": "Returned payouts as a percentage of ACH entries filed (1 day) that alarms",
 }
 _PERIOD = 300
@@ -359,6 +360,12 @@ def _business_alarms() -> Resources:
             "A dispute has been open longer than DisputeMaxAgeDays (see its DisputeAged event)",
             "DisputesPastAgeAlarmThreshold",
             _single(NAMESPACE, "DisputesPastAge", {"step": step}, "Sum", 3600),
+        )
+    for step in steps_of("SettlementDiscrepancies"):
+        alarms["SettlementDiscrepancyAlarm"] = _alarm(
+            "The acquirer's settlement report and the card book disagree (see SettlementReconciled)",
+            "SettlementDiscrepancyAlarmThreshold",
+            _single(NAMESPACE, "SettlementDiscrepancies", {"step": step}, "Sum", 86_400),
         )
     alarms["ReturnRateAlarm"] = _return_rate_alarm()
     return alarms

@@ -38,6 +38,7 @@ TABLES = {
     "Timeline": Table(ttl="expires_at"),
     "Reviews": Table(index=True),  # fraud reviews; gsi1: the open ones by opened time
     "Acquirer": Table(index=True),  # the simulated acquirer's operations; gsi1: settlement lines by day
+    "Settlement": Table(retain=True, index=True),  # the card book; gsi1: lines no report matched yet
 }
 
 
@@ -161,6 +162,42 @@ FUNCTIONS = (
         description="paypipe processor feed - the card processor's chargeback notices as dispute events",
         tables={"Acquirer": "Crud"},
         parameters=("CardProcessor",),
+    ),
+    Function(
+        "card_book",
+        "settlement",
+        consumes=("PaymentCharged", "CardRefunded", "DisputeOpened"),
+        idempotency=False,
+        description="paypipe card book - books the line each card event owes on the acquirer's report",
+        tables={"Settlement": "Crud"},
+        publishes=False,
+    ),
+    Function(
+        "settlement_match",
+        "settlement",
+        schedule=("SettlementMatch", "SettlementMatchSchedule"),
+        handler="match_handler",
+        description="paypipe settlement match - each day's acquirer report against the card book",
+        tables={"Settlement": "Crud"},
+        environment={"REPORT_BUCKET": ref("AchBucket")},
+        statements=(
+            {
+                "Sid": "ListSettlementReports",  # so a missing report reads as missing, not denied
+                "Action": "s3:ListBucket",
+                "Resource": getatt("AchBucket.Arn"),
+                "Condition": {"StringLike": {"s3:prefix": f"{REPORT_PREFIX}*"}},
+            },
+            {
+                "Sid": "ReadSettlementReports",
+                "Action": "s3:GetObject",
+                "Resource": sub(f"${{AchBucket.Arn}}/{REPORT_PREFIX}*"),
+            },
+            {
+                "Sid": "DecryptSettlementReports",
+                "Action": "kms:Decrypt",
+                "Resource": getatt("StorageKey.Arn"),
+            },
+        ),
     ),
     Function(
         "escrow_hold",
