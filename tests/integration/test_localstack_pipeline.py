@@ -133,11 +133,28 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
         payment.payment_id: payment.data.amount_cents for payment in (completed, expiring)
     }
 
+    # The day's match against the card book, once the book has taken every card event: each
+    # reported line is a booked one.
+    tap.wait_for("card book caught up", lambda: queue_empty(stack_outputs["CardBookQueueUrl"]))
+    matched = aws("lambda").invoke(
+        FunctionName=function_name("SettlementMatchFunction"),
+        Payload=json.dumps({"day": day.isoformat()}).encode(),
+    )
+    assert json.loads(matched["Payload"].read())["discrepancies"] == 0
+
     terminal = {e.payment_id: e.event_type for e in tap.seen if e.event_type in ev.TERMINAL_EVENT_TYPES}
     assert terminal[rejected.payment_id] == "PaymentRejected"
     assert terminal[declined.payment_id] == "PaymentDeclined"
     assert terminal[no_funds.payment_id] == "PaymentDeclined"
     assert terminal[completed.payment_id] == terminal[expiring.payment_id] == "PayoutBatched"
+
+
+def queue_empty(queue_url: str) -> bool:
+    """No message waiting, in flight or delayed on the queue."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    names.append("ApproximateNumberOfMessagesDelayed")
+    counts = aws("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return all(counts.get(name) == "0" for name in names)
 
 
 def parked(dlq_url: str, marker: str) -> dict[str, Any] | None:

@@ -870,3 +870,42 @@ def test_a_chargeback_the_reports_do_not_show_or_the_run_never_saw_is_reported()
     assert kinds == {"charged_back", "fees", "net"}
     unseen = [e for e in events if not isinstance(e, ev.DisputeOpened)]
     assert "SETTLEMENT_MISMATCH" in codes(run(unseen, settlement_lines=lines))
+
+
+def settlement_result(discrepancies, report_error=None):
+    """The settlement match's event for a day, with these discrepancies."""
+    listed = [
+        ev.SettlementDiscrepancy(
+            kind=kind,
+            payment_id="p1",
+            line_kind="capture",
+            reference="sim_auth_1",
+            currency="USD",
+            booked_minor=500,
+            reported_minor=None,
+        )
+        for kind in discrepancies
+    ]
+    data = ev.SettlementReconciledData(
+        day=AT.date(),
+        report_key="acquirer/settlement/x.csv",
+        report_error=report_error,
+        lines=1,
+        matched=1 - len(listed),
+        discrepancy_count=len(listed) + (1 if report_error else 0),
+        discrepancies=listed,
+        reported=[],
+    )
+    return ev.SettlementReconciled.create(
+        payment_id="settlement-x", data=data, producer="settlement", dedup_key="x", occurred_at=AT
+    )
+
+
+@pytest.mark.parametrize(
+    "discrepancies, report_error, flagged",
+    [([], None, False), (["not_reported"], None, True), ([], "missing", True)],
+)
+def test_a_day_whose_settlement_match_found_discrepancies_is_reported(discrepancies, report_error, flagged):
+    events, lines = settled_payment()
+    result = run([*events, settlement_result(discrepancies, report_error)], settlement_lines=lines)
+    assert ("SETTLEMENT_DISCREPANCY" in codes(result)) is flagged

@@ -115,6 +115,12 @@ def print_card_money(console: Console, report: RunReport) -> None:
             f"{totals.refunded / 100:,.2f}, charged back {totals.charged_back / 100:,.2f}, fees "
             f"{totals.fees / 100:,.2f}, net {totals.net / 100:,.2f}"
         )
+    if report.settlement_match.get("days"):
+        match = report.settlement_match
+        console.print(
+            f"settlement matched against the card book: {match['days']} days, {match['matched']} lines, "
+            f"{match['discrepancies']} discrepancies"
+        )
 
 
 def print_summary(console: Console, report: RunReport) -> None:

@@ -48,6 +48,7 @@ class RunReport:
     reviews: dict[str, int] = field(default_factory=dict)  # opened, approved, declined, expired
     card_declines: Counter[str] = field(default_factory=Counter)  # by the processor's decline code
     settled: dict[str, SettlementTotals] = field(default_factory=dict)  # the acquirer's reports, per currency
+    settlement_match: dict[str, int] = field(default_factory=dict)  # days, lines matched, discrepancies
 
     @property
     def ok(self) -> bool:
@@ -226,7 +227,19 @@ def _report(
         reviews=review_counts(observed),
         card_declines=card_declines(observed),
         settled=settlement_totals(context.settlement_lines or ()),
+        settlement_match=settlement_matches(observed),
     )
+
+
+def settlement_matches(events: Iterable[ev.Event]) -> dict[str, int]:
+    """The days the settlement match reported, the lines it matched and its discrepancies (each
+    day's last result)."""
+    days = {e.data.day: e.data for e in events if isinstance(e, ev.SettlementReconciled)}
+    return {
+        "days": len(days),
+        "matched": sum(data.matched for data in days.values()),
+        "discrepancies": sum(data.discrepancy_count for data in days.values()),
+    }
 
 
 def card_declines(events: Iterable[ev.Event]) -> Counter[str]:

@@ -216,20 +216,23 @@ def run_context(pipeline: EmbeddedPipeline) -> Context:
 
 
 SETTLEMENT_REPORT_FUNCTION = "AcquirerReportFunction"
+SETTLEMENT_MATCH_FUNCTION = "SettlementMatchFunction"
 
 
 def settle_the_run(pipeline: EmbeddedPipeline) -> list[SettlementLine]:
     """The simulated acquirer's report of each day from the first card charged to the end of the
-    run (written again when it was already), read back from the bucket as it dropped them. Each
-    day is invoked as the schedule would (retried on failure); a day still unwritten after the
-    retries is missing from the lines, and reconciliation reports its mismatch."""
+    run (written again when it was already), read back from the bucket as it dropped them, and
+    each day's match against the card book (its SettlementReconciled). Each function is invoked
+    as its schedule would (retried on failure); a day still unwritten after the retries is
+    missing from the lines, and reconciliation reports its mismatch."""
     charges = [e.occurred_at for e in pipeline.observed() if e.producer == CHARGE_STEP]
     if not charges:
         return []
-    day, last = min(charges).date(), pipeline.clock.now().date()
-    while day <= last:
-        pipeline.functions[SETTLEMENT_REPORT_FUNCTION].invoke_async({"day": day.isoformat()})
-        day += timedelta(days=1)
+    first, last = min(charges).date(), pipeline.clock.now().date()
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    for function in (SETTLEMENT_REPORT_FUNCTION, SETTLEMENT_MATCH_FUNCTION):
+        for day in days:
+            pipeline.functions[function].invoke_async({"day": day.isoformat()})
     s3, bucket = pipeline.client("s3"), pipeline.stack.outputs["AchBucketName"]
     lines: list[SettlementLine] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=REPORT_PREFIX):

@@ -26,9 +26,10 @@ from paypipe.domain.ledger import (
     balance_deltas,
 )
 from paypipe.domain.ledger import payout_return_transfer_id as ledger_return_id
-from paypipe.domain.settlement import LineKind, SettlementLine, compare, settlement_totals
+from paypipe.domain.settlement import SettlementLine, compare, settlement_totals
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import client_timestamps
+from paypipe.steps.settlement import booked_line
 
 PAYMENT_TERMINALS = ev.TERMINAL_EVENT_TYPES - {"AchBatchCreated"}
 PAYOUT_TYPES = frozenset({"PayoutBatched", "PayoutNetted"})
@@ -177,6 +178,7 @@ def reconcile(
     unique = list({e.event_id: e for e in events}.values())  # each event once, however delivered
     _check_card_money(result, unique)
     _check_settlement(result, unique, context)
+    _check_settled_days(result, unique)
     return result
 
 
@@ -186,44 +188,29 @@ def _check_settlement(result: Reconciliation, unique: Sequence[ev.Event], contex
     currency (``SETTLEMENT_MISMATCH``)."""
     if context.settlement_lines is None:
         return
-    charges = {e.payment_id: e.data.charge for e in unique if isinstance(e, ev.PaymentCharged)}
-    booked = [line for event in unique if (line := _booked_line(event, charges, context.acquirer_fees))]
+    fees = context.acquirer_fees
+    captures = {
+        e.payment_id: line
+        for e in unique
+        if isinstance(e, ev.PaymentCharged) and (line := booked_line(e, None, fees))
+    }
+    booked = [line for e in unique if (line := booked_line(e, captures.get(e.payment_id), fees))]
     last_day = (context.as_of or datetime.now(UTC)).date()
     for mismatch in compare(last_day, settlement_totals(booked), settlement_totals(context.settlement_lines)):
         message = f"over the run, {mismatch.currency} {mismatch.kind}: booked {mismatch.booked_minor}, "
         result.flag("SETTLEMENT_MISMATCH", None, message + f"the acquirer reported {mismatch.reported_minor}")
 
 
-def _booked_line(
-    event: ev.Event, charges: Mapping[str, ev.CardCharge], fees: FeeSchedule
-) -> SettlementLine | None:
-    """The line the acquirer's report owes for a card event the pipeline saw (None: not one)."""
-    day = event.occurred_at.date()
-    if isinstance(event, ev.DisputeOpened) and event.producer == ev.PROCESSOR_PRODUCER:
-        charge = charges.get(event.payment_id)
-        if charge is None:
-            return None  # a chargeback of no charge the run saw: the report's line is a mismatch
-        return SettlementLine(
-            day,
-            LineKind.CHARGEBACK,
-            charge.authorization_id,
-            event.payment_id,
-            charge.currency,
-            charge.captured_cents,
-            fees.chargeback_minor,
-        )
-    if isinstance(event, ev.PaymentCharged):
-        charge = event.data.charge
-        cents, fee = charge.captured_cents, fees.fee(charge.captured_cents)
-        return SettlementLine(
-            day, LineKind.CAPTURE, charge.authorization_id, event.payment_id, charge.currency, cents, fee
-        )
-    if isinstance(event, ev.CardRefunded):
-        data = event.data
-        return SettlementLine(
-            day, LineKind.REFUND, data.authorization_id, event.payment_id, data.currency, data.amount_cents, 0
-        )
-    return None
+def _check_settled_days(result: Reconciliation, unique: Sequence[ev.Event]) -> None:
+    """Each day's match of the acquirer's report against the card book, as the deployed stack
+    makes it (``SETTLEMENT_DISCREPANCY``: the discrepancies its SettlementReconciled counted)."""
+    for event in unique:
+        if isinstance(event, ev.SettlementReconciled) and event.data.discrepancy_count:
+            data = event.data
+            listed = [f"{d.kind} {d.line_kind} of {d.payment_id}" for d in data.discrepancies[:3]]
+            detail = data.report_error or ", ".join(listed)
+            message = f"{data.day}: {data.discrepancy_count} discrepancies ({detail})"
+            result.flag("SETTLEMENT_DISCREPANCY", None, message)
 
 
 def _check_card_money(result: Reconciliation, unique: Sequence[ev.Event]) -> None:
