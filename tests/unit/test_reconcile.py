@@ -194,6 +194,13 @@ def test_a_release_never_paid_is_reported():
     assert codes(run([released("p1")])) == ["PAYMENT_LOST", "RELEASED_NOT_PAID"]
 
 
+def test_a_release_parked_in_the_payout_dlq_is_not_lost_but_waits_there():
+    parked = DlqRecord("AchBatchDLQUrl", "p1", "FundsReleased", "Redriven")
+    assert codes(run([released("p1")], dlq=[parked])) == []
+    other = DlqRecord("AchBatchDLQUrl", "p1", "PayeeAccountReplaced", "Redriven")
+    assert "RELEASED_NOT_PAID" in codes(run([released("p1")], dlq=[other]))
+
+
 def test_an_entry_paying_more_than_released_less_netted_is_reported():
     events = [released("p1"), batched("p1", cents=500, netted=100)]
     assert "PAYOUT_NOT_RELEASED_AMOUNT" in codes(run(events, [ENTRY]))

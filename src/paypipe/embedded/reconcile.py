@@ -162,7 +162,7 @@ def reconcile(
     events = [item.event for item in seen]
     result = Reconciliation(dlq_reasons=Counter(record.reason for record in dlq))
     _check_terminal_states(result, set(requested), events, dlq, context)
-    _check_payouts(result, events, ach_entries, context)
+    _check_payouts(result, events, ach_entries, context, dlq)
     _check_payout_returns(result, context.transfers)
     _check_bank_answers(result, events, context.bank_answers, context.transfers)
     _check_files(result, events, ach_entries)
@@ -388,7 +388,11 @@ def _check_reviews(result: Reconciliation, events: Sequence[ev.Event], context: 
 
 
 def _check_payouts(
-    result: Reconciliation, events: Sequence[ev.Event], ach_entries: Sequence[AchEntry], context: Context
+    result: Reconciliation,
+    events: Sequence[ev.Event],
+    ach_entries: Sequence[AchEntry],
+    context: Context,
+    dlq: Sequence[DlqRecord],
 ) -> None:
     released = {e.payment_id: e.data.amount_cents for e in events if isinstance(e, ev.FundsReleased)}
     reversed_ = {e.payment_id for e in events if isinstance(e, ev.FundsRefunded) and e.data.after_release}
@@ -431,6 +435,7 @@ def _check_payouts(
             result.flag("PAYOUT_NOT_RELEASED_AMOUNT", payout.payment_id, message)
     waiting = {hold.payment_id for hold in context.holds if hold.payout_blocked} | _set_aside(events)
     waiting |= _awaiting_after_return(events) | _awaiting_account(context.payouts)
+    waiting |= {r.payment_id for r in dlq if r.detail_type == "FundsReleased" and r.payment_id}  # parked
     for payment_id in sorted(set(released) - set(paid) - reversed_ - waiting):
         result.flag("RELEASED_NOT_PAID", payment_id, "released but never paid out, set aside nor refunded")
     filed = sum(released.get(pid, 0) for pid in paid if pid not in reversed_) - result.netted_cents
