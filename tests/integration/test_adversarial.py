@@ -136,7 +136,7 @@ def test_a_client_event_claiming_an_internal_producer_is_parked_as_untrusted(tmp
     held_and_completed(script)
     script.open_dispute(m(10), "p1", producer="release")
     report = script.play(tmp_path, END)
-    assert report.dlq_reasons("p1") == ["UntrustedSource"]
+    assert report.dlq_reasons("p1") == ["UntrustedSource"] * 2  # release and the card book each park it
     assert "HoldFrozen" not in report.events("p1")
     report.assert_clean()
     report.assert_bystanders_paid("by-1", "p1")
