@@ -49,19 +49,20 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
     rejected = request(f"{run_id}-rejected", rng, exp=(1, 2024))
     completed = request(f"{run_id}-completed", rng)
     expiring = request(f"{run_id}-expiring", rng)
+    disputed = request(f"{run_id}-disputed", rng)
     tester = {"customer_id": f"cust-{run_id}-tester", "ip_address": "203.0.113.9", "amount_cents": 100}
     tester_pan = card_number(rng)
     probes = [request(f"{run_id}-probe{i}", rng, pan=tester_pan, **tester) for i in range(3)]
     no_funds = request(f"{run_id}-no-funds", rng, pan="4000000000009995")  # the acquirer's test card
-    assert client.publish([rejected, completed, expiring, *probes, no_funds]).ok
+    assert client.publish([rejected, completed, expiring, disputed, *probes, no_funds]).ok
 
     tap.wait_for("rejection", lambda: bool(tap.of(rejected.payment_id, ev.PaymentRejected)))
 
     def held(payment: ev.PaymentRequested) -> bool:
         return bool(tap.of(payment.payment_id, ev.FundsHeld))
 
-    tap.wait_for("holds", lambda: held(completed) and held(expiring))
-    for payment in (completed, expiring):
+    tap.wait_for("holds", lambda: held(completed) and held(expiring) and held(disputed))
+    for payment in (completed, expiring, disputed):
         (charged,) = tap.of(payment.payment_id, ev.PaymentCharged)
         assert charged.data.charge.captured_cents == payment.data.amount_cents
     tap.wait_for("card decline", lambda: bool(tap.of(no_funds.payment_id, ev.PaymentDeclined)))
@@ -86,6 +87,27 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
     )
     assert client.publish([done]).ok
     tap.wait_for("release on completion", lambda: bool(tap.of(completed.payment_id, ev.FundsReleased)))
+
+    # A dispute the client resolves as a refund gives the card its money back.
+    disputed_hold = tap.of(disputed.payment_id, ev.FundsHeld)[0]
+    opened = ev.DisputeOpened.create(
+        payment_id=disputed.payment_id,
+        producer="client",
+        cause=disputed_hold,
+        data=ev.DisputeOpenedData(dispute_id=f"{run_id}-dp", reason="not as described"),
+    )
+    assert client.publish([opened]).ok
+    tap.wait_for("hold frozen", lambda: bool(tap.of(disputed.payment_id, ev.HoldFrozen)))
+    resolved = ev.DisputeResolved.create(
+        payment_id=disputed.payment_id,
+        producer="client",
+        cause=opened,
+        data=ev.DisputeResolvedData(dispute_id=f"{run_id}-dp", outcome=ev.DisputeOutcome.REFUND),
+    )
+    assert client.publish([resolved]).ok
+    tap.wait_for("card refunded", lambda: bool(tap.of(disputed.payment_id, ev.CardRefunded)))
+    (card_refund,) = tap.of(disputed.payment_id, ev.CardRefunded)
+    assert card_refund.data.amount_cents == disputed.data.amount_cents
 
     # Past the hold period the sweep releases the hold nobody completed.
     hold_days = int(stack_parameters()["HoldDays"])
@@ -128,13 +150,21 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
     )
     report_key = json.loads(written["Payload"].read())["key"]
     report = s3.get_object(Bucket=stack_outputs["AchBucketName"], Key=report_key)["Body"].read().decode()
-    captured = {line.payment_id: line.amount_minor for line in settlement.parse_report(report, day).lines}
-    assert {pid: captured.get(pid) for pid in paid} == {
-        payment.payment_id: payment.data.amount_cents for payment in (completed, expiring)
+    lines = settlement.parse_report(report, day).lines
+    captured = {
+        line.payment_id: line.amount_minor for line in lines if line.kind is settlement.LineKind.CAPTURE
     }
+    refunded = {
+        line.payment_id: line.amount_minor for line in lines if line.kind is settlement.LineKind.REFUND
+    }
+    charged = (completed, expiring, disputed)
+    assert {p.payment_id: captured.get(p.payment_id) for p in charged} == {
+        p.payment_id: p.data.amount_cents for p in charged
+    }
+    assert refunded.get(disputed.payment_id) == disputed.data.amount_cents
 
     # The day's match against the card book, once the book has taken every card event: each
-    # reported line is a booked one.
+    # reported line is a booked one (this stack's other runs of the day included).
     tap.wait_for("card book caught up", lambda: queue_empty(stack_outputs["CardBookQueueUrl"]))
     matched = aws("lambda").invoke(
         FunctionName=function_name("SettlementMatchFunction"),
@@ -147,6 +177,7 @@ def test_payments_reach_each_terminal_outcome_and_the_ach_file_matches(
     assert terminal[declined.payment_id] == "PaymentDeclined"
     assert terminal[no_funds.payment_id] == "PaymentDeclined"
     assert terminal[completed.payment_id] == terminal[expiring.payment_id] == "PayoutBatched"
+    assert terminal[disputed.payment_id] == "FundsRefunded"
 
 
 def queue_empty(queue_url: str) -> bool:

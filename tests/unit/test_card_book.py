@@ -80,6 +80,16 @@ def dispute(producer: str) -> ev.DisputeOpened:
     )
 
 
+def decision(producer: str, outcome: ev.DisputeOutcome) -> ev.DisputeResolved:
+    return ev.DisputeResolved.create(
+        payment_id=charged().payment_id,
+        data=ev.DisputeResolvedData(dispute_id="dp_1", outcome=outcome),
+        producer=producer,
+        dedup_key=f"dp_1:{outcome}",
+        occurred_at=day_at(2),
+    )
+
+
 def day_at(days: int) -> datetime:
     return datetime.combine(charged().occurred_at.date() + timedelta(days=days), time(12), tzinfo=UTC)
 
@@ -108,6 +118,17 @@ def test_each_card_event_books_the_line_the_report_owes_once(book):
     receive(step, dispute(ev.PROCESSOR_PRODUCER))  # the network's: the capture taken back, its fee
     chargeback = next(line for line in booked(book) if line.kind is LineKind.CHARGEBACK)
     assert (chargeback.amount_minor, chargeback.fee_minor) == (charge.captured_cents, FEES.chargeback_minor)
+    # The network's loss owes no line, a client's win neither; the network's win gives the capture back.
+    receive(step, decision(ev.PROCESSOR_PRODUCER, ev.DisputeOutcome.REFUND))
+    receive(step, decision(ev.CLIENT_PRODUCER, ev.DisputeOutcome.RELEASE))
+    assert LineKind.CHARGEBACK_REVERSAL not in {line.kind for line in booked(book)}
+    receive(step, decision(ev.PROCESSOR_PRODUCER, ev.DisputeOutcome.RELEASE))
+    reversal = next(line for line in booked(book) if line.kind is LineKind.CHARGEBACK_REVERSAL)
+    assert (reversal.amount_minor, reversal.fee_minor, reversal.day) == (
+        charge.captured_cents,
+        0,
+        day_at(2).date(),
+    )
 
 
 def test_a_chargeback_of_no_booked_capture_or_a_line_booked_with_other_content_is_parked(book):

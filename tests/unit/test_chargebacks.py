@@ -83,6 +83,25 @@ def test_the_disputed_card_is_captured_then_charged_back_with_the_networks_fee()
     assert_charged_back(acquirer, reference)
 
 
+def test_the_card_whose_chargeback_is_won_is_given_back_on_the_decision_day() -> None:
+    acquirer = SimulatedAcquirer(now=lambda: NOW)
+    won_card = next(pan for pan, code in TEST_CARDS.items() if code is Behaviour.CHARGEBACK_WON)
+    reference = captured(acquirer, won_card)
+    (opened, decided) = acquirer.due_notices(NOW + CHARGEBACK_DECIDED_AFTER)
+    assert (opened.kind, decided.kind, opened.reason) == (
+        cp.NoticeKind.OPENED,
+        cp.NoticeKind.WON,
+        "product_not_received",
+    )
+    (chargeback,) = acquirer.settlement_lines((NOW + CHARGEBACK_OPENS_AFTER).date())
+    (reversal,) = acquirer.settlement_lines((NOW + CHARGEBACK_DECIDED_AFTER).date())
+    assert (chargeback.kind, reversal.kind) == (LineKind.CHARGEBACK, LineKind.CHARGEBACK_REVERSAL)
+    assert (reversal.reference, reversal.amount_minor, reversal.fee_minor) == (reference, 10_000, 0)
+    day = reversal.day
+    totals = parse_report(render_report(day, [reversal]), day).totals["USD"]
+    assert (totals.chargebacks_reversed, totals.net) == (10_000, 10_000)  # the dispute fee stays charged
+
+
 def test_an_ordinary_card_is_never_charged_back() -> None:
     acquirer = SimulatedAcquirer(now=lambda: NOW)
     captured(acquirer, "4242424242424242")

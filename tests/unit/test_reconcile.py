@@ -857,6 +857,38 @@ def charged_back_payment():
     return [charged("p1"), held("p1"), opened, refund], lines
 
 
+def won_chargeback():
+    """A payment charged 500 cents, charged back and won: the network's decision releases it, and
+    the acquirer's capture, chargeback and reversal lines."""
+    opened = ev.DisputeOpened.create(
+        payment_id="p1",
+        data=ev.DisputeOpenedData(dispute_id="sim_dp_1", reason="product_not_received"),
+        producer=ev.PROCESSOR_PRODUCER,
+        occurred_at=AT,
+    )
+    won = ev.DisputeResolved.create(
+        payment_id="p1",
+        data=ev.DisputeResolvedData(dispute_id="sim_dp_1", outcome=ev.DisputeOutcome.RELEASE),
+        producer=ev.PROCESSOR_PRODUCER,
+        occurred_at=AT,
+    )
+    fees = FeeSchedule()
+    lines = [
+        report_line(LineKind.CAPTURE, 500, fees.fee(500)),
+        report_line(LineKind.CHARGEBACK, 500, fees.chargeback_minor),
+        report_line(LineKind.CHARGEBACK_REVERSAL, 500, 0),
+    ]
+    return [charged("p1"), held("p1"), opened, won], lines
+
+
+def test_a_won_chargeback_is_given_back_on_the_report_or_reported_missing():
+    events, lines = won_chargeback()
+    assert "SETTLEMENT_MISMATCH" not in codes(run(events, settlement_lines=lines))
+    missing = run(events, settlement_lines=lines[:2]).violations
+    kinds = {v.message.split(" ")[4].rstrip(":") for v in missing if v.code == "SETTLEMENT_MISMATCH"}
+    assert kinds == {"chargebacks_reversed", "net"}
+
+
 def test_a_lost_chargeback_needs_no_refund_at_the_card_and_settles():
     events, lines = charged_back_payment()
     found = codes(run(events, settlement_lines=lines))

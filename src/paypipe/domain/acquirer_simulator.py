@@ -2,9 +2,10 @@
 
 Deterministic: a test card in `TEST_CARDS` always gets its answer (the numbers are the ones card
 processors publish for testing, plus one of ours that never answers); any other card is approved.
-The disputed card is captured, then charged back by the network a day later (a chargeback line
-with the network's dispute fee, and an ``opened`` notice) and lost two days after that (a
-``lost`` notice).
+The disputed cards are captured, then charged back by the network a day later (a chargeback line
+with the network's dispute fee, and an ``opened`` notice) and decided two days after that: lost
+(a ``lost`` notice), or won (a ``won`` notice and a chargeback reversal line giving the captured
+amount back; the dispute fee stays charged).
 In a fault run, `Faults` makes a seeded share of calls fail with a retryable error or time out
 (half of the timeouts after the operation happened, as a lost reply does), drawn from a SHA-256
 of the seed, the key and the attempt, never `random`. A key asked again returns the operation's
@@ -47,6 +48,7 @@ class Behaviour(Enum):
     TIMEOUT = "always times out"
     PROCESSING_ERROR = "always a retryable processing error"
     CHARGEBACK = "approved, then charged back as fraudulent and lost"
+    CHARGEBACK_WON = "approved, then charged back as not received and won by the platform"
 
 
 # fmt: off
@@ -60,11 +62,15 @@ TEST_CARDS: Final[dict[str, DeclineCode | Behaviour]] = {
     "4000000000000119": Behaviour.PROCESSING_ERROR,
     "4000000000008005": Behaviour.TIMEOUT,
     "4000000000000259": Behaviour.CHARGEBACK,
+    "4000000000002685": Behaviour.CHARGEBACK_WON,
 }
 # fmt: on
 CHARGEBACK_OPENS_AFTER: Final = timedelta(days=1)  # after the capture
 CHARGEBACK_DECIDED_AFTER: Final = timedelta(days=3)
-CHARGEBACK_REASON: Final = "fraudulent"
+CHARGEBACK_REASONS: Final = {
+    Behaviour.CHARGEBACK: "fraudulent",
+    Behaviour.CHARGEBACK_WON: "product_not_received",
+}
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,7 @@ class Authorization:
     refunded: int = 0
     voided: bool = False
     disputed: bool = False  # the card will be charged back once captured
+    dispute_won: bool = False  # and the platform wins the chargeback
 
 
 @dataclass
@@ -229,7 +236,8 @@ class SimulatedAcquirer:
             request.payment_id,
             request.currency,
             request.amount_cents,
-            disputed=code is Behaviour.CHARGEBACK,
+            disputed=code in CHARGEBACK_REASONS,
+            dispute_won=code is Behaviour.CHARGEBACK_WON,
         )
         return Approved(op, request.key, reference, request.amount_cents, request.currency)
 
@@ -269,11 +277,12 @@ class SimulatedAcquirer:
     def _charge_back(self, auth: Authorization) -> None:
         """The cardholder disputes the capture at the network, which takes it back and decides."""
         captured_at = self.now()
-        opened_at = captured_at + CHARGEBACK_OPENS_AFTER
+        opened_at, decided_at = captured_at + CHARGEBACK_OPENS_AFTER, captured_at + CHARGEBACK_DECIDED_AFTER
         dispute_id = f"sim_dp_{auth.reference.removeprefix('sim_auth_')}"
+        behaviour = Behaviour.CHARGEBACK_WON if auth.dispute_won else Behaviour.CHARGEBACK
         for kind, due_at in (
             (NoticeKind.OPENED, opened_at),
-            (NoticeKind.LOST, captured_at + CHARGEBACK_DECIDED_AFTER),
+            (NoticeKind.WON if auth.dispute_won else NoticeKind.LOST, decided_at),
         ):
             self.state.notices.append(
                 DisputeNotice(
@@ -284,10 +293,12 @@ class SimulatedAcquirer:
                     auth.reference,
                     auth.captured,
                     auth.currency,
-                    CHARGEBACK_REASON,
+                    CHARGEBACK_REASONS[behaviour],
                 )
             )
         self._book(LineKind.CHARGEBACK, auth, auth.captured, self.fees.chargeback_minor, opened_at.date())
+        if auth.dispute_won:
+            self._book(LineKind.CHARGEBACK_REVERSAL, auth, auth.captured, 0, decided_at.date())
 
     def _book(
         self, kind: LineKind, auth: Authorization, amount: int, fee: int, day: date | None = None

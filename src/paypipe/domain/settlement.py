@@ -1,11 +1,13 @@
-"""The acquirer's daily settlement report, and its match against what the ledger booked.
+"""The acquirer's daily settlement report, and its match against what the pipeline booked.
 
-The report is a CSV file, one line per capture, refund or chargeback and a total line per
-currency: ``settlement_date,type,reference,payment_id,currency,gross_minor,fee_minor,net_minor``,
-where a refund's and a chargeback's gross are negative and net = gross - fee (a chargeback's fee
-is the network's dispute fee); the totals' net is captured - refunded - charged back - fees, the
-amount the acquirer pays out for the day. `parse_report` refuses a report whose lines do not
-add up to its totals; `compare` lists every way a day's booking and report disagree.
+The report is a CSV file (columns: ``COLUMNS``), one line per capture, refund, chargeback or
+chargeback reversal and a total line per currency. A refund's and a chargeback's gross are
+negative, a capture's and a reversal's positive, and net = gross - fee (a chargeback's fee is the
+network's dispute fee); the totals' net is captured - refunded - charged back + reversed - fees,
+the amount the acquirer pays out for the day. `parse_report` refuses a report whose lines do not
+add up to its totals; `compare` lists every way a day's booking and report disagree,
+`match_report` every reported line the pipeline's booked lines do not account for and the other
+way round.
 
 Pure: no I/O.
 """
@@ -47,6 +49,10 @@ class LineKind(StrEnum):
     CAPTURE = "capture"
     REFUND = "refund"
     CHARGEBACK = "chargeback"  # the network took a captured payment back for the cardholder
+    CHARGEBACK_REVERSAL = "chargeback_reversal"  # the platform won the chargeback: given back
+
+
+CREDITS: Final = frozenset({LineKind.CAPTURE, LineKind.CHARGEBACK_REVERSAL})  # money to the platform
 
 
 class SettlementReportError(ValueError):
@@ -65,7 +71,7 @@ class SettlementLine:
 
     @property
     def gross_minor(self) -> int:
-        return self.amount_minor if self.kind is LineKind.CAPTURE else -self.amount_minor
+        return self.amount_minor if self.kind in CREDITS else -self.amount_minor
 
 
 @dataclass(frozen=True)
@@ -74,10 +80,11 @@ class SettlementTotals:
     refunded: int = 0
     fees: int = 0
     charged_back: int = 0
+    chargebacks_reversed: int = 0
 
     @property
     def gross(self) -> int:
-        return self.captured - self.refunded - self.charged_back
+        return self.captured - self.refunded - self.charged_back + self.chargebacks_reversed
 
     @property
     def net(self) -> int:
@@ -94,6 +101,7 @@ _TOTAL_OF: Final = {
     LineKind.CAPTURE: "captured",
     LineKind.REFUND: "refunded",
     LineKind.CHARGEBACK: "charged_back",
+    LineKind.CHARGEBACK_REVERSAL: "chargebacks_reversed",
 }
 
 
@@ -180,7 +188,7 @@ def _line(
     number: int, day: date, kind: LineKind, row: list[str], figures: tuple[int, int, int]
 ) -> SettlementLine:
     gross, fee, _ = figures
-    if (gross <= 0) if kind is LineKind.CAPTURE else (gross >= 0):
+    if (gross <= 0) if kind in CREDITS else (gross >= 0):
         raise SettlementReportError(f"row {number}: a {kind} with gross {gross}")
     return SettlementLine(day, kind, row[2], row[3], row[4], abs(gross), fee)
 
@@ -199,6 +207,7 @@ class MismatchKind(StrEnum):
     CAPTURED = "captured"
     REFUNDED = "refunded"
     CHARGED_BACK = "charged_back"
+    CHARGEBACKS_REVERSED = "chargebacks_reversed"
     FEES = "fees"
     NET = "net"
 

@@ -112,7 +112,8 @@ def print_card_money(console: Console, report: RunReport) -> None:
     for currency, totals in sorted(report.settled.items()):
         console.print(
             f"acquirer settlement ({currency}): captured {totals.captured / 100:,.2f}, refunded "
-            f"{totals.refunded / 100:,.2f}, charged back {totals.charged_back / 100:,.2f}, fees "
+            f"{totals.refunded / 100:,.2f}, charged back {totals.charged_back / 100:,.2f} (won back "
+            f"{totals.chargebacks_reversed / 100:,.2f}), fees "
             f"{totals.fees / 100:,.2f}, net {totals.net / 100:,.2f}"
         )
     if report.settlement_match.get("days"):

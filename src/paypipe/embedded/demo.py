@@ -227,7 +227,7 @@ def _report(
         reviews=review_counts(observed),
         card_declines=card_declines(observed),
         settled=settlement_totals(context.settlement_lines or ()),
-        settlement_match=settlement_matches(observed),
+        settlement_match=settlement_matches(pipeline.observed()),  # the matches run_context made too
     )
 
 

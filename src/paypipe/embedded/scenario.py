@@ -110,15 +110,16 @@ DECLINE_CARDS: Final = tuple(
     {code: pan for pan, code in TEST_CARDS.items() if isinstance(code, DeclineCode)}.values()
 )
 
-# Captured, then charged back by the network and lost (the simulated acquirer's disputed card).
+# Captured, then charged back by the network and lost or won (the simulated acquirer's disputed cards).
 CHARGEBACK_CARD: Final = next(pan for pan, code in TEST_CARDS.items() if code is Behaviour.CHARGEBACK)
+CHARGEBACK_WON_CARD: Final = next(pan for pan, code in TEST_CARDS.items() if code is Behaviour.CHARGEBACK_WON)
 
 
 def build_scenario(
     count: int, *, seed: int = 7, now: datetime | None = None, run_id: str = "demo"
 ) -> Scenario:
     """``count`` payment requests: ~75% good, ~8% invalid, ~6% risky (review), ~5% declined by the
-    card processor, ~3% charged back by the card network, a card-testing burst."""
+    card processor, ~6% charged back by the card network (half of them won), a card-testing burst."""
     rng = random.Random(seed)
     start = now or datetime.now(UTC)  # one request a second from here, as the pipeline clock runs
     scenario = Scenario()
@@ -174,6 +175,8 @@ def _fixed_variant(index: int) -> tuple[str, dict[str, object]] | None:
         return "card_declined", {"pan": DECLINE_CARDS[(index // 19) % len(DECLINE_CARDS)]}
     if index % 31 == 17:  # captured, then disputed at the network and lost
         return "chargeback", {"pan": CHARGEBACK_CARD}
+    if index % 37 == 29:  # captured, disputed at the network, and won
+        return "chargeback_won", {"pan": CHARGEBACK_WON_CARD}
     if index % 23 == 11 or index % 29 == 13:
         # Payees at the simulated bank's test accounts: one always returned (no account), one
         # whose account number the bank corrects (docs/operations.md, "Simulated bank").

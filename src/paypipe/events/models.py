@@ -382,8 +382,11 @@ class SettlementCurrencyTotals(Payload):
     captured: Cents
     refunded: Cents
     charged_back: Cents
+    chargebacks_reversed: Cents = Field(default=0, description="Chargebacks the platform won, given back")
     fees: Cents = Field(description="The acquirer's fees: the platform's expense")
-    net: Cents = Field(description="captured - refunded - charged back - fees: what the acquirer pays out")
+    net: Cents = Field(
+        description="captured - refunded - charged back + reversed - fees: what the acquirer pays out"
+    )
 
 
 class SettlementReconciledData(Payload):

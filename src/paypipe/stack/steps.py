@@ -166,7 +166,7 @@ FUNCTIONS = (
     Function(
         "card_book",
         "settlement",
-        consumes=("PaymentCharged", "CardRefunded", "DisputeOpened"),
+        consumes=("PaymentCharged", "CardRefunded", "DisputeOpened", "DisputeResolved"),
         idempotency=False,
         description="paypipe card book - books the line each card event owes on the acquirer's report",
         tables={"Settlement": "Crud"},

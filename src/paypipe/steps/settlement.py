@@ -1,8 +1,9 @@
 """settlement: the pipeline's card book, matched each day against the acquirer's report.
 
-- ``CardBookStep`` (SQS: PaymentCharged, CardRefunded, DisputeOpened from the processor) books
-  the line each card event owes on the acquirer's report: a capture with the contracted fee, a
-  refund, a chargeback (the captured charge and the network's fee). Booked once per event id.
+- ``CardBookStep`` (SQS: PaymentCharged, CardRefunded, DisputeOpened and DisputeResolved from the
+  processor) books the line each card event owes on the acquirer's report: a capture with the
+  contracted fee, a refund, a chargeback (the captured charge and the network's fee), a won
+  chargeback's reversal (the captured charge given back). Booked once per event id.
 - ``SettlementMatcher`` (scheduled, daily after the report) matches each line of a day's report
   to a booked line of its payment (same kind, reference, currency and amount) and publishes
   ``SettlementReconciled``: lines reported but never booked, booked lines on no report within
@@ -49,7 +50,8 @@ LISTED_DISCREPANCIES = 50
 
 def booked_line(event: ev.Event, capture: SettlementLine | None, fees: FeeSchedule) -> SettlementLine | None:
     """The line the acquirer's report owes for a card event (None: the event owes none);
-    a chargeback's is the payment's ``capture`` taken back (None when it has none)."""
+    a chargeback's is the payment's ``capture`` taken back, a won one's reversal the capture given
+    back (None when it has none)."""
     day = event.occurred_at.date()
     if isinstance(event, ev.PaymentCharged):
         charge = event.data.charge
@@ -68,21 +70,23 @@ def booked_line(event: ev.Event, capture: SettlementLine | None, fees: FeeSchedu
         return SettlementLine(
             day, LineKind.REFUND, data.authorization_id, event.payment_id, data.currency, data.amount_cents, 0
         )
-    if (
-        isinstance(event, ev.DisputeOpened)
-        and event.producer == ev.PROCESSOR_PRODUCER
-        and capture is not None
-    ):
-        return SettlementLine(
-            day,
-            LineKind.CHARGEBACK,
-            capture.reference,
-            event.payment_id,
-            capture.currency,
-            capture.amount_minor,
-            fees.chargeback_minor,
-        )
-    return None
+    kind, fee = _network_line(event, fees)
+    if kind is None or capture is None:
+        return None
+    return SettlementLine(
+        day, kind, capture.reference, event.payment_id, capture.currency, capture.amount_minor, fee
+    )
+
+
+def _network_line(event: ev.Event, fees: FeeSchedule) -> tuple[LineKind | None, int]:
+    """The kind and fee of the line a network's dispute event owes (None: a client's, or a loss)."""
+    if event.producer != ev.PROCESSOR_PRODUCER:
+        return None, 0
+    if isinstance(event, ev.DisputeOpened):
+        return LineKind.CHARGEBACK, fees.chargeback_minor
+    if isinstance(event, ev.DisputeResolved) and event.data.outcome is ev.DisputeOutcome.RELEASE:
+        return LineKind.CHARGEBACK_REVERSAL, 0
+    return None, 0
 
 
 @dataclass(frozen=True)
@@ -91,10 +95,11 @@ class CardBookStep:
     fees: FeeSchedule = field(default_factory=FeeSchedule)
 
     def on_card_event(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
-        if isinstance(event, ev.DisputeOpened) and event.producer != ev.PROCESSOR_PRODUCER:
+        disputes = ev.DisputeOpened | ev.DisputeResolved
+        if isinstance(event, disputes) and event.producer != ev.PROCESSOR_PRODUCER:
             return []  # a client's dispute moves no card money
         capture = None
-        if isinstance(event, ev.DisputeOpened):
+        if isinstance(event, disputes):
             captures = [
                 e.line for e in self.book.lines_of(event.payment_id) if e.line.kind is LineKind.CAPTURE
             ]
@@ -117,7 +122,8 @@ class CardBookStep:
 
 def card_book_routes(step: CardBookStep) -> dict[str, Route]:
     route = Route(step.on_card_event, idempotent=False)
-    return {"PaymentCharged": route, "CardRefunded": route, "DisputeOpened": route}
+    card_events = ("PaymentCharged", "CardRefunded", "DisputeOpened", "DisputeResolved")
+    return dict.fromkeys(card_events, route)
 
 
 def build() -> Consumer:
@@ -224,6 +230,7 @@ def _reconciled(
                 captured=totals.captured,
                 refunded=totals.refunded,
                 charged_back=totals.charged_back,
+                chargebacks_reversed=totals.chargebacks_reversed,
                 fees=totals.fees,
                 net=totals.net,
             )
