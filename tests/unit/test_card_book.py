@@ -25,7 +25,7 @@ from paypipe.embedded.samples import sample_chain
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import PermanentError, Receipt
 from paypipe.runtime.publisher import PublishResult
-from paypipe.steps.settlement import CardBookStep, S3Reports, SettlementMatcher
+from paypipe.steps.settlement import CardBookStep, S3Reports, SettlementMatcher, contracted_fees
 from tests.tables import create_table
 
 FEES = FeeSchedule()
@@ -243,3 +243,15 @@ def test_matching_pairs_equal_lines_one_to_one_oldest_first():
     assert [d.kind for d in match_report(day, [line], matched_before).discrepancies] == [
         DiscrepancyKind.NOT_BOOKED
     ]
+
+
+def test_the_contracted_fees_are_the_stacks_parameters(monkeypatch):
+    assert contracted_fees() == FeeSchedule()  # unset: the simulated acquirer's own schedule
+    for name, value in (
+        ("CARD_FEE_RATE_BPS", "150"),
+        ("CARD_FEE_FIXED_MINOR", "0"),
+        ("CHARGEBACK_FEE_MINOR", "2500"),
+    ):
+        monkeypatch.setenv(name, value)
+    fees = contracted_fees()
+    assert (fees.fee(10_000), fees.chargeback_minor) == (150, 2_500)

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from paypipe.adapters.ledger_store import LedgerStore
 from paypipe.domain import nacha
 from paypipe.domain.ach_calendar import EASTERN
+from paypipe.domain.acquirer_simulator import FeeSchedule
 from paypipe.domain.settlement import REPORT_PREFIX, SettlementLine, parse_report, report_day
 from paypipe.embedded.reconcile import AchEntry, BankAnswer, Context, DlqRecord, PayoutRow
 from paypipe.embedded.runtime import EmbeddedPipeline
@@ -262,6 +263,11 @@ def stack_context(
         submission_lead=timedelta(minutes=int(parameters["AchSubmissionLeadMinutes"])),
         bank_answers=bank_answers(deployment),
         review_sweep_period=schedule_period(parameters["SweepSchedule"]),
+        acquirer_fees=FeeSchedule(
+            rate_bps=int(parameters["CardFeeRateBps"]),
+            fixed_minor=int(parameters["CardFeeFixedMinor"]),
+            chargeback_minor=int(parameters["ChargebackFeeMinor"]),
+        ),
     )
 
 

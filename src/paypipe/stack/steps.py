@@ -170,6 +170,7 @@ FUNCTIONS = (
         idempotency=False,
         description="paypipe card book - books the line each card event owes on the acquirer's report",
         tables={"Settlement": "Crud"},
+        parameters=("CardFeeRateBps", "CardFeeFixedMinor", "ChargebackFeeMinor"),
         publishes=False,
     ),
     Function(

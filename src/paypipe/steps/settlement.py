@@ -37,7 +37,7 @@ from paypipe.domain.settlement import (
     settlement_totals,
 )
 from paypipe.events import models as ev
-from paypipe.runtime.aws import client, setting
+from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
 from paypipe.runtime.publisher import EventPublisher
@@ -126,9 +126,19 @@ def card_book_routes(step: CardBookStep) -> dict[str, Route]:
     return dict.fromkeys(card_events, route)
 
 
+def contracted_fees() -> FeeSchedule:
+    """The acquirer contract's fees, from the stack's parameters (the simulator's by default)."""
+    default = FeeSchedule()
+    return FeeSchedule(
+        rate_bps=int_setting("CARD_FEE_RATE_BPS", default.rate_bps),
+        fixed_minor=int_setting("CARD_FEE_FIXED_MINOR", default.fixed_minor),
+        chargeback_minor=int_setting("CHARGEBACK_FEE_MINOR", default.chargeback_minor),
+    )
+
+
 def build() -> Consumer:
     book = CardBook(setting("SETTLEMENT_TABLE"), client("dynamodb"))
-    return build_consumer(STEP, card_book_routes(CardBookStep(book)))
+    return build_consumer(STEP, card_book_routes(CardBookStep(book, contracted_fees())))
 
 
 class ReportSource(Protocol):
