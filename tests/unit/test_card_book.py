@@ -25,7 +25,13 @@ from paypipe.embedded.samples import sample_chain
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import PermanentError, Receipt
 from paypipe.runtime.publisher import PublishResult
-from paypipe.steps.settlement import CardBookStep, S3Reports, SettlementMatcher, contracted_fees
+from paypipe.steps.settlement import (
+    CaptureNotBookedError,
+    CardBookStep,
+    S3Reports,
+    SettlementMatcher,
+    contracted_fees,
+)
 from tests.tables import create_table
 
 FEES = FeeSchedule()
@@ -131,11 +137,11 @@ def test_each_card_event_books_the_line_the_report_owes_once(book):
     )
 
 
-def test_a_chargeback_of_no_booked_capture_or_a_line_booked_with_other_content_is_parked(book):
+def test_a_chargeback_before_its_capture_is_booked_waits_and_other_content_is_parked(book):
     step = CardBookStep(book)
-    with pytest.raises(PermanentError) as no_capture:
+    with pytest.raises(CaptureNotBookedError):  # not parked at once: SQS delivers it again
         step.on_card_event(dispute(ev.PROCESSOR_PRODUCER), Receipt(received_at=day_at(0)))
-    assert no_capture.value.reason == "NoBookedCapture"
+    receive(step, decision(ev.PROCESSOR_PRODUCER, ev.DisputeOutcome.REFUND))  # a loss owes no line
     receive(step, charged())
     other = charged().data.charge.model_copy(update={"captured_cents": 1})
     forged = charged().model_copy(update={"data": charged().data.model_copy(update={"charge": other})})
@@ -202,17 +208,21 @@ def test_a_report_line_the_book_does_not_hold_is_a_discrepancy(book, tamper, kin
 def test_a_booked_line_on_no_report_of_its_day_or_the_grace_days_is_not_reported(book):
     capture, refund = settled_book(book)
     runs = []
-    for n in range(3):  # the capture never comes; the refund does, on its day
+    for n in range(4):  # the capture never comes; the refund does, on its day
         day = capture.day + timedelta(days=n)
         drop_report(day, [refund] if n == 0 else [])
         runs.append(matcher(book).match(day, day_at(n + 1)))
-    assert [run.data.discrepancy_count for run in runs] == [0, 0, 1]
-    (missing,) = runs[-1].data.discrepancies
+    assert [run.data.discrepancy_count for run in runs] == [0, 0, 1, 0]  # reported once
+    (missing,) = runs[2].data.discrepancies
     assert (missing.kind, missing.line_kind, missing.booked_minor) == (
         "not_reported",
         "capture",
         capture.amount_minor,
     )
+    # A report that brings it late still accounts for it.
+    late = capture.day + timedelta(days=4)
+    drop_report(late, [capture])
+    assert matcher(book).match(late, day_at(5)).data.matched == 1
 
 
 def test_a_missing_or_malformed_report_is_reported_and_matched_once_it_comes(book):

@@ -3,7 +3,8 @@ settlement reports, and each day's match.
 
 - a booked line: ``pk payment#<payment>``, ``sk line#<line id>``, the line (JSON) and, once a
   report accounts for it, ``matched_day``; until then it is on the sharded ``unmatched`` index
-  sorted by its day, which the match reads for lines no report has accounted for;
+  sorted by its day, which the match reads for lines no report has accounted for, and which a
+  line reported as on no report leaves (``unreported_on``: a later report may still match it);
 - a day's match: ``pk day#<YYYY-MM-DD>``, ``sk match``, written once: the event that reported it.
 
 Every write is conditional or idempotent, so a redelivered card event books its line once and a
@@ -87,6 +88,19 @@ class CardBook:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             raise ValueError(f"line {entry.line_id} was matched on another day") from None
+
+    def set_aside(self, entry: BookedLine, day: date) -> None:
+        """Take a line the match of ``day`` reported as on no report off the unmatched index."""
+        retry_throttled(
+            partial(
+                self._client.update_item,
+                TableName=self._table,
+                Key=_key(entry),
+                UpdateExpression="SET unreported_on = :day REMOVE gsi1pk, gsi1sk",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":day": {"S": day.isoformat()}},
+            )
+        )
 
     def day_result(self, day: date) -> str | None:
         """The event the match of ``day`` reported (JSON), if it ran."""

@@ -267,6 +267,7 @@ class Discrepancy:
     line: SettlementLine  # the reported line (NOT_BOOKED, FEE) or the booked one (NOT_REPORTED)
     booked_minor: int | None  # the booked amount, or the contracted fee for FEE
     reported_minor: int | None
+    booked: BookedLine | None = None  # the booked line NOT_REPORTED
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,8 @@ def match_report(
     """Each line of ``day``'s report against a booked line not yet matched on another day (same
     payment, kind, reference, currency and amount; oldest first), and the ``stale`` booked lines
     (not matched before) that no report accounted for: neither this one nor those of their own
-    day and the ``BOOKED_GRACE_DAYS`` after it, all of them matched (``matched_days``)."""
+    day and the ``BOOKED_GRACE_DAYS`` after it, all of them matched (``matched_days``). A stale
+    line is reported once: by the match that completes its days."""
     free: dict[tuple[str, LineKind, str, str, int], list[BookedLine]] = {}
     for entry in sorted(booked, key=lambda entry: (entry.line.day, entry.line_id)):
         if entry.matched_day in (None, day):
@@ -308,8 +310,11 @@ def match_report(
             found.append(Discrepancy(DiscrepancyKind.FEE, line, entry.line.fee_minor, line.fee_minor))
     taken = {entry.line_id for entry in matched}
     for entry in sorted(stale, key=lambda entry: (entry.line.day, entry.line_id)):
-        if entry.line_id not in taken and grace_days(entry.line.day) <= {*matched_days, day}:
-            found.append(Discrepancy(DiscrepancyKind.NOT_REPORTED, entry.line, entry.line.amount_minor, None))
+        window = grace_days(entry.line.day)
+        if entry.line_id not in taken and day in window and window <= {*matched_days, day}:
+            found.append(
+                Discrepancy(DiscrepancyKind.NOT_REPORTED, entry.line, entry.line.amount_minor, None, entry)
+            )
     return DayMatch(tuple(matched), tuple(found))
 
 

@@ -89,6 +89,10 @@ def _network_line(event: ev.Event, fees: FeeSchedule) -> tuple[LineKind | None, 
     return None, 0
 
 
+class CaptureNotBookedError(RuntimeError):
+    """A chargeback's capture is not in the book yet: the record is tried again (then parked)."""
+
+
 @dataclass(frozen=True)
 class CardBookStep:
     book: CardBook
@@ -100,13 +104,13 @@ class CardBookStep:
             return []  # a client's dispute moves no card money
         capture = None
         if isinstance(event, disputes):
+            if _network_line(event, self.fees)[0] is None:
+                return []  # the network's loss: the chargeback's line stands
             captures = [
                 e.line for e in self.book.lines_of(event.payment_id) if e.line.kind is LineKind.CAPTURE
             ]
-            if not captures:
-                raise PermanentError(
-                    "NoBookedCapture", f"chargeback of payment {event.payment_id}: no capture booked"
-                )
+            if not captures:  # its capture not booked yet (out of order): try again later
+                raise CaptureNotBookedError(f"chargeback of payment {event.payment_id}: no capture booked")
             capture = captures[0]
         line = booked_line(event, capture, self.fees)
         if line is None:
@@ -208,6 +212,9 @@ class SettlementMatcher:
         outcome = match_report(day, lines, booked, stale=stale, matched_days=matched_days)
         for entry in outcome.matched:
             self.book.mark_matched(entry, day)
+        for found in outcome.discrepancies:
+            if found.booked is not None:  # reported as on no report: once
+                self.book.set_aside(found.booked, day)
         return self._keep(day, _reconciled(day, key, at, lines=lines, outcome=outcome))
 
     def _keep(self, day: date, event: ev.SettlementReconciled) -> ev.SettlementReconciled:
