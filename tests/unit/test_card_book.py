@@ -25,12 +25,12 @@ from paypipe.embedded.samples import sample_chain
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import PermanentError, Receipt
 from paypipe.runtime.publisher import PublishResult
+from paypipe.steps.common import contracted_fees
 from paypipe.steps.settlement import (
     CaptureNotBookedError,
     CardBookStep,
     S3Reports,
     SettlementMatcher,
-    contracted_fees,
 )
 from tests.tables import create_table
 

@@ -103,6 +103,22 @@ def test_place_hold_moves_card_clearing_into_escrow() -> None:
     assert outcome.state.totals_by_currency() == {USD: 0}
 
 
+def test_a_holds_card_fee_is_booked_as_the_platforms_expense_against_card_clearing() -> None:
+    outcome = applied(place_hold(LedgerState(), hold_request(card_fee_cents=320)))
+
+    fees = AccountId.card_fees(USD)
+    assert balances(outcome.state) == {CLEARING: -10_000 + 320, ESCROW: 10_000, fees: -320}
+    assert [t.kind for t in outcome.transfers] == [TransferKind.HOLD, TransferKind.CARD_FEE]
+    assert outcome.transfers[1].transfer_id == "pay-1:card-fee"
+    again = place_hold(outcome.state, hold_request(card_fee_cents=320))
+    assert again == Duplicate(outcome.hold, outcome.transfers)  # booked once
+    rejected(place_hold(outcome.state, hold_request(card_fee_cents=300)), Rejection.IDEMPOTENCY_CONFLICT)
+    # A refund gives the customer the whole amount: the fee stays the platform's.
+    refunded = applied(refund(outcome.state, "pay-1", resolution_id="r1", at=T0 + timedelta(hours=1)))
+    assert balances(refunded.state)[fees] == -320
+    assert refunded.state.totals_by_currency() == {USD: 0}
+
+
 def test_duplicate_hold_is_a_no_op_returning_the_original() -> None:
     first = applied(place_hold(LedgerState(), hold_request()))
 
@@ -130,6 +146,7 @@ def test_same_payment_with_other_terms_is_an_idempotency_conflict(change: dict[s
         {"payment_id": ""},
         {"hold_until": T0},
         {"held_at": T0.replace(tzinfo=None)},
+        {"card_fee_cents": -1},
     ],
 )
 def test_invalid_hold_requests_are_rejected(change: dict[str, object]) -> None:
@@ -528,12 +545,12 @@ def test_unbalanced_or_mixed_currency_transfers_cannot_be_built() -> None:
         Posting(ESCROW, Side.CREDIT, 0)
 
 
-def test_only_card_clearing_and_clawbacks_may_go_negative() -> None:
+def test_only_card_clearing_clawbacks_and_card_fees_may_go_negative() -> None:
     assert [
         kind
         for kind in AccountKind
         if AccountId(kind, USD, "x" * (kind in {"customer", "provider", "clawback"})).may_go_negative
-    ] == [AccountKind.CLAWBACK, AccountKind.CARD_CLEARING]
+    ] == [AccountKind.CLAWBACK, AccountKind.CARD_CLEARING, AccountKind.CARD_FEES]
 
 
 # --- payout returns -------------------------------------------------------------------------------

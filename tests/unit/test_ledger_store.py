@@ -55,9 +55,12 @@ def store(client: Any) -> LedgerStore:
 
 
 def hold_request(
-    payment_id: str = "pay-1", amount_cents: int = 10_000, hold_until: datetime = HOLD_UNTIL
+    payment_id: str = "pay-1",
+    amount_cents: int = 10_000,
+    hold_until: datetime = HOLD_UNTIL,
+    card_fee_cents: int = 0,
 ) -> HoldRequest:
-    return HoldRequest(payment_id, "cus-1", "prov-1", amount_cents, USD, hold_until, T0)
+    return HoldRequest(payment_id, "cus-1", "prov-1", amount_cents, USD, hold_until, T0, card_fee_cents)
 
 
 def balances(store: LedgerStore) -> dict[AccountId, int]:
@@ -81,6 +84,16 @@ def test_place_hold_persists_the_hold_and_the_journal(store: LedgerStore) -> Non
     assert store.get_hold("pay-1") == outcome.hold
     assert store.transfers("pay-1") == list(outcome.transfers)
     assert balances(store) == {CLEARING: -10_000, ESCROW: 10_000}
+    assert store.verify_balanced() == {USD: 0}
+
+
+def test_a_card_fee_is_stored_with_the_hold_and_in_its_journal(store: LedgerStore) -> None:
+    outcome = applied(store.place_hold(hold_request(card_fee_cents=320)))
+
+    assert store.get_hold("pay-1") == outcome.hold and outcome.hold.card_fee_cents == 320
+    by_id = sorted(outcome.transfers, key=lambda transfer: transfer.transfer_id)
+    assert store.transfers("pay-1") == by_id
+    assert store.place_hold(hold_request(card_fee_cents=320)) == Duplicate(outcome.hold, outcome.transfers)
     assert store.verify_balanced() == {USD: 0}
 
 

@@ -948,3 +948,15 @@ def test_a_day_whose_settlement_match_found_discrepancies_is_reported(discrepanc
     events, lines = settled_payment()
     result = run([*events, settlement_result(discrepancies, report_error)], settlement_lines=lines)
     assert ("SETTLEMENT_DISCREPANCY" in codes(result)) is flagged
+
+
+def test_a_held_capture_whose_card_fee_the_ledger_did_not_book_is_reported():
+    request = ledger.HoldRequest("p1", "c1", "v1", 500, "USD", AT + timedelta(days=7), AT)
+    fee = FeeSchedule().fee(500)
+    booked = ledger.place_hold(ledger.LedgerState(), replace(request, card_fee_cents=fee))
+    unbooked = ledger.place_hold(ledger.LedgerState(), request)
+    assert isinstance(booked, ledger.Applied) and isinstance(unbooked, ledger.Applied)
+    events = [charged("p1"), held("p1")]
+    for outcome, flagged in ((booked, False), (unbooked, True)):
+        result = run(events, holds=[outcome.hold], transfers=list(outcome.transfers))
+        assert ("CARD_FEE_NOT_BOOKED" in codes(result)) is flagged

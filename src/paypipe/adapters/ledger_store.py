@@ -136,6 +136,7 @@ def _hold_item(hold: Hold) -> "Item":
         "reversed_cents": _n(hold.reversed_cents),
         "paid_out_cents": _n(hold.paid_out_cents),
         "netted_cents": _n(hold.netted_cents),
+        "card_fee_cents": _n(hold.card_fee_cents),
         **_optional_times(
             updated_at=hold.updated_at,
             resolved_at=hold.resolved_at,
@@ -267,6 +268,7 @@ def _parse_hold(item: "Item") -> Hold:
         returned_payouts=tuple(
             _parse_returned_payout(entry["M"]) for entry in item.get("returned_payouts", {"L": []})["L"]
         ),
+        card_fee_cents=_optional_int(item, "card_fee_cents"),
     )
 
 

@@ -3,7 +3,10 @@
 Sign convention: an account balance is ``credits - debits`` in integer cents. Every
 transfer is balanced within one currency, so the balances of a currency always sum
 to 0. Card clearing is debited when a card payment is captured; its negative
-balance is the amount receivable from the card network. A provider's clawback
+balance is the amount receivable from the card network. The acquirer's fee on the capture
+(``HoldRequest.card_fee_cents``, the contract's) is booked with the hold as the platform's
+expense: card fees -> card clearing, so clearing holds what the network will pay and card fees
+(negative) what the platform paid for card acceptance. A provider's clawback
 account is debited when a payout already filed is disputed: its negative balance is
 owed by the provider and netted against their next payouts (positive: owed back to
 them). These two are the only kinds of account allowed below zero. All other
@@ -86,9 +89,10 @@ class AccountKind(StrEnum):
     DISPUTES = "disputes"
     SETTLEMENT = "settlement"
     CARD_CLEARING = "card_clearing"
+    CARD_FEES = "card_fees"  # the platform's expense: the acquirer's fees on its captures
 
 
-NEGATIVE_ALLOWED_KINDS = frozenset({AccountKind.CARD_CLEARING, AccountKind.CLAWBACK})
+NEGATIVE_ALLOWED_KINDS = frozenset({AccountKind.CARD_CLEARING, AccountKind.CLAWBACK, AccountKind.CARD_FEES})
 _OWNED_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.PROVIDER, AccountKind.CLAWBACK})
 
 
@@ -151,6 +155,10 @@ class AccountId:
     def card_clearing(cls, currency: str) -> "AccountId":
         return cls(AccountKind.CARD_CLEARING, currency)
 
+    @classmethod
+    def card_fees(cls, currency: str) -> "AccountId":
+        return cls(AccountKind.CARD_FEES, currency)
+
 
 def payment_accounts(customer_id: str, provider_id: str, currency: str) -> tuple[AccountId, ...]:
     """Every account a payment's transfers can touch."""
@@ -162,6 +170,7 @@ def payment_accounts(customer_id: str, provider_id: str, currency: str) -> tuple
         AccountId.clawback(provider_id, currency),
         AccountId.disputes(currency),
         AccountId.settlement(currency),
+        AccountId.card_fees(currency),
     )
 
 
@@ -197,6 +206,7 @@ class TransferKind(StrEnum):
     CLAWBACK_REFUND = "clawback_refund"
     CLAWBACK_CANCEL = "clawback_cancel"
     PAYOUT_RETURN = "payout_return"
+    CARD_FEE = "card_fee"
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +235,10 @@ class Transfer:
 
 def hold_transfer_id(payment_id: str) -> str:
     return f"{payment_id}:hold"
+
+
+def card_fee_transfer_id(payment_id: str) -> str:
+    return f"{payment_id}:card-fee"
 
 
 def resolution_transfer_id(payment_id: str) -> str:
@@ -334,6 +348,7 @@ class HoldRequest:
     currency: str
     hold_until: datetime
     held_at: datetime
+    card_fee_cents: int = 0  # the acquirer's fee on the capture, booked as the platform's expense
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +375,7 @@ class Hold:
     netted_cents: int = 0  # kept at payout to settle the provider's clawback (negative: paid back)
     paid_out_at: datetime | None = None
     returned_payouts: tuple[ReturnedPayout, ...] = ()  # oldest first
+    card_fee_cents: int = 0
 
     @property
     def payout_attempt(self) -> int:
@@ -530,6 +546,8 @@ def _hold_request_problem(request: HoldRequest) -> str | None:
         return f"currency must be an ISO 4217 code, got {request.currency!r}"
     if request.amount_cents <= 0:
         return f"amount must be positive, got {request.amount_cents}"
+    if request.card_fee_cents < 0:
+        return f"the card fee cannot be negative, got {request.card_fee_cents}"
     if request.hold_until.utcoffset() is None or request.held_at.utcoffset() is None:
         return "hold_until and held_at must be timezone-aware"
     if request.hold_until <= request.held_at:
@@ -540,18 +558,19 @@ def _hold_request_problem(request: HoldRequest) -> str | None:
 def _same_terms(hold: Hold, request: HoldRequest) -> bool:
     terms = (hold.customer_id, hold.provider_id, hold.amount_cents, hold.currency, hold.hold_until)
     asked = (request.customer_id, request.provider_id, request.amount_cents, request.currency)
-    return terms == (*asked, request.hold_until)
+    return (*terms, hold.card_fee_cents) == (*asked, request.hold_until, request.card_fee_cents)
 
 
 def place_hold(state: LedgerState, request: HoldRequest) -> Outcome:
-    """Capture the card payment into escrow until ``hold_until``."""
+    """Capture the card payment into escrow until ``hold_until``, and book its card fee."""
     problem = _hold_request_problem(request)
     if problem is not None:
         return Rejected(Rejection.INVALID_REQUEST, problem)
     existing = state.holds.get(request.payment_id)
     if existing is not None:
         if _same_terms(existing, request):
-            return Duplicate(existing, _existing(state, hold_transfer_id(request.payment_id)))
+            ids = (hold_transfer_id(request.payment_id), card_fee_transfer_id(request.payment_id))
+            return Duplicate(existing, _existing(state, *ids))
         return Rejected(
             Rejection.IDEMPOTENCY_CONFLICT, f"payment {request.payment_id} was already held with other terms"
         )
@@ -563,6 +582,7 @@ def place_hold(state: LedgerState, request: HoldRequest) -> Outcome:
         currency=request.currency,
         hold_until=request.hold_until,
         held_at=request.held_at,
+        card_fee_cents=request.card_fee_cents,
     )
     transfer = Transfer(
         transfer_id=hold_transfer_id(request.payment_id),
@@ -575,7 +595,27 @@ def place_hold(state: LedgerState, request: HoldRequest) -> Outcome:
         ),
         at=request.held_at,
     )
-    return _commit(state, hold, (transfer,))
+    return _commit(state, hold, (transfer, *_card_fee(request)))
+
+
+def _card_fee(request: HoldRequest) -> tuple[Transfer, ...]:
+    """The capture's fee: card fees (the platform's expense) -> card clearing (none when free)."""
+    if not request.card_fee_cents:
+        return ()
+    fee = request.card_fee_cents
+    return (
+        Transfer(
+            transfer_id=card_fee_transfer_id(request.payment_id),
+            kind=TransferKind.CARD_FEE,
+            payment_id=request.payment_id,
+            currency=request.currency,
+            postings=(
+                Posting(AccountId.card_fees(request.currency), Side.DEBIT, fee),
+                Posting(AccountId.card_clearing(request.currency), Side.CREDIT, fee),
+            ),
+            at=request.held_at,
+        ),
+    )
 
 
 def _settled_resolution(

@@ -179,6 +179,7 @@ def reconcile(
     _check_card_money(result, unique)
     _check_settlement(result, unique, context)
     _check_settled_days(result, unique)
+    _check_card_fees(result, unique, context)
     return result
 
 
@@ -211,6 +212,21 @@ def _check_settled_days(result: Reconciliation, unique: Sequence[ev.Event]) -> N
             detail = data.report_error or ", ".join(listed)
             message = f"{data.day}: {data.discrepancy_count} discrepancies ({detail})"
             result.flag("SETTLEMENT_DISCREPANCY", None, message)
+
+
+def _check_card_fees(result: Reconciliation, unique: Sequence[ev.Event], context: Context) -> None:
+    """Each held capture's contracted fee is booked in the ledger as the platform's expense, once
+    (``CARD_FEE_NOT_BOOKED``)."""
+    held = {hold.payment_id for hold in context.holds}
+    fees = {t.payment_id: t for t in context.transfers if t.kind is TransferKind.CARD_FEE}
+    for event in unique:
+        if isinstance(event, ev.PaymentCharged) and event.payment_id in held:
+            expected = context.acquirer_fees.fee(event.data.charge.captured_cents)
+            fee = fees.get(event.payment_id)
+            booked = -balance_deltas([fee]).get(AccountId.card_fees(fee.currency), 0) if fee else 0
+            if booked != expected:
+                message = f"card fee booked {booked} cents, the contract's is {expected}"
+                result.flag("CARD_FEE_NOT_BOOKED", event.payment_id, message)
 
 
 def _check_card_money(result: Reconciliation, unique: Sequence[ev.Event]) -> None:

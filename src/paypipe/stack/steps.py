@@ -206,7 +206,7 @@ FUNCTIONS = (
         consumes=("PaymentCharged",),
         idempotency=False,
         tables={"Ledger": "Crud", "Payments": "Crud"},
-        parameters=("HoldDays",),
+        parameters=("HoldDays", "CardFeeRateBps", "CardFeeFixedMinor", "ChargebackFeeMinor"),
     ),
     Function(
         "release",

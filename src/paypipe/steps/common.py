@@ -1,4 +1,5 @@
-"""Wiring shared by several steps: the ledger port and scheduled-invocation time."""
+"""Wiring shared by several steps: the ledger port, the acquirer contract's fees and
+scheduled-invocation time."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from paypipe.domain import ledger
+from paypipe.domain.acquirer_simulator import FeeSchedule
 from paypipe.runtime import clock
-from paypipe.runtime.aws import client, setting
+from paypipe.runtime.aws import client, int_setting, setting
 
 
 class LedgerPort(Protocol):
@@ -64,3 +66,13 @@ def scheduled_time(event: Mapping[str, Any]) -> datetime:
     if isinstance(raw, str):
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
     return clock.now()
+
+
+def contracted_fees() -> FeeSchedule:
+    """The acquirer contract's fees, from the stack's parameters (the simulator's by default)."""
+    default = FeeSchedule()
+    return FeeSchedule(
+        rate_bps=int_setting("CARD_FEE_RATE_BPS", default.rate_bps),
+        fixed_minor=int_setting("CARD_FEE_FIXED_MINOR", default.fixed_minor),
+        chargeback_minor=int_setting("CHARGEBACK_FEE_MINOR", default.chargeback_minor),
+    )

@@ -1,4 +1,5 @@
-"""escrow hold: PaymentCharged -> FundsHeld (card clearing -> escrow until hold-until).
+"""escrow hold: PaymentCharged -> FundsHeld (card clearing -> escrow until hold-until, and the
+capture's contracted card fee booked as the platform's expense).
 
 No idempotency record: the payout instructions (and the card charge a refund goes back to) are
 saved with the event's content fingerprint and the first receipt time (other content for the
@@ -10,11 +11,12 @@ payment and the stored hold, so a redelivery publishes the same event again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import ledger
+from paypipe.domain.acquirer_simulator import FeeSchedule
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import (
@@ -26,7 +28,7 @@ from paypipe.runtime.consumer import (
     content_fingerprint,
 )
 from paypipe.runtime.entry import build_consumer
-from paypipe.steps.common import LedgerPort, ledger_from_env
+from paypipe.steps.common import LedgerPort, contracted_fees, ledger_from_env
 
 STEP = "escrow_hold"
 
@@ -36,6 +38,7 @@ class EscrowHoldStep:
     ledger: LedgerPort
     payments: PaymentsStore
     hold_for: timedelta
+    fees: FeeSchedule = field(default_factory=FeeSchedule)  # the acquirer contract's
 
     def on_charged(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         """The captured card money goes from card clearing into escrow until the hold-until time."""
@@ -60,6 +63,7 @@ class EscrowHoldStep:
             currency=data.currency,
             held_at=held_at,  # the first receipt's, so any copy of the event asks the same hold
             hold_until=held_at + self.hold_for,
+            card_fee_cents=self.fees.fee(data.charge.captured_cents),
         )
         outcome = self.ledger.place_hold(request)
         if isinstance(outcome, ledger.Rejected):
@@ -95,6 +99,7 @@ def build() -> Consumer:
         ledger=ledger_from_env(),
         payments=PaymentsStore(setting("PAYMENTS_TABLE"), client("dynamodb")),
         hold_for=timedelta(days=int_setting("HOLD_DAYS", 7)),
+        fees=contracted_fees(),
     )
     return build_consumer(STEP, routes(step))
 

@@ -37,11 +37,11 @@ from paypipe.domain.settlement import (
     settlement_totals,
 )
 from paypipe.events import models as ev
-from paypipe.runtime.aws import client, int_setting, setting
+from paypipe.runtime.aws import client, setting
 from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
 from paypipe.runtime.publisher import EventPublisher
-from paypipe.steps.common import scheduled_time
+from paypipe.steps.common import contracted_fees, scheduled_time
 
 STEP = "settlement"
 CATCH_UP_DAYS = 7  # days before the one asked for that a match run catches up when none matched them
@@ -128,16 +128,6 @@ def card_book_routes(step: CardBookStep) -> dict[str, Route]:
     route = Route(step.on_card_event, idempotent=False)
     card_events = ("PaymentCharged", "CardRefunded", "DisputeOpened", "DisputeResolved")
     return dict.fromkeys(card_events, route)
-
-
-def contracted_fees() -> FeeSchedule:
-    """The acquirer contract's fees, from the stack's parameters (the simulator's by default)."""
-    default = FeeSchedule()
-    return FeeSchedule(
-        rate_bps=int_setting("CARD_FEE_RATE_BPS", default.rate_bps),
-        fixed_minor=int_setting("CARD_FEE_FIXED_MINOR", default.fixed_minor),
-        chargeback_minor=int_setting("CHARGEBACK_FEE_MINOR", default.chargeback_minor),
-    )
 
 
 def build() -> Consumer:
