@@ -72,18 +72,9 @@ class CardBook:
 
     def mark_matched(self, entry: BookedLine, day: date) -> None:
         """Record that ``day``'s report accounts for the line (again, for the same day, is a no-op)."""
+        matchable = "attribute_exists(pk) AND (attribute_not_exists(matched_day) OR matched_day = :day)"
         try:
-            retry_throttled(
-                partial(
-                    self._client.update_item,
-                    TableName=self._table,
-                    Key=_key(entry),
-                    UpdateExpression="SET matched_day = :day REMOVE gsi1pk, gsi1sk",
-                    ConditionExpression="attribute_exists(pk) AND "
-                    "(attribute_not_exists(matched_day) OR matched_day = :day)",
-                    ExpressionAttributeValues={":day": {"S": day.isoformat()}},
-                )
-            )
+            self._leave_index(entry, "matched_day", day, matchable)
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
@@ -91,13 +82,16 @@ class CardBook:
 
     def set_aside(self, entry: BookedLine, day: date) -> None:
         """Take a line the match of ``day`` reported as on no report off the unmatched index."""
+        self._leave_index(entry, "unreported_on", day, "attribute_exists(pk)")
+
+    def _leave_index(self, entry: BookedLine, attribute: str, day: date, condition: str) -> None:
         retry_throttled(
             partial(
                 self._client.update_item,
                 TableName=self._table,
                 Key=_key(entry),
-                UpdateExpression="SET unreported_on = :day REMOVE gsi1pk, gsi1sk",
-                ConditionExpression="attribute_exists(pk)",
+                UpdateExpression=f"SET {attribute} = :day REMOVE gsi1pk, gsi1sk",
+                ConditionExpression=condition,
                 ExpressionAttributeValues={":day": {"S": day.isoformat()}},
             )
         )
