@@ -24,6 +24,7 @@ from paypipe.embedded.samples import (
     sample_account_token_bytes,
     sample_chain,
     sample_token_bytes,
+    sqs_event,
 )
 from paypipe.embedded.template import load_template
 from paypipe.events import models as ev
@@ -40,6 +41,7 @@ SQS_FUNCTIONS = (
     "ReleaseFunction",
     "AchBatchFunction",
     "RefundFunction",
+    "CardBookFunction",
 )
 
 
@@ -131,9 +133,10 @@ def test_there_is_a_sample_for_every_function_and_each_sqs_sample_matches_its_ru
                 "DetailType": body["detail-type"],
                 "Detail": json.dumps(body["detail"]),
             }
-            assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
             queue_arn = pipeline.stack.functions[logical_id].sqs_sources[0].queue_arn
             queue_url = pipeline.stack.queue_url_for_arn(queue_arn)
+            sqs.purge_queue(QueueUrl=queue_url)  # the card book also got an earlier sample's charge
+            assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
             delivered = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
             assert [json.loads(m["Body"])["detail"] for m in delivered] == [body["detail"]], logical_id
         # The projector's queue got every one of them (card-bearing ones reduced to their key
@@ -253,4 +256,14 @@ def test_charge_refund_and_report_samples_charge_refund_and_settle_the_sample_ca
             ("capture", 12_500),
             ("refund", 12_500),
         ]
+
+        # The card book takes its sample (a card refund) and books the charge and the refund the
+        # steps published; the day's match finds each reported line booked.
+        assert invoke(pipeline, "CardBookFunction") == {"batchItemFailures": []}
+        for event in (charged, refunded):
+            booked = pipeline.functions["CardBookFunction"].invoke(sqs_event(event, "card-book"))
+            assert booked == {"batchItemFailures": []}
+        matched = pipeline.functions["SettlementMatchFunction"].invoke({"day": day.isoformat()})
+        assert matched == {"days": [day.isoformat()], "discrepancies": 0}
+        assert invoke(pipeline, "SettlementMatchFunction")["days"]  # its scheduled sample runs too
         assert_nothing_parked(pipeline)

@@ -257,6 +257,22 @@ def sample_refund(held: ev.FundsHeld) -> ev.FundsRefunded:
     )
 
 
+def sample_card_refund(charged: ev.PaymentCharged, refund: ev.FundsRefunded) -> ev.CardRefunded:
+    """The sample refund back on the sample card, as the refund function publishes it."""
+    charge = charged.data.charge
+    data = ev.CardRefundedData(
+        processor=charge.processor,
+        authorization_id=charge.authorization_id,
+        refund_id="sim_refund_sample",
+        amount_cents=refund.data.amount_cents,
+        currency=refund.data.currency,
+        refund_of=refund.event_type,
+    )
+    return ev.CardRefunded.create(
+        payment_id=PAYMENT_ID, data=data, producer="charge", cause=refund, occurred_at=refund.occurred_at
+    )
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -379,7 +395,7 @@ def sample_events(template: Mapping[str, Any] | None = None) -> dict[str, dict[s
         "ReleaseFunction": chain.completed,
         "AchBatchFunction": chain.released,
         "ProjectorFunction": chain.held,  # it records every event; a card-bearing one arrives reduced
-        "CardBookFunction": chain.charged,
+        "CardBookFunction": sample_card_refund(chain.charged, sample_refund(chain.held)),
     }
     scheduled = {
         # Past the sample hold's hold-until time: auto-releases it (when nothing released it before).
