@@ -39,6 +39,7 @@ from paypipe.domain.ledger import (
     release,
     resolve_dispute,
     return_payout,
+    return_to_card,
 )
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -545,12 +546,113 @@ def test_unbalanced_or_mixed_currency_transfers_cannot_be_built() -> None:
         Posting(ESCROW, Side.CREDIT, 0)
 
 
-def test_only_card_clearing_clawbacks_and_card_fees_may_go_negative() -> None:
+def test_only_card_clearing_clawbacks_and_the_platforms_card_expenses_may_go_negative() -> None:
     assert [
         kind
         for kind in AccountKind
         if AccountId(kind, USD, "x" * (kind in {"customer", "provider", "clawback"})).may_go_negative
-    ] == [AccountKind.CLAWBACK, AccountKind.CARD_CLEARING, AccountKind.CARD_FEES]
+    ] == [
+        AccountKind.CLAWBACK,
+        AccountKind.CARD_CLEARING,
+        AccountKind.CARD_FEES,
+        AccountKind.CHARGEBACK_LOSSES,
+    ]
+
+
+# --- card clearing: refunds at the card, chargebacks ------------------------------------------------
+
+FEES = AccountId.card_fees(USD)
+LOSSES = AccountId.chargeback_losses(USD)
+CARD_FEE = 320
+NETWORK_FEE = 1_500
+
+
+def refunded_in_escrow() -> LedgerState:
+    state = applied(place_hold(LedgerState(), hold_request(card_fee_cents=CARD_FEE))).state
+    return applied(refund(state, "pay-1", resolution_id="r1", at=T0 + timedelta(hours=1))).state
+
+
+def test_a_refund_reaching_the_card_leaves_the_customer_for_card_clearing_once() -> None:
+    state = refunded_in_escrow()
+    at = T0 + timedelta(hours=2)
+    back = applied(return_to_card(state, "pay-1", refund_id="rf-1", amount_cents=10_000, at=at))
+
+    (transfer,) = back.transfers
+    assert (transfer.kind, transfer.transfer_id) == (TransferKind.CARD_REFUND, "pay-1:card-refund:rf-1")
+    # Card clearing now holds what the network owes for the payment: nothing but the fee it kept.
+    assert balances(back.state) == {CLEARING: CARD_FEE, FEES: -CARD_FEE}
+    again = return_to_card(back.state, "pay-1", refund_id="rf-1", amount_cents=10_000, at=at + timedelta(1))
+    assert again == Duplicate(back.hold, back.transfers)
+    other = return_to_card(back.state, "pay-1", refund_id="rf-1", amount_cents=9_000, at=at)
+    rejected(other, Rejection.IDEMPOTENCY_CONFLICT)
+    # Never more than the payment refunded its customer: a second refund id finds nothing owed.
+    more = return_to_card(back.state, "pay-1", refund_id="rf-2", amount_cents=1, at=at)
+    assert "owes its customer 0 cents" in rejected(more, Rejection.INSUFFICIENT_FUNDS).message
+
+
+def test_a_card_refund_of_a_payment_not_refunded_or_unknown_is_refused() -> None:
+    state = held()
+    rejected(
+        return_to_card(state, "pay-1", refund_id="rf-1", amount_cents=1, at=T0), Rejection.INSUFFICIENT_FUNDS
+    )
+    rejected(return_to_card(state, "pay-9", refund_id="rf-1", amount_cents=1, at=T0), Rejection.NOT_FOUND)
+    rejected(
+        return_to_card(state, "pay-1", refund_id="rf-1", amount_cents=0, at=T0), Rejection.INVALID_REQUEST
+    )
+
+
+def test_a_lost_chargeback_books_the_networks_fee_and_its_refund_on_the_card() -> None:
+    state = applied(place_hold(LedgerState(), hold_request(card_fee_cents=CARD_FEE))).state
+    at = T0 + timedelta(days=1)
+    opened = applied(
+        open_dispute(state, "pay-1", dispute_id="cb1", at=at, network=True, network_fee_cents=NETWORK_FEE)
+    )
+    assert opened.hold.status is HoldStatus.FROZEN
+    assert [t.transfer_id for t in opened.transfers] == ["pay-1:chargeback-fee:cb1"]
+    again = open_dispute(
+        opened.state, "pay-1", dispute_id="cb1", at=at, network=True, network_fee_cents=NETWORK_FEE
+    )
+    assert again == Duplicate(opened.hold, opened.transfers)
+    lost = applied(
+        resolve_dispute(opened.state, "pay-1", dispute_id="cb1", outcome=REFUND, at=at, network=True)
+    )
+    assert [t.kind for t in lost.transfers] == [TransferKind.REFUND, TransferKind.CARD_REFUND]
+    assert lost.hold.charged_back
+    assert balances(lost.state) == {CLEARING: CARD_FEE + NETWORK_FEE, FEES: -CARD_FEE - NETWORK_FEE}
+
+
+def test_a_client_dispute_is_refused_a_network_fee() -> None:
+    outcome = open_dispute(held(), "pay-1", dispute_id="d1", at=T0, network_fee_cents=NETWORK_FEE)
+    rejected(outcome, Rejection.INVALID_REQUEST)
+
+
+@pytest.mark.parametrize(("outcome", "loss"), [(REFUND, 10_000), (RELEASE, 0)])
+def test_a_chargeback_of_a_refunded_payment_books_its_fee_and_lost_the_platforms_loss(
+    outcome: DisputeOutcome, loss: int
+) -> None:
+    state = refunded_in_escrow()
+    state = applied(
+        return_to_card(state, "pay-1", refund_id="rf-1", amount_cents=10_000, at=T0 + timedelta(hours=2))
+    ).state
+    at = T0 + timedelta(days=1)
+    opened = applied(
+        open_dispute(state, "pay-1", dispute_id="cb1", at=at, network=True, network_fee_cents=NETWORK_FEE)
+    )
+    dispute = opened.hold.dispute("cb1")
+    assert dispute is not None and dispute.after_refund
+    assert opened.hold.status is HoldStatus.REFUNDED  # the hold is as it was
+    assert opened.hold.open_disputes(dispute.phase) == ()
+    # A client may still not dispute a refunded payment.
+    rejected(open_dispute(opened.state, "pay-1", dispute_id="d2", at=at), Rejection.REFUNDED)
+    decided = applied(
+        resolve_dispute(opened.state, "pay-1", dispute_id="cb1", outcome=outcome, at=at, network=True)
+    )
+    assert [t.kind for t in decided.transfers] == ([TransferKind.CHARGEBACK_LOSS] if loss else [])
+    expected = {CLEARING: CARD_FEE + NETWORK_FEE + loss, FEES: -CARD_FEE - NETWORK_FEE, LOSSES: -loss}
+    assert balances(decided.state) == {account: cents for account, cents in expected.items() if cents}
+    assert not decided.hold.charged_back  # the card is not refunded again, nor the customer
+    again = resolve_dispute(decided.state, "pay-1", dispute_id="cb1", outcome=outcome, at=at, network=True)
+    assert again == Duplicate(decided.hold, decided.transfers)
 
 
 # --- payout returns -------------------------------------------------------------------------------

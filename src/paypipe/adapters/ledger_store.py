@@ -178,6 +178,8 @@ def _dispute_item(dispute: Dispute) -> "Item":
         item["outcome"] = _s(dispute.outcome)
     if dispute.network:
         item["network"] = {"BOOL": True}
+    if dispute.after_refund:
+        item["after_refund"] = {"BOOL": True}
     return item
 
 
@@ -218,6 +220,7 @@ def _parse_dispute(item: "Item") -> Dispute:
         closed_at=_optional_time(item, "closed_at"),
         aged_at=_optional_time(item, "aged_at"),
         network=item.get("network", {}).get("BOOL", False),
+        after_refund=item.get("after_refund", {}).get("BOOL", False),
     )
 
 
@@ -368,11 +371,18 @@ class LedgerStore:
         at: datetime,
         window: timedelta | None = None,
         network: bool = False,
+        network_fee_cents: int = 0,
     ) -> Outcome:
         return self._execute(
             payment_id,
             lambda state: ledger.open_dispute(
-                state, payment_id, dispute_id=dispute_id, at=at, window=window, network=network
+                state,
+                payment_id,
+                dispute_id=dispute_id,
+                at=at,
+                window=window,
+                network=network,
+                network_fee_cents=network_fee_cents,
             ),
         )
 
@@ -389,6 +399,14 @@ class LedgerStore:
             payment_id,
             lambda state: ledger.resolve_dispute(
                 state, payment_id, dispute_id=dispute_id, outcome=outcome, at=at, network=network
+            ),
+        )
+
+    def return_to_card(self, payment_id: str, *, refund_id: str, amount_cents: int, at: datetime) -> Outcome:
+        return self._execute(
+            payment_id,
+            lambda state: ledger.return_to_card(
+                state, payment_id, refund_id=refund_id, amount_cents=amount_cents, at=at
             ),
         )
 

@@ -6,10 +6,16 @@ to 0. Card clearing is debited when a card payment is captured; its negative
 balance is the amount receivable from the card network. The acquirer's fee on the capture
 (``HoldRequest.card_fee_cents``, the contract's) is booked with the hold as the platform's
 expense: card fees -> card clearing, so clearing holds what the network will pay and card fees
-(negative) what the platform paid for card acceptance. A provider's clawback
+(negative) what the platform paid for card acceptance. A refund that reaches the card
+(``return_to_card``) moves customer -> card clearing: the network nets it against what it pays.
+A chargeback (a ``network`` dispute) costs the network's fee when it opens (card fees -> card
+clearing); lost, the network has given the card the captured amount back: what the resolution
+refunds the customer goes on to the card (customer -> card clearing) and the rest, refunded to
+the customer before (a chargeback of a payment already refunded), is the platform's loss
+(chargeback losses -> card clearing). A provider's clawback
 account is debited when a payout already filed is disputed: its negative balance is
 owed by the provider and netted against their next payouts (positive: owed back to
-them). These two are the only kinds of account allowed below zero. All other
+them). These, card fees and chargeback losses are the only kinds of account allowed below zero. All other
 balances are funds the platform holds for someone: escrow (held), provider
 (released, not yet paid out), customer (refunds owed back to the customer),
 disputes (filed payouts under dispute) and settlement (sent out by ACH).
@@ -90,9 +96,12 @@ class AccountKind(StrEnum):
     SETTLEMENT = "settlement"
     CARD_CLEARING = "card_clearing"
     CARD_FEES = "card_fees"  # the platform's expense: the acquirer's fees on its captures
+    CHARGEBACK_LOSSES = "chargeback_losses"  # the platform's expense: chargebacks of refunded payments
 
 
-NEGATIVE_ALLOWED_KINDS = frozenset({AccountKind.CARD_CLEARING, AccountKind.CLAWBACK, AccountKind.CARD_FEES})
+NEGATIVE_ALLOWED_KINDS = frozenset(
+    {AccountKind.CARD_CLEARING, AccountKind.CLAWBACK, AccountKind.CARD_FEES, AccountKind.CHARGEBACK_LOSSES}
+)
 _OWNED_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.PROVIDER, AccountKind.CLAWBACK})
 
 
@@ -159,6 +168,10 @@ class AccountId:
     def card_fees(cls, currency: str) -> "AccountId":
         return cls(AccountKind.CARD_FEES, currency)
 
+    @classmethod
+    def chargeback_losses(cls, currency: str) -> "AccountId":
+        return cls(AccountKind.CHARGEBACK_LOSSES, currency)
+
 
 def payment_accounts(customer_id: str, provider_id: str, currency: str) -> tuple[AccountId, ...]:
     """Every account a payment's transfers can touch."""
@@ -171,6 +184,7 @@ def payment_accounts(customer_id: str, provider_id: str, currency: str) -> tuple
         AccountId.disputes(currency),
         AccountId.settlement(currency),
         AccountId.card_fees(currency),
+        AccountId.chargeback_losses(currency),
     )
 
 
@@ -207,6 +221,9 @@ class TransferKind(StrEnum):
     CLAWBACK_CANCEL = "clawback_cancel"
     PAYOUT_RETURN = "payout_return"
     CARD_FEE = "card_fee"
+    CARD_REFUND = "card_refund"  # a refund reached the card (the platform's, or the network's)
+    CHARGEBACK_FEE = "chargeback_fee"
+    CHARGEBACK_LOSS = "chargeback_loss"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +256,18 @@ def hold_transfer_id(payment_id: str) -> str:
 
 def card_fee_transfer_id(payment_id: str) -> str:
     return f"{payment_id}:card-fee"
+
+
+def card_refund_transfer_id(payment_id: str, refund_id: str) -> str:
+    return f"{payment_id}:card-refund:{refund_id}"
+
+
+def chargeback_fee_transfer_id(payment_id: str, dispute_id: str) -> str:
+    return f"{payment_id}:chargeback-fee:{dispute_id}"
+
+
+def chargeback_loss_transfer_id(payment_id: str, dispute_id: str) -> str:
+    return f"{payment_id}:chargeback-loss:{dispute_id}"
 
 
 def resolution_transfer_id(payment_id: str) -> str:
@@ -308,6 +337,9 @@ class Dispute:
     # A chargeback: opened at the card network, which took the money back from the platform and
     # alone decides it; no dispute window applies and a lost one is not refunded at the card again.
     network: bool = False
+    # A chargeback of a payment already refunded to the customer: it changes nothing of the hold;
+    # lost, the card got its money twice and the platform bears it (chargeback losses).
+    after_refund: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -401,7 +433,11 @@ class Hold:
         return next((d for d in self.disputes if d.dispute_id == dispute_id), None)
 
     def open_disputes(self, phase: DisputePhase | None = None) -> tuple[Dispute, ...]:
-        return tuple(d for d in self.disputes if d.is_open and (phase is None or d.phase is phase))
+        """The open disputes; of ``phase``: those that act on the money in it (not a chargeback
+        after the refund)."""
+        if phase is None:
+            return tuple(d for d in self.disputes if d.is_open)
+        return tuple(d for d in self.disputes if d.is_open and d.phase is phase and not d.after_refund)
 
     @property
     def payout_blocked(self) -> bool:
@@ -410,7 +446,9 @@ class Hold:
     @property
     def charged_back(self) -> bool:
         """A chargeback was decided for the customer: the network gave the card its money back."""
-        return any(d.network and d.outcome is DisputeOutcome.REFUND for d in self.disputes)
+        return any(
+            d.network and not d.after_refund and d.outcome is DisputeOutcome.REFUND for d in self.disputes
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,27 +633,94 @@ def place_hold(state: LedgerState, request: HoldRequest) -> Outcome:
         ),
         at=request.held_at,
     )
-    return _commit(state, hold, (transfer, *_card_fee(request)))
-
-
-def _card_fee(request: HoldRequest) -> tuple[Transfer, ...]:
-    """The capture's fee: card fees (the platform's expense) -> card clearing (none when free)."""
     if not request.card_fee_cents:
-        return ()
-    fee = request.card_fee_cents
-    return (
-        Transfer(
-            transfer_id=card_fee_transfer_id(request.payment_id),
-            kind=TransferKind.CARD_FEE,
-            payment_id=request.payment_id,
-            currency=request.currency,
-            postings=(
-                Posting(AccountId.card_fees(request.currency), Side.DEBIT, fee),
-                Posting(AccountId.card_clearing(request.currency), Side.CREDIT, fee),
-            ),
-            at=request.held_at,
-        ),
+        return _commit(state, hold, (transfer,))
+    fee = _to_clearing(
+        hold,
+        AccountId.card_fees(request.currency),
+        request.card_fee_cents,
+        kind=TransferKind.CARD_FEE,
+        transfer_id=card_fee_transfer_id(request.payment_id),
+        at=request.held_at,
     )
+    return _commit(state, hold, (transfer, fee))
+
+
+def _to_clearing(
+    hold: Hold,
+    source: AccountId,
+    amount_cents: int,
+    *,
+    kind: TransferKind,
+    transfer_id: str,
+    at: datetime,
+    reference: str | None = None,
+) -> Transfer:
+    """``source`` -> card clearing: what the network keeps (a fee, a chargeback) or gives the card
+    (a refund) out of what it owes the platform."""
+    return Transfer(
+        transfer_id=transfer_id,
+        kind=kind,
+        payment_id=hold.payment_id,
+        currency=hold.currency,
+        postings=(
+            Posting(source, Side.DEBIT, amount_cents),
+            Posting(AccountId.card_clearing(hold.currency), Side.CREDIT, amount_cents),
+        ),
+        at=at,
+        reference=reference,
+    )
+
+
+def _customer_share(state: LedgerState, hold: Hold) -> int:
+    """What the payment owes its customer: its refunds less what already reached the card."""
+    customer = AccountId.customer(hold.customer_id, hold.currency)
+    return sum(
+        posting.signed_cents
+        for transfer in state.transfers.values()
+        if transfer.payment_id == hold.payment_id
+        for posting in transfer.postings
+        if posting.account == customer
+    )
+
+
+def return_to_card(
+    state: LedgerState, payment_id: str, *, refund_id: str, amount_cents: int, at: datetime
+) -> Outcome:
+    """A refund reached the customer's card through the processor (customer -> card clearing),
+    never more than the payment owes its customer; ``refund_id`` makes it once."""
+    _require_aware("at", at)
+    hold = state.holds.get(payment_id)
+    if hold is None:
+        return _not_found(payment_id)
+    if not refund_id or amount_cents <= 0:
+        return Rejected(
+            Rejection.INVALID_REQUEST, f"a card refund needs an id and cents > 0, got {amount_cents}"
+        )
+    at = _effective(hold, at)
+    customer = AccountId.customer(hold.customer_id, hold.currency)
+    transfer_id = card_refund_transfer_id(payment_id, refund_id)
+    transfer = _to_clearing(
+        hold,
+        customer,
+        amount_cents,
+        kind=TransferKind.CARD_REFUND,
+        transfer_id=transfer_id,
+        at=at,
+        reference=refund_id,
+    )
+    existing = state.transfers.get(transfer_id)
+    if existing is not None:
+        if existing.same_body(transfer):
+            return Duplicate(hold, (existing,))
+        return Rejected(
+            Rejection.IDEMPOTENCY_CONFLICT, f"card refund {refund_id} was booked with other terms"
+        )
+    owed = _customer_share(state, hold)
+    if amount_cents > owed:
+        message = f"payment {payment_id} owes its customer {owed} cents, not {amount_cents}"
+        return Rejected(Rejection.INSUFFICIENT_FUNDS, message)
+    return _commit(state, _changed(hold, at), (transfer,))
 
 
 def _settled_resolution(
@@ -830,11 +935,14 @@ def open_dispute(
     at: datetime,
     window: timedelta | None = None,
     network: bool = False,
+    network_fee_cents: int = 0,
 ) -> Outcome:
     """Open a dispute: freeze the hold, hold the payout back or book a clawback, by phase.
 
     ``window`` is how long after the hold resolved disputes are still accepted (None: always); a
-    ``network`` dispute (a chargeback) is accepted whenever it comes: the money is already gone.
+    ``network`` dispute (a chargeback) is accepted whenever it comes: the money is already gone,
+    with the network's fee (``network_fee_cents``, booked as a card fee). A chargeback of a payment
+    already refunded is recorded ``after_refund``: it only books the fee and, lost, the loss.
     """
     _require_aware("at", at)
     hold = state.holds.get(payment_id)
@@ -842,29 +950,56 @@ def open_dispute(
         return _not_found(payment_id)
     known = hold.dispute(dispute_id)
     if known is not None:
-        booked = clawback_transfer_id(payment_id, known.episode)
-        return Duplicate(hold, _existing(state, booked) if known.episode == dispute_id else ())
+        booked = [chargeback_fee_transfer_id(payment_id, dispute_id)]
+        if known.episode == dispute_id:
+            booked.append(clawback_transfer_id(payment_id, known.episode))
+        return Duplicate(hold, _existing(state, *booked))
+    if network_fee_cents < 0 or (network_fee_cents and not network):
+        return Rejected(Rejection.INVALID_REQUEST, f"invalid network fee {network_fee_cents}")
     at = _effective(hold, at)
-    if (refused := _dispute_refusal(hold, at, None if network else window)) is not None:
+    refused = _dispute_refusal(hold, at, None if network else window)
+    after_refund = network and refused is not None and refused.reason is Rejection.REFUNDED
+    if refused is not None and not after_refund:
         return refused
     phase = dispute_phase(hold, at)
-    running = hold.open_disputes(phase)
+    running = () if after_refund else hold.open_disputes(phase)
     episode = running[0].episode if running else dispute_id
-    dispute = Dispute(dispute_id, phase, at, episode, network=network)
-    status = HoldStatus.FROZEN if phase is DisputePhase.ESCROW else hold.status
+    dispute = Dispute(dispute_id, phase, at, episode, network=network, after_refund=after_refund)
+    status = HoldStatus.FROZEN if phase is DisputePhase.ESCROW and not after_refund else hold.status
     changed = _changed(replace(hold, status=status, disputes=(*hold.disputes, dispute)), at)
-    transfers: tuple[Transfer, ...] = ()
-    if phase is DisputePhase.CLAWBACK and not running:
-        transfers = (_clawback_booking(hold, episode, at),)
-    return _commit(state, changed, transfers)
+    transfers: list[Transfer] = []
+    if phase is DisputePhase.CLAWBACK and not running and not after_refund:
+        transfers.append(_clawback_booking(hold, episode, at))
+    if network_fee_cents:
+        fee_id = chargeback_fee_transfer_id(payment_id, dispute_id)
+        fees = AccountId.card_fees(hold.currency)
+        transfers.append(
+            _to_clearing(
+                hold,
+                fees,
+                network_fee_cents,
+                kind=TransferKind.CHARGEBACK_FEE,
+                transfer_id=fee_id,
+                at=at,
+                reference=dispute_id,
+            )
+        )
+    return _commit(state, changed, tuple(transfers))
 
 
 def _settled_dispute(state: LedgerState, hold: Hold, dispute: Dispute, outcome: DisputeOutcome) -> Outcome:
     if dispute.outcome is outcome:
+        payment_id = hold.payment_id
         transfer_ids = (
-            resolution_transfer_id(hold.payment_id),
-            reversal_transfer_id(hold.payment_id),
-            clawback_end_transfer_id(hold.payment_id, dispute.episode),
+            (chargeback_loss_transfer_id(payment_id, dispute.dispute_id),)
+            if dispute.after_refund
+            else (
+                resolution_transfer_id(payment_id),
+                reversal_transfer_id(payment_id),
+                clawback_end_transfer_id(payment_id, dispute.episode),
+                card_refund_transfer_id(payment_id, dispute.dispute_id),
+                chargeback_loss_transfer_id(payment_id, dispute.dispute_id),
+            )
         )
         return Duplicate(hold, _existing(state, *transfer_ids))
     return Rejected(
@@ -905,17 +1040,60 @@ def resolve_dispute(
     closed = replace(dispute, outcome=outcome, closed_at=at)
     disputes = tuple(closed if d.dispute_id == dispute_id else d for d in hold.disputes)
     hold = replace(hold, disputes=disputes)
+    if dispute.after_refund:
+        lost = outcome is DisputeOutcome.REFUND
+        return _commit(state, _changed(hold, at), _network_refund(hold, closed, 0, at) if lost else ())
     if hold.open_disputes(dispute.phase):
         return _commit(state, _changed(hold, at), ())
-    episode = [d for d in disputes if d.phase is dispute.phase and d.episode == dispute.episode]
+    episode = [
+        d
+        for d in disputes
+        if d.phase is dispute.phase and d.episode == dispute.episode and not d.after_refund
+    ]
     refund_wins = any(d.outcome is DisputeOutcome.REFUND for d in episode)
+    ended: Applied | Rejected
     match dispute.phase:
         case DisputePhase.ESCROW:
-            return _end_escrow_dispute(state, hold, dispute_id, refund_wins, at)
+            ended = _end_escrow_dispute(state, hold, dispute_id, refund_wins, at)
         case DisputePhase.PAYOUT:
-            return _end_payout_dispute(state, hold, dispute_id, refund_wins, at)
+            ended = _end_payout_dispute(state, hold, dispute_id, refund_wins, at)
         case DisputePhase.CLAWBACK:
-            return _end_clawback(state, hold, dispute.episode, refund_wins, at)
+            ended = _end_clawback(state, hold, dispute.episode, refund_wins, at)
+    network_lost = next((d for d in episode if d.network and d.outcome is DisputeOutcome.REFUND), None)
+    if network_lost is None or not isinstance(ended, Applied):
+        return ended
+    customer = AccountId.customer(hold.customer_id, hold.currency)
+    credited = balance_deltas(ended.transfers).get(customer, 0)
+    return _commit(
+        state, ended.hold, (*ended.transfers, *_network_refund(ended.hold, network_lost, credited, at))
+    )
+
+
+def _network_refund(hold: Hold, lost: Dispute, credited_cents: int, at: datetime) -> tuple[Transfer, ...]:
+    """A lost chargeback: the network gave the card the captured amount. What the dispute's end
+    credited the customer went to the card with it; the rest the platform had refunded already
+    (its loss)."""
+    payment_id, dispute_id, currency = hold.payment_id, lost.dispute_id, hold.currency
+    credited = max(credited_cents, 0)
+    parts = (
+        (
+            AccountId.customer(hold.customer_id, currency),
+            credited,
+            TransferKind.CARD_REFUND,
+            card_refund_transfer_id(payment_id, dispute_id),
+        ),
+        (
+            AccountId.chargeback_losses(currency),
+            hold.amount_cents - credited,
+            TransferKind.CHARGEBACK_LOSS,
+            chargeback_loss_transfer_id(payment_id, dispute_id),
+        ),
+    )
+    return tuple(
+        _to_clearing(hold, source, cents, kind=kind, transfer_id=transfer_id, at=at, reference=dispute_id)
+        for source, cents, kind, transfer_id in parts
+        if cents > 0
+    )
 
 
 def _end_escrow_dispute(
