@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from paypipe.adapters.account_vault import AccountVault
+from paypipe.adapters.ledger_store import LedgerStore
 from paypipe.adapters.payouts_store import PayoutsStore
 from paypipe.adapters.vault import CardVault, DataKeyCache, KmsKeyProvider
-from paypipe.domain import nacha, settlement
+from paypipe.domain import ledger, nacha, settlement
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.samples import (
     PAYMENT_ID,
@@ -238,11 +239,17 @@ def test_charge_refund_and_report_samples_charge_refund_and_settle_the_sample_ca
         (charged,) = invoke_sqs(pipeline, "ChargeFunction")
         assert isinstance(charged, ev.PaymentCharged)
         assert without_time(charged) == without_time(sample_event("EscrowHoldFunction"))
-        invoke_sqs(pipeline, "EscrowHoldFunction")  # keeps the charge with the payout instructions
+        (held,) = invoke_sqs(pipeline, "EscrowHoldFunction")  # keeps the charge with the payout instructions
+        # The ledger refunds the hold, as release does when the customer wins the sample's dispute.
+        books = LedgerStore(pipeline.stack.outputs["LedgerTableName"], pipeline.session.client("dynamodb"))
+        at = held.data.hold.held_at
+        assert isinstance(books.refund(PAYMENT_ID, resolution_id="dispute:dsp-sample", at=at), ledger.Applied)
         (refunded,) = invoke_sqs(pipeline, "RefundFunction")
         assert isinstance(refunded, ev.CardRefunded)
         assert refunded.data.authorization_id == charged.data.charge.authorization_id
         assert refunded.data.amount_cents == sample_event("RefundFunction").data.amount_cents
+        card_refunds = [t for t in books.transfers(PAYMENT_ID) if t.kind is ledger.TransferKind.CARD_REFUND]
+        assert [t.postings[0].amount_cents for t in card_refunds] == [refunded.data.amount_cents]
 
         day = pipeline.clock.now().date()  # the acquirer books on the pipeline's clock
         report = pipeline.functions["AcquirerReportFunction"].invoke({"day": day.isoformat()})

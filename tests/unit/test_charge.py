@@ -12,8 +12,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from paypipe.adapters.ledger_store import LedgerStore
 from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import card_processing as cp
+from paypipe.domain import ledger
 from paypipe.domain.acquirer_simulator import TEST_CARDS, Faults, SimulatedAcquirer
 from paypipe.domain.settlement import LineKind
 from paypipe.embedded.samples import SAMPLE_PAN, sample_chain, sample_refund
@@ -147,6 +149,38 @@ def payments() -> Iterator[PaymentsStore]:
         yield PaymentsStore("payments", client)
 
 
+@pytest.fixture
+def books(payments: PaymentsStore) -> LedgerStore:
+    """The ledger, holding the sample payment refunded to its customer (escrow refunded it)."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_table(client, "ledger", gsi=True)
+    store = LedgerStore("ledger", client)
+    hold = sample_chain().held.data
+    request = ledger.HoldRequest(
+        payment_id=sample_chain().held.payment_id,
+        customer_id=hold.customer_id,
+        provider_id=hold.provider_id,
+        amount_cents=hold.hold.amount_cents,
+        currency=hold.hold.currency,
+        hold_until=hold.hold.hold_until,
+        held_at=hold.hold.held_at,
+    )
+    assert isinstance(store.place_hold(request), ledger.Applied)
+    assert isinstance(
+        store.refund(request.payment_id, resolution_id="r1", at=hold.hold.held_at), ledger.Applied
+    )
+    return store
+
+
+def card_refunds(books: LedgerStore) -> list[int]:
+    """What the ledger booked as reaching the card (customer -> card clearing)."""
+    return [
+        t.postings[0].amount_cents
+        for t in books.transfers(sample_chain().held.payment_id)
+        if t.kind is ledger.TransferKind.CARD_REFUND
+    ]
+
+
 def charged_and_kept(acquirer: SimulatedAcquirer, payments: PaymentsStore) -> ev.PaymentCharged:
     """The sample payment charged, and its charge kept with its payout instructions (escrow hold)."""
     (charged,) = charge(ChargeStep(acquirer, SIMULATOR, Cards()), sample_chain().scored)
@@ -168,10 +202,10 @@ def refunds(acquirer: SimulatedAcquirer) -> list[int]:
     ]
 
 
-def test_a_refund_in_escrow_goes_back_to_the_card_once(payments: PaymentsStore) -> None:
+def test_a_refund_in_escrow_goes_back_to_the_card_once(payments: PaymentsStore, books: LedgerStore) -> None:
     acquirer = SimulatedAcquirer(now=lambda: NOW)
     charged = charged_and_kept(acquirer, payments)
-    step = RefundStep(acquirer, payments)
+    step = RefundStep(acquirer, payments, books)
     refunded = sample_refund(sample_chain().held)
     (card_refunded,) = refund(step, refunded)
     assert isinstance(card_refunded, ev.CardRefunded)
@@ -180,12 +214,28 @@ def test_a_refund_in_escrow_goes_back_to_the_card_once(payments: PaymentsStore) 
     assert card_refunded.data.refund_of == "FundsRefunded"
     assert refund(step, refunded) == [card_refunded]  # a redelivery: the same event, one refund
     assert refunds(acquirer) == [12_500]
+    assert card_refunds(books) == [12_500]  # booked once in the ledger too
 
 
-def test_a_lost_clawback_refunds_the_card_and_a_cancelled_one_does_not(payments: PaymentsStore) -> None:
+def test_a_card_refund_the_ledger_cannot_book_is_parked(payments: PaymentsStore, books: LedgerStore) -> None:
     acquirer = SimulatedAcquirer(now=lambda: NOW)
     charged_and_kept(acquirer, payments)
-    step = RefundStep(acquirer, payments)
+    step = RefundStep(acquirer, payments, books)
+    payment_id, at = sample_chain().held.payment_id, NOW
+    # The customer's refund already reached the card by another way (booked by hand, say).
+    books.return_to_card(payment_id, refund_id="by-hand", amount_cents=12_500, at=at)
+    with pytest.raises(PermanentError) as parked:  # the ledger owed the customer nothing more
+        refund(step, sample_refund(sample_chain().held))
+    assert parked.value.reason == "LedgerInsufficient_Funds"
+    assert card_refunds(books) == [12_500]
+
+
+def test_a_lost_clawback_refunds_the_card_and_a_cancelled_one_does_not(
+    payments: PaymentsStore, books: LedgerStore
+) -> None:
+    acquirer = SimulatedAcquirer(now=lambda: NOW)
+    charged_and_kept(acquirer, payments)
+    step = RefundStep(acquirer, payments, books)
 
     def clawback(outcome: ev.DisputeOutcome) -> ev.ClawbackResolved:
         data = ev.ClawbackResolvedData(
@@ -201,9 +251,11 @@ def test_a_lost_clawback_refunds_the_card_and_a_cancelled_one_does_not(payments:
     assert refunds(acquirer) == [2_500]
 
 
-def test_a_refund_without_a_charge_or_beyond_it_is_parked_not_retried(payments: PaymentsStore) -> None:
+def test_a_refund_without_a_charge_or_beyond_it_is_parked_not_retried(
+    payments: PaymentsStore, books: LedgerStore
+) -> None:
     acquirer = SimulatedAcquirer(now=lambda: NOW)
-    step = RefundStep(acquirer, payments)
+    step = RefundStep(acquirer, payments, books)
     refunded = sample_refund(sample_chain().held)
     with pytest.raises(PermanentError) as missing:
         refund(step, refunded)
@@ -214,3 +266,4 @@ def test_a_refund_without_a_charge_or_beyond_it_is_parked_not_retried(payments: 
         refund(step, too_much)
     assert refused.value.reason == "RefundRefused"
     assert refunds(acquirer) == []
+    assert card_refunds(books) == []

@@ -4,6 +4,7 @@ the ledger's rules for a network dispute, and no second refund at the card for a
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -222,9 +223,54 @@ def test_a_lost_chargeback_refunds_the_hold_and_not_the_card_again(release: Rele
     assert [e.data.chargeback for e in refunds] == [True]
 
     acquirer = SimulatedAcquirer(now=lambda: NOW)
-    refund_step = RefundStep(acquirer, release.payments)
+    refund_step = RefundStep(acquirer, release.payments, release.ledger)
     assert list(refund_step.on_refunded(refunds[0], Receipt(received_at=at))) == []
     assert acquirer.settlement_lines(NOW.date()) == []  # nothing asked of the processor
+    # The ledger booked the network's refund on the card with the decision: the customer is owed nothing.
+    assert isinstance(release.ledger, LedgerStore)
+    kinds = [t.kind for t in release.ledger.transfers(opened.payment_id)]
+    assert kinds.count(ledger.TransferKind.CARD_REFUND) == 1
+
+
+def test_a_chargeback_of_a_payment_refunded_already_books_the_fee_and_the_loss(release: ReleaseStep) -> None:
+    step = replace(release, chargeback_fee_cents=1_500)
+    payment_id, at = (
+        sample_chain().held.payment_id,
+        sample_chain().held.data.hold.held_at + timedelta(hours=1),
+    )
+    client_refund = ev.DisputeOpened.create(
+        payment_id=payment_id,
+        data=ev.DisputeOpenedData(dispute_id="d1", reason="not as described"),
+        producer=ev.CLIENT_PRODUCER,
+        occurred_at=at,
+    )
+    step.on_dispute_opened(client_refund, Receipt(received_at=at))
+    decided = ev.DisputeResolved.create(
+        payment_id=payment_id,
+        data=ev.DisputeResolvedData(dispute_id="d1", outcome=ev.DisputeOutcome.REFUND),
+        producer=ev.CLIENT_PRODUCER,
+        occurred_at=at,
+    )
+    assert ev.FundsRefunded in [type(e) for e in step.on_dispute_resolved(decided, Receipt(received_at=at))]
+    later = at + timedelta(days=1)
+    opened = network(ev.DisputeOpened, ev.DisputeOpenedData(dispute_id="cb1", reason="fraudulent"), later)
+    assert list(step.on_dispute_opened(opened, Receipt(received_at=later))) == []  # nothing to freeze
+    lost = network(
+        ev.DisputeResolved, ev.DisputeResolvedData(dispute_id="cb1", outcome=ev.DisputeOutcome.REFUND), later
+    )
+    assert [type(e) for e in step.on_dispute_resolved(lost, Receipt(received_at=later))] == [ev.DisputeClosed]
+    store = step.ledger
+    assert isinstance(store, LedgerStore)
+    kinds = [t.kind for t in store.transfers(payment_id)]
+    assert (
+        kinds.count(ledger.TransferKind.CHARGEBACK_FEE)
+        == kinds.count(ledger.TransferKind.CHARGEBACK_LOSS)
+        == 1
+    )
+    assert (
+        store.balance(ledger.AccountId.chargeback_losses("USD"))
+        == -sample_chain().held.data.hold.amount_cents
+    )
 
 
 def test_a_client_cannot_decide_the_networks_chargeback(release: ReleaseStep) -> None:

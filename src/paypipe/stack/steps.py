@@ -129,7 +129,7 @@ FUNCTIONS = (
         idempotency=False,
         handler="refund_handler",
         description="paypipe refund - refunds the card through the processor when escrow refunds a payment",
-        tables={"Acquirer": "Crud", "Payments": "Read"},
+        tables={"Acquirer": "Crud", "Payments": "Read", "Ledger": "Crud"},
         parameters=("CardProcessor",),
     ),
     Function(
@@ -213,7 +213,7 @@ FUNCTIONS = (
         "release",
         consumes=("ServiceCompleted", "DisputeOpened", "DisputeResolved", "HoldExpiryDue"),
         tables={"Ledger": "Crud", "Payments": "Read"},
-        parameters=("DisputeWindowDays",),
+        parameters=("DisputeWindowDays", "ChargebackFeeMinor"),
     ),
     Function(
         "ach_batch",

@@ -26,6 +26,7 @@ from paypipe.adapters.acquirer_store import DynamoAcquirer
 from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.adapters.vault import TenantMismatchError, UnknownTokenError
 from paypipe.domain import card_processing as cp
+from paypipe.domain import ledger
 from paypipe.domain.acquirer_simulator import Faults
 from paypipe.domain.settlement import render_report, report_key
 from paypipe.events import models as ev
@@ -33,7 +34,7 @@ from paypipe.runtime import clock
 from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import Consumer, PermanentError, Receipt, Route
 from paypipe.runtime.entry import LambdaHandler, build_consumer
-from paypipe.steps.common import scheduled_time
+from paypipe.steps.common import LedgerPort, ledger_from_env, scheduled_time
 from paypipe.steps.vaults import vault_from_env
 
 STEP = "charge"
@@ -156,10 +157,12 @@ def build() -> Consumer:
 
 @dataclass(frozen=True)
 class RefundStep:
-    """FundsRefunded, or a clawback resolved as a refund -> CardRefunded: the card gets it back."""
+    """FundsRefunded, or a clawback resolved as a refund -> CardRefunded: the card gets it back,
+    and the ledger books it there (customer -> card clearing)."""
 
     processor: cp.CardProcessor
     payments: PaymentsStore
+    ledger: LedgerPort
 
     def on_refunded(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.FundsRefunded | ev.ClawbackResolved)
@@ -179,6 +182,11 @@ class RefundStep:
         result = _decided(cp.settle(self.processor, request))
         if isinstance(result, cp.Declined):
             raise PermanentError("RefundRefused", f"{result.code}: {result.message}")
+        booked = self.ledger.return_to_card(
+            event.payment_id, refund_id=event.event_id, amount_cents=data.amount_cents, at=event.occurred_at
+        )
+        if isinstance(booked, ledger.Rejected):  # the card has it; the ledger must be mended by hand
+            raise PermanentError(f"Ledger{booked.reason.value.title()}", booked.message)
         refunded = ev.CardRefundedData(
             processor=charge.processor,
             authorization_id=charge.authorization_id,
@@ -207,7 +215,8 @@ def refund_routes(step: RefundStep) -> dict[str, Route]:
 
 def build_refunds() -> Consumer:
     payments = PaymentsStore(setting("PAYMENTS_TABLE"), client("dynamodb"))
-    return build_consumer(STEP, refund_routes(RefundStep(processor_from_env(), payments)))
+    step = RefundStep(processor_from_env(), payments, ledger_from_env())
+    return build_consumer(STEP, refund_routes(step))
 
 
 def write_settlement_report(

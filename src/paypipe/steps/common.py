@@ -26,6 +26,7 @@ class LedgerPort(Protocol):
         at: datetime,
         window: timedelta | None = None,
         network: bool = False,
+        network_fee_cents: int = 0,
     ) -> ledger.Outcome: ...
     def resolve_dispute(
         self,
@@ -35,6 +36,9 @@ class LedgerPort(Protocol):
         outcome: ledger.DisputeOutcome,
         at: datetime,
         network: bool = False,
+    ) -> ledger.Outcome: ...
+    def return_to_card(
+        self, payment_id: str, *, refund_id: str, amount_cents: int, at: datetime
     ) -> ledger.Outcome: ...
     def mark_dispute_aged(self, payment_id: str, *, dispute_id: str, at: datetime) -> ledger.Outcome: ...
     def expire(self, payment_id: str, *, as_of: datetime) -> ledger.Outcome: ...

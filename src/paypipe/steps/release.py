@@ -28,7 +28,7 @@ from paypipe.runtime.entry import LambdaHandler, build_consumer, publisher
 from paypipe.runtime.logging import get_logger
 from paypipe.runtime.publisher import EventPublisher
 from paypipe.runtime.retry import retry_throttled
-from paypipe.steps.common import LedgerPort, ledger_from_env, scheduled_time
+from paypipe.steps.common import LedgerPort, contracted_fees, ledger_from_env, scheduled_time
 
 STEP = "release"
 
@@ -85,6 +85,7 @@ class ReleaseStep:
     ledger: LedgerPort
     payments: PaymentsStore
     dispute_window: timedelta | None = None  # how long after release disputes are accepted
+    chargeback_fee_cents: int = 0  # the network's fee on each chargeback (the acquirer contract's)
 
     def on_service_completed(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         outcome = self.ledger.release(
@@ -96,7 +97,7 @@ class ReleaseStep:
 
     def on_dispute_opened(self, event: ev.Event, receipt: Receipt) -> Sequence[ev.Event]:
         assert isinstance(event, ev.DisputeOpened)
-        dispute_id = event.data.dispute_id
+        dispute_id, network = event.data.dispute_id, event.producer == ev.PROCESSOR_PRODUCER
         if not is_valid_id(dispute_id):
             message = f"dispute_id must be {ID_GRAMMAR}"
             return [
@@ -107,7 +108,8 @@ class ReleaseStep:
             dispute_id=dispute_id,
             at=receipt.received_at,
             window=self.dispute_window,
-            network=event.producer == ev.PROCESSOR_PRODUCER,
+            network=network,
+            network_fee_cents=self.chargeback_fee_cents if network else 0,
         )
         if (refusal := self._refusal(event, outcome, receipt)) is not None:
             return [refusal]
@@ -188,7 +190,7 @@ class ReleaseStep:
             dedup_key=f"closed:{dispute.dispute_id}",
             occurred_at=dispute.closed_at,
         )
-        if hold.open_disputes(dispute.phase):
+        if dispute.after_refund or hold.open_disputes(dispute.phase):
             return [closed]
         match dispute.phase:
             case DisputePhase.ESCROW:
@@ -291,6 +293,11 @@ def dispute_opened_events(hold: ledger.Hold, dispute: ledger.Dispute, cause: ev.
     model: type[ev.Event]
     data: ev.Payload
     key = f"dispute:{dispute.dispute_id}"
+    if dispute.after_refund:
+        get_logger(step=STEP).info(
+            "chargeback of a refunded payment: its fee booked", dispute=dispute.dispute_id
+        )
+        return []
     match dispute.phase:
         case DisputePhase.ESCROW:
             model, key = ev.HoldFrozen, f"freeze:{dispute.dispute_id}"
@@ -461,6 +468,7 @@ def _step() -> ReleaseStep:
         ledger_from_env(),
         PaymentsStore(setting("PAYMENTS_TABLE"), client("dynamodb")),
         dispute_window=_days_setting("DISPUTE_WINDOW_DAYS", 120),
+        chargeback_fee_cents=contracted_fees().chargeback_minor,
     )
 
 
