@@ -960,3 +960,50 @@ def test_a_held_capture_whose_card_fee_the_ledger_did_not_book_is_reported():
     for outcome, flagged in ((booked, False), (unbooked, True)):
         result = run(events, holds=[outcome.hold], transfers=list(outcome.transfers))
         assert ("CARD_FEE_NOT_BOOKED" in codes(result)) is flagged
+
+
+def network_opened(pid, dispute="cb1"):
+    data = ev.DisputeOpenedData(dispute_id=dispute, reason="fraudulent")
+    return ev.DisputeOpened.create(payment_id=pid, data=data, producer=ev.PROCESSOR_PRODUCER, occurred_at=AT)
+
+
+def clearing_books(*, card_refund: bool, chargeback_fee: int):
+    """p1 held (its fee booked), refunded, charged back at the network; the card refund and the
+    network's fee booked as told."""
+    fees = FeeSchedule()
+    request = ledger.HoldRequest("p1", "c1", "v1", 500, "USD", AT + timedelta(days=7), AT, fees.fee(500))
+    state = ledger.place_hold(ledger.LedgerState(), request)
+    assert isinstance(state, ledger.Applied)
+    state = ledger.refund(state.state, "p1", resolution_id="r1", at=AT)
+    assert isinstance(state, ledger.Applied)
+    if card_refund:
+        state = ledger.return_to_card(state.state, "p1", refund_id="rf1", amount_cents=500, at=AT)
+        assert isinstance(state, ledger.Applied)
+    state = ledger.open_dispute(
+        state.state, "p1", dispute_id="cb1", at=AT, network=True, network_fee_cents=chargeback_fee
+    )
+    assert isinstance(state, ledger.Applied)
+    return state.state
+
+
+@pytest.mark.parametrize(
+    ("card_refund", "chargeback_fee", "flagged"),
+    [
+        (True, FeeSchedule().chargeback_minor, False),
+        (False, FeeSchedule().chargeback_minor, True),
+        (True, 0, True),
+    ],
+)
+def test_card_clearing_that_is_not_what_the_network_settles_is_reported(card_refund, chargeback_fee, flagged):
+    books = clearing_books(card_refund=card_refund, chargeback_fee=chargeback_fee)
+    refund = refunded("p1")
+    events = [charged("p1"), held("p1"), refund, card_refunded("p1", cause=refund), network_opened("p1")]
+    result = run(events, holds=list(books.holds.values()), transfers=list(books.transfers.values()))
+    assert ("CARD_CLEARING_MISMATCH" in codes(result)) is flagged
+    parked = run(
+        events,
+        dlq=[DlqRecord("q", "p1", "CardRefunded", "Boom")],
+        holds=list(books.holds.values()),
+        transfers=list(books.transfers.values()),
+    )
+    assert "CARD_CLEARING_MISMATCH" not in codes(parked)  # it waits in the DLQ with its reason

@@ -180,6 +180,8 @@ def reconcile(
     _check_settlement(result, unique, context)
     _check_settled_days(result, unique)
     _check_card_fees(result, unique, context)
+    foreign = {item.event.event_id for item in seen if _is_foreign(item, context)}
+    _check_card_clearing(result, [e for e in unique if e.event_id not in foreign], dlq, context)
     return result
 
 
@@ -227,6 +229,65 @@ def _check_card_fees(result: Reconciliation, unique: Sequence[ev.Event], context
             if booked != expected:
                 message = f"card fee booked {booked} cents, the contract's is {expected}"
                 result.flag("CARD_FEE_NOT_BOOKED", event.payment_id, message)
+
+
+def _card_facts(
+    unique: Sequence[ev.Event],
+) -> tuple[dict[str, int], Counter[str], Counter[str], Counter[str]]:
+    """Per payment: what its card gave, the refunds that reached the card, and the chargebacks the
+    network opened and the ones it decided for the customer (each dispute once)."""
+    captured = {
+        e.payment_id: e.data.charge.captured_cents for e in unique if isinstance(e, ev.PaymentCharged)
+    }
+    at_card: Counter[str] = Counter()
+    opened: dict[str, set[str]] = defaultdict(set)
+    lost: dict[str, set[str]] = defaultdict(set)
+    for event in unique:
+        if isinstance(event, ev.CardRefunded):
+            at_card[event.payment_id] += event.data.amount_cents
+        elif event.producer != ev.PROCESSOR_PRODUCER:
+            continue
+        elif isinstance(event, ev.DisputeOpened):
+            opened[event.payment_id].add(event.data.dispute_id)
+        elif isinstance(event, ev.DisputeResolved) and event.data.outcome is ev.DisputeOutcome.REFUND:
+            lost[event.payment_id].add(event.data.dispute_id)
+    return captured, at_card, _sizes(opened), _sizes(lost)
+
+
+def _sizes(ids: Mapping[str, set[str]]) -> Counter[str]:
+    return Counter({payment_id: len(seen) for payment_id, seen in ids.items()})
+
+
+def _check_card_clearing(
+    result: Reconciliation, unique: Sequence[ev.Event], dlq: Sequence[DlqRecord], context: Context
+) -> None:
+    """Each held payment's share of card clearing is minus what the network settles for it, from
+    the pipeline's card facts and the contract's fees: the capture less its fee, less the refunds
+    that reached the card and the captures lost to chargebacks, less each chargeback's fee
+    (``CARD_CLEARING_MISMATCH``). A payment with a message in a DLQ waits there, with its reason."""
+    fees = context.acquirer_fees
+    captured, at_card, opened, lost = _card_facts(unique)
+    parked = {record.payment_id for record in dlq}
+    transfers = _by_payment(context.transfers)
+    for hold in context.holds:
+        cents = captured.get(hold.payment_id)
+        if cents is None or hold.payment_id in parked:
+            continue
+        pid = hold.payment_id
+        settled = (
+            cents - fees.fee(cents) - at_card[pid] - fees.chargeback_minor * opened[pid] - cents * lost[pid]
+        )
+        share = balance_deltas(transfers[pid]).get(AccountId.card_clearing(hold.currency), 0)
+        if share != -settled:
+            message = f"its card clearing share is {share} cents; the network settles {settled} for it"
+            result.flag("CARD_CLEARING_MISMATCH", pid, message)
+
+
+def _by_payment(transfers: Iterable[Transfer]) -> dict[str, list[Transfer]]:
+    grouped: dict[str, list[Transfer]] = defaultdict(list)
+    for transfer in transfers:
+        grouped[transfer.payment_id].append(transfer)
+    return grouped
 
 
 def _check_card_money(result: Reconciliation, unique: Sequence[ev.Event]) -> None:
@@ -280,9 +341,7 @@ def _check_ledger_accounts(result: Reconciliation, context: Context) -> None:
         if cents != journal.get(account, 0):
             message = f"{account} is stored as {cents} cents, the journals sum to {journal.get(account, 0)}"
             result.flag("LEDGER_ACCOUNT_MISMATCH", None, message)
-    by_payment: dict[str, list[Transfer]] = defaultdict(list)
-    for transfer in context.transfers:
-        by_payment[transfer.payment_id].append(transfer)
+    by_payment = _by_payment(context.transfers)
     for hold in context.holds:
         if hold.payment_id not in by_payment:
             continue
