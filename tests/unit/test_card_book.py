@@ -11,10 +11,10 @@ import boto3
 import pytest
 
 from paypipe.adapters.card_book import CardBook
-from paypipe.domain.acquirer_simulator import FeeSchedule
 from paypipe.domain.settlement import (
     BookedLine,
     DiscrepancyKind,
+    FeeSchedule,
     LineKind,
     SettlementLine,
     match_report,

@@ -15,7 +15,6 @@ from paypipe.adapters.acquirer_store import DynamoAcquirer
 from paypipe.domain.acquirer_simulator import (
     TEST_CARDS,
     Faults,
-    FeeSchedule,
     SimulatedAcquirer,
 )
 from paypipe.domain.card_processing import (
@@ -35,7 +34,7 @@ from paypipe.domain.card_processing import (
     settle,
     settle_call,
 )
-from paypipe.domain.settlement import settlement_totals
+from paypipe.domain.settlement import FeeSchedule, settlement_totals
 from tests.fakes.stripe_api import fake_stripe_processor
 from tests.tables import create_table
 

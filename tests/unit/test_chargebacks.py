@@ -22,10 +22,9 @@ from paypipe.domain.acquirer_simulator import (
     CHARGEBACK_OPENS_AFTER,
     TEST_CARDS,
     Behaviour,
-    FeeSchedule,
     SimulatedAcquirer,
 )
-from paypipe.domain.settlement import LineKind, parse_report, render_report, settlement_totals
+from paypipe.domain.settlement import FeeSchedule, LineKind, parse_report, render_report, settlement_totals
 from paypipe.embedded.samples import sample_chain, sample_refund
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import Receipt

@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from paypipe.domain import ledger
-from paypipe.domain.acquirer_simulator import FeeSchedule
-from paypipe.domain.settlement import LineKind, SettlementLine
+from paypipe.domain.settlement import FeeSchedule, LineKind, SettlementLine
 from paypipe.embedded.reconcile import (
     AchEntry,
     BankAnswer,

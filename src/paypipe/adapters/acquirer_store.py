@@ -27,7 +27,6 @@ from paypipe.adapters.dynamo_index import query_shards, shard_key
 from paypipe.domain.acquirer_simulator import (
     Authorization,
     Faults,
-    FeeSchedule,
     SimulatedAcquirer,
     SimulatorState,
     authorization_reference,
@@ -48,7 +47,7 @@ from paypipe.domain.card_processing import (
     Result,
     VoidRequest,
 )
-from paypipe.domain.settlement import SettlementLine, line_from_record, line_record
+from paypipe.domain.settlement import FeeSchedule, SettlementLine, line_from_record, line_record
 
 DAY_INDEX = "day"
 NOTICE_INDEX = "notice"

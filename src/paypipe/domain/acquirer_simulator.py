@@ -41,7 +41,7 @@ from paypipe.domain.card_processing import (
     UnknownOutcome,
     VoidRequest,
 )
-from paypipe.domain.settlement import LineKind, SettlementLine
+from paypipe.domain.settlement import FeeSchedule, LineKind, SettlementLine
 
 
 class Behaviour(Enum):
@@ -71,18 +71,6 @@ CHARGEBACK_REASONS: Final = {
     Behaviour.CHARGEBACK: "fraudulent",
     Behaviour.CHARGEBACK_WON: "product_not_received",
 }
-
-
-@dataclass(frozen=True)
-class FeeSchedule:
-    """The acquirer's fee on each capture: ``rate_bps`` basis points of it plus ``fixed_minor``."""
-
-    rate_bps: int = 290
-    fixed_minor: int = 30
-    chargeback_minor: int = 1_500  # the network's fee on each chargeback
-
-    def fee(self, captured_minor: int) -> int:
-        return (captured_minor * self.rate_bps + 5_000) // 10_000 + self.fixed_minor
 
 
 @dataclass(frozen=True)
@@ -152,7 +140,7 @@ class SimulatedAcquirer:
 
     now: Callable[[], datetime]
     faults: Faults = Faults()
-    fees: FeeSchedule = FeeSchedule()
+    fees: FeeSchedule = field(default_factory=FeeSchedule)
     state: SimulatorState = field(default_factory=SimulatorState)
 
     def authorize(self, request: AuthorizeRequest) -> Result:

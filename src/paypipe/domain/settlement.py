@@ -45,6 +45,18 @@ def report_day(key: str) -> date:
     return datetime.strptime(key.removeprefix(REPORT_PREFIX), "%Y/%m/%d.csv").date()
 
 
+@dataclass(frozen=True)
+class FeeSchedule:
+    """The acquirer contract's fee on each capture: ``rate_bps`` basis points of it plus ``fixed_minor``."""
+
+    rate_bps: int = 290
+    fixed_minor: int = 30
+    chargeback_minor: int = 1_500  # the network's fee on each chargeback
+
+    def fee(self, captured_minor: int) -> int:
+        return (captured_minor * self.rate_bps + 5_000) // 10_000 + self.fixed_minor
+
+
 class LineKind(StrEnum):
     CAPTURE = "capture"
     REFUND = "refund"

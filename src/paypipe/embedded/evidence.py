@@ -20,8 +20,7 @@ from typing import Any, Protocol
 from paypipe.adapters.ledger_store import LedgerStore
 from paypipe.domain import nacha
 from paypipe.domain.ach_calendar import EASTERN
-from paypipe.domain.acquirer_simulator import FeeSchedule
-from paypipe.domain.settlement import REPORT_PREFIX, SettlementLine, parse_report, report_day
+from paypipe.domain.settlement import REPORT_PREFIX, FeeSchedule, SettlementLine, parse_report, report_day
 from paypipe.embedded.reconcile import AchEntry, BankAnswer, Context, DlqRecord, PayoutRow
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.ops.dlq_aws import peek

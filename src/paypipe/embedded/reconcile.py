@@ -15,7 +15,6 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 
 from paypipe.domain.ach_calendar import next_window, settlement_problem
-from paypipe.domain.acquirer_simulator import FeeSchedule
 from paypipe.domain.ledger import (
     AccountId,
     AccountKind,
@@ -26,7 +25,7 @@ from paypipe.domain.ledger import (
     balance_deltas,
 )
 from paypipe.domain.ledger import payout_return_transfer_id as ledger_return_id
-from paypipe.domain.settlement import SettlementLine, compare, settlement_totals
+from paypipe.domain.settlement import FeeSchedule, SettlementLine, compare, settlement_totals
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import client_timestamps
 from paypipe.steps.settlement import booked_line

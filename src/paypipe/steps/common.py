@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from paypipe.domain import ledger
-from paypipe.domain.acquirer_simulator import FeeSchedule
+from paypipe.domain.settlement import FeeSchedule
 from paypipe.runtime import clock
 from paypipe.runtime.aws import client, int_setting, setting
 

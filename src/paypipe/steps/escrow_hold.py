@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from paypipe.adapters.payments_store import PaymentsStore
 from paypipe.domain import ledger
-from paypipe.domain.acquirer_simulator import FeeSchedule
+from paypipe.domain.settlement import FeeSchedule
 from paypipe.events import models as ev
 from paypipe.runtime.aws import client, int_setting, setting
 from paypipe.runtime.consumer import (

@@ -21,12 +21,12 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from paypipe.adapters.card_book import CardBook
-from paypipe.domain.acquirer_simulator import FeeSchedule
 from paypipe.domain.settlement import (
     BOOKED_GRACE_DAYS,
     BookedLine,
     DayMatch,
     Discrepancy,
+    FeeSchedule,
     LineKind,
     SettlementLine,
     SettlementReportError,
