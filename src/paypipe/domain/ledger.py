@@ -674,14 +674,8 @@ def _to_clearing(
 
 def _customer_share(state: LedgerState, hold: Hold) -> int:
     """What the payment owes its customer: its refunds less what already reached the card."""
-    customer = AccountId.customer(hold.customer_id, hold.currency)
-    return sum(
-        posting.signed_cents
-        for transfer in state.transfers.values()
-        if transfer.payment_id == hold.payment_id
-        for posting in transfer.postings
-        if posting.account == customer
-    )
+    journal = (t for t in state.transfers.values() if t.payment_id == hold.payment_id)
+    return balance_deltas(journal).get(AccountId.customer(hold.customer_id, hold.currency), 0)
 
 
 def return_to_card(

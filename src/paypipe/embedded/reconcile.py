@@ -172,14 +172,14 @@ def reconcile(
     _check_ledger_accounts(result, context)
     _check_disputes(result, events, context)
     _check_reviews(result, events, context)
-    _check_trust(result, seen, context)
+    foreign = {item.event.event_id for item in seen if _is_foreign(item, context)}
+    _check_trust(result, seen, foreign, context)
     _check_time(result, events)
     unique = list({e.event_id: e for e in events}.values())  # each event once, however delivered
     _check_card_money(result, unique)
     _check_settlement(result, unique, context)
     _check_settled_days(result, unique)
     _check_card_fees(result, unique, context)
-    foreign = {item.event.event_id for item in seen if _is_foreign(item, context)}
     _check_card_clearing(result, [e for e in unique if e.event_id not in foreign], dlq, context)
     return result
 
@@ -239,22 +239,18 @@ def _card_facts(
         e.payment_id: e.data.charge.captured_cents for e in unique if isinstance(e, ev.PaymentCharged)
     }
     at_card: Counter[str] = Counter()
-    opened: dict[str, set[str]] = defaultdict(set)
-    lost: dict[str, set[str]] = defaultdict(set)
+    opened: set[tuple[str, str]] = set()  # (payment, dispute): each dispute once
+    lost: set[tuple[str, str]] = set()
     for event in unique:
         if isinstance(event, ev.CardRefunded):
             at_card[event.payment_id] += event.data.amount_cents
         elif event.producer != ev.PROCESSOR_PRODUCER:
             continue
         elif isinstance(event, ev.DisputeOpened):
-            opened[event.payment_id].add(event.data.dispute_id)
+            opened.add((event.payment_id, event.data.dispute_id))
         elif isinstance(event, ev.DisputeResolved) and event.data.outcome is ev.DisputeOutcome.REFUND:
-            lost[event.payment_id].add(event.data.dispute_id)
-    return captured, at_card, _sizes(opened), _sizes(lost)
-
-
-def _sizes(ids: Mapping[str, set[str]]) -> Counter[str]:
-    return Counter({payment_id: len(seen) for payment_id, seen in ids.items()})
+            lost.add((event.payment_id, event.data.dispute_id))
+    return captured, at_card, Counter(p for p, _ in opened), Counter(p for p, _ in lost)
 
 
 def _check_card_clearing(
@@ -266,7 +262,7 @@ def _check_card_clearing(
     (``CARD_CLEARING_MISMATCH``). A payment with a message in a DLQ waits there, with its reason."""
     fees = context.acquirer_fees
     captured, at_card, opened, lost = _card_facts(unique)
-    parked = {record.payment_id for record in dlq}
+    parked = _parked(dlq)
     transfers = _by_payment(context.transfers)
     for hold in context.holds:
         cents = captured.get(hold.payment_id)
@@ -280,6 +276,11 @@ def _check_card_clearing(
         if share != -settled:
             message = f"its card clearing share is {share} cents; the network settles {settled} for it"
             result.flag("CARD_CLEARING_MISMATCH", pid, message)
+
+
+def _parked(dlq: Sequence[DlqRecord]) -> set[str]:
+    """The payments with a message in a DLQ: they wait there, with its reason."""
+    return {record.payment_id for record in dlq if record.payment_id is not None}
 
 
 def _by_payment(transfers: Iterable[Transfer]) -> dict[str, list[Transfer]]:
@@ -366,7 +367,7 @@ def _check_terminal_states(
     by_payment: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for event in events:
         by_payment[event.payment_id][event.event_type].add(event.event_id)
-    parked = {record.payment_id for record in dlq if record.payment_id is not None}
+    parked = _parked(dlq)
     in_review = {
         e.payment_id
         for e in events
@@ -788,8 +789,9 @@ def _is_foreign(item: Observed, context: Context) -> bool:
     return event.event_id in context.external_event_ids and event.event_type not in OUTSIDE_EVENT_TYPES
 
 
-def _check_trust(result: Reconciliation, seen: Sequence[Observed], context: Context) -> None:
-    foreign = {item.event.event_id for item in seen if _is_foreign(item, context)}
+def _check_trust(
+    result: Reconciliation, seen: Sequence[Observed], foreign: set[str], context: Context
+) -> None:
     effects = _effects([item.event for item in seen], foreign)
     for item in seen:
         event = item.event
