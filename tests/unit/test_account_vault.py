@@ -15,7 +15,16 @@ from paypipe.adapters.vault import (
     UnknownTokenError,
     VaultIntegrityError,
 )
-from tests.unit.test_vault import TABLE, Aws, CountingProvider, aws, flatten, get_item, scan_all
+from tests.unit.test_vault import (
+    TABLE,
+    Aws,
+    CountingProvider,
+    HideFirstGet,
+    aws,
+    flatten,
+    get_item,
+    scan_all,
+)
 
 __all__ = ["aws"]  # the fixture, shared with the card vault's tests
 
@@ -54,6 +63,28 @@ def test_an_account_goes_back_only_to_its_tenant_and_only_for_a_token_the_vault_
         vault.detokenize("acct_neverissued", tenant="acme")
     with pytest.raises(UnknownTokenError):
         vault.detokenize("tok_aaaa", tenant="acme")  # a card token is no account token
+
+
+def test_an_account_is_one_item_and_a_racing_tokenization_finds_it(aws: Aws) -> None:
+    vault, _ = make_accounts(aws)
+    first = vault.tokenize(ROUTING, "12345678", tenant="acme")
+    racing = HideFirstGet(aws.dynamodb, "account#")
+    racer = AccountVault(TABLE, racing, KmsKeyProvider(aws.kms, aws.key_id), DataKeyCache())
+    assert racer.tokenize(ROUTING, "12345678", tenant="acme") == first
+    assert racing.hidden == 1  # it missed the stored item and its conditional put was refused
+    assert [i["pk"]["S"] for i in scan_all(aws)] == [f"account#{first.token}", "meta#account-fingerprint-key"]
+    assert vault.detokenize(first.token, tenant="acme") == "12345678"
+
+
+def test_an_account_linked_to_a_random_token_keeps_it(aws: Aws) -> None:
+    vault, _ = make_accounts(aws)
+    keyed = vault.tokenize(ROUTING, "12345678", tenant="acme")
+    item = get_item(aws, f"account#{keyed.token}", "account")
+    aws.dynamodb.delete_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]})
+    link = {"pk": {"S": f"accountfp#{keyed.fingerprint}"}, "sk": {"S": "tenant#acme"}}
+    aws.dynamodb.put_item(TableName=TABLE, Item={**link, "token": {"S": "acct_legacy"}})
+    assert vault.tokenize(ROUTING, "12345678", tenant="acme").token == "acct_legacy"
+    assert not [i for i in scan_all(aws) if i["pk"]["S"].startswith("account#")]
 
 
 @pytest.mark.parametrize("field", ["ciphertext", "nonce"])

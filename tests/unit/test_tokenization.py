@@ -14,12 +14,13 @@ from paypipe.domain.tokenization import (
     InvalidCardError,
     Sealed,
     card_fingerprint,
+    card_token,
     decrypt,
     encrypt,
     is_token,
+    keyed_token_bits,
     luhn_valid,
     mask,
-    new_token,
     normalize_pan,
     redact_pan,
 )
@@ -193,14 +194,25 @@ def test_sealed_repr_hides_ciphertext() -> None:
 # --- tokens, fingerprints, masks ---------------------------------------------------------
 
 
-def test_tokens_are_opaque_and_unique() -> None:
-    tokens = {new_token() for _ in range(1000)}
+def test_tokens_are_keyed_by_card_and_tenant_and_opaque() -> None:
+    fingerprints = [f"fp_{index:04d}" for index in range(500)]
+    tokens = {card_token(KEY, tenant, fp) for fp in fingerprints for tenant in ("acme", "globex")}
     assert len(tokens) == 1000
     assert all(is_token(t) and len(t) == 36 for t in tokens)
+    assert card_token(KEY, "acme", "fp_0001") == card_token(KEY, "acme", "fp_0001")
+    assert card_token(b"\x01" * 32, "acme", "fp_0001") != card_token(KEY, "acme", "fp_0001")
+    # The parts are separated: moving a character from tenant to fingerprint names another value.
+    assert keyed_token_bits(KEY, "card-token", "acme", "xfp") != keyed_token_bits(
+        KEY, "card-token", "acmex", "fp"
+    )
+    assert keyed_token_bits(KEY, "card-token", "acme", "fp") != keyed_token_bits(
+        KEY, "account-token", "acme", "fp"
+    )
 
 
-def test_token_uses_injected_randomness() -> None:
-    assert new_token(lambda n: b"\x00" * n) == "tok_" + "a" * 32
+def test_a_token_key_shorter_than_a_fingerprint_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        card_token(b"short", "acme", "fp_0001")
 
 
 @pytest.mark.parametrize("value", ["tok_", "tok_" + "A" * 32, "tok_" + "1" * 32, VISA, "tok_" + "a" * 33])

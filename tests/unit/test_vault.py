@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from paypipe.adapters.vault import (
@@ -257,7 +256,7 @@ def test_no_pan_in_any_item(aws: Aws, harness: Harness) -> None:
     for index, pan in enumerate(pans):
         harness.vault.tokenize(pan, 1 + index % 12, 2030, tenant="acme" if index % 2 else "globex")
     items = scan_all(aws)
-    assert len(items) == 1 + 2 * len(pans)
+    assert len(items) == 1 + len(pans)  # the fingerprint key and one item per card
     # The KMS key's UUID (also embedded in moto's ciphertext blobs) is random and may by chance
     # hold a Luhn-valid digit run; it is known not to be card data.
     key_uuid = aws.key_id.rsplit("/", 1)[-1]
@@ -277,8 +276,23 @@ def test_token_item_layout(aws: Aws, harness: Harness) -> None:
     assert item["key_id"] == {"S": aws.key_id}
     assert len(item["nonce"]["B"]) == 12
     assert item["created_at"] == {"S": "2026-01-02T03:04:05Z"}
-    link = get_item(aws, f"fingerprint#{card.fingerprint_ref}", "tenant#acme")
-    assert link["token"] == {"S": card.token}
+    assert item["fingerprint"] == {"S": card.fingerprint_ref}
+    assert [i["pk"]["S"] for i in scan_all(aws)] == ["meta#fingerprint-key", f"token#{card.token}"]
+
+
+def test_a_card_linked_to_a_random_token_keeps_it(aws: Aws, harness: Harness) -> None:
+    """A card vaulted before tokens were keyed has a link to its random token: that stays its token."""
+    keyed = harness.vault.tokenize(VISA, 12, 2030, tenant="acme")
+    legacy = "tok_" + "b" * 32
+    item = get_item(aws, f"token#{keyed.token}", "card")
+    aws.dynamodb.delete_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]})
+    aws.dynamodb.put_item(TableName=TABLE, Item={**item, "pk": {"S": f"token#{legacy}"}})
+    link = {"pk": {"S": f"fingerprint#{keyed.fingerprint_ref}"}, "sk": {"S": "tenant#acme"}}
+    aws.dynamodb.put_item(TableName=TABLE, Item={**link, "token": {"S": legacy}})
+    again = harness.vault.tokenize(VISA, 3, 2031, tenant="acme")
+    assert again.token == legacy
+    assert get_item(aws, f"token#{legacy}", "card")["exp_year"] == {"N": "2031"}
+    assert not [i for i in scan_all(aws) if i["pk"]["S"] == f"token#{keyed.token}"]
 
 
 def test_later_expiry_is_recorded_and_earlier_ignored(aws: Aws, harness: Harness) -> None:
@@ -333,11 +347,13 @@ class HideFirstGet:
 
 def test_concurrent_tokenization_converges_on_one_token(aws: Aws) -> None:
     winner = make_vault(aws).vault.tokenize(VISA, 12, 2030, tenant="acme")
-    racing_client = HideFirstGet(aws.dynamodb, "fingerprint#")
-    loser = make_vault(aws, dynamodb=racing_client).vault.tokenize(VISA, 12, 2030, tenant="acme")
-    assert racing_client.hidden == 1
+    racing_client = HideFirstGet(aws.dynamodb, "token#")
+    loser = make_vault(aws, dynamodb=racing_client).vault.tokenize(VISA, 3, 2031, tenant="acme")
+    assert racing_client.hidden == 1  # it missed the winner's item, and its conditional put was refused
     assert loser.token == winner.token
-    assert len([i for i in scan_all(aws) if i["pk"]["S"].startswith("token#")]) == 1
+    [item] = [i for i in scan_all(aws) if i["pk"]["S"].startswith("token#")]
+    assert make_vault(aws).vault.detokenize(winner.token, tenant="acme") == VISA
+    assert item["exp_year"] == {"N": "2031"}  # the loser's later expiry still recorded
 
 
 def test_fingerprint_key_creation_is_race_safe(aws: Aws) -> None:
@@ -375,54 +391,8 @@ def test_custom_fingerprint_key_loader(aws: Aws) -> None:
 # --- KMS usage ----------------------------------------------------------------------------
 
 
-class SequentialTransactions:
-    """Runs a transaction of conditional Puts as successive conditional put_item calls.
-
-    moto deep-copies the whole table on every TransactWriteItems, which makes a thousand
-    tokenizations quadratic; the bulk tests below only need the single-writer semantics.
-    """
-
-    def __init__(self, client: DynamoDBClient) -> None:
-        self._client = client
-
-    def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> None:
-        written: list[dict[str, Any]] = []
-        for entry in TransactItems:
-            put = entry["Put"]
-            try:
-                self._client.put_item(**put)
-            except self._client.exceptions.ConditionalCheckFailedException as error:
-                for done in written:
-                    key = {"pk": done["Item"]["pk"], "sk": done["Item"]["sk"]}
-                    self._client.delete_item(TableName=done["TableName"], Key=key)
-                raise ClientError(
-                    {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}},
-                    "TransactWriteItems",
-                ) from error
-            written.append(put)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
-def test_sequential_transactions_double_cancels_like_dynamodb(aws: Aws) -> None:
-    client = SequentialTransactions(aws.dynamodb)
-    first = {"pk": {"S": "a"}, "sk": {"S": "x"}}
-    second = {"pk": {"S": "b"}, "sk": {"S": "x"}}
-    aws.dynamodb.put_item(TableName=TABLE, Item=second)
-    condition = "attribute_not_exists(pk)"
-    with pytest.raises(ClientError, match="TransactionCanceledException"):
-        client.transact_write_items(
-            TransactItems=[
-                {"Put": {"TableName": TABLE, "Item": first, "ConditionExpression": condition}},
-                {"Put": {"TableName": TABLE, "Item": second, "ConditionExpression": condition}},
-            ]
-        )
-    assert scan_all(aws) == [second]
-
-
 def test_thousand_cards_use_few_kms_calls(aws: Aws) -> None:
-    harness = make_vault(aws, dynamodb=SequentialTransactions(aws.dynamodb))
+    harness = make_vault(aws)
     tokens = [harness.vault.tokenize(pan, 12, 2030, tenant="acme").token for pan in distinct_pans(1000)]
     # One data key per 1000 messages, plus the one-off fingerprint key.
     assert harness.cache.kms_generate_calls == 1
@@ -432,7 +402,7 @@ def test_thousand_cards_use_few_kms_calls(aws: Aws) -> None:
 
 
 def test_data_key_rotates_after_max_messages(aws: Aws) -> None:
-    harness = make_vault(aws, dynamodb=SequentialTransactions(aws.dynamodb), max_messages_per_key=100)
+    harness = make_vault(aws, max_messages_per_key=100)
     pans = distinct_pans(1000)
     tokens = [harness.vault.tokenize(pan, 12, 2030, tenant="acme").token for pan in pans]
     assert harness.cache.kms_generate_calls == 10

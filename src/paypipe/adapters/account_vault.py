@@ -7,7 +7,9 @@ and a keyed fingerprint. Only the ACH cut detokenizes, in memory, to write the N
 Items (in the vault table, keys ``pk``/``sk``):
 - ``account#<token>`` / ``account``: tenant, routing number, last four, ciphertext, nonce,
   encrypted data key, key id, encryption context, fingerprint, created_at.
-- ``accountfp#<fingerprint>`` / ``tenant#<tenant>``: the token (one token per account and tenant).
+  The token is keyed by the account and tenant (``account_token``): one conditional PutItem.
+- ``accountfp#<fingerprint>`` / ``tenant#<tenant>``: the token of an account vaulted under a random
+  token (that token stays the account's); read, no longer written.
 - ``meta#account-fingerprint-key`` / ``meta``: the fingerprint HMAC key, encrypted under KMS.
 
 The KMS encryption context is ``{"purpose": "payee-account", "tenant": ...}`` (another purpose
@@ -31,15 +33,14 @@ from paypipe.adapters.vault import (
     DataKeyCache,
     KeyProvider,
     UnknownTokenError,
-    VaultError,
     VaultIntegrityError,
     load_or_create_key,
     open_sealed,
-    put_new_items,
+    put_new_item,
     sealed_attributes,
     validate_tenant,
 )
-from paypipe.domain.tokenization import RandomBytes, encrypt
+from paypipe.domain.tokenization import RandomBytes, encrypt, keyed_token_bits
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -51,7 +52,6 @@ ACCOUNT_PURPOSE = "payee-account"
 ACCOUNT_FINGERPRINT_PURPOSE = "account-fingerprint"
 ACCOUNT_TOKEN_PREFIX = "acct_"  # noqa: S105 (a token prefix, not a secret)
 FINGERPRINT_PREFIX = "afp_"
-_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,13 @@ def account_fingerprint(routing_number: str, account_number: str, key: bytes) ->
     return FINGERPRINT_PREFIX + _base32(digest)
 
 
+def account_token(fingerprint_key: bytes, tenant: str, fingerprint: str) -> str:
+    """The account's token for the tenant: "acct_" + 32 base32 characters of ``keyed_token_bits``."""
+    return ACCOUNT_TOKEN_PREFIX + _base32(
+        keyed_token_bits(fingerprint_key, "account-token", tenant, fingerprint)
+    )
+
+
 class AccountVault:
     """Tokenizes payee account numbers and detokenizes them for the owning tenant only."""
 
@@ -128,14 +135,13 @@ class AccountVault:
         account = normalize_account(account_number)
         if not account.isascii() or not account.isalnum():
             raise ValueError("an account number is letters and digits")
-        fingerprint = account_fingerprint(routing_number, account, self._fingerprint_key_bytes())
-        existing = self._existing_token(fingerprint, tenant)
-        if existing is not None:
-            return AccountToken(existing, account[-4:], fingerprint)
-        data_key = self._cache.encryption_key(account_context(tenant), self._keys)
-        for _ in range(_ATTEMPTS):
-            token = ACCOUNT_TOKEN_PREFIX + _base32(self._random_bytes(20))
-            items = self._items(
+        key = self._fingerprint_key_bytes()
+        fingerprint = account_fingerprint(routing_number, account, key)
+        token = account_token(key, tenant, fingerprint)
+        existing = self._existing_token(token, fingerprint, tenant)
+        if existing is None:
+            data_key = self._cache.encryption_key(account_context(tenant), self._keys)
+            item = self._item(
                 token,
                 tenant,
                 routing=routing_number,
@@ -143,12 +149,10 @@ class AccountVault:
                 fingerprint=fingerprint,
                 data_key=data_key,
             )
-            if put_new_items(self._ddb, self._table, *items):
-                return AccountToken(token, account[-4:], fingerprint)
-            existing = self._existing_token(fingerprint, tenant, consistent=True)
-            if existing is not None:
-                return AccountToken(existing, account[-4:], fingerprint)
-        raise VaultError("could not store the account after repeated transaction conflicts")
+            # Refused only when a concurrent tokenization of the same account stored it first.
+            put_new_item(self._ddb, self._table, item)
+            existing = token
+        return AccountToken(existing, account[-4:], fingerprint)
 
     def detokenize(self, token: str, *, tenant: str) -> str:
         """The account number behind ``token``, only for the tenant that tokenized it."""
@@ -173,9 +177,9 @@ class AccountVault:
         except ValueError:
             raise VaultIntegrityError("stored account data failed authentication") from None
 
-    def _items(
+    def _item(
         self, token: str, tenant: str, *, routing: str, account: str, fingerprint: str, data_key: DataKey
-    ) -> tuple[Item, Item]:
+    ) -> Item:
         sealed = encrypt(
             account.encode("ascii"),
             data_key.plaintext,
@@ -183,7 +187,7 @@ class AccountVault:
             random_bytes=self._random_bytes,
         )
         created = _s(self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        account_item: Item = {
+        return {
             **_token_key(token),
             "tenant": _s(tenant),
             "routing_number": _s(routing),
@@ -192,15 +196,16 @@ class AccountVault:
             "fingerprint": _s(fingerprint),
             "created_at": created,
         }
-        link: Item = {**_fingerprint_key(fingerprint, tenant), "token": _s(token), "created_at": created}
-        return account_item, link
 
-    def _existing_token(self, fingerprint: str, tenant: str, *, consistent: bool = False) -> str | None:
-        """The account's token, if stored (eventually consistent first: see ``CardVault``)."""
-        item = self._ddb.get_item(
-            TableName=self._table, Key=_fingerprint_key(fingerprint, tenant), ConsistentRead=consistent
-        ).get("Item")
-        return None if item is None else item["token"]["S"]
+    def _existing_token(self, token: str, fingerprint: str, tenant: str) -> str | None:
+        """The account's token if it is stored: ``token``, or the random one a link names (see
+        ``CardVault._existing_token``)."""
+        if "Item" in self._ddb.get_item(TableName=self._table, Key=_token_key(token)):
+            return token
+        link = self._ddb.get_item(TableName=self._table, Key=_fingerprint_key(fingerprint, tenant)).get(
+            "Item"
+        )
+        return None if link is None else link["token"]["S"]
 
     def _fingerprint_key_bytes(self) -> bytes:
         with self._lock:

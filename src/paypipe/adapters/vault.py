@@ -4,7 +4,10 @@ Item layout (all items share the table; no secondary indexes):
 
 - ``pk="token#<token>", sk="card"``: tenant, ciphertext, nonce, encrypted_data_key, key_id,
   encryption_context, bin6, last4, exp_month, exp_year, exp_yyyymm, fingerprint, created_at.
-- ``pk="fingerprint#<fingerprint>", sk="tenant#<tenant>"``: token, created_at.
+  The token is keyed by the card and tenant (``card_token``), so one conditional PutItem stores a
+  new card and a racing tokenization of the same card finds it.
+- ``pk="fingerprint#<fingerprint>", sk="tenant#<tenant>"``: token, created_at. The link a card
+  vaulted under a random token keeps (that token stays the card's); read, no longer written.
 - ``pk="meta#fingerprint-key", sk="meta"``: encrypted_key, key_id, encryption_context, created_at.
 
 The KMS encryption context of a card data key is ``{"purpose": "card-vault", "tenant": ...}``;
@@ -32,11 +35,11 @@ from paypipe.domain.tokenization import (
     Sealed,
     canonical_context,
     card_fingerprint,
+    card_token,
     decrypt,
     encrypt,
     is_token,
     mask,
-    new_token,
     normalize_pan,
 )
 
@@ -53,7 +56,6 @@ CARD_ITEM_SK = "card"
 MIN_EXP_YEAR = 2000
 MAX_EXP_YEAR = 2099
 MAX_TENANT_LENGTH = 128
-_TOKENIZE_ATTEMPTS = 5
 
 type Item = dict[str, AttributeValueTypeDef]
 
@@ -318,29 +320,15 @@ def open_sealed(
         raise VaultIntegrityError("stored vault data failed authentication") from None
 
 
-def put_new_items(ddb: DynamoDBClient, table: str, *items: Item) -> bool:
-    """Write items atomically, each only if it does not exist yet; False when any already did."""
-    condition = "attribute_not_exists(pk)"
+def put_new_item(ddb: DynamoDBClient, table: str, item: Item) -> bool:
+    """Write ``item`` only if it does not exist yet; False when it already did."""
     try:
-        ddb.transact_write_items(
-            TransactItems=[
-                {"Put": {"TableName": table, "Item": item, "ConditionExpression": condition}}
-                for item in items
-            ]
-        )
+        ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
     except ClientError as error:
-        if _error_code(error) == "TransactionCanceledException":
+        if _error_code(error) == "ConditionalCheckFailedException":
             return False
         raise
     return True
-
-
-def fingerprint_item(*, fingerprint: str, tenant: str, token: str, created_at: datetime) -> Item:
-    return {
-        **fingerprint_key(fingerprint, tenant),
-        "token": {"S": token},
-        "created_at": {"S": _iso(created_at)},
-    }
 
 
 def meta_item(data_key: DataKey, context: Mapping[str, str], created_at: datetime) -> Item:
@@ -452,40 +440,29 @@ class CardVault:
         def card(token: str) -> TokenizedCard:
             return TokenizedCard(token, card_mask.bin6, card_mask.last4, exp_month, exp_year, fingerprint)
 
-        existing = self._existing_token(fingerprint, tenant)
-        if existing is not None:
-            self._refresh_expiry(existing, tenant, exp_month, exp_year)
-            return card(existing)
-
-        context = card_context(tenant)
-        data_key = self._cache.encryption_key(context, self._keys)
-        for _ in range(_TOKENIZE_ATTEMPTS):
-            token = new_token(self._random_bytes)
+        token = card_token(self._fingerprint_key_bytes(), tenant, fingerprint)
+        existing = self._existing_token(token, fingerprint, tenant)
+        if existing is None:
+            data_key = self._cache.encryption_key(card_context(tenant), self._keys)
             sealed = encrypt(
                 digits.encode("ascii"),
                 data_key.plaintext,
                 sealing_context(tenant, token),
                 random_bytes=self._random_bytes,
             )
-            created_at = self._clock()
-            if self._put_new_card(
-                token_item(
-                    token=token,
-                    tenant=tenant,
-                    sealed=sealed,
-                    data_key=data_key,
-                    card=card(token),
-                    created_at=created_at,
-                ),
-                fingerprint_item(fingerprint=fingerprint, tenant=tenant, token=token, created_at=created_at),
-            ):
+            item = token_item(
+                token=token,
+                tenant=tenant,
+                sealed=sealed,
+                data_key=data_key,
+                card=card(token),
+                created_at=self._clock(),
+            )
+            if put_new_item(self._ddb, self._table, item):
                 return card(token)
-            # Lost a race (or conflicted) with a concurrent tokenization of the same card.
-            existing = self._existing_token(fingerprint, tenant, consistent=True)
-            if existing is not None:
-                self._refresh_expiry(existing, tenant, exp_month, exp_year)
-                return card(existing)
-        raise VaultError("could not store the card after repeated transaction conflicts")
+            existing = token  # a concurrent tokenization of the same card stored it first
+        self._refresh_expiry(existing, tenant, exp_month, exp_year)
+        return card(existing)
 
     def detokenize(self, token: str, *, tenant: str) -> str:
         """The PAN behind `token`, only for the tenant that tokenized it."""
@@ -512,19 +489,15 @@ class CardVault:
 
     # --- DynamoDB operations ----------------------------------------------------------------
 
-    def _existing_token(self, fingerprint: str, tenant: str, *, consistent: bool = False) -> str | None:
-        """The card's token, if stored. A fingerprint's link is written once and never changes, so
-        an eventually consistent read is enough: one that misses a new link only sends the caller
-        to the conditional write, which refuses, and then to a ``consistent`` read."""
-        response = self._ddb.get_item(
-            TableName=self._table, Key=fingerprint_key(fingerprint, tenant), ConsistentRead=consistent
-        )
-        item = response.get("Item")
-        return None if item is None else _read_string(item, "token")
-
-    def _put_new_card(self, card_item: Item, link_item: Item) -> bool:
-        """Write token and fingerprint items atomically; False if either already exists."""
-        return put_new_items(self._ddb, self._table, card_item, link_item)
+    def _existing_token(self, token: str, fingerprint: str, tenant: str) -> str | None:
+        """The card's token if it is stored: ``token`` itself, or the random one a link names (a card
+        vaulted before tokens were keyed). Eventually consistent reads are enough: a card's items
+        are written once, and a read that misses a new one only sends the caller to the conditional
+        write, which refuses."""
+        if "Item" in self._ddb.get_item(TableName=self._table, Key=token_key(token)):
+            return token
+        link = self._ddb.get_item(TableName=self._table, Key=fingerprint_key(fingerprint, tenant)).get("Item")
+        return None if link is None else _read_string(link, "token")
 
     def _refresh_expiry(self, token: str, tenant: str, exp_month: int, exp_year: int) -> None:
         """Record a later expiry (a reissued card); earlier or equal expiries are ignored."""

@@ -27,7 +27,7 @@ REDACTED_PAN = "[PAN]"
 
 RandomBytes = Callable[[int], bytes]
 
-_TOKEN_RANDOM_BYTES = 20  # 160 bits -> 32 base32 characters
+_TOKEN_BYTES = 20  # 160 bits -> 32 base32 characters
 _TOKEN_PATTERN = re.compile(rf"{TOKEN_PREFIX}[a-z2-7]{{32}}")
 # A run of ASCII digits where single spaces or dashes may separate digits ("4111 1111-1111 1111"),
 # or a whole RFC 4122 UUID (event and message ids), which is kept: its digit groups are not a
@@ -123,10 +123,20 @@ def decrypt(sealed: Sealed, data_key: bytes, context: Mapping[str, str]) -> byte
         raise DecryptionError("card data failed authentication") from None
 
 
-def new_token(random_bytes: RandomBytes = secrets.token_bytes) -> str:
-    """Opaque token: "tok_" + 32 lowercase base32 characters encoding 160 random bits."""
-    encoded = base64.b32encode(random_bytes(_TOKEN_RANDOM_BYTES)).decode("ascii")
-    return TOKEN_PREFIX + encoded.lower()
+def keyed_token_bits(key: bytes, purpose: str, tenant: str, fingerprint: str) -> bytes:
+    """160 bits naming one vaulted value of one tenant: HMAC-SHA256 of its identity under the vault's
+    fingerprint key. The same value and tenant always get the same token, so one conditional write
+    stores it (no link item, no transaction); without the key a token says nothing of the value."""
+    if len(key) < MIN_FINGERPRINT_KEY_BYTES:
+        raise ValueError(f"fingerprint key must be at least {MIN_FINGERPRINT_KEY_BYTES} bytes")
+    message = "\x00".join((purpose, tenant, fingerprint)).encode("utf-8")
+    return hmac.new(key, message, hashlib.sha256).digest()[:_TOKEN_BYTES]
+
+
+def card_token(fingerprint_key: bytes, tenant: str, fingerprint: str) -> str:
+    """Opaque token: "tok_" + 32 lowercase base32 characters of ``keyed_token_bits``."""
+    bits = keyed_token_bits(fingerprint_key, "card-token", tenant, fingerprint)
+    return TOKEN_PREFIX + base64.b32encode(bits).decode("ascii").lower()
 
 
 def is_token(value: str) -> bool:
