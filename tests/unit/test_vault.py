@@ -356,6 +356,30 @@ def test_concurrent_tokenization_converges_on_one_token(aws: Aws) -> None:
     assert item["exp_year"] == {"N": "2031"}  # the loser's later expiry still recorded
 
 
+class RecordingReads(HideFirstGet):
+    """Records each get_item's consistency; the first read of a pk prefix misses (not yet seen)."""
+
+    def __init__(self, client: DynamoDBClient, pk_prefix: str) -> None:
+        super().__init__(client, pk_prefix)
+        self.consistent: list[bool] = []
+
+    def get_item(self, **kwargs: Any) -> Any:
+        self.consistent.append(bool(kwargs.get("ConsistentRead")))
+        return super().get_item(**kwargs)
+
+
+def test_detokenize_reads_eventually_consistent_and_again_consistently_on_a_miss(aws: Aws) -> None:
+    card = make_vault(aws).vault.tokenize(VISA, 12, 2030, tenant="acme")
+    settled = RecordingReads(aws.dynamodb, "nothing-hidden")
+    make_vault(aws, dynamodb=settled).vault.detokenize(card.token, tenant="acme")
+    assert settled.consistent[-1:] == [False]  # one read, half the units
+    fresh = RecordingReads(aws.dynamodb, "token#")
+    assert make_vault(aws, dynamodb=fresh).vault.detokenize(card.token, tenant="acme") == VISA
+    assert fresh.hidden == 1 and fresh.consistent[-2:] == [False, True]
+    with pytest.raises(UnknownTokenError):
+        make_vault(aws).vault.detokenize("tok_" + "c" * 32, tenant="acme")
+
+
 def test_fingerprint_key_creation_is_race_safe(aws: Aws) -> None:
     first = make_vault(aws)
     first_card = first.vault.tokenize(VISA, 12, 2030, tenant="acme")

@@ -38,6 +38,7 @@ from paypipe.adapters.vault import (
     open_sealed,
     put_new_item,
     sealed_attributes,
+    stored_item,
     validate_tenant,
 )
 from paypipe.domain.tokenization import RandomBytes, encrypt, keyed_token_bits
@@ -159,9 +160,7 @@ class AccountVault:
         validate_tenant(tenant)
         if not token.startswith(ACCOUNT_TOKEN_PREFIX):
             raise UnknownTokenError("malformed account token")
-        item = self._ddb.get_item(TableName=self._table, Key=_token_key(token), ConsistentRead=True).get(
-            "Item"
-        )
+        item = stored_item(self._ddb, self._table, _token_key(token))
         if item is None:
             raise UnknownTokenError("unknown account token")
         plaintext = open_sealed(

@@ -320,6 +320,16 @@ def open_sealed(
         raise VaultIntegrityError("stored vault data failed authentication") from None
 
 
+def stored_item(ddb: DynamoDBClient, table: str, key: Item) -> Item | None:
+    """A vault item, read eventually consistent (half the units) and only on a miss consistently:
+    a token item never changes what it seals, so a stale copy opens the same value, and a miss may
+    only be a write of the last second or so."""
+    item = ddb.get_item(TableName=table, Key=key).get("Item")
+    if item is None:
+        item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+    return item
+
+
 def put_new_item(ddb: DynamoDBClient, table: str, item: Item) -> bool:
     """Write ``item`` only if it does not exist yet; False when it already did."""
     try:
@@ -469,9 +479,7 @@ class CardVault:
         validate_tenant(tenant)
         if not is_token(token):
             raise UnknownTokenError("malformed token")
-        item = self._ddb.get_item(TableName=self._table, Key=token_key(token), ConsistentRead=True).get(
-            "Item"
-        )
+        item = stored_item(self._ddb, self._table, token_key(token))
         if item is None:
             raise UnknownTokenError("unknown token")
         plaintext = open_sealed(
