@@ -4,17 +4,25 @@ function's sample holds."""
 
 import itertools
 import json
-import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from paypipe.adapters.account_vault import AccountVault
+from paypipe.adapters.account_vault import AccountVault, account_context
 from paypipe.adapters.ledger_store import LedgerStore
 from paypipe.adapters.payouts_store import PayoutsStore
-from paypipe.adapters.vault import CardVault, DataKeyCache, KmsKeyProvider
+from paypipe.adapters.vault import (
+    CardVault,
+    DataKeyCache,
+    KmsKeyProvider,
+    card_context,
+    sealed_attributes,
+    sealing_context,
+)
 from paypipe.domain import ledger, nacha, settlement
+from paypipe.domain.tokenization import encrypt
 from paypipe.embedded.runtime import EmbeddedPipeline
 from paypipe.embedded.samples import (
     PAYMENT_ID,
@@ -22,9 +30,7 @@ from paypipe.embedded.samples import (
     SAMPLE_PAN,
     SAMPLE_TOKEN,
     TENANT_ID,
-    sample_account_token_bytes,
     sample_chain,
-    sample_token_bytes,
     sqs_event,
 )
 from paypipe.embedded.template import load_template
@@ -82,29 +88,54 @@ def invoke_sqs(pipeline: EmbeddedPipeline, logical_id: str) -> list[ev.Event]:
 
 
 def seed_vaults_with_sample_card_and_account(pipeline: EmbeddedPipeline) -> None:
-    """Vaults that already hold the sample card and payee account under the sample tokens (as if
-    tokenized before)."""
+    """Vaults that hold the sample card and payee account under the sample tokens, as a vault from
+    before tokens were keyed holds them: the item under its random token and a link naming it."""
     env = pipeline.functions["DetokenizeFunction"].spec.environment
-    draws = iter([sample_token_bytes()])
-    vault = CardVault(
-        env["VAULT_TABLE"],
-        pipeline.session.client("dynamodb"),
-        KmsKeyProvider(pipeline.session.client("kms"), env["VAULT_KEY_ID"]),
-        DataKeyCache(),
-        random_bytes=lambda size: next(draws, None) or secrets.token_bytes(size),
+    table, ddb = env["VAULT_TABLE"], pipeline.session.client("dynamodb")
+    keys = KmsKeyProvider(pipeline.session.client("kms"), env["VAULT_KEY_ID"])
+    vault = CardVault(table, ddb, keys, DataKeyCache())
+    card = vault.tokenize(SAMPLE_PAN, 12, 2030, tenant=TENANT_ID)
+    context = card_context(TENANT_ID)
+    reseal = Reseal(ddb, table, keys, SAMPLE_PAN, context)
+    reseal.move(
+        (f"token#{card.token}", "card"), f"token#{SAMPLE_TOKEN}", sealing_context(TENANT_ID, SAMPLE_TOKEN)
     )
+    reseal.link((f"fingerprint#{card.fingerprint_ref}", f"tenant#{TENANT_ID}"), SAMPLE_TOKEN)
     assert vault.tokenize(SAMPLE_PAN, 12, 2030, tenant=TENANT_ID).token == SAMPLE_TOKEN
     payee = sample_chain().validated.data.payee
-    account_draws = iter([sample_account_token_bytes()])
-    accounts = AccountVault(
-        env["VAULT_TABLE"],
-        pipeline.session.client("dynamodb"),
-        KmsKeyProvider(pipeline.session.client("kms"), env["VAULT_KEY_ID"]),
-        DataKeyCache(),
-        random_bytes=lambda size: next(account_draws, None) or secrets.token_bytes(size),
-    )
+    accounts = AccountVault(table, ddb, keys, DataKeyCache())
+    account = accounts.tokenize(payee.routing_number, payee.account_number, tenant=TENANT_ID)
+    context = account_context(TENANT_ID)
+    reseal = Reseal(ddb, table, keys, payee.account_number, context)
+    sealing = {**context, "token": SAMPLE_ACCOUNT_TOKEN}
+    reseal.move((f"account#{account.token}", "account"), f"account#{SAMPLE_ACCOUNT_TOKEN}", sealing)
+    reseal.link((f"accountfp#{account.fingerprint}", f"tenant#{TENANT_ID}"), SAMPLE_ACCOUNT_TOKEN)
     token = accounts.tokenize(payee.routing_number, payee.account_number, tenant=TENANT_ID).token
     assert token == SAMPLE_ACCOUNT_TOKEN
+
+
+@dataclass(frozen=True)
+class Reseal:
+    """Moves a vaulted value to another token's item (sealed again for it) and links it there."""
+
+    ddb: Any
+    table: str
+    keys: KmsKeyProvider
+    value: str
+    context: dict[str, str]
+
+    def move(self, key: tuple[str, str], pk: str, sealing: dict[str, str]) -> None:
+        item_key = {"pk": {"S": key[0]}, "sk": {"S": key[1]}}
+        item = self.ddb.get_item(TableName=self.table, Key=item_key)["Item"]
+        self.ddb.delete_item(TableName=self.table, Key=item_key)
+        data_key = DataKeyCache().encryption_key(self.context, self.keys)
+        sealed = encrypt(self.value.encode("ascii"), data_key.plaintext, sealing)
+        moved = {**item, "pk": {"S": pk}, **sealed_attributes(sealed, data_key, self.context)}
+        self.ddb.put_item(TableName=self.table, Item=moved)
+
+    def link(self, key: tuple[str, str], token: str) -> None:
+        link = {"pk": {"S": key[0]}, "sk": {"S": key[1]}, "token": {"S": token}}
+        self.ddb.put_item(TableName=self.table, Item=link)
 
 
 def assert_nothing_parked(pipeline: EmbeddedPipeline) -> None:

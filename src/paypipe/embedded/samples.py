@@ -56,16 +56,6 @@ SAMPLE_INBOUND_KEY = "inbound/2026/11/06/returns-0001.ach"  # a bank file (see d
 _NAMESPACE = uuid.UUID("3f1c9a56-0b7e-4d7e-8f63-5a1d2c7b9e40")
 
 
-def sample_token_bytes() -> bytes:
-    """The random bytes the vault turns into SAMPLE_TOKEN (to seed a vault with the sample card)."""
-    return base64.b32decode(SAMPLE_TOKEN.removeprefix("tok_").upper())
-
-
-def sample_account_token_bytes() -> bytes:
-    """The random bytes the account vault turns into SAMPLE_ACCOUNT_TOKEN."""
-    return base64.b32decode(SAMPLE_ACCOUNT_TOKEN.removeprefix("acct_").upper())
-
-
 @dataclass(frozen=True)
 class SampleChain:
     requested: ev.PaymentRequested
