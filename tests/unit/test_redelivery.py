@@ -25,10 +25,11 @@ from paypipe.adapters.reviews_store import ReviewsStore
 from paypipe.adapters.vault import CardVault, DataKeyCache, KmsKeyProvider
 from paypipe.adapters.velocity_store import VelocityStore
 from paypipe.domain import fraud
+from paypipe.domain import ledger as ledger_module
 from paypipe.embedded.samples import SampleChain, sample_chain
 from paypipe.events import models as ev
 from paypipe.runtime.consumer import Consumer, Route
-from paypipe.steps import ach_batch, escrow_hold, tokenize
+from paypipe.steps import ach_batch, escrow_hold, release, tokenize
 from paypipe.steps import fraud as fraud_step
 from paypipe.steps.reviews import ReviewDesk
 from tests.tables import create_table
@@ -254,3 +255,20 @@ def test_ach_collect_other_content_for_the_payment_is_parked(make_step, chain):
     assert step.deliver(changed, "m2") == []
     assert step.parked() == ["IdempotencyConflict"]
     assert step.stored() == before
+
+
+def test_hold_expiry_redelivered_releases_once_and_publishes_the_same_release(make_step, chain):
+    dynamodb = boto3.client("dynamodb")
+    make_step("escrow_hold", escrow_routes(dynamodb)).deliver(chain.charged)
+    ledger = LedgerStore("ledger", dynamodb)
+    hold = ledger.get_hold(chain.charged.payment_id)
+    assert hold is not None
+    step = make_step(
+        "release", release.routes(release.ReleaseStep(ledger, PaymentsStore("payments", dynamodb)))
+    )
+    (released,) = assert_redelivery_repeats_itself(step, release.expiry_due(hold))
+    assert isinstance(released, ev.FundsReleased)
+    assert released.data.trigger is ev.ReleaseTrigger.HOLD_EXPIRED
+    assert released.data.amount_cents == hold.amount_cents
+    resolved = ledger.get_hold(chain.charged.payment_id)
+    assert resolved is not None and resolved.status is ledger_module.HoldStatus.EXPIRED_RELEASED

@@ -389,7 +389,7 @@ class ReleaseSweep:
         for payment_id in retry_throttled(lambda: self.ledger.due_holds(as_of, self.max_holds)):
             hold = self._readable(payment_id, as_of, set_aside)
             if hold is not None and hold.is_due(as_of):
-                expiries.append(self._expiry(hold))
+                expiries.append(expiry_due(hold))
         aged = self._aged(as_of, set_aside)
         result = self.events.publish([*expiries, *(event for event, _ in aged), *set_aside])
         if not result.ok:
@@ -420,15 +420,6 @@ class ReleaseSweep:
             )
             return None
 
-    def _expiry(self, hold: Hold) -> ev.Event:
-        return ev.HoldExpiryDue.create(
-            payment_id=hold.payment_id,
-            producer=STEP,
-            dedup_key=f"expiry:{hold.hold_until.isoformat()}",
-            occurred_at=hold.hold_until,
-            data=ev.HoldExpiryDueData(hold_until=hold.hold_until),
-        )
-
     def _aged(self, as_of: datetime, set_aside: list[ev.Event]) -> list[tuple[ev.Event, str]]:
         cutoff = as_of - self.dispute_max_age
         found: list[tuple[ev.Event, str]] = []
@@ -440,6 +431,17 @@ class ReleaseSweep:
                         (disputed_aged(payment_id, dispute, self.dispute_max_age), dispute.dispute_id)
                     )
         return found
+
+
+def expiry_due(hold: Hold) -> ev.Event:
+    """The sweep's command to release a hold past its hold-until time."""
+    return ev.HoldExpiryDue.create(
+        payment_id=hold.payment_id,
+        producer=STEP,
+        dedup_key=f"expiry:{hold.hold_until.isoformat()}",
+        occurred_at=hold.hold_until,
+        data=ev.HoldExpiryDueData(hold_until=hold.hold_until),
+    )
 
 
 def disputed_aged(payment_id: str, dispute: ledger.Dispute, max_age: timedelta) -> ev.Event:
@@ -472,25 +474,26 @@ def _step() -> ReleaseStep:
     )
 
 
+def routes(step: ReleaseStep) -> dict[str, Route]:
+    return {
+        # Keyed by the client's event: a command sent twice is two requests the ledger decides
+        # once (a second, contradictory one is refused with its reason, never parked). Their
+        # records keep the first answer: a later copy could meet another ledger state.
+        "ServiceCompleted": Route(
+            step.on_service_completed, business_key=_request_key, on_refused=step.on_refused
+        ),
+        "DisputeOpened": Route(step.on_dispute_opened, business_key=_request_key, on_refused=step.on_refused),
+        "DisputeResolved": Route(
+            step.on_dispute_resolved, business_key=_request_key, on_refused=step.on_refused
+        ),
+        # The sweep's own command needs no record: the ledger expires a hold once, and what a copy
+        # publishes is the stored resolution (or, the hold resolved otherwise, nothing).
+        "HoldExpiryDue": Route(step.on_expiry_due, idempotent=False),
+    }
+
+
 def build() -> Consumer:
-    step = _step()
-    return build_consumer(
-        STEP,
-        {
-            # Keyed by the client's event: a command sent twice is two requests the ledger decides
-            # once (a second, contradictory one is refused with its reason, never parked).
-            "ServiceCompleted": Route(
-                step.on_service_completed, business_key=_request_key, on_refused=step.on_refused
-            ),
-            "DisputeOpened": Route(
-                step.on_dispute_opened, business_key=_request_key, on_refused=step.on_refused
-            ),
-            "DisputeResolved": Route(
-                step.on_dispute_resolved, business_key=_request_key, on_refused=step.on_refused
-            ),
-            "HoldExpiryDue": Route(step.on_expiry_due),
-        },
-    )
+    return build_consumer(STEP, routes(_step()))
 
 
 def _request_key(event: ev.Event) -> str:
