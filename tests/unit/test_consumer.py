@@ -6,7 +6,7 @@ import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from paypipe.events import models as ev
-from paypipe.runtime.consumer import Consumer, Receipt, Route
+from paypipe.runtime.consumer import CompressedEvents, Consumer, Receipt, Route
 from paypipe.runtime.publisher import EventPublisher
 
 AT = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -183,6 +183,29 @@ def test_last_receive_parks_instead_of_failing(infra):
     [parked] = drain(infra["sqs"], infra["dlq"])
     assert parked["MessageAttributes"]["error_reason"]["StringValue"] == "RuntimeError"
     assert parked["MessageAttributes"]["receive_count"]["StringValue"] == "3"
+
+
+def test_a_record_keeps_its_events_compressed_and_a_plain_record_from_before_still_replays(infra):
+    handler = Recorder()
+    consumer = make_consumer(infra, handler)
+    body = bus_body(completed())
+    consumer.handle({"Records": [record(body, "m1")]})
+    [item] = infra["dynamodb"].scan(TableName="idem")["Items"]
+    stored = json.loads(item["data"]["S"])
+    assert list(stored) == ["events_zlib"]
+    first = [json.loads(m["Body"])["detail"] for m in drain(infra["sqs"], infra["tap"])]
+    assert CompressedEvents().from_dict(stored) == first
+    # A record written before the events were compressed: the plain list replays as it is.
+    infra["dynamodb"].update_item(
+        TableName="idem",
+        Key={"id": item["id"]},
+        UpdateExpression="SET #d = :plain",
+        ExpressionAttributeNames={"#d": "data"},
+        ExpressionAttributeValues={":plain": {"S": json.dumps(first)}},
+    )
+    consumer.handle({"Records": [record(body, "m2", receive_count=2)]})
+    assert handler.calls == 1
+    assert [json.loads(m["Body"])["detail"] for m in drain(infra["sqs"], infra["tap"])] == first
 
 
 def test_same_key_with_different_content_is_a_conflict(infra):

@@ -28,8 +28,10 @@ parking and partial batch failures work as for the steps.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -41,6 +43,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+from aws_lambda_powertools.utilities.idempotency.serialization.base import BaseIdempotencySerializer
 from pydantic import ValidationError
 
 from paypipe.events.models import (
@@ -182,6 +185,21 @@ def content_fingerprint(event: Event) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+class CompressedEvents(BaseIdempotencySerializer):
+    """A record's outgoing events as compressed JSON: most answers then fit the record in one write
+    unit (1 KB) instead of two. A record stored before as a plain list still reads."""
+
+    def to_dict(self, data: Any) -> dict[str, str]:
+        packed = zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 9)
+        return {"events_zlib": base64.b64encode(packed).decode("ascii")}
+
+    def from_dict(self, data: Any) -> list[dict[str, Any]]:
+        if isinstance(data, dict) and "events_zlib" in data:
+            loaded: list[dict[str, Any]] = json.loads(zlib.decompress(base64.b64decode(data["events_zlib"])))
+            return loaded
+        return list(data or [])
+
+
 def content_conflict(key: str) -> PermanentError:
     """The refusal of a business key already processed with different content (parked)."""
     return PermanentError("IdempotencyConflict", f"{key} was already processed with different content")
@@ -228,6 +246,7 @@ class Consumer:
                 data_keyword_argument="request",
                 persistence_store=idempotency_store,
                 config=self._idempotency_config,
+                output_serializer=CompressedEvents(),
             )(self._run_route)
 
     # -- Lambda entry -------------------------------------------------------------------------
