@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from paypipe.adapters.dynamo import put_once
 from paypipe.adapters.vault import (
     DataKey,
     DataKeyCache,
@@ -36,7 +37,6 @@ from paypipe.adapters.vault import (
     VaultIntegrityError,
     load_or_create_key,
     open_sealed,
-    put_new_item,
     sealed_attributes,
     stored_item,
     validate_tenant,
@@ -151,7 +151,7 @@ class AccountVault:
                 data_key=data_key,
             )
             # Refused only when a concurrent tokenization of the same account stored it first.
-            put_new_item(self._ddb, self._table, item)
+            put_once(self._ddb, self._table, item)
             existing = token
         return AccountToken(existing, account[-4:], fingerprint)
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from botocore.exceptions import ClientError
 
+from paypipe.adapters.dynamo import put_once
 from paypipe.domain.tokenization import (
     DecryptionError,
     InvalidCardError,
@@ -330,17 +331,6 @@ def stored_item(ddb: DynamoDBClient, table: str, key: Item) -> Item | None:
     return item
 
 
-def put_new_item(ddb: DynamoDBClient, table: str, item: Item) -> bool:
-    """Write ``item`` only if it does not exist yet; False when it already did."""
-    try:
-        ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-    except ClientError as error:
-        if _error_code(error) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
-
-
 def meta_item(data_key: DataKey, context: Mapping[str, str], created_at: datetime) -> Item:
     return {
         **meta_key(),
@@ -468,7 +458,7 @@ class CardVault:
                 card=card(token),
                 created_at=self._clock(),
             )
-            if put_new_item(self._ddb, self._table, item):
+            if put_once(self._ddb, self._table, item) is None:
                 return card(token)
             existing = token  # a concurrent tokenization of the same card stored it first
         self._refresh_expiry(existing, tenant, exp_month, exp_year)
