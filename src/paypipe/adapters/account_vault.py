@@ -35,6 +35,7 @@ from paypipe.adapters.vault import (
     KeyProvider,
     UnknownTokenError,
     VaultIntegrityError,
+    existing_token,
     load_or_create_key,
     open_sealed,
     sealed_attributes,
@@ -139,7 +140,9 @@ class AccountVault:
         key = self._fingerprint_key_bytes()
         fingerprint = account_fingerprint(routing_number, account, key)
         token = account_token(key, tenant, fingerprint)
-        existing = self._existing_token(token, fingerprint, tenant)
+        existing = existing_token(
+            self._ddb, self._table, token, _token_key(token), _fingerprint_key(fingerprint, tenant)
+        )
         if existing is None:
             data_key = self._cache.encryption_key(account_context(tenant), self._keys)
             item = self._item(
@@ -195,16 +198,6 @@ class AccountVault:
             "fingerprint": _s(fingerprint),
             "created_at": created,
         }
-
-    def _existing_token(self, token: str, fingerprint: str, tenant: str) -> str | None:
-        """The account's token if it is stored: ``token``, or the random one a link names (see
-        ``CardVault._existing_token``)."""
-        if "Item" in self._ddb.get_item(TableName=self._table, Key=_token_key(token)):
-            return token
-        link = self._ddb.get_item(TableName=self._table, Key=_fingerprint_key(fingerprint, tenant)).get(
-            "Item"
-        )
-        return None if link is None else link["token"]["S"]
 
     def _fingerprint_key_bytes(self) -> bytes:
         with self._lock:

@@ -321,6 +321,17 @@ def open_sealed(
         raise VaultIntegrityError("stored vault data failed authentication") from None
 
 
+def existing_token(ddb: DynamoDBClient, table: str, token: str, item_key: Item, link_key: Item) -> str | None:
+    """A vaulted value's token if it is stored: ``token`` (keyed) when its item is at ``item_key``,
+    or the random one the link at ``link_key`` names (a value vaulted before tokens were keyed).
+    Eventually consistent reads are enough: the items are written once, and a read that misses a
+    new one only sends the caller to the conditional write, which refuses."""
+    if "Item" in ddb.get_item(TableName=table, Key=item_key):
+        return token
+    link = ddb.get_item(TableName=table, Key=link_key).get("Item")
+    return None if link is None else _read_string(link, "token")
+
+
 def stored_item(ddb: DynamoDBClient, table: str, key: Item) -> Item | None:
     """A vault item, read eventually consistent (half the units) and only on a miss consistently:
     a token item never changes what it seals, so a stale copy opens the same value, and a miss may
@@ -441,7 +452,9 @@ class CardVault:
             return TokenizedCard(token, card_mask.bin6, card_mask.last4, exp_month, exp_year, fingerprint)
 
         token = card_token(self._fingerprint_key_bytes(), tenant, fingerprint)
-        existing = self._existing_token(token, fingerprint, tenant)
+        existing = existing_token(
+            self._ddb, self._table, token, token_key(token), fingerprint_key(fingerprint, tenant)
+        )
         if existing is None:
             data_key = self._cache.encryption_key(card_context(tenant), self._keys)
             sealed = encrypt(
@@ -486,16 +499,6 @@ class CardVault:
             raise VaultIntegrityError("stored card data failed authentication") from None
 
     # --- DynamoDB operations ----------------------------------------------------------------
-
-    def _existing_token(self, token: str, fingerprint: str, tenant: str) -> str | None:
-        """The card's token if it is stored: ``token`` itself, or the random one a link names (a card
-        vaulted before tokens were keyed). Eventually consistent reads are enough: a card's items
-        are written once, and a read that misses a new one only sends the caller to the conditional
-        write, which refuses."""
-        if "Item" in self._ddb.get_item(TableName=self._table, Key=token_key(token)):
-            return token
-        link = self._ddb.get_item(TableName=self._table, Key=fingerprint_key(fingerprint, tenant)).get("Item")
-        return None if link is None else _read_string(link, "token")
 
     def _refresh_expiry(self, token: str, tenant: str, exp_month: int, exp_year: int) -> None:
         """Record a later expiry (a reissued card); earlier or equal expiries are ignored."""
